@@ -1,0 +1,33 @@
+# SegViT optimisation: AdamW, no decay on norms, head lr x10, grad clip 35,
+# 1500 linear warm-up iterations from 1e-6 then poly decay (power 1.0),
+# 160k iterations (mmseg's stock 160k schedule otherwise).
+_base_ = ['mmseg::_base_/schedules/schedule_160k.py']
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=2e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    paramwise_cfg=dict(
+        custom_keys={
+            'norm': dict(decay_mult=0.0),
+            'ln': dict(decay_mult=0.0),
+            'head': dict(lr_mult=10.0)
+        }),
+    clip_grad=dict(max_norm=35, norm_type=2))
+warmup_iters = 1500
+max_iters = 160000
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=1e-6,
+        by_epoch=False,
+        begin=0,
+        end=warmup_iters),
+    dict(
+        type='PolyLR',
+        power=1.0,
+        eta_min=0.0,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max_iters)
+]

@@ -1,0 +1,11 @@
+"""mmseg_segvit: SegViT (NeurIPS 2022) for MMSegmentation 1.x.
+
+Importing the package registers its models and datasets in MMSegmentation's
+registries. The compatibility module comes first: it checks mmcv and makes
+mmseg importable on mmcv-lite before anything imports ``mmseg.models``.
+"""
+from . import compat  # noqa: F401  (must stay the first import)
+from . import datasets, models  # noqa: F401,E402
+from .version import __version__, version_info  # noqa: E402
+
+__all__ = ['__version__', 'version_info', 'compat', 'datasets', 'models']

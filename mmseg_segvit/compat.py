@@ -1,0 +1,192 @@
+"""Compatibility with the two mmcv flavours and with torch >= 2.6 loading.
+
+Imported first by :mod:`mmseg_segvit`. It does three things, each a no-op
+where it is not needed:
+
+1. :func:`check_mmcv` raises an error that says what to install when mmcv is
+   missing or outside the range MMSegmentation 1.x accepts.
+2. :func:`install_lite_ops` makes MMSegmentation importable on mmcv-lite.
+   mmcv-lite ships ``mmcv/ops`` without the compiled ``mmcv._ext``, so
+   ``import mmcv.ops`` fails, and mmseg 1.2 imports it unconditionally in a
+   few modules. When (and only when) ``mmcv._ext`` is absent, a light
+   ``mmcv.ops`` module is put in ``sys.modules``. It offers the pure-PyTorch
+   ``point_sample`` from mmcv-lite's own ``mmcv/ops/point_sample.py`` and
+   answers every other name with ``ModuleNotFoundError``, so mmseg's own
+   ``try/except ModuleNotFoundError`` guards take their fallback. With full
+   mmcv nothing is touched.
+3. :func:`allow_mmengine_checkpoint_types` keeps ``torch.load`` at
+   ``weights_only=True`` and allow-lists exactly the non-tensor types that
+   mmengine writes into a checkpoint (its ``HistoryBuffer`` and numpy
+   scalars/arrays in ``meta``), so ``mim test --checkpoint`` and ``--resume``
+   work under torch >= 2.6 without ever unpickling arbitrary objects.
+"""
+import importlib.util
+import os.path as osp
+import sys
+import types
+from typing import Callable, List
+
+__all__ = [
+    'MMCV_MIN', 'MMCV_MAX', 'check_mmcv', 'has_compiled_ops',
+    'install_lite_ops', 'allow_mmengine_checkpoint_types', 'apply'
+]
+
+# The range ``mmseg/__init__.py`` (1.2.x) asserts at import.
+MMCV_MIN = '2.0.0rc4'
+MMCV_MAX = '2.2.0'
+
+_INSTALL_HINT = (
+    "Install one mmcv flavour in the range mmsegmentation accepts "
+    f"(>={MMCV_MIN},<{MMCV_MAX}): on CPU-only machines "
+    f"`pip install \"mmcv-lite>={MMCV_MIN},<{MMCV_MAX}\"` "
+    "(or `pip install \"mmseg_segvit[lite]\"`); on GPU machines the compiled "
+    f"build `mim install \"mmcv>={MMCV_MIN},<{MMCV_MAX}\"`. "
+    'Never install both: mmcv-lite overwrites the files of full mmcv.')
+
+# Names mmseg imports from mmcv.ops at module level without a guard.
+_LITE_OPS_MESSAGE = (
+    "mmcv.ops.{name} needs mmcv's compiled ops (mmcv._ext), which mmcv-lite "
+    f"does not ship. Install full mmcv: mim install \"mmcv>={MMCV_MIN},"
+    f"<{MMCV_MAX}\" (uninstall mmcv-lite first).")
+
+
+def check_mmcv() -> str:
+    """Return the installed mmcv version or raise a clear ImportError."""
+    try:
+        import mmcv
+    except ImportError as err:
+        raise ImportError(f'mmseg_segvit needs mmcv, which is not installed. '
+                          f'{_INSTALL_HINT}') from err
+    from packaging.version import parse
+    version = getattr(mmcv, '__version__', '0')
+    if not parse(MMCV_MIN) <= parse(version) < parse(MMCV_MAX):
+        raise ImportError(
+            f'mmseg_segvit found mmcv {version}, outside the range '
+            f'mmsegmentation 1.x accepts. {_INSTALL_HINT}')
+    return version
+
+
+def has_compiled_ops() -> bool:
+    """True where mmcv's compiled extension (full mmcv) is installed."""
+    try:
+        return importlib.util.find_spec('mmcv._ext') is not None
+    except ImportError:
+        return False
+
+
+class _LiteOps(types.ModuleType):
+    """Stand-in for ``mmcv.ops`` on mmcv-lite.
+
+    Unknown names raise ``ModuleNotFoundError`` (the error mmseg's import
+    guards catch) with a message that says how to get the real op.
+    """
+
+    def __getattr__(self, name: str):
+        if name.startswith('__'):
+            raise AttributeError(name)
+        raise ModuleNotFoundError(
+            _LITE_OPS_MESSAGE.format(name=name), name='mmcv._ext')
+
+
+def _needs_compiled(name: str) -> Callable:
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError(_LITE_OPS_MESSAGE.format(name=name))
+
+    unavailable.__name__ = name
+    return unavailable
+
+
+def install_lite_ops() -> bool:
+    """Put a light ``mmcv.ops`` in ``sys.modules`` when mmcv-lite is used.
+
+    Returns:
+        bool: True if the light module was installed (now or earlier).
+    """
+    current = sys.modules.get('mmcv.ops')
+    if isinstance(current, _LiteOps):
+        return True
+    if current is not None or has_compiled_ops():
+        return False
+    import mmcv
+    path = osp.join(osp.dirname(mmcv.__file__), 'ops', 'point_sample.py')
+    spec = importlib.util.spec_from_file_location('mmcv.ops.point_sample',
+                                                  path)
+    point_sample_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(point_sample_mod)
+
+    ops = _LiteOps('mmcv.ops', 'mmcv.ops of mmcv-lite: pure-PyTorch ops only')
+    ops.__file__ = path
+    ops.point_sample = point_sample_mod.point_sample
+    ops.bilinear_grid_sample = point_sample_mod.bilinear_grid_sample
+    ops.SimpleRoIAlign = point_sample_mod.SimpleRoIAlign
+    # Imported unguarded by mmseg's FocalLoss, which calls it only for CUDA
+    # tensors; calling it here says what to install.
+    ops.sigmoid_focal_loss = _needs_compiled('sigmoid_focal_loss')
+    sys.modules['mmcv.ops.point_sample'] = point_sample_mod
+    sys.modules['mmcv.ops'] = ops
+    mmcv.ops = ops
+    return True
+
+
+def _history_buffer_getattr(obj: object, name: str) -> object:
+    """The one ``getattr`` an mmengine checkpoint needs.
+
+    ``HistoryBuffer`` pickles its statistics methods (``min``, ``max``, ...)
+    as ``getattr(HistoryBuffer, 'min')``. Loading may do that lookup and
+    nothing else: any other object or name is refused.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+        return getattr(obj, name)
+    raise RuntimeError(
+        f'refused to look up {name!r} on {obj!r} while loading a checkpoint '
+        'with weights_only=True: only HistoryBuffer statistics are allowed')
+
+
+def mmengine_checkpoint_types() -> List[object]:
+    """The non-tensor globals that mmengine 0.10 writes into checkpoints.
+
+    ``HistoryBuffer`` (message hub state), the bound statistics methods it
+    holds (through :func:`_history_buffer_getattr`), and numpy scalars and
+    arrays of numeric dtypes (seeds, logged values).
+    """
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    numeric = [
+        t for t in set(np.sctypeDict.values())
+        if issubclass(t, (np.number, np.bool_))
+    ]
+    dtype_classes = {type(np.dtype(t)) for t in numeric}
+    return [
+        HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'), scalar,
+        _reconstruct, np.ndarray, np.dtype,
+        *sorted(dtype_classes, key=lambda c: c.__name__)
+    ]
+
+
+def allow_mmengine_checkpoint_types() -> bool:
+    """Allow-list mmengine's checkpoint types for ``weights_only`` loading.
+
+    Returns:
+        bool: False on torch versions without ``add_safe_globals``.
+    """
+    import torch.serialization as serialization
+    if not hasattr(serialization, 'add_safe_globals'):
+        return False
+    serialization.add_safe_globals(mmengine_checkpoint_types())
+    return True
+
+
+def apply() -> None:
+    """Run every compatibility step; safe to call more than once."""
+    check_mmcv()
+    install_lite_ops()
+    allow_mmengine_checkpoint_types()
+
+
+apply()

@@ -1,0 +1,4 @@
+"""Decode heads."""
+from .atm_head import ATMHead
+
+__all__ = ['ATMHead']

@@ -1,0 +1,284 @@
+"""ATMHead: SegViT's Attention-to-Mask decode head."""
+from itertools import accumulate
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import constant_init, trunc_normal_init
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.losses import accuracy
+from mmseg.registry import MODELS
+from mmseg.utils import SampleList
+from torch import Tensor
+
+from ..layers import ATMDecoder
+
+__all__ = ['ATMHead']
+
+Grid = Tuple[int, int]
+HeadOutput = Tuple[Tensor, Tensor]
+
+
+@MODELS.register_module()
+class ATMHead(BaseDecodeHead):
+    """Attention-to-Mask head of SegViT (Zhang et al., NeurIPS 2022).
+
+    One learnable query per class is refined stage after stage by a small
+    transformer decoder attending to a backbone stage (the deepest stage
+    first). The head-averaged similarity between queries and tokens in the
+    last cross-attention of each stage is that stage's mask; a linear layer
+    gives K + 1 class logits per query (the last one is "no object").
+    Inference combines them: ``softmax(cls)[..., :K]`` weighs
+    ``sigmoid(mask)`` per class.
+
+    ``forward`` returns the class logits and masks of every supervised
+    output; ``loss_by_feat`` applies :class:`ATMLoss` to them and
+    ``predict_by_feat`` turns the last one into (B, K, H, W) logits, so stock
+    ``EncoderDecoder`` training, whole and slide inference work unchanged.
+
+    Args:
+        in_channels (int | Sequence[int]): Channels of each used input; an
+            int means the same for every stage.
+        channels (int, optional): Kept for ``BaseDecodeHead``; defaults to
+            ``embed_dims``. Unused otherwise.
+        num_classes (int): K, also the number of queries.
+        embed_dims (int): Width D of queries and decoders. Default: 384.
+        num_layers (int): Decoder layers per stage. Default: 3.
+        num_heads (int): Attention heads. Default: 8.
+        use_stages (int): How many inputs are used: the first
+            ``use_stages`` of ``in_index``. Default: 3.
+        in_index (int | Sequence[int], optional): Which backbone outputs
+            feed the head, shallow to deep. Default: ``range(use_stages)``.
+        use_proj (bool): Project each stage with Linear(C -> D) + LayerNorm.
+            If False the inputs must already have D channels. Default: True.
+        mask_mode (str): ``'cumulative'``: one output per stage whose mask is
+            the sum of the masks of the stages so far (the ATM head).
+            ``'per_layer'``: one output per decoder layer, masks not summed
+            (the head of the Shrunk model). Default: 'cumulative'.
+        ffn_ratio (int): FFN width as a multiple of D. Default: 4.
+        dropout (float): Dropout in the decoder layers. Default: 0.1.
+        loss_decode (dict): Config of the loss. Default: ``ATMLoss``.
+        dropout_ratio (float): Dropout of ``BaseDecodeHead``'s classifier,
+            which this head does not have. Default: 0.
+        init_cfg (dict, optional): Unused; see :meth:`init_weights`.
+        **kwargs: Other arguments of ``BaseDecodeHead`` (``ignore_index``,
+            ``align_corners``, ...).
+    """
+
+    def __init__(self,
+                 in_channels: Union[int, Sequence[int]],
+                 channels: Optional[int] = None,
+                 *,
+                 num_classes: int,
+                 embed_dims: int = 384,
+                 num_layers: int = 3,
+                 num_heads: int = 8,
+                 use_stages: int = 3,
+                 in_index: Optional[Union[int, Sequence[int]]] = None,
+                 use_proj: bool = True,
+                 mask_mode: str = 'cumulative',
+                 ffn_ratio: int = 4,
+                 dropout: float = 0.1,
+                 loss_decode: dict = dict(type='ATMLoss'),
+                 dropout_ratio: float = 0.0,
+                 init_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
+        if in_index is None:
+            in_index = list(range(use_stages))
+        in_index = [in_index] if isinstance(in_index, int) else list(in_index)
+        if not 1 <= use_stages <= len(in_index):
+            raise ValueError(f'use_stages ({use_stages}) must be between 1 '
+                             f'and the number of inputs in in_index '
+                             f'({len(in_index)})')
+        in_index = in_index[:use_stages]
+        if isinstance(in_channels, int):
+            in_channels = [in_channels] * use_stages
+        in_channels = list(in_channels)[:use_stages]
+        if len(in_channels) != use_stages:
+            raise ValueError(f'in_channels lists {len(in_channels)} stages '
+                             f'but use_stages is {use_stages}')
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                             f'num_heads ({num_heads})')
+        if mask_mode not in ('cumulative', 'per_layer'):
+            raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
+                             f' got {mask_mode!r}')
+        if not use_proj and any(c != embed_dims for c in in_channels):
+            raise ValueError(f'use_proj=False needs inputs with embed_dims '
+                             f'({embed_dims}) channels, got {in_channels}')
+        super().__init__(
+            in_channels,
+            embed_dims if channels is None else channels,
+            num_classes=num_classes,
+            in_index=in_index,
+            input_transform='multiple_select',
+            loss_decode=loss_decode,
+            dropout_ratio=dropout_ratio,
+            init_cfg=init_cfg,
+            **kwargs)
+        del self.conv_seg  # masks and class logits replace the classifier
+        if isinstance(self.loss_decode, nn.ModuleList):
+            raise TypeError('ATMHead takes one loss config (ATMLoss), not a '
+                            'list')
+        self.embed_dims = embed_dims
+        self.use_stages = use_stages
+        self.mask_mode = mask_mode
+
+        # Stage i works on the i-th deepest input.
+        deep_first = in_channels[::-1]
+        self.input_projs = nn.ModuleList(
+            nn.Linear(c, embed_dims) if use_proj else nn.Identity()
+            for c in deep_first)
+        self.proj_norms = nn.ModuleList(
+            nn.LayerNorm(embed_dims) if use_proj else nn.Identity()
+            for _ in deep_first)
+        self.decoders = nn.ModuleList(
+            ATMDecoder(
+                num_layers,
+                embed_dims=embed_dims,
+                num_heads=num_heads,
+                ffn_ratio=ffn_ratio,
+                dropout=dropout) for _ in deep_first)
+        self.q = nn.Embedding(num_classes, embed_dims)
+        self.class_embed = nn.Linear(embed_dims, num_classes + 1)
+
+    def init_weights(self) -> None:
+        """Truncated-normal (std 0.02) linear layers, unit LayerNorms."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_init(m, std=0.02, bias=0)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, val=1.0, bias=0.0)
+        self._is_init = True
+
+    def _to_tokens(self, inputs: Sequence) -> List[Tuple[Tensor, Grid]]:
+        """Bring each selected input to tokens with its grid, deepest first.
+
+        An input is a (B, C, H, W) map or a pair ``(tokens, (H, W))`` with
+        tokens of shape (B, H * W, C).
+        """
+        selected = self._transform_inputs(inputs)
+        out = []
+        for idx, x, channels in zip(self.in_index, selected,
+                                    self.in_channels):
+            if isinstance(x, (tuple, list)):
+                tokens, grid = x
+                grid = (int(grid[0]), int(grid[1]))
+                if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
+                    raise ValueError(
+                        f'ATMHead input {idx}: tokens of shape '
+                        f'{tuple(tokens.shape)} do not fit the grid {grid}')
+            elif isinstance(x, Tensor) and x.dim() == 4:
+                grid = (x.shape[2], x.shape[3])
+                tokens = x.flatten(2).transpose(1, 2)
+            else:
+                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+                raise ValueError(
+                    f'ATMHead input {idx} must be a (B, C, H, W) map or '
+                    f'(tokens (B, N, C), (H, W)), got {shape}; token '
+                    'sequences need their grid size')
+            if tokens.shape[-1] != channels:
+                raise ValueError(
+                    f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
+                    f'in_channels says {channels}: set in_channels to the '
+                    'backbone output channels')
+            out.append((tokens, grid))
+        return out[::-1]
+
+    def forward(self, inputs: Sequence) -> HeadOutput:
+        """Compute the class logits and masks of every supervised output.
+
+        Args:
+            inputs (Sequence): Backbone outputs: (B, C, H, W) maps or
+                ``(tokens (B, H*W, C), (H, W))`` pairs.
+
+        Returns:
+            tuple: ``cls_logits`` of shape (L, B, K, K + 1) and
+            ``mask_logits`` of shape (L, B, K, h, w) on the grid of the last
+            (shallowest) stage; L is the number of supervised outputs and
+            the last one is the prediction.
+        """
+        stages = self._to_tokens(inputs)
+        batch = stages[0][0].shape[0]
+        query = self.q.weight.unsqueeze(0).expand(batch, -1, -1)
+        all_cls, all_masks = [], []
+        per_layer = self.mask_mode == 'per_layer'
+        for (tokens, grid), proj, norm, decoder in zip(
+                stages, self.input_projs, self.proj_norms, self.decoders):
+            lateral = norm(proj(tokens))
+            queries, masks = decoder(query, lateral, all_layers=per_layer)
+            query = queries[-1]
+            all_cls.extend(self.class_embed(q) for q in queries)
+            all_masks.extend(m.unflatten(2, grid) for m in masks)
+        size = all_masks[-1].shape[-2:]
+        all_masks = [
+            m if m.shape[-2:] == size else F.interpolate(
+                m, size=size, mode='bilinear', align_corners=False)
+            for m in all_masks
+        ]
+        if self.mask_mode == 'cumulative':
+            all_masks = list(accumulate(all_masks))
+        return torch.stack(all_cls), torch.stack(all_masks)
+
+    @staticmethod
+    def semantic_inference(cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
+        """Per-class scores from class logits and masks.
+
+        Args:
+            cls_logits (Tensor): (B, Q, K + 1).
+            mask_logits (Tensor): (B, Q, H, W).
+
+        Returns:
+            Tensor: (B, K, H, W).
+        """
+        cls_prob = F.softmax(cls_logits, dim=-1)[..., :-1]
+        return torch.einsum('bqc,bqhw->bchw', cls_prob, mask_logits.sigmoid())
+
+    def predict_by_feat(self, seg_logits: HeadOutput,
+                        batch_img_metas: List[dict]) -> Tensor:
+        """Turn the last output into (B, K, H, W) logits at the input size.
+
+        The masks are resized to the input (the crop in slide inference)
+        before the per-class combination, as in the official model.
+        """
+        cls_logits, mask_logits = seg_logits
+        meta = batch_img_metas[0]
+        if isinstance(meta['img_shape'], torch.Size):  # slide inference
+            size = meta['img_shape']
+        elif 'pad_shape' in meta:
+            size = meta['pad_shape'][:2]
+        else:
+            size = meta['img_shape']
+        masks = F.interpolate(
+            mask_logits[-1],
+            size=tuple(size),
+            mode='bilinear',
+            align_corners=self.align_corners)
+        return self.semantic_inference(cls_logits[-1], masks)
+
+    def loss_by_feat(self, seg_logits: HeadOutput,
+                     batch_data_samples: SampleList) -> dict:
+        """ATMLoss on every output (in fp32, also under autocast) and the
+        pixel accuracy of the prediction."""
+        cls_logits, mask_logits = seg_logits
+        seg_label = self._stack_batch_gt(batch_data_samples).squeeze(1)
+        with torch.autocast(device_type=cls_logits.device.type,
+                            enabled=False):
+            cls_logits = cls_logits.float()
+            mask_logits = mask_logits.float()
+            losses = self.loss_decode(
+                cls_logits,
+                mask_logits,
+                seg_label,
+                ignore_index=self.ignore_index)
+            with torch.no_grad():
+                masks = F.interpolate(
+                    mask_logits[-1],
+                    size=seg_label.shape[-2:],
+                    mode='bilinear',
+                    align_corners=self.align_corners)
+                pred = self.semantic_inference(cls_logits[-1], masks)
+                losses['acc_seg'] = accuracy(
+                    pred, seg_label, ignore_index=self.ignore_index)
+        return losses

@@ -1,0 +1,4 @@
+"""Losses."""
+from .atm_loss import ATMLoss
+
+__all__ = ['ATMLoss']

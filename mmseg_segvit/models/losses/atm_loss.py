@@ -1,0 +1,242 @@
+"""ATMLoss: the SegViT loss on class logits and attention-to-mask maps."""
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine import dist
+from mmseg.registry import MODELS
+from torch import Tensor
+
+__all__ = ['ATMLoss', 'sigmoid_focal_loss', 'dice_loss', 'present_classes']
+
+
+def sigmoid_focal_loss(logits: Tensor,
+                       targets: Tensor,
+                       alpha: float = 0.25,
+                       gamma: float = 2.0) -> Tensor:
+    """Sigmoid focal loss averaged over pixels.
+
+    Args:
+        logits (Tensor): Mask logits, shape (..., M, P).
+        targets (Tensor): Binary targets broadcastable to ``logits``.
+
+    Returns:
+        Tensor: Loss per mask, shape (..., M).
+    """
+    prob = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(
+        logits, targets.expand_as(logits), reduction='none')
+    p_t = prob * targets + (1 - prob) * (1 - targets)
+    loss = ce * (1 - p_t)**gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return loss.mean(dim=-1)
+
+
+def dice_loss(logits: Tensor, targets: Tensor, smooth: float = 1.0) -> Tensor:
+    """Dice loss on sigmoid probabilities.
+
+    Args:
+        logits (Tensor): Mask logits, shape (..., M, P).
+        targets (Tensor): Binary targets broadcastable to ``logits``.
+
+    Returns:
+        Tensor: Loss per mask, shape (..., M).
+    """
+    prob = logits.sigmoid()
+    numerator = 2 * (prob * targets).sum(-1)
+    denominator = prob.sum(-1) + targets.sum(-1)
+    return 1 - (numerator + smooth) / (denominator + smooth)
+
+
+def present_classes(seg_label: Tensor, num_classes: int,
+                    ignore_index: int) -> Tensor:
+    """Which classes appear in each label map.
+
+    Args:
+        seg_label (Tensor): Labels, shape (B, H, W).
+        num_classes (int): K.
+        ignore_index (int): Label value that marks unlabelled pixels.
+
+    Returns:
+        Tensor: Bool tensor of shape (B, K).
+
+    Raises:
+        ValueError: If a label is neither ``ignore_index`` nor in [0, K).
+    """
+    valid = seg_label != ignore_index
+    bad = valid & ((seg_label < 0) | (seg_label >= num_classes))
+    if bad.any():
+        value = seg_label[bad][0].item()
+        raise ValueError(
+            f'label value {value} is outside [0, {num_classes}) and is not '
+            f'ignore_index ({ignore_index}): check num_classes or the '
+            'dataset (reduce_zero_label)')
+    index = torch.where(valid, seg_label, num_classes).flatten(1).long()
+    present = seg_label.new_zeros((seg_label.shape[0], num_classes + 1),
+                                  dtype=torch.bool)
+    present.scatter_(1, index, True)
+    return present[:, :num_classes]
+
+
+@MODELS.register_module()
+class ATMLoss(nn.Module):
+    """SegViT's loss for :class:`ATMHead` outputs.
+
+    Query ``i`` is fixed to class ``i`` (no Hungarian matching). For every
+    output (the final one and each auxiliary one):
+
+    - ``loss_ce``: cross-entropy over K + 1 classes for every query; queries
+      of classes absent from the image target the "no object" class, whose
+      weight is ``eos_coef``.
+    - ``loss_mask``: sigmoid focal loss on the masks of present classes
+      (mean over pixels, summed over masks).
+    - ``loss_dice``: dice loss on the same masks.
+
+    Mask terms are divided by the number of present masks averaged over
+    processes (at least 1). Masks are resized bilinearly to the label size.
+    Auxiliary outputs are named ``loss_ce_{i}`` etc., ``i`` counting from the
+    first output.
+
+    Args:
+        num_classes (int, optional): K. Checked against the logits if given.
+        dec_layers (int, optional): Number of outputs supervised. Checked
+            against the logits if given.
+        cls_weight (float): Weight of ``loss_ce``. Default: 1.0.
+        mask_weight (float): Weight of ``loss_mask``. Default: 20.0.
+        dice_weight (float): Weight of ``loss_dice``. Default: 1.0.
+        eos_coef (float): Class weight of "no object". Default: 0.1.
+        focal_alpha (float): Focal loss alpha. Default: 0.25.
+        focal_gamma (float): Focal loss gamma. Default: 2.0.
+        loss_weight (float): Multiplies every term. Default: 1.0.
+        loss_name (str): Name of the module, for mmseg's loss listing.
+            Default: 'loss_atm'.
+    """
+
+    def __init__(self,
+                 num_classes: Optional[int] = None,
+                 dec_layers: Optional[int] = None,
+                 cls_weight: float = 1.0,
+                 mask_weight: float = 20.0,
+                 dice_weight: float = 1.0,
+                 eos_coef: float = 0.1,
+                 focal_alpha: float = 0.25,
+                 focal_gamma: float = 2.0,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_atm') -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.dec_layers = dec_layers
+        self.cls_weight = cls_weight
+        self.mask_weight = mask_weight
+        self.dice_weight = dice_weight
+        self.eos_coef = eos_coef
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.loss_weight = loss_weight
+        self._loss_name = loss_name
+
+    @property
+    def loss_name(self) -> str:
+        return self._loss_name
+
+    def _check(self, cls_logits: Tensor, mask_logits: Tensor) -> int:
+        if cls_logits.dim() != 4 or mask_logits.dim() != 5:
+            raise ValueError(
+                'ATMLoss expects class logits (L, B, Q, K + 1) and mask '
+                f'logits (L, B, Q, h, w), got {tuple(cls_logits.shape)} '
+                f'and {tuple(mask_logits.shape)}')
+        num_outputs, _, num_queries, k1 = cls_logits.shape
+        num_classes = k1 - 1
+        if num_queries != num_classes:
+            raise ValueError(
+                f'ATMLoss assigns query i to class i, so it needs one query '
+                f'per class: got {num_queries} queries and {num_classes} '
+                'classes')
+        if mask_logits.shape[:3] != cls_logits.shape[:3]:
+            raise ValueError('class logits and mask logits disagree: '
+                             f'{tuple(cls_logits.shape)} vs '
+                             f'{tuple(mask_logits.shape)}')
+        if self.num_classes is not None and self.num_classes != num_classes:
+            raise ValueError(f'ATMLoss was built with num_classes='
+                             f'{self.num_classes} but the head predicts '
+                             f'{num_classes} classes')
+        if self.dec_layers is not None and self.dec_layers != num_outputs:
+            raise ValueError(f'ATMLoss was built with dec_layers='
+                             f'{self.dec_layers} but the head gives '
+                             f'{num_outputs} outputs')
+        return num_classes
+
+    @staticmethod
+    def _average_num_masks(num_masks: int, device: torch.device) -> float:
+        """Number of masks averaged over processes, at least 1."""
+        total = torch.tensor(float(num_masks), device=device)
+        dist.all_reduce(total, op='sum')
+        return max(total.item() / dist.get_world_size(), 1.0)
+
+    def forward(self,
+                cls_logits: Tensor,
+                mask_logits: Tensor,
+                seg_label: Tensor,
+                ignore_index: int = 255) -> Dict[str, Tensor]:
+        """Compute the losses.
+
+        Args:
+            cls_logits (Tensor): Class logits per output, (L, B, Q, K + 1).
+            mask_logits (Tensor): Mask logits per output, (L, B, Q, h, w).
+            seg_label (Tensor): Labels, shape (B, H, W).
+            ignore_index (int): Unlabelled pixels. Default: 255.
+
+        Returns:
+            dict[str, Tensor]: Weighted loss terms.
+        """
+        num_classes = self._check(cls_logits, mask_logits)
+        num_outputs, batch, num_queries = cls_logits.shape[:3]
+        present = present_classes(seg_label, num_classes, ignore_index)
+        b_idx, c_idx = present.nonzero(as_tuple=True)
+        num_masks = self._average_num_masks(len(b_idx), cls_logits.device)
+
+        # Classification: present classes target themselves, others EOS.
+        target = torch.full((batch, num_queries),
+                            num_classes,
+                            dtype=torch.long,
+                            device=cls_logits.device)
+        target[b_idx, c_idx] = c_idx
+        class_weight = cls_logits.new_ones(num_classes + 1)
+        class_weight[-1] = self.eos_coef
+        loss_ce = torch.stack([
+            F.cross_entropy(logits.transpose(1, 2), target, class_weight)
+            for logits in cls_logits
+        ])
+
+        # Masks of present classes only, resized once to the label size.
+        height, width = seg_label.shape[-2:]
+        if len(b_idx) > 0:
+            pred = mask_logits[:, b_idx, c_idx]  # (L, M, h, w)
+            if pred.shape[-2:] != (height, width):
+                pred = F.interpolate(
+                    pred,
+                    size=(height, width),
+                    mode='bilinear',
+                    align_corners=False)
+            pred = pred.flatten(2)  # (L, M, H*W)
+            gt = (seg_label[b_idx] == c_idx[:, None, None]).flatten(1)
+            gt = gt.to(pred.dtype)  # (M, H*W)
+            loss_mask = sigmoid_focal_loss(pred, gt, self.focal_alpha,
+                                           self.focal_gamma).sum(-1)
+            loss_dice = dice_loss(pred, gt).sum(-1)
+            loss_mask = loss_mask / num_masks
+            loss_dice = loss_dice / num_masks
+        else:  # nothing labelled: zero, but keep the graph for DDP
+            loss_mask = loss_dice = mask_logits.sum((1, 2, 3, 4)) * 0
+
+        losses = {}
+        terms = (('loss_ce', loss_ce, self.cls_weight),
+                 ('loss_mask', loss_mask, self.mask_weight),
+                 ('loss_dice', loss_dice, self.dice_weight))
+        for name, values, weight in terms:
+            for i in range(num_outputs):
+                key = name if i == num_outputs - 1 else f'{name}_{i}'
+                losses[key] = values[i] * weight * self.loss_weight
+        return losses

@@ -1,0 +1,53 @@
+"""mmseg_segvit: SegViT (NeurIPS 2022) for MMSegmentation 1.x."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def read_version() -> str:
+    scope = {}
+    with open(osp.join(HERE, 'mmseg_segvit', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+# mmcv comes in two flavours with the same import name: pick one extra.
+# Installing mmcv-lite over a full mmcv overwrites its compiled ops.
+MMCV_RANGE = '>=2.0.0rc4,<2.2.0'  # what mmsegmentation 1.2 accepts
+
+setup(
+    name='mmseg_segvit',
+    version=read_version(),
+    description='SegViT: semantic segmentation with plain vision '
+    'transformers, for MMSegmentation 1.x',
+    long_description=open(osp.join(HERE, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.9',
+    packages=find_packages(include=['mmseg_segvit', 'mmseg_segvit.*']),
+    install_requires=[
+        'torch>=1.13',
+        'timm>=0.9',
+        'numpy',
+        'mmengine>=0.10.0,<1.0',
+        'mmsegmentation>=1.2.0,<1.3',
+        # imported by mmseg/utils/tokenizer.py but not declared by mmseg
+        'ftfy',
+        'regex',
+        'openmim>=0.3.9',
+        # mmengine 0.10 imports pkg_resources, removed in setuptools 81
+        'setuptools<81',
+    ],
+    extras_require={
+        'lite': [f'mmcv-lite{MMCV_RANGE}'],
+        'full': [f'mmcv{MMCV_RANGE}'],
+        'tests': ['pytest>=7', 'hypothesis>=6'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+    ],
+)

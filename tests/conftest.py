@@ -1,0 +1,26 @@
+"""Shared fixtures. mmseg_segvit is imported first, as a config would."""
+import os.path as osp
+
+import mmseg_segvit  # noqa: F401  (compat before mmseg.models)
+import pytest
+import torch
+from mmseg.utils import register_all_modules
+
+register_all_modules(init_default_scope=True)
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
+                       'segvit_vit-t8_1xb8-2k_shapes-128x128.py')
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope='session')
+def demo_data_root(tmp_path_factory):
+    """The demo dataset, generated once per test session."""
+    from mmseg_segvit.datasets import generate_shapes_dataset
+    root = str(tmp_path_factory.mktemp('data') / 'segvit_shapes')
+    return generate_shapes_dataset(root)

@@ -1,0 +1,136 @@
+import math
+
+import pytest
+import torch
+
+from mmseg_segvit.models.losses import ATMLoss
+from mmseg_segvit.models.losses.atm_loss import present_classes
+
+
+def _sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def _focal(logit, t, alpha=0.25, gamma=2.0):
+    p = _sigmoid(logit)
+    ce = -(t * math.log(p) + (1 - t) * math.log(1 - p))
+    p_t = p * t + (1 - p) * (1 - t)
+    a_t = alpha * t + (1 - alpha) * (1 - t)
+    return a_t * ce * (1 - p_t)**gamma
+
+
+def _dice(logits, targets):
+    p = [_sigmoid(x) for x in logits]
+    num = 2 * sum(a * b for a, b in zip(p, targets))
+    return 1 - (num + 1) / (sum(p) + sum(targets) + 1)
+
+
+def _ce(logits, target, weights):
+    z = [math.exp(v) for v in logits]
+    return -math.log(z[target] / sum(z)), weights[target]
+
+
+def test_known_2x2_case_by_hand():
+    # 2 classes, one image: class 0 top row, class 1 bottom-left, ignore.
+    label = torch.tensor([[[0, 0], [1, 255]]])
+    masks = torch.tensor([[[[[2.0, -1.0], [0.5, 1.0]],
+                             [[-2.0, 0.0], [3.0, -1.5]]]]])
+    cls = torch.tensor([[[[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]]])
+    losses = ATMLoss(num_classes=2)(cls, masks, label, ignore_index=255)
+
+    weights = [1.0, 1.0, 0.1]
+    (l0, w0), (l1, w1) = _ce([1.0, 0.0, -1.0], 0, weights), _ce(
+        [0.5, 2.0, 0.0], 1, weights)
+    ce = (w0 * l0 + w1 * l1) / (w0 + w1)
+    t0, t1 = [1, 1, 0, 0], [0, 0, 1, 0]  # ignored pixels count as negatives
+    m0, m1 = [2.0, -1.0, 0.5, 1.0], [-2.0, 0.0, 3.0, -1.5]
+    focal = (sum(_focal(x, t) for x, t in zip(m0, t0)) / 4 +
+             sum(_focal(x, t) for x, t in zip(m1, t1)) / 4) / 2
+    dice = (_dice(m0, t0) + _dice(m1, t1)) / 2
+    assert losses['loss_ce'].item() == pytest.approx(ce, rel=1e-5)
+    assert losses['loss_mask'].item() == pytest.approx(20 * focal, rel=1e-5)
+    assert losses['loss_dice'].item() == pytest.approx(dice, rel=1e-5)
+
+
+def test_perfect_prediction_gives_near_zero_loss():
+    label = torch.zeros(2, 8, 8, dtype=torch.long)
+    label[:, 4:] = 2
+    label[1, :, :2] = 255
+    onehot = torch.stack([label == c for c in range(3)], 1).float()
+    masks = (onehot * 40 - 20)[None]  # (1, B, Q, H, W)
+    present = torch.stack([(label == c).flatten(1).any(1) for c in range(3)],
+                          1)
+    cls = torch.full((1, 2, 3, 4), -20.0)
+    for b in range(2):
+        for q in range(3):
+            cls[0, b, q, q if present[b, q] else 3] = 20.0
+    losses = ATMLoss()(cls, masks, label)
+    assert losses['loss_ce'] < 1e-6
+    assert losses['loss_mask'] < 1e-6
+    assert losses['loss_dice'] < 1e-6
+
+
+def test_no_object_class_is_weighted_by_eos_coef():
+    label = torch.zeros(1, 4, 4, dtype=torch.long)  # class 1 absent
+    cls = torch.randn(1, 1, 2, 3)
+    masks = torch.randn(1, 1, 2, 4, 4)
+    loss = ATMLoss(eos_coef=0.1)(cls, masks, label)['loss_ce']
+    logp = cls[0, 0].log_softmax(-1)
+    expected = -(logp[0, 0] + 0.1 * logp[1, 2]) / 1.1
+    torch.testing.assert_close(loss, expected)
+
+
+def test_all_ignore_label_is_finite_and_keeps_gradients():
+    label = torch.full((2, 4, 4), 255)
+    cls = torch.randn(3, 2, 4, 5, requires_grad=True)
+    masks = torch.randn(3, 2, 4, 4, 4, requires_grad=True)
+    losses = ATMLoss()(cls, masks, label)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    assert losses['loss_mask'] == 0 and losses['loss_dice'] == 0
+    # every query targets "no object"
+    expected = -cls[-1].log_softmax(-1)[..., -1].mean()
+    torch.testing.assert_close(losses['loss_ce'], expected)
+    total.backward()
+    assert masks.grad is not None and cls.grad is not None
+
+
+def test_auxiliary_outputs_are_named_per_output():
+    label = torch.randint(0, 3, (1, 6, 6))
+    losses = ATMLoss(dec_layers=3)(torch.randn(3, 1, 3, 4),
+                                   torch.randn(3, 1, 3, 3, 3), label)
+    assert set(losses) == {
+        f'{n}{s}'
+        for n in ('loss_ce', 'loss_mask', 'loss_dice')
+        for s in ('', '_0', '_1')
+    }
+
+
+def test_masks_are_resized_to_the_label():
+    label = torch.randint(0, 3, (2, 8, 8))
+    cls, masks = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4, 4)
+    small = ATMLoss()(cls, masks, label)
+    big = torch.nn.functional.interpolate(
+        masks[0], size=(8, 8), mode='bilinear', align_corners=False)[None]
+    full = ATMLoss()(cls, big, label)
+    for key in small:
+        torch.testing.assert_close(small[key], full[key])
+
+
+def test_bad_inputs_raise_clear_errors():
+    cls, masks = torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 2, 2)
+    with pytest.raises(ValueError, match='outside'):
+        ATMLoss()(cls, masks, torch.full((1, 2, 2), 7))
+    with pytest.raises(ValueError, match='num_classes=5'):
+        ATMLoss(num_classes=5)(cls, masks, torch.zeros(1, 2, 2).long())
+    with pytest.raises(ValueError, match='dec_layers=2'):
+        ATMLoss(dec_layers=2)(cls, masks, torch.zeros(1, 2, 2).long())
+    with pytest.raises(ValueError, match='one query per class'):
+        ATMLoss()(torch.randn(1, 1, 2, 4), torch.randn(1, 1, 2, 2, 2),
+                  torch.zeros(1, 2, 2).long())
+
+
+def test_present_classes():
+    label = torch.tensor([[[0, 2], [255, 2]], [[1, 1], [1, 1]]])
+    present = present_classes(label, 3, 255)
+    assert present.tolist() == [[True, False, True], [False, True, False]]
