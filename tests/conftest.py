@@ -10,7 +10,7 @@ register_all_modules(init_default_scope=True)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
-                       'segvit_vit-t8_1xb8-2k_shapes-128x128.py')
+                       'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py'
 ]
 num_classes = 12
-max_iters = 600
+max_iters = 500
 model = dict(
     pretrained=None,
     data_preprocessor=dict(

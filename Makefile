@@ -1,0 +1,36 @@
+# Set-up, demo and tests. Everything installs into $(VENV) from setup.py.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU machines get mmcv-lite; use MMCV_FLAVOUR=full where mmcv is compiled.
+MMCV_FLAVOUR ?= lite
+DEMO_CONFIG ?= configs/segvit/segvit_vit-t8_1xb8-500iter_shapes-128x128.py
+DEMO_DIR ?= work_dirs/segvit_demo
+DEMO_DATA ?= data/segvit_shapes
+
+.PHONY: install demo test clean
+
+$(BIN)/.installed: setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[$(MMCV_FLAVOUR),tests]"
+	touch $@
+
+install: $(BIN)/.installed
+
+# Train + test SegViT on the embedded dataset through mim, then draw
+# image | ground truth | prediction for a few validation images.
+demo: install
+	$(BIN)/python -m mmseg_segvit.tools.make_demo_data $(DEMO_DATA)
+	$(BIN)/mim train mmsegmentation $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
+	$(BIN)/mim test mmsegmentation $(DEMO_CONFIG) \
+		--checkpoint "$$(cat $(DEMO_DIR)/last_checkpoint)" \
+		--work-dir $(DEMO_DIR)/test
+	$(BIN)/python -m mmseg_segvit.tools.visualize_demo $(DEMO_CONFIG) \
+		"$$(cat $(DEMO_DIR)/last_checkpoint)" $(DEMO_DIR)/demo.png
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

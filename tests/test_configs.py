@@ -1,0 +1,125 @@
+"""Every shipped config loads, keeps the recipe, trains and infers.
+
+The real config objects are loaded; only model sizes (and slide windows,
+to keep inference small) are overridden for speed.
+"""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmseg.registry import MODELS
+
+from conftest import REPO
+from helpers import data_samples
+
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'segvit', '*.py')))
+PAPER = {
+    # config stem: (classes, crop, slide stride, params of the official model)
+    'segvit_vit-b16_8xb2-160k_ade20k-512x512': (150, 512, 341, 108.74),
+    'segvit_vit-l16_8xb2-160k_ade20k-640x640': (150, 640, 608, 344.31),
+    'segvit_vit-l16_8xb2-80k_coco-stuff10k-512x512': (171, 512, 341, 343.74),
+    'segvit_vit-l16_8xb4-80k_pascal-context-480x480': (60, 480, 320, 343.50),
+    'segvit_vit-l16_8xb4-80k_pascal-context-59-480x480':
+    (59, 480, 320, 343.49),
+}
+
+
+def _stem(path):
+    return osp.splitext(osp.basename(path))[0]
+
+
+def test_all_paper_configs_are_shipped():
+    assert set(PAPER) <= {_stem(c) for c in CONFIGS}
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_stem)
+def test_config_recipe(path):
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports['imports'] == ['mmseg_segvit']
+    head = cfg.model.decode_head
+    assert head.type == 'ATMHead'
+    assert head.loss_decode.type == 'ATMLoss'
+    assert head.loss_decode.num_classes == head.num_classes
+    assert cfg.model.backbone.with_cls_token is False
+    if _stem(path) not in PAPER:
+        return
+    classes, crop, stride, _ = PAPER[_stem(path)]
+    assert head.num_classes == classes
+    assert cfg.crop_size == (crop, crop)
+    assert cfg.model.data_preprocessor.size == (crop, crop)
+    assert cfg.model.data_preprocessor.mean == [127.5] * 3
+    assert cfg.model.test_cfg == dict(
+        mode='slide', crop_size=(crop, crop), stride=(stride, stride))
+    assert cfg.model.pretrained.startswith('pretrain/vit_')
+    optim = cfg.optim_wrapper
+    assert optim.optimizer.type == 'AdamW'
+    assert optim.optimizer.lr == 2e-5
+    assert optim.paramwise_cfg.custom_keys['head'] == dict(lr_mult=10.0)
+    assert optim.paramwise_cfg.custom_keys['norm'] == dict(decay_mult=0.0)
+    assert optim.clip_grad.max_norm == 35
+    warmup, poly = cfg.param_scheduler
+    assert (warmup.type, warmup.end) == ('LinearLR', 1500)
+    assert (poly.type, poly.power, poly.end) == ('PolyLR', 1.0,
+                                                 cfg.train_cfg.max_iters)
+    assert cfg.train_cfg.max_iters == (160000 if 'ade20k' in path else 80000)
+    batch = 4 if 'pascal-context' in path else 2
+    assert cfg.train_dataloader.batch_size == batch
+
+
+@pytest.mark.parametrize('stem', sorted(PAPER))
+def test_parameter_count_equals_official(stem):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'segvit', stem + '.py'))
+    cfg.model.pretrained = None
+    model = MODELS.build(cfg.model)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert params == pytest.approx(PAPER[stem][3], abs=0.011)
+
+
+def _tiny(cfg, size):
+    """Shrink the model of a loaded config; keep its structure."""
+    model = cfg.model
+    model.data_preprocessor.size = size
+    model.pretrained = None
+    backbone = model.backbone
+    backbone.update(embed_dims=32, num_layers=3, num_heads=2,
+                    out_indices=[0, 1, 2], drop_path_rate=0.0)
+    model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4)
+    if model.test_cfg.get('mode') == 'slide':
+        patch = backbone.patch_size
+        model.test_cfg.update(crop_size=(4 * patch, 4 * patch),
+                              stride=(3 * patch, 3 * patch))
+    return model
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_stem)
+def test_config_trains_one_step_and_infers(path):
+    cfg = Config.fromfile(path)
+    patch = cfg.model.backbone.patch_size
+    h, w = 4 * patch, 6 * patch
+    model = MODELS.build(_tiny(cfg, (h, w)))
+    model.init_weights()
+    num_classes = cfg.model.decode_head.num_classes
+    imgs = torch.randint(0, 255, (2, 3, h, w)).float()
+    labels = torch.randint(0, num_classes, (2, h, w))
+    labels[:, :2] = 255
+    samples = data_samples(labels)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    data = model.data_preprocessor(
+        dict(inputs=list(imgs), data_samples=samples), training=True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    optim.step()
+
+    model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(
+            dict(inputs=list(imgs[:1]), data_samples=samples[:1]))
+        out = model.predict(data['inputs'], data['data_samples'])
+    pred = out[0].pred_sem_seg.data
+    assert pred.shape == (1, h, w)
+    assert 0 <= pred.min() and pred.max() < num_classes
+    assert out[0].seg_logits.data.shape == (num_classes, h, w)

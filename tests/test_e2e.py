@@ -1,0 +1,49 @@
+"""End to end through mim: train the demo config briefly, then test it."""
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DEMO_CONFIG
+
+MIM = osp.join(osp.dirname(sys.executable), 'mim')
+
+
+def _run(args, cwd):
+    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
+                         timeout=900, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_mim_train_then_mim_test(tmp_path, demo_data_root):
+    config = tmp_path / 'demo_short.py'
+    config.write_text(f"""
+_base_ = [{DEMO_CONFIG!r}]
+data_root = {demo_data_root!r}
+train_dataloader = dict(num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, indices=8))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=4, val_interval=4)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=4))
+""")
+    work_dir = tmp_path / 'work'
+    log = _run([MIM, 'train', 'mmsegmentation', str(config), '--work-dir',
+                str(work_dir)], cwd=tmp_path)
+    assert 'Iter(train) [4/4]' in log
+    assert re.search(r'decode\.loss_mask: \d', log)
+    ckpt = (work_dir / 'last_checkpoint').read_text().strip()
+    assert ckpt.endswith('iter_4.pth') and osp.exists(ckpt)
+
+    log = _run([MIM, 'test', 'mmsegmentation', str(config), '--checkpoint',
+                ckpt, '--work-dir', str(tmp_path / 'test')], cwd=tmp_path)
+    assert '| sky ' in log  # per-class IoU table
+    miou = re.search(r'mIoU: (\d+\.\d+)', log)
+    assert miou is not None, log[-2000:]
+    assert 0.0 <= float(miou.group(1)) <= 100.0
