@@ -108,7 +108,13 @@ def install_lite_ops() -> bool:
         return True
     if current is not None or has_compiled_ops():
         return False
+    import warnings
+
     import mmcv
+    # mmcv.cnn warns on import that the deformable-attention op is missing;
+    # on mmcv-lite that is expected and says nothing new.
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
     path = osp.join(osp.dirname(mmcv.__file__), 'ops', 'point_sample.py')
     spec = importlib.util.spec_from_file_location('mmcv.ops.point_sample',
                                                   path)
@@ -129,6 +135,9 @@ def install_lite_ops() -> bool:
     return True
 
 
+_BUILTIN_STATISTICS = frozenset(('min', 'max', 'mean', 'current'))
+
+
 def _history_buffer_getattr(obj: object, name: str) -> object:
     """The one ``getattr`` an mmengine checkpoint needs.
 
@@ -137,7 +146,11 @@ def _history_buffer_getattr(obj: object, name: str) -> object:
     nothing else: any other object or name is refused.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
-    if obj is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+
+    # The built-in statistics exist before any HistoryBuffer is created;
+    # custom ones are registered in ``_statistics_methods``.
+    allowed = _BUILTIN_STATISTICS.union(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
         return getattr(obj, name)
     raise RuntimeError(
         f'refused to look up {name!r} on {obj!r} while loading a checkpoint '

@@ -99,6 +99,19 @@ def test_mmengine_checkpoint_round_trip_weights_only():
     assert torch.equal(loaded['state_dict']['w'], torch.ones(2))
 
 
+def test_checkpoint_loads_in_a_fresh_interpreter(tmp_path):
+    """As in ``mim test``: no HistoryBuffer exists yet when loading."""
+    path = tmp_path / 'ckpt.pth'
+    torch.save(_mmengine_checkpoint(), path)
+    code = ('import mmseg_segvit, torch;'
+            f'ckpt = torch.load({str(path)!r}, weights_only=True);'
+            "print(ckpt['message_hub']['log_scalars']['train/loss'].max())")
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip()) == pytest.approx(1.5)
+
+
 def test_mmengine_load_checkpoint_uses_weights_only(tmp_path):
     from mmengine.runner import load_checkpoint
     path = tmp_path / 'ckpt.pth'
