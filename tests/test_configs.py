@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS
 
 from conftest import REPO
@@ -123,3 +123,33 @@ def test_config_trains_one_step_and_infers(path):
     assert pred.shape == (1, h, w)
     assert 0 <= pred.min() and pred.max() < num_classes
     assert out[0].seg_logits.data.shape == (num_classes, h, w)
+
+
+def _infer(model, img):
+    sample = data_samples(torch.zeros(1, *img.shape[-2:], dtype=torch.long))
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
+        return model.predict(data['inputs'], data['data_samples'])[0]
+
+
+def test_whole_inference_on_a_non_square_image_off_the_patch_grid():
+    """512x683 is not a multiple of 16: ViT pads, the head keeps the grid."""
+    path = osp.join(REPO, 'configs', 'segvit',
+                    'segvit_vit-b16_8xb2-160k_ade20k-512x512.py')
+    cfg = Config.fromfile(path)
+    model_cfg = _tiny(cfg, (512, 512))
+    model_cfg.test_cfg = ConfigDict(mode='whole')
+    model = MODELS.build(model_cfg).eval()
+    model.init_weights()
+    img = torch.randint(0, 255, (3, 512, 683)).float()
+    out = _infer(model, img)
+    assert out.seg_logits.data.shape == (150, 512, 683)
+    assert out.pred_sem_seg.data.shape == (1, 512, 683)
+    assert torch.isfinite(out.seg_logits.data).all()
+
+    # Slide inference with one window covering the image gives the same.
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(512, 688),
+                                stride=(512, 688))
+    slide = _infer(model, img)
+    torch.testing.assert_close(slide.seg_logits.data, out.seg_logits.data,
+                               rtol=1e-4, atol=1e-5)
