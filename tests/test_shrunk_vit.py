@@ -49,8 +49,7 @@ def _layer_pair():
 # --- QD -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('grid, sub', [((4, 6), (2, 3)), ((33, 41),
-                                                          (17, 21)),
+@pytest.mark.parametrize('grid, sub', [((4, 6), (2, 3)), ((33, 41), (17, 21)),
                                        ((1, 5), (1, 3)), ((3, 3), (2, 2))])
 def test_stride2_keeps_even_rows_and_columns(grid, sub):
     h, w = grid
@@ -145,8 +144,8 @@ def test_qu_resizes_its_queries_bicubically_for_other_grids(grid):
     expected = F.interpolate(
         as_map, size=grid, mode='bicubic', align_corners=False)
     torch.testing.assert_close(queries, expected.reshape(16, -1).T)
-    levels = _levels(grids=(grid, (math.ceil(grid[0] / 2),
-                                   math.ceil(grid[1] / 2))))
+    levels = _levels(
+        grids=(grid, (math.ceil(grid[0] / 2), math.ceil(grid[1] / 2))))
     assert qu(levels, grid).shape == (2, grid[0] * grid[1], 16)
 
 
@@ -227,9 +226,10 @@ def test_shrunk_vit_returns_the_qu_map_on_the_patch_grid(size):
         assert len(out) == 1 and out[0].shape == (2, 16, h, w)
         model.return_levels = True
         levels = model(torch.randn(2, 3, *size))
-    assert [t.shape for t in levels] == [(2, DIMS, h, w),
-                                         (2, DIMS, math.ceil(h / 2),
-                                          math.ceil(w / 2)), (2, 16, h, w)]
+    assert [t.shape
+            for t in levels] == [(2, DIMS, h, w),
+                                 (2, DIMS, math.ceil(h / 2), math.ceil(w / 2)),
+                                 (2, 16, h, w)]
 
 
 def test_shrunk_vit_matches_the_plain_vit_before_the_qd_layer():

@@ -124,9 +124,7 @@ class _Inference(nn.Module):
     def __init__(self, segmentor: nn.Module, shape: Tuple[int, int]) -> None:
         super().__init__()
         self.segmentor = segmentor
-        self.metas = [
-            dict(img_shape=shape, pad_shape=shape, ori_shape=shape)
-        ]
+        self.metas = [dict(img_shape=shape, pad_shape=shape, ori_shape=shape)]
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.segmentor.encode_decode(inputs, self.metas)
@@ -192,13 +190,13 @@ def count_flops(model: nn.Module,
         }
         by_module[''] = total
     return FlopCount(
-        int(total), {k: int(v)
-                     for k, v in by_module.items()}, dict(by_operator),
-        dict(unsupported))
+        int(total), {
+            k: int(v)
+            for k, v in by_module.items()
+        }, dict(by_operator), dict(unsupported))
 
 
-def flops_summary(model: nn.Module,
-                  count: FlopCount) -> List[Tuple[str, int]]:
+def flops_summary(model: nn.Module, count: FlopCount) -> List[Tuple[str, int]]:
     """Rows of a segmentor's FLOPs: backbone, QD, QU, neck, decode head.
 
     The backbone row excludes the QD layer and QU of a
@@ -228,8 +226,8 @@ def flops_summary(model: nn.Module,
         if hasattr(backbone, 'qu'):
             parts.append(('QU (backbone.qu)', flops.get('backbone.qu', 0)))
         vit = flops.get('backbone', 0) - sum(f for _, f in parts)
-        rows.append(('backbone' if not parts else 'backbone (ViT layers)',
-                     vit))
+        rows.append(
+            ('backbone' if not parts else 'backbone (ViT layers)', vit))
         rows.extend(parts)
     if getattr(model, 'neck', None) is not None:
         rows.append(('neck', flops.get('neck', 0)))

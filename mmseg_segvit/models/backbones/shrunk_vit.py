@@ -78,8 +78,8 @@ class ShrunkViT(VisionTransformer):
         if kwargs.get('output_cls_token') or kwargs.get('out_origin'):
             raise ValueError('ShrunkViT supports neither output_cls_token '
                              'nor out_origin')
-        out_indices = ([out_indices] if isinstance(out_indices, int) else
-                       list(out_indices))
+        out_indices = ([out_indices]
+                       if isinstance(out_indices, int) else list(out_indices))
         super().__init__(out_indices=out_indices, **kwargs)
         num_layers = len(self.layers)
         if not 0 <= qd_index < num_layers:

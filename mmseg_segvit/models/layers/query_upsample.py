@@ -147,8 +147,10 @@ class QueryUpsample(nn.Module):
                              f'levels, got {len(levels)}')
         batch = levels[0][0].shape[0]
         query = self.queries(grid).unsqueeze(0).expand(batch, -1, -1)
-        for (tokens, level_grid), proj, norm, decoder in zip(
-                levels, self.input_projs, self.proj_norms, self.decoders):
+        for (tokens,
+             level_grid), proj, norm, decoder in zip(levels, self.input_projs,
+                                                     self.proj_norms,
+                                                     self.decoders):
             if tokens.shape[1] != level_grid[0] * level_grid[1]:
                 raise ValueError(f'level tokens of shape {tuple(tokens.shape)}'
                                  f' do not fit the grid {tuple(level_grid)}')
