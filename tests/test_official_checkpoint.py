@@ -23,6 +23,7 @@ def tiny_cfg(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
             type='VisionTransformer',
             img_size=(img, img),
             patch_size=16,
+            patch_bias=True,
             embed_dims=embed,
             num_layers=depth,
             num_heads=HEADS,
@@ -182,6 +183,12 @@ def test_missing_and_left_over_keys_are_errors_naming_them():
     final_norm['backbone.ln1.bias'] = torch.zeros(EMBED)
     with pytest.raises(ConversionError, match='final_norm=True'):
         convert_official_state_dict(final_norm, model)
+    # mmseg 1.x's ViT has no patch-embedding bias unless asked for
+    cfg = tiny_cfg()
+    cfg['backbone']['patch_bias'] = False
+    with pytest.raises(
+            ConversionError, match=r'projection\.bias.*patch_bias=True'):
+        convert_official_state_dict(sd, MODELS.build(cfg))
 
 
 def test_shape_mismatch_is_an_error_naming_the_key():

@@ -30,9 +30,9 @@ import torch.nn as nn
 from torch import Tensor
 
 __all__ = [
-    'ConversionError', 'ViTInfo', 'rename_official_keys', 'describe_official',
-    'describe_model', 'convert_official_state_dict', 'ATM_RULES',
-    'DROPPED_KEYS'
+    'VIT_KEY', 'ConversionError', 'ViTInfo', 'rename_official_keys',
+    'describe_official', 'describe_model', 'convert_official_state_dict',
+    'ATM_RULES', 'DROPPED_KEYS'
 ]
 
 StateDict = Dict[str, Tensor]
@@ -43,9 +43,11 @@ _VIT_LAYER = (r'(?:ln1|ln2)\.(?:weight|bias)'
               r'|attn\.attn\.(?:in_proj_weight|in_proj_bias'
               r'|out_proj\.weight|out_proj\.bias)'
               r'|ffn\.layers\.(?:0\.0|1)\.(?:weight|bias)')
-_VIT = (r'backbone\.(?:patch_embed\.projection\.(?:weight|bias)|cls_token'
-        r'|pos_embed|ln1\.(?:weight|bias)|layers\.\d+\.(?:' + _VIT_LAYER +
-        '))')
+#: Parameter names of mmseg's VisionTransformer (no prefix).
+VIT_KEY = (r'(?:patch_embed\.projection\.(?:weight|bias)|cls_token'
+           r'|pos_embed|ln1\.(?:weight|bias)|layers\.\d+\.(?:' + _VIT_LAYER +
+           '))')
+_VIT = r'backbone\.' + VIT_KEY
 # Parameter names inside one ATM decoder layer (official and ours alike).
 _ATM_LAYER = (r'self_attn\.(?:in_proj_weight|in_proj_bias|out_proj\.weight'
               r'|out_proj\.bias)'
@@ -267,9 +269,11 @@ def convert_official_state_dict(
             parts.append(f'the checkpoint has {len(extra)} parameter(s) the '
                          f'model lacks: {_short(extra)}')
         hint = ''
-        if any(k == 'backbone.ln1.weight' for k in extra):
+        if 'backbone.ln1.weight' in extra:
             hint = (' (backbone.ln1 is a final norm: set '
                     'model.backbone.final_norm=True)')
+        if 'backbone.patch_embed.projection.bias' in extra:
+            hint = ' (set model.backbone.patch_bias=True)'
         raise ConversionError(f'{path} does not fit the config: ' +
                               '; '.join(parts) + hint)
     backbone = getattr(model, 'backbone', None)
