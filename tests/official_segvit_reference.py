@@ -20,6 +20,13 @@ the official head computes:
 * the official loss registers a constant ``empty_weight`` buffer under
   ``loss_decode.criterion``.
 
+The Shrunk model is covered the same way: :class:`OfficialViTShrink`
+(``backbone/vit_shrink.py``: mmseg's ViT whose layer ``shrink_idx`` takes
+the stride-2 tokens as queries) and :class:`OfficialTPNATMHead`
+(``decode_heads/tpn_atm_head.py``: query up-sampling with torch's standard
+decoder layers, then an ``ATMSingleHead`` without projections under
+``atm``, one mask per decoder layer).
+
 Only eval-mode forward is needed (no loss, no crop training).
 """
 import math
@@ -28,6 +35,7 @@ from typing import Dict, List, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmseg.models.backbones.vit import VisionTransformer
 from torch import Tensor
 
 
@@ -84,12 +92,24 @@ class OfficialDecoderLayer(nn.TransformerDecoderLayer):
 
 
 class OfficialDecoder(nn.TransformerDecoder):
-    """Runs the layers; returns the last queries and the last map."""
+    """Runs the layers; returns the last queries and the last map, or the
+    lists of every layer's (``ATMSingleHead``'s decoder)."""
+
+    def __init__(self,
+                 layer: nn.Module,
+                 num_layers: int,
+                 all_layers: bool = False) -> None:
+        super().__init__(layer, num_layers)
+        self.all_layers = all_layers
 
     def forward(self, tgt: Tensor, memory: Tensor):  # type: ignore
-        out = tgt
+        out, outs, attns = tgt, [], []
         for layer in self.layers:
             out, attn = layer(out, memory)
+            outs.append(out)
+            attns.append(attn)
+        if self.all_layers:
+            return outs, attns
         return out, attn
 
 
@@ -190,3 +210,139 @@ class OfficialATMHead(nn.Module):
         cls_prob = F.softmax(classes[-1], dim=-1)[..., :-1]
         pred = torch.einsum('bqc,bqhw->bchw', cls_prob, pred_masks.sigmoid())
         return dict(classes=classes, masks=torch.stack(masks), pred=pred)
+
+
+def _semantic(classes: Tensor, masks: Tensor, size: int) -> Tensor:
+    pred_masks = F.interpolate(
+        masks, size=(size, size), mode='bilinear', align_corners=False)
+    cls_prob = F.softmax(classes, dim=-1)[..., :-1]
+    return torch.einsum('bqc,bqhw->bchw', cls_prob, pred_masks.sigmoid())
+
+
+class OfficialATMSingleHead(nn.Module):
+    """The official ``ATMSingleHead`` with ``use_proj=False`` (as inside
+    ``TPNATMHead``): one decoder, one output per decoder layer, masks not
+    summed."""
+
+    def __init__(self, img_size: int, embed_dims: int, num_classes: int,
+                 num_layers: int, num_heads: int) -> None:
+        super().__init__()
+        self.image_size = img_size
+        self.add_module('input_proj_1', nn.Identity())
+        self.add_module('proj_norm_1', nn.Identity())
+        layer = OfficialDecoderLayer(embed_dims, num_heads, embed_dims * 4)
+        self.add_module('decoder_1',
+                        OfficialDecoder(layer, num_layers, all_layers=True))
+        self.q = nn.Embedding(num_classes, embed_dims)
+        self.class_embed = nn.Linear(embed_dims, num_classes + 1)
+        self.loss_decode = _Loss(num_classes)
+
+    def forward(self, inputs: Sequence[Tensor]) -> Dict[str, Tensor]:
+        x = inputs[0].flatten(-2).transpose(-1, -2)
+        lateral = self.proj_norm_1(self.input_proj_1(x))
+        q = self.q.weight.repeat(x.shape[0], 1, 1).transpose(0, 1)
+        qs, attns = [], []
+        q_, attn_ = self.decoder_1(q, lateral.transpose(0, 1))
+        for q, attn in zip(q_, attn_):
+            attns.append(OfficialATMHead.d3_to_d4(attn.transpose(-1, -2)))
+            qs.append(q.transpose(0, 1))
+        classes = self.class_embed(torch.stack(qs))
+        size = attns[-1].shape[-2:]
+        masks = [
+            F.interpolate(a, size=size, mode='bilinear', align_corners=False)
+            for a in attns
+        ]
+        return dict(
+            classes=classes,
+            masks=torch.stack(masks),
+            pred=_semantic(classes[-1], masks[-1], self.image_size))
+
+
+class OfficialTPNATMHead(nn.Module):
+    """The official ``TPNATMHead`` at eval time.
+
+    Query up-sampling: ``(img_size // shrink_ratio) ** 2`` queries pass
+    through one torch ``TransformerDecoder`` per input (not reversed: the
+    high-resolution input first), then ``atm`` segments the result.
+    """
+
+    def __init__(self,
+                 img_size: int,
+                 in_channels: int,
+                 embed_dims: int,
+                 num_classes: int,
+                 num_layers: int,
+                 num_heads: int,
+                 use_stages: int,
+                 shrink_ratio: int = 16) -> None:
+        super().__init__()
+        self.use_stages = use_stages
+        self.input_proj, self.proj_norm, self.decoder = [], [], []
+        for i in range(use_stages):
+            proj = nn.Linear(in_channels, embed_dims)
+            norm = nn.LayerNorm(embed_dims)
+            decoder = nn.TransformerDecoder(
+                nn.TransformerDecoderLayer(
+                    d_model=embed_dims,
+                    nhead=num_heads,
+                    dim_feedforward=embed_dims * 4), num_layers)
+            self.add_module(f'input_proj_{i + 1}', proj)
+            self.add_module(f'proj_norm_{i + 1}', norm)
+            self.add_module(f'decoder_{i + 1}', decoder)
+            self.input_proj.append(proj)
+            self.proj_norm.append(norm)
+            self.decoder.append(decoder)
+        self.q = nn.Embedding((img_size // shrink_ratio)**2, embed_dims)
+        self.atm = OfficialATMSingleHead(img_size, embed_dims, num_classes,
+                                         num_layers, num_heads)
+        self.loss_decode = _Loss(num_classes)
+
+    def forward(self, inputs: Sequence[Tensor]) -> Dict[str, Tensor]:
+        """Inputs: (B, N_i, C) tokens of the backbone, shallow first."""
+        x = list(inputs[:self.use_stages])
+        q = self.q.weight.repeat(x[0].shape[0], 1, 1).transpose(0, 1)
+        for x_, proj, norm, decoder in zip(x, self.input_proj, self.proj_norm,
+                                           self.decoder):
+            q = decoder(q, norm(proj(x_)).transpose(0, 1))
+        q = OfficialATMHead.d3_to_d4(q.transpose(0, 1))
+        return self.atm([q])
+
+
+class OfficialViTShrink(VisionTransformer):
+    """The official ``vit_shrink`` backbone's forward on mmseg's ViT.
+
+    Same parameters as the plain ViT (the shrink layer is an ordinary
+    encoder layer called differently), returns tokens (B, N, C).
+    """
+
+    def __init__(self, shrink_idx: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shrink_idx = shrink_idx
+
+    def forward(self, inputs: Tensor) -> List[Tensor]:  # type: ignore
+        b = inputs.shape[0]
+        x, hw_shape = self.patch_embed(inputs)
+        x = torch.cat((self.cls_token.expand(b, -1, -1), x), dim=1)
+        x = self._pos_embeding(x, hw_shape, self.pos_embed)
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if i == self.shrink_idx:
+                n, hw, c = x.shape
+                if hw % 2 != 0:
+                    x = x[:, 1:]
+                h = w = int(math.sqrt(hw))
+                down = x.transpose(1, 2).reshape(n, c, h, w)[:, :, ::2, ::2]
+                down = down.reshape(n, c, hw // 4).transpose(2, 1)
+                x = layer.attn(
+                    query=layer.norm1(down),
+                    key=layer.norm1(x),
+                    value=layer.norm1(x),
+                    identity=down)
+                x = layer.ffn(layer.norm2(x), identity=x)
+            else:
+                x = layer(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return outs

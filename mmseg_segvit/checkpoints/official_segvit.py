@@ -19,6 +19,16 @@ The official models (github zbwxp/SegVit) were trained with MMSegmentation
 * ``decode_head.loss_decode.criterion.empty_weight``: a constant buffer of
   the official loss (ones, 0.1 for "no object"), not a weight. Dropped.
 
+The Shrunk models (``vit_shrink`` backbone + ``TPNATMHead``) keep the ViT
+names too (the shrink layer is a plain ViT layer with another forward).
+Their head has two parts: query up-sampling (QU: ``q``, ``input_proj_{n}``,
+``proj_norm_{n}``, ``decoder_{n}`` of torch's standard decoder layers,
+numbered from the high-resolution level), which this package keeps in the
+backbone (``backbone.qu.q``, ``backbone.qu.input_projs.{n-1}``, ...), and an
+ATM head without projections under ``decode_head.atm.`` (``decoder_1``,
+``q``, ``class_embed``), which becomes ``decode_head.decoders.0``,
+``decode_head.q`` and ``decode_head.class_embed``.
+
 Every key must match one rule, and the result must fill the target model
 exactly (names and shapes), otherwise :class:`ConversionError` names what
 is wrong.
@@ -32,7 +42,7 @@ from torch import Tensor
 __all__ = [
     'VIT_KEY', 'ConversionError', 'ViTInfo', 'rename_official_keys',
     'describe_official', 'describe_model', 'convert_official_state_dict',
-    'ATM_RULES', 'DROPPED_KEYS'
+    'is_shrunk_official', 'ATM_RULES', 'SHRUNK_RULES', 'DROPPED_KEYS'
 ]
 
 StateDict = Dict[str, Tensor]
@@ -53,11 +63,20 @@ _ATM_LAYER = (r'self_attn\.(?:in_proj_weight|in_proj_bias|out_proj\.weight'
               r'|out_proj\.bias)'
               r'|multihead_attn\.(?:q|k|v|proj)\.(?:weight|bias)'
               r'|(?:linear1|linear2|norm1|norm2|norm3)\.(?:weight|bias)')
+# Parameter names inside one torch TransformerDecoderLayer.
+_TORCH_LAYER = (r'(?:self_attn|multihead_attn)\.(?:in_proj_weight'
+                r'|in_proj_bias|out_proj\.weight|out_proj\.bias)'
+                r'|(?:linear1|linear2|norm1|norm2|norm3)\.(?:weight|bias)')
 _WB = r'(weight|bias)'
 
 
 def _same(m: re.Match) -> str:
     return m[0]
+
+
+def _to(name: str) -> Callable[[re.Match], str]:
+    """Template: a fixed new name, ``{}`` filled with the first group."""
+    return lambda m: name.format(*m.groups())
 
 
 def _minus_one(prefix: str, field: int = 1) -> Callable[[re.Match], str]:
@@ -81,6 +100,23 @@ ATM_RULES: List[Rule] = [
      _minus_one('decode_head.decoders.')),
     (r'decode_head\.q\.weight', _same),
     (r'decode_head\.class_embed\.' + _WB, _same),
+]
+
+#: Rules of the Shrunk models (vit_shrink + TPNATMHead).
+SHRUNK_RULES: List[Rule] = [
+    (_VIT, _same),
+    (r'decode_head\.q\.weight', _to('backbone.qu.q.weight')),
+    (r'decode_head\.input_proj_(\d+)\.' + _WB,
+     _minus_one('backbone.qu.input_projs.')),
+    (r'decode_head\.proj_norm_(\d+)\.' + _WB,
+     _minus_one('backbone.qu.proj_norms.')),
+    (r'decode_head\.decoder_(\d+)\.layers\.\d+\.(?:' + _TORCH_LAYER + ')',
+     _minus_one('backbone.qu.decoders.')),
+    (r'decode_head\.atm\.decoder_(\d+)\.layers\.\d+\.(?:' + _ATM_LAYER + ')',
+     _minus_one('decode_head.decoders.')),
+    (r'decode_head\.atm\.q\.weight', _to('decode_head.q.weight')),
+    (r'decode_head\.atm\.class_embed\.' + _WB,
+     _to('decode_head.class_embed.{}')),
 ]
 
 #: Keys that hold no weights of the model (the official loss's buffer).
@@ -133,7 +169,7 @@ def rename_official_keys(
         raise ConversionError(
             f'{len(unknown)} key(s) of the checkpoint match no conversion '
             f'rule: {_short(unknown)}. Is it an official SegViT checkpoint '
-            '(ViT backbone + ATMHead)?')
+            '(ViT + ATMHead, or vit_shrink + TPNATMHead)?')
     return renamed, dropped
 
 
@@ -145,11 +181,18 @@ class ViTInfo(dict):
     def name(self) -> str:
         known = {(12, 768): 'ViT-B', (24, 1024): 'ViT-L', (12, 384): 'ViT-S'}
         base = known.get((self['num_layers'], self['embed_dims']), 'ViT')
-        return (f"{base}/{self['patch_size']} ({self['num_layers']} layers "
-                f"of {self['embed_dims']} channels)")
+        kind = 'Shrunk ' if self['shrunk'] else ''
+        return (f"{kind}{base}/{self['patch_size']} ({self['num_layers']} "
+                f"layers of {self['embed_dims']} channels)")
 
 
-def _describe(state_dict: Mapping[str, Tensor], q_key: str) -> ViTInfo:
+def is_shrunk_official(state_dict: Mapping[str, Tensor]) -> bool:
+    """Whether an official state dict is a Shrunk model (TPNATMHead)."""
+    return any(k.startswith('decode_head.atm.') for k in state_dict)
+
+
+def _describe(state_dict: Mapping[str, Tensor], q_key: str,
+              shrunk: bool) -> ViTInfo:
     proj = state_dict.get('backbone.patch_embed.projection.weight')
     layers = {
         int(m[1])
@@ -163,17 +206,21 @@ def _describe(state_dict: Mapping[str, Tensor], q_key: str) -> ViTInfo:
         patch_size=None if proj is None else proj.shape[-1],
         num_layers=len(layers),
         pos_tokens=None if pos is None else pos.shape[1],
-        num_classes=None if q is None else q.shape[0])
+        num_classes=None if q is None else q.shape[0],
+        shrunk=shrunk)
 
 
 def describe_official(state_dict: Mapping[str, Tensor]) -> ViTInfo:
     """Backbone and class count of an official state dict."""
-    return _describe(state_dict, 'decode_head.q.weight')
+    shrunk = is_shrunk_official(state_dict)
+    q_key = 'decode_head.atm.q.weight' if shrunk else 'decode_head.q.weight'
+    return _describe(state_dict, q_key, shrunk)
 
 
 def describe_model(state_dict: Mapping[str, Tensor]) -> ViTInfo:
     """Backbone and class count of a state dict in this package's layout."""
-    return _describe(state_dict, 'decode_head.q.weight')
+    return _describe(state_dict, 'decode_head.q.weight', 'backbone.qu.q.weight'
+                     in state_dict)
 
 
 def _check_architecture(src: ViTInfo,
@@ -181,6 +228,15 @@ def _check_architecture(src: ViTInfo,
                         path: str,
                         check_classes: bool = True) -> None:
     """Raise a readable error for the mismatches users run into."""
+    if src['shrunk'] != dst['shrunk']:
+        kinds = {
+            True: 'a Shrunk model (vit_shrink + TPNATMHead)',
+            False: 'a plain ATM model (ViT + ATMHead)'
+        }
+        raise ConversionError(
+            f"{path} is {kinds[src['shrunk']]} but the config builds "
+            f"{kinds[dst['shrunk']]}: use a "
+            f"{'-shrunk' if src['shrunk'] else 'plain'} config.")
     if (src['embed_dims'], src['num_layers'],
             src['patch_size']) != (dst['embed_dims'], dst['num_layers'],
                                    dst['patch_size']):
@@ -244,7 +300,8 @@ def convert_official_state_dict(
         ConversionError: Unknown, missing or left-over keys, or shapes that
             differ; the message names them.
     """
-    renamed, dropped = rename_official_keys(state_dict)
+    rules = SHRUNK_RULES if is_shrunk_official(state_dict) else ATM_RULES
+    renamed, dropped = rename_official_keys(state_dict, rules)
     target = model.state_dict()
     notes = [f'dropped {k} (a constant of the official loss)' for k in dropped]
     _check_architecture(

@@ -36,7 +36,8 @@ CONFIG_DIR = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
     'segvit')
 
-Signature = Tuple[Optional[int], Optional[int], Optional[int], Optional[int]]
+Signature = Tuple[Optional[int], Optional[int], Optional[int], Optional[int],
+                  bool]
 
 
 @functools.lru_cache(maxsize=None)
@@ -51,19 +52,21 @@ def _load_config(path: str) -> Config:
 
 
 def config_signature(cfg: Config) -> Signature:
-    """(embed_dims, num_layers, num_classes, position tokens) of a config."""
+    """(embed_dims, num_layers, num_classes, position tokens, shrunk) of a
+    config."""
     backbone = cfg.model.backbone
     size = backbone.get('img_size', 224)
     size = (size, size) if isinstance(size, int) else tuple(size)
     patch = backbone.get('patch_size', 16)
     tokens = (size[0] // patch) * (size[1] // patch) + 1
     return (backbone.get('embed_dims'), backbone.get('num_layers'),
-            cfg.model.decode_head.get('num_classes'), tokens)
+            cfg.model.decode_head.get('num_classes'), tokens,
+            backbone.get('type') == 'ShrunkViT')
 
 
 def info_signature(info: ViTInfo) -> Signature:
     return (info['embed_dims'], info['num_layers'], info['num_classes'],
-            info['pos_tokens'])
+            info['pos_tokens'], info['shrunk'])
 
 
 def find_config(info: ViTInfo, config_dir: str = CONFIG_DIR) -> str:
