@@ -4,6 +4,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
 from mmseg_segvit.checkpoints import (ConversionError,
@@ -298,6 +299,8 @@ def test_cli_writes_a_strictly_loadable_checkpoint(tmp_path, capsys):
     ckpt = load_weights_file(dst)
     model = MODELS.build(tiny_cfg())
     model.load_state_dict(ckpt['state_dict'], strict=True)
+    # what `mim test --checkpoint` does (mmengine, weights_only loading)
+    load_checkpoint(MODELS.build(tiny_cfg()), dst, strict=True)
     assert ckpt['meta']['converted_from'] == 'official.pth'
     for key in ('decode_head.q.weight', 'backbone.layers.1.ln2.weight'):
         torch.testing.assert_close(model.state_dict()[key], sd[key])

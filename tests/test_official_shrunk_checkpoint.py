@@ -169,6 +169,10 @@ def test_shrunk_class_count_and_unknown_keys():
     sd, _, _ = official_shrunk(num_classes=7)
     with pytest.raises(ConversionError, match='trained for 7 classes'):
         convert_official_state_dict(sd, MODELS.build(shrunk_cfg()))
+    converted, notes = convert_official_state_dict(
+        sd, MODELS.build(shrunk_cfg()), backbone_only=True)
+    assert 'qu.q.weight' in converted and 'ShrunkViT re-initialises' in \
+        notes[-1]
     sd['decode_head.conv_0.weight'] = torch.zeros(1)  # commented out
     with pytest.raises(ConversionError, match=r'decode_head\.conv_0'):
         convert_official_state_dict(sd, MODELS.build(shrunk_cfg(7)))

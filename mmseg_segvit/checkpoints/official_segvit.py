@@ -314,6 +314,10 @@ def convert_official_state_dict(
             k: v
             for k, v in renamed.items() if k.startswith('backbone.')
         }
+        if 'backbone.qu.q.weight' in renamed:
+            notes.append('backbone.qu.* (query up-sampling) is written too, '
+                         'but ShrunkViT re-initialises it after loading '
+                         '`pretrained`: only the ViT part carries over')
         target = {k: v for k, v in target.items() if k.startswith('backbone.')}
     missing = [k for k in target if k not in renamed]
     extra = [k for k in renamed if k not in target]
