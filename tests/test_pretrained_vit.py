@@ -241,3 +241,61 @@ def test_converters_refuse_crafted_pickles(tmp_path):
         convert_timm_vit.main([path, str(tmp_path / 'out.pth')])
     assert not os.path.exists(marker)
     assert not os.path.exists(str(tmp_path / 'out.pth'))
+
+
+def jax_npz(path, depth=2, dims=EMBED, heads=HEADS, grid=4, classes=10):
+    """Random weights in the layout of the original JAX ViT .npz files."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    hd = dims // heads
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(np.float32) * 0.2
+
+    w = {
+        'embedding/kernel': rand(16, 16, 3, dims),
+        'embedding/bias': rand(dims),
+        'cls': rand(1, 1, dims),
+        'Transformer/posembed_input/pos_embedding':
+        rand(1, grid * grid + 1, dims),
+        'Transformer/encoder_norm/scale': 1 + rand(dims),
+        'Transformer/encoder_norm/bias': rand(dims),
+        'head/kernel': rand(dims, classes),
+        'head/bias': rand(classes),
+    }
+    for i in range(depth):
+        b = f'Transformer/encoderblock_{i}/'
+        att = b + 'MultiHeadDotProductAttention_1/'
+        for ln in ('LayerNorm_0', 'LayerNorm_2'):
+            w[f'{b}{ln}/scale'] = 1 + rand(dims)
+            w[f'{b}{ln}/bias'] = rand(dims)
+        for name in ('query', 'key', 'value'):
+            w[f'{att}{name}/kernel'] = rand(dims, heads, hd)
+            w[f'{att}{name}/bias'] = rand(heads, hd)
+        w[att + 'out/kernel'] = rand(heads, hd, dims)
+        w[att + 'out/bias'] = rand(dims)
+        w[b + 'MlpBlock_3/Dense_0/kernel'] = rand(dims, 4 * dims)
+        w[b + 'MlpBlock_3/Dense_0/bias'] = rand(4 * dims)
+        w[b + 'MlpBlock_3/Dense_1/kernel'] = rand(4 * dims, dims)
+        w[b + 'MlpBlock_3/Dense_1/bias'] = rand(dims)
+    np.savez(path, **w)
+    return path
+
+
+def test_jax_npz_loads_like_timms_npz_loader(tmp_path):
+    from timm.models.vision_transformer import _load_weights
+    path = jax_npz(str(tmp_path / 'ViT-B_16.npz'))
+    timm_model = TimmViT(
+        img_size=64,
+        patch_size=16,
+        embed_dim=EMBED,
+        depth=2,
+        num_heads=HEADS,
+        num_classes=10)
+    _load_weights(timm_model, path)  # timm's own reading of the file
+    want, _ = convert_pretrained_vit(timm_model.state_dict(), grid=(6, 6))
+    got, notes = load_pretrained_vit(path, grid=(6, 6))
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-6)
+    assert 'resized pos_embed from (1, 17, 32) to (1, 37, 32)' in notes

@@ -6,7 +6,9 @@ Users have them as
 * timm checkpoints (``.safetensors`` from the Hugging Face hub, or ``.pth``)
   with timm's names (``blocks.{i}.attn.qkv``, ``patch_embed.proj``, ...),
 * mmseg-converted ``.pth`` files (``layers.{i}.attn.attn.in_proj_weight``,
-  ...), e.g. the ones OpenMMLab publishes for Segmenter.
+  ...), e.g. the ones OpenMMLab publishes for Segmenter,
+* the original JAX ``.npz`` files (read with ``allow_pickle=False`` and
+  converted by mmseg's packaged ``vitjax2mmseg``).
 
 Both become a state dict of ``mmseg.models.VisionTransformer``:
 timm files are read with timm's own ``load_state_dict`` (safetensors, or
@@ -41,16 +43,16 @@ from .official_segvit import VIT_KEY, ConversionError
 from .safe_load import UnsafeCheckpointError
 
 __all__ = [
-    'vit2mmseg_converter', 'checkpoint_layout', 'convert_pretrained_vit',
-    'load_pretrained_vit', 'ViTPretrained'
+    'vit2mmseg_converter', 'load_jax_npz', 'checkpoint_layout',
+    'convert_pretrained_vit', 'load_pretrained_vit', 'ViTPretrained'
 ]
 
 StateDict = Dict[str, Tensor]
 Grid = Tuple[int, int]
 
 
-def vit2mmseg_converter() -> Callable[[Mapping[str, Tensor]], StateDict]:
-    """``convert_vit`` of mmseg's ``tools/model_converters/vit2mmseg.py``.
+def _packaged_converter(script: str, name: str) -> Callable:
+    """A function of one of mmseg's ``tools/model_converters`` scripts.
 
     The pip package ships the tools under ``mmseg/.mim/tools``; a source
     checkout has them under ``tools/`` next to the ``mmseg`` package.
@@ -58,20 +60,47 @@ def vit2mmseg_converter() -> Callable[[Mapping[str, Tensor]], StateDict]:
     import mmseg
     root = osp.dirname(mmseg.__file__)
     candidates = [
-        osp.join(root, '.mim', 'tools', 'model_converters', 'vit2mmseg.py'),
-        osp.join(
-            osp.dirname(root), 'tools', 'model_converters', 'vit2mmseg.py')
+        osp.join(root, '.mim', 'tools', 'model_converters', script),
+        osp.join(osp.dirname(root), 'tools', 'model_converters', script)
     ]
     for path in candidates:
         if osp.isfile(path):
             spec = importlib.util.spec_from_file_location(
-                'mmseg_vit2mmseg', path)
+                f'mmseg_{script[:-3]}', path)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
-            return module.convert_vit
+            return getattr(module, name)
     raise ConversionError(
-        "mmseg's vit2mmseg converter was not found (looked for "
+        f"mmseg's {script} converter was not found (looked for "
         f"{' and '.join(candidates)}); reinstall mmsegmentation")
+
+
+def vit2mmseg_converter() -> Callable[[Mapping[str, Tensor]], StateDict]:
+    """``convert_vit`` of mmseg's ``vit2mmseg.py`` (timm -> mmseg names)."""
+    return _packaged_converter('vit2mmseg.py', 'convert_vit')
+
+
+def load_jax_npz(path: str) -> StateDict:
+    """An original JAX ViT ``.npz`` (e.g. AugReg) in mmseg's ViT layout.
+
+    Read with ``numpy.load(allow_pickle=False)`` and converted by
+    ``vit_jax_to_torch`` of mmseg's ``vitjax2mmseg.py`` (the depth is
+    counted from the file).
+    """
+    import numpy as np
+    import torch
+    with np.load(path, allow_pickle=False) as npz:
+        weights = {k: torch.from_numpy(npz[k]) for k in npz.files}
+    if 'embedding/kernel' not in weights:
+        raise ConversionError(
+            f'{path} is not a JAX ViT checkpoint (no embedding/kernel)')
+    depth = len({
+        m[1]
+        for m in map(
+            re.compile(r'Transformer/encoderblock_(\d+)/').match, weights) if m
+    })
+    convert = _packaged_converter('vitjax2mmseg.py', 'vit_jax_to_torch')
+    return convert(weights, depth)
 
 
 def checkpoint_layout(state_dict: Mapping[str, Tensor]) -> str:
@@ -81,7 +110,8 @@ def checkpoint_layout(state_dict: Mapping[str, Tensor]) -> str:
     if any(k.startswith('layers.') for k in state_dict):
         return 'mmseg'
     raise ConversionError(
-        'not a ViT state dict in timm (blocks.*) or mmseg (layers.*) layout; '
+        'not a ViT state dict in timm (blocks.*) or mmseg (layers.*) layout'
+        '; '
         f'first keys: {", ".join(list(state_dict)[:5])}')
 
 
@@ -156,7 +186,8 @@ def load_pretrained_vit(
 
     Files are read with timm's ``load_state_dict``: safetensors, or
     ``torch.load(weights_only=True)`` for pickles (EMA weights preferred,
-    ``state_dict``/``model`` nesting and ``module.`` prefixes handled).
+    ``state_dict``/``model`` nesting and ``module.`` prefixes handled);
+    original JAX ``.npz`` files with :func:`load_jax_npz`.
 
     Raises:
         UnsafeCheckpointError: The pickle would need code to load.
@@ -164,6 +195,9 @@ def load_pretrained_vit(
     from timm.models import load_state_dict
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    if path.endswith('.npz'):
+        return convert_pretrained_vit(
+            load_jax_npz(path), grid, final_norm, interpolate_mode)
     try:
         state_dict = load_state_dict(path, weights_only=True)
     except RuntimeError as err:
