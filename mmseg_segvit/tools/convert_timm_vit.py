@@ -3,9 +3,10 @@
 ``python tools/convert_timm_vit.py SRC DST [--config CONFIG | --img-size H
 [W]]`` (or ``python -m mmseg_segvit.tools.convert_timm_vit``).
 
-SRC: a timm checkpoint (``.safetensors`` or ``.pth``, timm names) or an
-mmseg-converted ``.pth``. DST: mmseg ``VisionTransformer`` weights with the
-position embeddings resized to the crop. With ``--config`` the crop comes
+SRC: a timm checkpoint (``.safetensors`` or ``.pth``, timm names), an
+original JAX ``.npz`` or an mmseg-converted ``.pth``. DST: mmseg
+``VisionTransformer`` weights with the position embeddings resized to the
+crop. With ``--config`` the crop comes
 from the config and DST is checked to fill its backbone exactly.
 """
 import argparse
@@ -55,7 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         description='Convert timm (or mmseg) ViT weights for mmseg\'s '
         'VisionTransformer, resizing the position embeddings.')
-    parser.add_argument('src', help='.safetensors or .pth file')
+    parser.add_argument('src', help='.safetensors, .pth or .npz file')
     parser.add_argument('dst', help='output .pth file')
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
