@@ -22,6 +22,9 @@ model = dict(
         type='VisionTransformer',
         img_size=(512, 512),
         patch_size=16,
+        # mmseg 1.x defaults to no bias; the official model and the ViT
+        # weights have one
+        patch_bias=True,
         in_channels=3,
         embed_dims=768,
         num_layers=12,

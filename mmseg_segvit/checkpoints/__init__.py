@@ -1,0 +1,20 @@
+"""Loading and converting checkpoints: released SegViT models, timm ViTs."""
+from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES, VIT_KEY,
+                              ConversionError, ViTInfo,
+                              convert_official_state_dict, describe_model,
+                              describe_official, is_shrunk_official,
+                              rename_official_keys)
+from .safe_load import (UnsafeCheckpointError, get_state_dict,
+                        load_weights_file)
+from .timm_vit import (ViTPretrained, checkpoint_layout,
+                       convert_pretrained_vit, load_pretrained_vit,
+                       vit2mmseg_converter)
+
+__all__ = [
+    'ATM_RULES', 'SHRUNK_RULES', 'is_shrunk_official', 'DROPPED_KEYS',
+    'ConversionError', 'ViTInfo', 'convert_official_state_dict',
+    'describe_model', 'describe_official', 'rename_official_keys',
+    'UnsafeCheckpointError', 'get_state_dict', 'load_weights_file', 'VIT_KEY',
+    'ViTPretrained', 'checkpoint_layout', 'convert_pretrained_vit',
+    'load_pretrained_vit', 'vit2mmseg_converter'
+]

@@ -1,0 +1,84 @@
+"""Load checkpoint files without running code from them.
+
+Every file goes through ``torch.load(..., weights_only=True)`` or
+safetensors. ``weights_only`` unpickles tensors, containers and plain
+values only (plus the numpy and mmengine types :mod:`mmseg_segvit.compat`
+allow-lists); a pickle that would import or call anything else is refused
+with :class:`UnsafeCheckpointError`, which names the file.
+"""
+import os.path as osp
+import pickle
+from typing import Any, Dict, Mapping
+
+import torch
+from torch import Tensor
+
+__all__ = ['UnsafeCheckpointError', 'load_weights_file', 'get_state_dict']
+
+StateDict = Dict[str, Tensor]
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint that ``weights_only`` loading refuses."""
+
+
+def load_weights_file(path: str) -> Any:
+    """Read a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file safely.
+
+    Args:
+        path (str): Local file.
+
+    Returns:
+        The loaded object: a dict of tensors for safetensors, whatever the
+        pickle holds (restricted to safe types) otherwise.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        UnsafeCheckpointError: The pickle needs globals outside the
+            ``weights_only`` allow-list (it could run code).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path, device='cpu')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f'refused to load {path}: its pickle needs objects that '
+            'weights_only=True loading does not allow (a checkpoint like '
+            'this can run code when unpickled). Only load files from '
+            f'sources you trust. torch said: {err}') from None
+
+
+def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
+    """The tensors of a loaded checkpoint.
+
+    Accepts a bare state dict or one nested under ``state_dict`` /
+    ``model`` (mmengine, timm, DeiT layouts); strips DDP's ``module.``
+    prefix.
+
+    Args:
+        checkpoint: What :func:`load_weights_file` returned.
+        path (str): File name, for error messages.
+
+    Returns:
+        dict: Parameter name -> tensor.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'{path} holds a {type(checkpoint).__name__}, not a '
+                        'dict of weights')
+    for key in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    state_dict = {}
+    for name, value in checkpoint.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f'{path}: entry {name!r} is a '
+                            f'{type(value).__name__}, not a tensor')
+        if name.startswith('module.'):
+            name = name[len('module.'):]
+        state_dict[name] = value
+    return state_dict

@@ -1,0 +1,241 @@
+"""Pretrained ViT weights (timm or mmseg layout) for mmseg's ViT backbone.
+
+SegViT starts from the AugReg ImageNet-21k ViT-B/16 and ViT-L/16 at 384.
+Users have them as
+
+* timm checkpoints (``.safetensors`` from the Hugging Face hub, or ``.pth``)
+  with timm's names (``blocks.{i}.attn.qkv``, ``patch_embed.proj``, ...),
+* mmseg-converted ``.pth`` files (``layers.{i}.attn.attn.in_proj_weight``,
+  ...), e.g. the ones OpenMMLab publishes for Segmenter,
+* the original JAX ``.npz`` files (read with ``allow_pickle=False`` and
+  converted by mmseg's packaged ``vitjax2mmseg``).
+
+Both become a state dict of ``mmseg.models.VisionTransformer``:
+timm files are read with timm's own ``load_state_dict`` (safetensors, or
+``torch.load(weights_only=True)``) and renamed with the ``convert_vit``
+function of mmseg's packaged ``vit2mmseg`` converter; the position
+embeddings are resized to the crop grid with mmseg's
+``VisionTransformer.resize_pos_embed`` (what mmseg does when it loads
+``pretrained`` weights). Keys the backbone does not have are errors, except
+the classifier (``head``), which ``vit2mmseg`` drops, and the final norm
+(``ln1``) when the backbone has ``final_norm=False``.
+
+:class:`ViTPretrained` is a weight initializer that does all of this at
+``init_weights`` time, so a config can point straight at a timm file::
+
+    model = dict(
+        pretrained=None,
+        backbone=dict(init_cfg=dict(
+            type='ViTPretrained',
+            checkpoint='pretrain/vit_base_patch16_384.safetensors')))
+"""
+import importlib.util
+import os.path as osp
+import re
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmseg.registry import WEIGHT_INITIALIZERS
+from torch import Tensor
+
+from .official_segvit import VIT_KEY, ConversionError
+from .safe_load import UnsafeCheckpointError
+
+__all__ = [
+    'vit2mmseg_converter', 'load_jax_npz', 'checkpoint_layout',
+    'convert_pretrained_vit', 'load_pretrained_vit', 'ViTPretrained'
+]
+
+StateDict = Dict[str, Tensor]
+Grid = Tuple[int, int]
+
+
+def _packaged_converter(script: str, name: str) -> Callable:
+    """A function of one of mmseg's ``tools/model_converters`` scripts.
+
+    The pip package ships the tools under ``mmseg/.mim/tools``; a source
+    checkout has them under ``tools/`` next to the ``mmseg`` package.
+    """
+    import mmseg
+    root = osp.dirname(mmseg.__file__)
+    candidates = [
+        osp.join(root, '.mim', 'tools', 'model_converters', script),
+        osp.join(osp.dirname(root), 'tools', 'model_converters', script)
+    ]
+    for path in candidates:
+        if osp.isfile(path):
+            spec = importlib.util.spec_from_file_location(
+                f'mmseg_{script[:-3]}', path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return getattr(module, name)
+    raise ConversionError(
+        f"mmseg's {script} converter was not found (looked for "
+        f"{' and '.join(candidates)}); reinstall mmsegmentation")
+
+
+def vit2mmseg_converter() -> Callable[[Mapping[str, Tensor]], StateDict]:
+    """``convert_vit`` of mmseg's ``vit2mmseg.py`` (timm -> mmseg names)."""
+    return _packaged_converter('vit2mmseg.py', 'convert_vit')
+
+
+def load_jax_npz(path: str) -> StateDict:
+    """An original JAX ViT ``.npz`` (e.g. AugReg) in mmseg's ViT layout.
+
+    Read with ``numpy.load(allow_pickle=False)`` and converted by
+    ``vit_jax_to_torch`` of mmseg's ``vitjax2mmseg.py`` (the depth is
+    counted from the file).
+    """
+    import numpy as np
+    import torch
+    with np.load(path, allow_pickle=False) as npz:
+        weights = {k: torch.from_numpy(npz[k]) for k in npz.files}
+    if 'embedding/kernel' not in weights:
+        raise ConversionError(
+            f'{path} is not a JAX ViT checkpoint (no embedding/kernel)')
+    depth = len({
+        m[1]
+        for m in map(
+            re.compile(r'Transformer/encoderblock_(\d+)/').match, weights) if m
+    })
+    convert = _packaged_converter('vitjax2mmseg.py', 'vit_jax_to_torch')
+    return convert(weights, depth)
+
+
+def checkpoint_layout(state_dict: Mapping[str, Tensor]) -> str:
+    """``'timm'`` or ``'mmseg'``: whose names a ViT state dict uses."""
+    if any(k.startswith('blocks.') for k in state_dict):
+        return 'timm'
+    if any(k.startswith('layers.') for k in state_dict):
+        return 'mmseg'
+    raise ConversionError(
+        'not a ViT state dict in timm (blocks.*) or mmseg (layers.*) layout'
+        '; '
+        f'first keys: {", ".join(list(state_dict)[:5])}')
+
+
+def _resize(pos_embed: Tensor, grid: Grid, mode: str) -> Tensor:
+    from mmseg.models.backbones.vit import VisionTransformer
+    tokens = pos_embed.shape[1] - 1
+    side = int(round(tokens**0.5))
+    if side * side != tokens:
+        raise ConversionError(
+            f'pos_embed has {tokens} patch positions: not a square grid')
+    return VisionTransformer.resize_pos_embed(pos_embed.float(), grid,
+                                              (side, side),
+                                              mode).to(pos_embed.dtype)
+
+
+def convert_pretrained_vit(
+        state_dict: Mapping[str, Tensor],
+        grid: Optional[Grid] = None,
+        final_norm: bool = False,
+        interpolate_mode: str = 'bicubic') -> Tuple[StateDict, List[str]]:
+    """A timm or mmseg ViT state dict in mmseg's ViT layout.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): Weights with timm's or mmseg's
+            names.
+        grid (tuple[int, int], optional): Patch grid (H / patch, W / patch)
+            of the crop; the position embeddings are resized to it.
+        final_norm (bool): Whether the backbone has a final norm (``ln1``);
+            if not, the checkpoint's one is dropped.
+        interpolate_mode (str): Resize mode. Default: 'bicubic'.
+
+    Returns:
+        tuple: The state dict and notes on what was dropped or resized.
+
+    Raises:
+        ConversionError: A key mmseg's ViT does not have (named).
+    """
+    notes = []
+    if checkpoint_layout(state_dict) == 'timm':
+        head = [k for k in state_dict if k.startswith('head')]
+        state_dict = vit2mmseg_converter()(state_dict)
+        if head:
+            notes.append(f'dropped the classifier ({", ".join(head)})')
+    out = dict(state_dict)
+    if not final_norm and any(k.startswith('ln1.') for k in out):
+        for key in [k for k in out if k.startswith('ln1.')]:
+            del out[key]
+        notes.append('dropped the final norm (ln1): the backbone has '
+                     'final_norm=False')
+    pattern = re.compile(VIT_KEY)
+    unknown = [k for k in out if not pattern.fullmatch(k)]
+    if unknown:
+        raise ConversionError(
+            f'{len(unknown)} key(s) have no place in mmseg\'s '
+            f'VisionTransformer: {", ".join(sorted(unknown)[:8])}')
+    if grid is not None and 'pos_embed' in out:
+        old = out['pos_embed']
+        if old.shape[1] != grid[0] * grid[1] + 1:
+            out['pos_embed'] = _resize(old, tuple(grid), interpolate_mode)
+            notes.append(f'resized pos_embed from {tuple(old.shape)} to '
+                         f'{tuple(out["pos_embed"].shape)}')
+    return out, notes
+
+
+def load_pretrained_vit(
+        path: str,
+        grid: Optional[Grid] = None,
+        final_norm: bool = False,
+        interpolate_mode: str = 'bicubic') -> Tuple[StateDict, List[str]]:
+    """Read a timm or mmseg ViT file and convert it (see
+    :func:`convert_pretrained_vit`).
+
+    Files are read with timm's ``load_state_dict``: safetensors, or
+    ``torch.load(weights_only=True)`` for pickles (EMA weights preferred,
+    ``state_dict``/``model`` nesting and ``module.`` prefixes handled);
+    original JAX ``.npz`` files with :func:`load_jax_npz`.
+
+    Raises:
+        UnsafeCheckpointError: The pickle would need code to load.
+    """
+    from timm.models import load_state_dict
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    if path.endswith('.npz'):
+        return convert_pretrained_vit(
+            load_jax_npz(path), grid, final_norm, interpolate_mode)
+    try:
+        state_dict = load_state_dict(path, weights_only=True)
+    except RuntimeError as err:
+        if 'weights_only' not in str(err):
+            raise
+        raise UnsafeCheckpointError(
+            f'refused to load {path}: its pickle needs objects that '
+            'weights_only=True loading does not allow (a checkpoint like '
+            'this can run code when unpickled). Only load files from '
+            f'sources you trust. {err}') from None
+    return convert_pretrained_vit(state_dict, grid, final_norm,
+                                  interpolate_mode)
+
+
+@WEIGHT_INITIALIZERS.register_module()
+class ViTPretrained:
+    """Initialise mmseg's ``VisionTransformer`` from a timm or mmseg file.
+
+    Position embeddings are resized to the backbone's ``img_size``; the
+    load is strict (every backbone weight must come from the file).
+
+    Args:
+        checkpoint (str): ``.safetensors`` or ``.pth`` file.
+    """
+
+    def __init__(self, checkpoint: str) -> None:
+        self.checkpoint = checkpoint
+
+    def __call__(self, module: nn.Module) -> None:
+        if not hasattr(module, 'pos_embed') or not hasattr(
+                module, 'patch_size'):
+            raise TypeError('ViTPretrained initialises mmseg '
+                            f'VisionTransformer, not {type(module).__name__}')
+        grid = (module.img_size[0] // module.patch_size,
+                module.img_size[1] // module.patch_size)
+        state_dict, notes = load_pretrained_vit(
+            self.checkpoint, grid, getattr(module, 'final_norm', False),
+            getattr(module, 'interpolate_mode', 'bicubic'))
+        module.load_state_dict(state_dict, strict=True)
+        for note in [f'loaded {self.checkpoint}'] + notes:
+            print_log(f'ViTPretrained: {note}', logger='current')

@@ -1,0 +1,194 @@
+"""Convert a released SegViT checkpoint for this package's configs.
+
+``python tools/convert_official_segvit.py SRC DST [--config CONFIG]``
+(or ``python -m mmseg_segvit.tools.convert_official_segvit``).
+
+SRC is one of the official ``.pth`` files (mmseg 0.24 layout). Without
+``--config`` the matching config of ``configs/segvit`` is found from the
+checkpoint's backbone, class count and crop size. The model of the config is
+built and DST is written only if the converted weights fill it exactly
+(``load_state_dict(strict=True)``).
+"""
+import argparse
+import copy
+import functools
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from torch.overrides import TorchFunctionMode
+
+from mmseg_segvit.checkpoints import (ConversionError, ViTInfo,
+                                      convert_official_state_dict,
+                                      describe_official, get_state_dict,
+                                      load_weights_file)
+
+__all__ = [
+    'CONFIG_DIR', 'config_signature', 'find_config', 'build_model',
+    'convert_file', 'main'
+]
+
+#: The package's configs (a source checkout or an editable install).
+CONFIG_DIR = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    'segvit')
+
+Signature = Tuple[Optional[int], Optional[int], Optional[int], Optional[int],
+                  bool]
+
+
+@functools.lru_cache(maxsize=None)
+def _load_config_cached(path: str, mtime: float) -> Config:
+    return Config.fromfile(path)
+
+
+def _load_config(path: str) -> Config:
+    """A config file, parsed once per modification time (a copy)."""
+    path = osp.abspath(path)
+    return copy.deepcopy(_load_config_cached(path, osp.getmtime(path)))
+
+
+def config_signature(cfg: Config) -> Signature:
+    """(embed_dims, num_layers, num_classes, position tokens, shrunk) of a
+    config."""
+    backbone = cfg.model.backbone
+    size = backbone.get('img_size', 224)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    patch = backbone.get('patch_size', 16)
+    tokens = (size[0] // patch) * (size[1] // patch) + 1
+    return (backbone.get('embed_dims'), backbone.get('num_layers'),
+            cfg.model.decode_head.get('num_classes'), tokens,
+            backbone.get('type') == 'ShrunkViT')
+
+
+def info_signature(info: ViTInfo) -> Signature:
+    return (info['embed_dims'], info['num_layers'], info['num_classes'],
+            info['pos_tokens'], info['shrunk'])
+
+
+def find_config(info: ViTInfo, config_dir: str = CONFIG_DIR) -> str:
+    """The config of ``config_dir`` whose model matches ``info``.
+
+    Raises:
+        ConversionError: None or several match.
+    """
+    if not osp.isdir(config_dir):
+        raise ConversionError(
+            f'no config folder at {config_dir}: pass --config')
+    want = info_signature(info)
+    found = []
+    for name in sorted(os.listdir(config_dir)):
+        if not name.endswith('.py'):
+            continue
+        path = osp.join(config_dir, name)
+        if config_signature(_load_config(path)) == want:
+            found.append(path)
+    if len(found) != 1:
+        what = 'no config' if not found else f'{len(found)} configs'
+        raise ConversionError(
+            f'{what} in {config_dir} match a {info.name} with '
+            f"{info['num_classes']} classes and {info['pos_tokens']} "
+            'position tokens: pass --config')
+    return found[0]
+
+
+class _ScalarsOnCPU(TorchFunctionMode):
+    """Under ``torch.device('meta')``, keep ``linspace`` on the CPU.
+
+    Model constructors read values from it (drop-path rates with
+    ``.item()``), which meta tensors do not have.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is torch.linspace and kwargs.get('device') is None:
+            kwargs['device'] = 'cpu'
+        return func(*args, **kwargs)
+
+
+def build_model(config: str, device: str = 'meta') -> nn.Module:
+    """The segmentor of ``config`` without pretrained weights.
+
+    Args:
+        config (str): Config file.
+        device (str): ``'meta'`` (default) builds the structure without
+            allocating or initialising weights; converted weights are then
+            loaded with ``assign=True``.
+    """
+    import mmseg_segvit  # noqa: F401  (registers the models)
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    cfg = _load_config(config)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    cfg.model.pretrained = None
+    cfg.model.backbone.init_cfg = None
+    with torch.device(device), _ScalarsOnCPU():
+        return MODELS.build(cfg.model)
+
+
+def convert_file(src: str,
+                 dst: str,
+                 config: Optional[str] = None,
+                 backbone_only: bool = False) -> Dict[str, object]:
+    """Convert ``src`` and write ``dst`` after a strict load into ``config``.
+
+    Returns:
+        dict: ``config`` used, ``notes`` (dropped/resized keys) and
+        ``num_tensors`` written.
+    """
+    state_dict = get_state_dict(load_weights_file(src), src)
+    if config is None:
+        config = find_config(describe_official(state_dict))
+    model = build_model(config)
+    converted, notes = convert_official_state_dict(
+        state_dict, model, path=src, backbone_only=backbone_only)
+    target = model.backbone if backbone_only else model
+    # assign=True puts the tensors into the (meta) model as they are
+    target.load_state_dict(converted, strict=True, assign=True)
+    meta = dict(
+        converted_from=osp.basename(src),
+        config=osp.basename(config),
+        backbone_only=backbone_only)
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    torch.save(dict(state_dict=converted, meta=meta), dst)
+    return dict(config=config, notes=notes, num_tensors=len(converted))
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert an official SegViT checkpoint (mmseg 0.24) to '
+        'the layout of mmseg_segvit.')
+    parser.add_argument('src', help='official .pth file')
+    parser.add_argument('dst', help='output .pth file')
+    parser.add_argument(
+        '--config',
+        help='config to convert for (default: the one in configs/segvit '
+        'that matches the checkpoint)')
+    parser.add_argument(
+        '--backbone-only',
+        action='store_true',
+        help='write only the backbone weights, for model.pretrained of a '
+        'config with another class count')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    try:
+        report = convert_file(args.src, args.dst, args.config,
+                              args.backbone_only)
+    except (ConversionError, FileNotFoundError, RuntimeError) as err:
+        raise SystemExit(f'error: {err}')
+    lines: List[str] = [f"config: {report['config']}"]
+    lines += [f'note: {n}' for n in report['notes']]
+    lines.append(f"wrote {report['num_tensors']} tensors to {args.dst} "
+                 '(loads with strict=True)')
+    print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,11 @@
+"""Convert timm/mmseg ViT weights: see
+:mod:`mmseg_segvit.tools.convert_timm_vit`."""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmseg_segvit.tools.convert_timm_vit import main  # noqa: E402
+
+if __name__ == '__main__':
+    main()
