@@ -123,6 +123,9 @@ def test_bad_data_file_error_names_the_file(tmp_path, demo_data_root, which,
     with pytest.raises(error) as err:
         dataset[1]
     assert str(bad) in str(err.value)
+    if how != 'missing':  # only the broken file is named
+        good = label if which == 'image' else img
+        assert str(good) not in str(err.value)
     dataset[2]
 
 

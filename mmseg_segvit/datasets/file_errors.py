@@ -7,13 +7,16 @@ without saying which file it was. :func:`install` wraps
 ``BaseSegDataset.prepare_data`` (the one place where a sample's file names
 and its pipeline meet) so that such a failure is re-raised as a
 :class:`SampleLoadError` that names the image and label files of the
-sample; the original error stays attached as its cause. Missing files are
+sample (the one that does not decode, where that can be told); the
+original error stays attached as its cause. Missing files are
 left alone: their ``FileNotFoundError`` already names the path.
 """
 import functools
+import os.path as osp
 from typing import Any, Callable
 
 from mmseg.datasets import BaseSegDataset
+from PIL import Image
 
 __all__ = ['SampleLoadError', 'install']
 
@@ -22,6 +25,18 @@ _FILE_KEYS = ('img_path', 'seg_map_path')
 
 class SampleLoadError(OSError):
     """A sample of a dataset could not be loaded; names its files."""
+
+
+def _decodes(path: str) -> bool:
+    """Whether Pillow can read the whole file (a local file only)."""
+    if not osp.isfile(path):
+        return True  # another storage backend: do not guess
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:
+        return False
 
 
 def _naming_files(prepare_data: Callable) -> Callable:
@@ -34,10 +49,12 @@ def _naming_files(prepare_data: Callable) -> Callable:
             raise
         except Exception as err:
             info = self.get_data_info(idx)
-            files = ', '.join(f'{key}={info[key]!r}' for key in _FILE_KEYS
-                              if info.get(key))
-            if not files:
+            paths = {k: info[k] for k in _FILE_KEYS if info.get(k)}
+            if not paths:
                 raise
+            broken = {k: p for k, p in paths.items() if not _decodes(p)}
+            files = ', '.join(f'{k}={p!r}' for k, p in (broken
+                                                         or paths).items())
             raise SampleLoadError(
                 f'{type(self).__name__} could not load sample {idx} '
                 f'({files}): {type(err).__name__}: {err}. The file may be '
