@@ -65,8 +65,8 @@ def test_bf16_amp_optim_wrapper_step_on_cpu(monkeypatch):
         assert torch.isfinite(loss)
         assert all(v.dtype == torch.float32 for v in losses.values())
         assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert seen == dict(backbone_linear=torch.bfloat16,
-                        head_linear=torch.bfloat16)
+    assert seen == dict(
+        backbone_linear=torch.bfloat16, head_linear=torch.bfloat16)
     after = list(model.parameters())
     assert all(torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
@@ -77,14 +77,15 @@ def test_fp32_and_bf16_autocast_outputs_agree():
     img = torch.randint(0, 255, (1, 3, 40, 56)).float()
     with torch.no_grad():
         ref_cls, ref_masks = model(img, mode='tensor')
-        ref = model.inference(img, [dict(img_shape=(40, 56),
-                                         pad_shape=(40, 56),
-                                         ori_shape=(40, 56))])
+        ref = model.inference(
+            img,
+            [dict(img_shape=(40, 56), pad_shape=(40, 56), ori_shape=(40, 56))])
         with autocast(device_type='cpu', dtype=torch.bfloat16):
             cls, masks = model(img, mode='tensor')
-            out = model.inference(img, [dict(img_shape=(40, 56),
-                                             pad_shape=(40, 56),
-                                             ori_shape=(40, 56))])
+            out = model.inference(img, [
+                dict(
+                    img_shape=(40, 56), pad_shape=(40, 56), ori_shape=(40, 56))
+            ])
     assert cls.dtype == torch.bfloat16
     # bf16 keeps 8 bits of mantissa: relative error ~1e-2 per operation
     scale = ref_masks.abs().max()
@@ -99,8 +100,7 @@ def test_fp32_training_step_reference_is_finite():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     wrapper = OptimWrapper(optimizer=optimizer)
     loss, _, grads = _amp_step(model, wrapper, _batch())
-    assert torch.isfinite(loss) and all(torch.isfinite(g).all()
-                                        for g in grads)
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.skipif(not CUDA, reason='fp16 AMP needs a CUDA device')
@@ -110,8 +110,8 @@ def test_amp_optim_wrapper_on_cuda(dtype):
         pytest.skip('no bf16 on this GPU')
     model = tiny_segmentor(num_classes=150, size=(64, 64)).cuda()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    wrapper = AmpOptimWrapper(optimizer=optimizer, dtype=dtype,
-                              clip_grad=dict(max_norm=35.0))
+    wrapper = AmpOptimWrapper(
+        optimizer=optimizer, dtype=dtype, clip_grad=dict(max_norm=35.0))
     seen = _record_dtypes(model)
     for _ in range(5):
         loss, losses, grads = _amp_step(

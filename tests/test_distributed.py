@@ -54,8 +54,8 @@ def _images():
 
 def _model():
     torch.manual_seed(0)
-    cfg = ConfigDict(tiny_segmentor_cfg(num_classes=K, size=(SIZE, SIZE),
-                                        dropout=0.0))
+    cfg = ConfigDict(
+        tiny_segmentor_cfg(num_classes=K, size=(SIZE, SIZE), dropout=0.0))
     cfg.backbone.drop_path_rate = 0.0
     model = MODELS.build(cfg)
     model.init_weights()
@@ -72,8 +72,10 @@ def _worker(rank, tmpdir):
     register_all_modules()
     torch.set_num_threads(1)
     torch_dist.init_process_group(
-        'gloo', init_method=f'file://{osp.join(tmpdir, "rendezvous")}',
-        rank=rank, world_size=WORLD)
+        'gloo',
+        init_method=f'file://{osp.join(tmpdir, "rendezvous")}',
+        rank=rank,
+        world_size=WORLD)
     try:
         for case in CASES:
             # find_unused_parameters stays False: a parameter without a
@@ -84,11 +86,15 @@ def _worker(rank, tmpdir):
             data = _batch(_images()[part], _labels(case)[part])
             logs = [model.train_step(data, optim) for _ in range(STEPS)]
             torch.save(
-                dict(logs=[{k: v.item() for k, v in log.items()}
-                           for log in logs],
-                     params={k: v.detach() for k, v in
-                             model.module.state_dict().items()}),
-                osp.join(tmpdir, f'{case}_rank{rank}.pth'))
+                dict(
+                    logs=[{
+                        k: v.item()
+                        for k, v in log.items()
+                    } for log in logs],
+                    params={
+                        k: v.detach()
+                        for k, v in model.module.state_dict().items()
+                    }), osp.join(tmpdir, f'{case}_rank{rank}.pth'))
     finally:
         torch_dist.destroy_process_group()
 
@@ -105,10 +111,8 @@ def _reference(case):
         ce_halves = []
         for r in range(WORLD):
             part = slice(r * B, (r + 1) * B)
-            half = model.loss(data['inputs'][part],
-                              data['data_samples'][part])
-            ce_halves.append(sum(v for k, v in half.items()
-                                 if 'loss_ce' in k))
+            half = model.loss(data['inputs'][part], data['data_samples'][part])
+            ce_halves.append(sum(v for k, v in half.items() if 'loss_ce' in k))
         mask_terms = sum(v for k, v in whole.items()
                          if 'loss' in k and 'loss_ce' not in k)
         objective = mask_terms + sum(ce_halves) / WORLD
@@ -130,8 +134,10 @@ def ddp_results(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize('case', sorted(CASES))
 def test_two_processes_match_one_process(case, ddp_results):
-    ranks = [torch.load(ddp_results / f'{case}_rank{r}.pth',
-                        weights_only=True) for r in range(WORLD)]
+    ranks = [
+        torch.load(ddp_results / f'{case}_rank{r}.pth', weights_only=True)
+        for r in range(WORLD)
+    ]
     whole, objective, params = _reference(case)
     for step in range(STEPS):
         logs = [r['logs'][step] for r in ranks]
@@ -141,8 +147,8 @@ def test_two_processes_match_one_process(case, ddp_results):
         for key in whole[step]:
             if 'loss_mask' in key or 'loss_dice' in key:
                 mean = sum(log[key] for log in logs) / WORLD
-                assert mean == pytest.approx(whole[step][key], rel=1e-5,
-                                             abs=1e-7), key
+                assert mean == pytest.approx(
+                    whole[step][key], rel=1e-5, abs=1e-7), key
         single = sum(v for k, v in whole[step].items() if 'loss' in k)
         if case == 'balanced':
             assert ddp_loss == pytest.approx(single, rel=1e-5)
@@ -150,7 +156,7 @@ def test_two_processes_match_one_process(case, ddp_results):
             assert abs(ddp_loss - single) > 1e-4
     # identical parameters on both processes, equal to the reference
     for key, value in params.items():
-        torch.testing.assert_close(ranks[0]['params'][key],
-                                   ranks[1]['params'][key], rtol=0, atol=0)
-        torch.testing.assert_close(ranks[0]['params'][key], value,
-                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            ranks[0]['params'][key], ranks[1]['params'][key], rtol=0, atol=0)
+        torch.testing.assert_close(
+            ranks[0]['params'][key], value, rtol=1e-4, atol=1e-6)

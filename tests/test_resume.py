@@ -17,7 +17,10 @@ class _RecordLoss(Hook):
     def __init__(self):
         self.losses = {}
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         self.losses[runner.iter + 1] = outputs['loss'].item()
 
@@ -33,8 +36,11 @@ def _runner(work_dir, data_root, resume=False, extra_hooks=()):
     pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations'),
-        dict(type='RandomResize', scale=(64, 64), ratio_range=(0.75, 1.5),
-             keep_ratio=True),
+        dict(
+            type='RandomResize',
+            scale=(64, 64),
+            ratio_range=(0.75, 1.5),
+            keep_ratio=True),
         dict(type='RandomCrop', crop_size=(64, 64), cat_max_ratio=0.75),
         dict(type='RandomFlip', prob=0.5),
         dict(type='PackSegInputs')
@@ -51,8 +57,8 @@ def _runner(work_dir, data_root, resume=False, extra_hooks=()):
                 type='SegVitShapesDataset',
                 data_root=data_root,
                 indices=12,
-                data_prefix=dict(img_path='img_dir/train',
-                                 seg_map_path='ann_dir/train'),
+                data_prefix=dict(
+                    img_path='img_dir/train', seg_map_path='ann_dir/train'),
                 pipeline=pipeline)),
         optim_wrapper=dict(
             type='OptimWrapper',
@@ -63,8 +69,8 @@ def _runner(work_dir, data_root, resume=False, extra_hooks=()):
         ],
         train_cfg=dict(type='IterBasedTrainLoop', max_iters=ITERS),
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                            interval=SAVE_AT),
+            checkpoint=dict(
+                type='CheckpointHook', by_epoch=False, interval=SAVE_AT),
             logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[recorder, *copy.deepcopy(list(extra_hooks))],
         randomness=dict(seed=0, deterministic=True),
@@ -90,8 +96,8 @@ def uninterrupted(tmp_path_factory, demo_data_root):
 
 
 @pytest.mark.slow
-def test_same_seed_gives_same_losses(uninterrupted, tmp_path,
-                                     demo_data_root, restore_determinism):
+def test_same_seed_gives_same_losses(uninterrupted, tmp_path, demo_data_root,
+                                     restore_determinism):
     _, first = uninterrupted
     runner, second = _runner(tmp_path, demo_data_root, extra_hooks=HOOKS)
     runner.train()
@@ -106,8 +112,8 @@ def test_resume_gives_the_uninterrupted_losses(uninterrupted, demo_data_root,
     work_dir, full = uninterrupted
     ckpt = torch.load(work_dir / f'iter_{SAVE_AT}.pth', weights_only=True)
     assert ckpt['rng_state'][0]['torch'].dtype == torch.uint8
-    runner, resumed = _runner(work_dir, demo_data_root, resume=True,
-                              extra_hooks=HOOKS)
+    runner, resumed = _runner(
+        work_dir, demo_data_root, resume=True, extra_hooks=HOOKS)
     runner.train()
     assert list(resumed.losses) == list(range(SAVE_AT + 1, ITERS + 1))
     assert resumed.losses == {i: full[i] for i in resumed.losses}

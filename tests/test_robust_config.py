@@ -24,8 +24,9 @@ def test_use_stages_beyond_the_backbone_outputs():
     cfg = ConfigDict(tiny_segmentor_cfg(use_stages=3))
     cfg.backbone.out_indices = [1, 2]  # two outputs, the head wants three
     model = MODELS.build(cfg)
-    with pytest.raises(ValueError, match=r'use_stages=3.*backbone gives 2.*'
-                       r'out_indices'):
+    with pytest.raises(
+            ValueError, match=r'use_stages=3.*backbone gives 2.*'
+            r'out_indices'):
         _forward(model)
 
 
@@ -35,8 +36,8 @@ def test_use_stages_larger_than_in_index_fails_at_build():
 
 
 def test_embed_dims_not_divisible_by_num_heads_fails_at_build():
-    with pytest.raises(ValueError,
-                       match=r'embed_dims \(30\).*num_heads \(4\)'):
+    with pytest.raises(
+            ValueError, match=r'embed_dims \(30\).*num_heads \(4\)'):
         _build(embed_dims=30)
 
 
@@ -59,8 +60,7 @@ def five_class_checkpoint(tmp_path):
     return model, path
 
 
-def test_checkpoint_with_another_class_count_is_refused(
-        five_class_checkpoint):
+def test_checkpoint_with_another_class_count_is_refused(five_class_checkpoint):
     """What ``mim test --checkpoint`` (Runner.load_checkpoint) runs into."""
     _, path = five_class_checkpoint
     model = tiny_segmentor(num_classes=7)
@@ -73,8 +73,8 @@ def test_checkpoint_with_another_class_count_is_refused(
     assert 'mmseg_segvit.tools.drop_class_weights' in message
     # plain torch loading takes the same path
     with pytest.raises(ValueError, match='checkpoint has 5 classes'):
-        model.load_state_dict(torch.load(path, weights_only=True)
-                              ['state_dict'])
+        model.load_state_dict(
+            torch.load(path, weights_only=True)['state_dict'])
 
 
 def test_drop_class_weights_tool_allows_fine_tuning(five_class_checkpoint,
@@ -82,8 +82,9 @@ def test_drop_class_weights_tool_allows_fine_tuning(five_class_checkpoint,
                                                     capsys):
     old, path = five_class_checkpoint
     out = tmp_path / 'no_classes.pth'
-    monkeypatch.setattr(sys, 'argv', ['drop_class_weights', str(path),
-                                      str(out)])
+    monkeypatch.setattr(sys, 'argv',
+                        ['drop_class_weights',
+                         str(path), str(out)])
     tool.main()
     assert 'decode_head.q.weight' in capsys.readouterr().out
     model = tiny_segmentor(num_classes=7)

@@ -65,8 +65,9 @@ def test_crafted_checkpoint_is_refused_and_nothing_runs(
     for load in loaders:
         with pytest.raises(pickle.UnpicklingError, match='Weights only'):
             load()
-    monkeypatch.setattr(sys, 'argv',
-                        ['x', str(path), str(tmp_path / 'out.pth')])
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['x', str(path), str(tmp_path / 'out.pth')])
     with pytest.raises(pickle.UnpicklingError):
         drop_class_weights.main()
     assert not marker.exists()
@@ -79,8 +80,9 @@ def _small_dataset(src_root, dst_root, count=3):
     for sub in ('img_dir', 'ann_dir'):
         os.makedirs(dst_root / sub)
         for name in names[:count]:
-            shutil.copy(os.path.join(src_root, sub, 'val', name),
-                        dst_root / sub / name)
+            shutil.copy(
+                os.path.join(src_root, sub, 'val', name),
+                dst_root / sub / name)
     return [dst_root / sub / names[1] for sub in ('img_dir', 'ann_dir')]
 
 
@@ -129,11 +131,14 @@ def test_bad_data_file_error_names_the_file(tmp_path, demo_data_root, which,
     dataset[2]
 
 
-def test_bad_label_in_a_dataloader_worker_names_the_file(tmp_path,
-                                                         demo_data_root):
+def test_bad_label_in_a_dataloader_worker_names_the_file(
+        tmp_path, demo_data_root):
     _, label = _small_dataset(demo_data_root, tmp_path / 'data')
     _break(label, 'garbage')
-    loader = DataLoader(_dataset(tmp_path / 'data'), batch_size=1,
-                        num_workers=1, collate_fn=lambda x: x)
+    loader = DataLoader(
+        _dataset(tmp_path / 'data'),
+        batch_size=1,
+        num_workers=1,
+        collate_fn=lambda x: x)
     with pytest.raises(SampleLoadError, match=str(label)):
         list(loader)

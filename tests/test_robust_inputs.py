@@ -64,8 +64,8 @@ def test_slide_with_one_window_equals_whole_off_the_patch_grid():
     model = tiny_segmentor(num_classes=3).eval()
     img = torch.randint(0, 255, (3, 37, 51)).float()
     whole = _predict(model, img).seg_logits.data
-    model.test_cfg = ConfigDict(mode='slide', crop_size=(40, 56),
-                                stride=(40, 56))
+    model.test_cfg = ConfigDict(
+        mode='slide', crop_size=(40, 56), stride=(40, 56))
     slide = _predict(model, img).seg_logits.data
     torch.testing.assert_close(slide, whole, rtol=1e-4, atol=1e-5)
 
@@ -136,8 +136,8 @@ def test_degenerate_labels_give_finite_losses_and_gradients(case):
     deep=st.tuples(st.integers(1, 5), st.integers(1, 5)),
     factor=st.integers(1, 2),
     out_size=st.tuples(st.integers(1, 40), st.integers(1, 40)))
-def test_atm_head_shapes_property(num_classes, use_stages, batch, deep,
-                                  factor, out_size):
+def test_atm_head_shapes_property(num_classes, use_stages, batch, deep, factor,
+                                  out_size):
     """Any grids (deepest first, shallower ones up to 2x larger) and class
     count: outputs have the right shapes, are finite and predictions cover
     the requested size."""

@@ -53,8 +53,8 @@ def _naming_files(prepare_data: Callable) -> Callable:
             if not paths:
                 raise
             broken = {k: p for k, p in paths.items() if not _decodes(p)}
-            files = ', '.join(f'{k}={p!r}' for k, p in (broken
-                                                         or paths).items())
+            named = broken or paths
+            files = ', '.join(f'{k}={p!r}' for k, p in named.items())
             raise SampleLoadError(
                 f'{type(self).__name__} could not load sample {idx} '
                 f'({files}): {type(err).__name__}: {err}. The file may be '

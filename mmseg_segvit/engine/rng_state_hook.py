@@ -67,7 +67,9 @@ class RNGStateHook(Hook):
             print_log(
                 f'RNGStateHook: the checkpoint holds the random state of '
                 f'{len(states)} processes, this run has {world_size}; '
-                'random state not restored', logger='current', level=30)
+                'random state not restored',
+                logger='current',
+                level=30)
             return
         torch.set_rng_state(states[rank]['torch'])
         cuda = states[rank].get('cuda')

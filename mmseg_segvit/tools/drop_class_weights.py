@@ -21,9 +21,10 @@ __all__ = ['CLASS_KEYS', 'drop_class_weights', 'main']
 CLASS_KEYS = ('q.weight', 'class_embed.weight', 'class_embed.bias')
 
 
-def drop_class_weights(state_dict: Dict[str, torch.Tensor],
-                       head_prefix: str = 'decode_head.'
-                       ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+def drop_class_weights(
+    state_dict: Dict[str, torch.Tensor],
+    head_prefix: str = 'decode_head.'
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Remove the class-specific tensors of the head under ``head_prefix``.
 
     Args:
@@ -54,8 +55,10 @@ def main() -> None:
     ckpt = torch.load(args.src, map_location='cpu', weights_only=True)
     state_dict = ckpt.get('state_dict', ckpt)
     state_dict, removed = drop_class_weights(state_dict, args.head_prefix)
-    meta = {k: v for k, v in ckpt.get('meta', {}).items()
-            if k != 'dataset_meta'}
+    meta = {
+        k: v
+        for k, v in ckpt.get('meta', {}).items() if k != 'dataset_meta'
+    }
     torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
     print(f'wrote {args.dst} without {", ".join(removed)}')
 
