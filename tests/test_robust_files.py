@@ -86,7 +86,7 @@ def _small_dataset(src_root, dst_root, count=3):
     return [dst_root / sub / names[1] for sub in ('img_dir', 'ann_dir')]
 
 
-def _dataset(root):
+def _dataset(root, extra=()):
     return BaseSegDataset(
         data_root=str(root),
         data_prefix=dict(img_path='img_dir', seg_map_path='ann_dir'),
@@ -95,7 +95,7 @@ def _dataset(root):
         metainfo=dict(classes=tuple(str(i) for i in range(12))),
         pipeline=[
             dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations'),
+            dict(type='LoadAnnotations'), *extra,
             dict(type='PackSegInputs')
         ])
 
@@ -142,3 +142,17 @@ def test_bad_label_in_a_dataloader_worker_names_the_file(
         collate_fn=lambda x: x)
     with pytest.raises(SampleLoadError, match=str(label)):
         list(loader)
+
+
+def _bad_transform(results):
+    return results['no_such_key']
+
+
+def test_transform_errors_on_good_files_keep_their_type(
+        tmp_path, demo_data_root):
+    img, label = _small_dataset(demo_data_root, tmp_path / 'data')
+    dataset = _dataset(tmp_path / 'data', extra=[_bad_transform])
+    with pytest.raises(KeyError, match='no_such_key') as err:
+        dataset[1]
+    if sys.version_info >= (3, 11):
+        assert str(img) in ' '.join(err.value.__notes__)

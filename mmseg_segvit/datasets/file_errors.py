@@ -7,9 +7,11 @@ without saying which file it was. :func:`install` wraps
 ``BaseSegDataset.prepare_data`` (the one place where a sample's file names
 and its pipeline meet) so that such a failure is re-raised as a
 :class:`SampleLoadError` that names the image and label files of the
-sample (the one that does not decode, where that can be told); the
-original error stays attached as its cause. Missing files are
-left alone: their ``FileNotFoundError`` already names the path.
+sample that does not decode; the original error stays attached as its
+cause. Errors of samples whose files decode (a transform's own error)
+keep their type and get a note with the file names (Python >= 3.11).
+Missing files are left alone: their ``FileNotFoundError`` already names
+the path.
 """
 import functools
 import os.path as osp
@@ -53,8 +55,12 @@ def _naming_files(prepare_data: Callable) -> Callable:
             if not paths:
                 raise
             broken = {k: p for k, p in paths.items() if not _decodes(p)}
-            named = broken or paths
-            files = ', '.join(f'{k}={p!r}' for k, p in named.items())
+            if not broken:  # the files decode: not a file problem
+                if hasattr(err, 'add_note'):  # Python >= 3.11
+                    err.add_note(f'while loading sample {idx} of '
+                                 f'{type(self).__name__}: {paths}')
+                raise
+            files = ', '.join(f'{k}={p!r}' for k, p in broken.items())
             raise SampleLoadError(
                 f'{type(self).__name__} could not load sample {idx} '
                 f'({files}): {type(err).__name__}: {err}. The file may be '
