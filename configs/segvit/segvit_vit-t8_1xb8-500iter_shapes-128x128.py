@@ -63,3 +63,5 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
+# Exact resume: also restore the model's random state (dropout, drop-path).
+custom_hooks = [dict(type='RNGStateHook')]

@@ -1,5 +1,9 @@
 """Datasets."""
+from . import file_errors
+from .file_errors import SampleLoadError
 from .shapes import SegVitShapesDataset
 from .shapes_generator import generate_shapes_dataset
 
-__all__ = ['SegVitShapesDataset', 'generate_shapes_dataset']
+file_errors.install()
+
+__all__ = ['SampleLoadError', 'SegVitShapesDataset', 'generate_shapes_dataset']

@@ -31,3 +31,5 @@ param_scheduler = [
         begin=warmup_iters,
         end=max_iters)
 ]
+# Exact resume: also restore the model's random state (dropout, drop-path).
+custom_hooks = [dict(type='RNGStateHook')]

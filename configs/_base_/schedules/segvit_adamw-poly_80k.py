@@ -13,3 +13,5 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=8000)
 default_hooks = dict(checkpoint=dict(interval=8000))
+# Exact resume: also restore the model's random state (dropout, drop-path).
+custom_hooks = [dict(type='RNGStateHook')]

@@ -107,6 +107,11 @@ class ATMHead(BaseDecodeHead):
         if not use_proj and any(c != embed_dims for c in in_channels):
             raise ValueError(f'use_proj=False needs inputs with embed_dims '
                              f'({embed_dims}) channels, got {in_channels}')
+        if num_classes == 1:
+            # One output channel is binary segmentation to MMSegmentation
+            # (sigmoid > threshold gives label 1); with one class the
+            # prediction is that class (label 0), as argmax would give.
+            kwargs.setdefault('threshold', 1.0)
         super().__init__(
             in_channels,
             embed_dims if channels is None else channels,
@@ -152,12 +157,41 @@ class ATMHead(BaseDecodeHead):
                 constant_init(m, val=1.0, bias=0.0)
         self._is_init = True
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str,
+                              *args, **kwargs) -> None:
+        """Refuse class weights made for another number of classes.
+
+        A checkpoint trained with K' != K classes would otherwise load with
+        shape-mismatch warnings only and evaluate with random class queries.
+        """
+        for name, rows in (('q.weight', self.num_classes),
+                           ('class_embed.weight', self.num_classes + 1)):
+            weight = state_dict.get(prefix + name)
+            if weight is not None and weight.shape[0] != rows:
+                found = weight.shape[0] - (rows - self.num_classes)
+                raise ValueError(
+                    f'checkpoint has {found} classes ({prefix}{name} of '
+                    f'shape {tuple(weight.shape)}) but the model has '
+                    f'num_classes={self.num_classes}. To evaluate it, set '
+                    f'decode_head.num_classes (and loss_decode.num_classes) '
+                    f'to {found}. To fine-tune it with {self.num_classes} '
+                    'classes, drop its class weights first: `python -m '
+                    'mmseg_segvit.tools.drop_class_weights CKPT OUT`, then '
+                    'load_from=OUT')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _to_tokens(self, inputs: Sequence) -> List[Tuple[Tensor, Grid]]:
         """Bring each selected input to tokens with its grid, deepest first.
 
         An input is a (B, C, H, W) map or a pair ``(tokens, (H, W))`` with
         tokens of shape (B, H * W, C).
         """
+        if any(not -len(inputs) <= i < len(inputs) for i in self.in_index):
+            raise ValueError(
+                f'ATMHead uses backbone outputs {self.in_index} (in_index, '
+                f'use_stages={self.use_stages}) but the backbone gives '
+                f'{len(inputs)}: lower use_stages / in_index or add '
+                'out_indices to the backbone')
         selected = self._transform_inputs(inputs)
         out = []
         for idx, x, channels in zip(self.in_index, selected,
@@ -181,8 +215,9 @@ class ATMHead(BaseDecodeHead):
             if tokens.shape[-1] != channels:
                 raise ValueError(
                     f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
-                    f'in_channels says {channels}: set in_channels to the '
-                    'backbone output channels')
+                    f'in_channels says {channels}: set '
+                    'decode_head.in_channels to the backbone output '
+                    'channels')
             out.append((tokens, grid))
         return out[::-1]
 

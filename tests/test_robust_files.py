@@ -1,0 +1,158 @@
+"""Untrusted files: crafted checkpoints, corrupt or missing data files."""
+import os
+import pickle
+import shutil
+import sys
+
+import pytest
+import torch
+from mmengine.runner import load_checkpoint
+from mmengine.runner.checkpoint import _load_checkpoint
+from mmseg.datasets import BaseSegDataset
+from torch.utils.data import DataLoader
+
+from mmseg_segvit.datasets import SampleLoadError
+from mmseg_segvit.tools import drop_class_weights
+
+
+class _Payload:
+    """Pickles to a call that creates ``path`` when unpickled."""
+
+    def __init__(self, kind, path):
+        self.kind, self.path = kind, str(path)
+
+    def __reduce__(self):
+        if self.kind == 'exec':
+            return (exec, (f'open({self.path!r}, "w").write("pwned")', ))
+        if self.kind == 'system':
+            return (os.system, (f'touch {self.path}', ))
+        return (open, (self.path, 'w'))  # 'open'
+
+
+def _crafted(tmp_path, kind, where):
+    marker = tmp_path / f'pwned_{kind}_{where}'
+    payload = _Payload(kind, marker)
+    ckpt = dict(meta=dict(iter=1), state_dict={'w': torch.zeros(2)})
+    if where == 'meta':
+        ckpt['meta']['note'] = payload
+    else:
+        ckpt['state_dict']['decode_head.q.weight'] = payload
+    path = tmp_path / f'{kind}_{where}.pth'
+    torch.save(ckpt, path)
+    return path, marker
+
+
+@pytest.mark.parametrize('kind', ['exec', 'system', 'open'])
+def test_payload_runs_under_plain_pickle(tmp_path, kind):
+    """The crafted files are real exploits (shown in a throwaway folder)."""
+    path, marker = _crafted(tmp_path, kind, 'meta')
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize('where', ['meta', 'state_dict'])
+@pytest.mark.parametrize('kind', ['exec', 'system', 'open'])
+def test_crafted_checkpoint_is_refused_and_nothing_runs(
+        tmp_path, kind, where, monkeypatch):
+    path, marker = _crafted(tmp_path, kind, where)
+    model = torch.nn.Linear(2, 1)
+    loaders = [
+        lambda: torch.load(path),  # torch's default: weights_only=True
+        lambda: torch.load(path, weights_only=True),
+        lambda: _load_checkpoint(str(path), map_location='cpu'),  # Runner
+        lambda: load_checkpoint(model, str(path), map_location='cpu'),
+    ]
+    for load in loaders:
+        with pytest.raises(pickle.UnpicklingError, match='Weights only'):
+            load()
+    monkeypatch.setattr(
+        sys, 'argv',
+        ['x', str(path), str(tmp_path / 'out.pth')])
+    with pytest.raises(pickle.UnpicklingError):
+        drop_class_weights.main()
+    assert not marker.exists()
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def _small_dataset(src_root, dst_root, count=3):
+    """A copy of ``count`` validation samples of the demo dataset."""
+    names = sorted(os.listdir(os.path.join(src_root, 'img_dir', 'val')))
+    for sub in ('img_dir', 'ann_dir'):
+        os.makedirs(dst_root / sub)
+        for name in names[:count]:
+            shutil.copy(
+                os.path.join(src_root, sub, 'val', name),
+                dst_root / sub / name)
+    return [dst_root / sub / names[1] for sub in ('img_dir', 'ann_dir')]
+
+
+def _dataset(root, extra=()):
+    return BaseSegDataset(
+        data_root=str(root),
+        data_prefix=dict(img_path='img_dir', seg_map_path='ann_dir'),
+        img_suffix='.png',
+        seg_map_suffix='.png',
+        metainfo=dict(classes=tuple(str(i) for i in range(12))),
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations'), *extra,
+            dict(type='PackSegInputs')
+        ])
+
+
+def _break(path, how):
+    data = path.read_bytes()
+    if how == 'garbage':
+        path.write_bytes(b'\x00not an image' * 16)
+    elif how == 'truncated':
+        path.write_bytes(data[:len(data) // 2])
+    elif how == 'empty':
+        path.write_bytes(b'')
+    else:  # missing
+        path.unlink()
+
+
+@pytest.mark.parametrize('how', ['garbage', 'truncated', 'empty', 'missing'])
+@pytest.mark.parametrize('which', ['image', 'label'])
+def test_bad_data_file_error_names_the_file(tmp_path, demo_data_root, which,
+                                            how):
+    img, label = _small_dataset(demo_data_root, tmp_path / 'data')
+    dataset = _dataset(tmp_path / 'data')
+    assert dataset[0]['inputs'].shape[-2:] == (128, 128)  # others load
+    bad = img if which == 'image' else label
+    _break(bad, how)
+    error = FileNotFoundError if how == 'missing' else SampleLoadError
+    with pytest.raises(error) as err:
+        dataset[1]
+    assert str(bad) in str(err.value)
+    if how != 'missing':  # only the broken file is named
+        good = label if which == 'image' else img
+        assert str(good) not in str(err.value)
+    dataset[2]
+
+
+def test_bad_label_in_a_dataloader_worker_names_the_file(
+        tmp_path, demo_data_root):
+    _, label = _small_dataset(demo_data_root, tmp_path / 'data')
+    _break(label, 'garbage')
+    loader = DataLoader(
+        _dataset(tmp_path / 'data'),
+        batch_size=1,
+        num_workers=1,
+        collate_fn=lambda x: x)
+    with pytest.raises(SampleLoadError, match=str(label)):
+        list(loader)
+
+
+def _bad_transform(results):
+    return results['no_such_key']
+
+
+def test_transform_errors_on_good_files_keep_their_type(
+        tmp_path, demo_data_root):
+    img, label = _small_dataset(demo_data_root, tmp_path / 'data')
+    dataset = _dataset(tmp_path / 'data', extra=[_bad_transform])
+    with pytest.raises(KeyError, match='no_such_key') as err:
+        dataset[1]
+    if sys.version_info >= (3, 11):
+        assert str(img) in ' '.join(err.value.__notes__)

@@ -1,0 +1,120 @@
+"""Property-based checks of QD, QU and the Shrunk segmentor on odd grids."""
+import functools
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mmengine.config import ConfigDict
+from mmseg.registry import MODELS
+
+from helpers import data_samples
+from mmseg_segvit.models import (QDEncoderLayer, QueryUpsample,
+                                 stride2_grid_tokens)
+from tiny_models import tiny_segmentor_cfg
+
+grids = st.tuples(st.integers(1, 9), st.integers(1, 9))
+
+
+@settings(max_examples=15, deadline=None)
+@given(grid=grids, prefix=st.integers(0, 1), batch=st.integers(1, 2))
+def test_qd_layer_shapes_property(grid, prefix, batch):
+    layer = QDEncoderLayer(
+        embed_dims=16, num_heads=2, feedforward_channels=32).eval()
+    h, w = grid
+    x = torch.randn(batch, prefix + h * w, 16)
+    sub, sub_grid = stride2_grid_tokens(x[:, prefix:], grid)
+    assert sub_grid == (math.ceil(h / 2), math.ceil(w / 2))
+    with torch.no_grad():
+        out, out_grid = layer(x, grid, num_prefix_tokens=prefix)
+    assert out_grid == sub_grid
+    assert out.shape == (batch, prefix + sub_grid[0] * sub_grid[1], 16)
+    assert torch.isfinite(out).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    levels=st.lists(grids, min_size=1, max_size=3),
+    out_grid=grids,
+    query_grid=st.tuples(st.integers(2, 6), st.integers(2, 6)),
+    batch=st.integers(1, 2))
+def test_qu_shapes_property(levels, out_grid, query_grid, batch):
+    qu = QueryUpsample(
+        in_channels=16,
+        num_levels=len(levels),
+        embed_dims=16,
+        num_heads=2,
+        num_layers=1,
+        query_grid=query_grid)
+    qu.init_weights()
+    qu.eval()
+    inputs = [(torch.randn(batch, h * w, 16), (h, w)) for h, w in levels]
+    with torch.no_grad():
+        out = qu(inputs, out_grid)
+    assert out.shape == (batch, out_grid[0] * out_grid[1], 16)
+    assert torch.isfinite(out).all()
+
+
+@functools.lru_cache(maxsize=None)
+def _shrunk_segmentor(num_classes=4):
+    cfg = ConfigDict(
+        tiny_segmentor_cfg(
+            num_classes=num_classes,
+            in_channels=16,
+            embed_dims=16,
+            use_stages=1,
+            use_proj=False,
+            mask_mode='per_layer',
+            loss_decode=dict(
+                type='ATMLoss', num_classes=num_classes, dec_layers=2)))
+    cfg.backbone.update(
+        type='ShrunkViT',
+        qd_index=1,
+        out_indices=[0, 2],
+        qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=1))
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model.eval()
+
+
+@settings(max_examples=8, deadline=None)
+@given(size=st.tuples(st.integers(5, 70), st.integers(5, 70)))
+def test_shrunk_segmentor_predictions_cover_the_image(size):
+    model = _shrunk_segmentor()
+    img = torch.randint(0, 255, (3, *size)).float()
+    sample = data_samples(torch.zeros(1, *size, dtype=torch.long))
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
+        out = model.predict(data['inputs'], data['data_samples'])[0]
+    assert out.seg_logits.data.shape == (4, *size)
+    assert out.pred_sem_seg.data.shape == (1, *size)
+    assert torch.isfinite(out.seg_logits.data).all()
+
+
+def test_shrunk_segmentor_trains_on_odd_sizes():
+    model = _shrunk_segmentor()
+    model.train()
+    imgs = [
+        torch.randint(0, 255, (3, 27, 32)).float(),
+        torch.randint(0, 255, (3, 32, 19)).float()
+    ]
+    labels = [torch.randint(0, 4, (27, 32)), torch.full((32, 19), 255)]
+    samples = [data_samples(lab[None])[0] for lab in labels]
+    data = model.data_preprocessor(
+        dict(inputs=imgs, data_samples=samples), True)
+    loss, _ = model.parse_losses(
+        model.loss(data['inputs'], data['data_samples']))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    model.zero_grad()
+    model.eval()
+
+
+def test_qd_index_outside_the_layers_fails_at_build():
+    cfg = ConfigDict(tiny_segmentor_cfg())
+    cfg.backbone.update(type='ShrunkViT', qd_index=3, out_indices=[0, 2])
+    with pytest.raises(ValueError, match=r'qd_index \(3\).*3 layers'):
+        MODELS.build(cfg)
