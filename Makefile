@@ -19,7 +19,8 @@ $(BIN)/.installed: setup.py
 install: $(BIN)/.installed
 
 # Train + test SegViT on the embedded dataset through mim, then draw
-# image | ground truth | prediction for a few validation images.
+# image | ground truth | prediction for a few validation images, and the
+# prediction and ATM masks (top-k classes, per stage) of one image.
 demo: install
 	$(BIN)/python -m mmseg_segvit.tools.make_demo_data $(DEMO_DATA)
 	$(BIN)/mim train mmsegmentation $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
@@ -28,6 +29,9 @@ demo: install
 		--work-dir $(DEMO_DIR)/test
 	$(BIN)/python -m mmseg_segvit.tools.visualize_demo $(DEMO_CONFIG) \
 		"$$(cat $(DEMO_DIR)/last_checkpoint)" $(DEMO_DIR)/demo.png
+	$(BIN)/python -m mmseg_segvit.tools.atm_masks $(DEMO_CONFIG) \
+		"$$(cat $(DEMO_DIR)/last_checkpoint)" \
+		$(DEMO_DATA)/img_dir/val/00000.png $(DEMO_DIR)/atm_masks --topk 4
 
 test: install
 	$(BIN)/python -m pytest

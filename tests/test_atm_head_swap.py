@@ -64,7 +64,8 @@ def test_drop_in_inherits_the_stock_config(path):
         "'\n    '", '')
     cfg = Config.fromfile(path, import_custom_modules=False)
     stock = Config.fromfile(
-        osp.join(_mmseg_configs(), STOCK[_stem(path)]), import_custom_modules=False)
+        osp.join(_mmseg_configs(), STOCK[_stem(path)]),
+        import_custom_modules=False)
     head = cfg.model.decode_head
     assert head.type == 'ATMHead'
     assert head.num_classes == stock.model.decode_head.num_classes == 150

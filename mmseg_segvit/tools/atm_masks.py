@@ -15,9 +15,9 @@ OUT_DIR:
   covering most predicted pixels first, then the most probable ones) and one
   column per output of ``ATMHead.forward`` (per stage, or per decoder layer
   for the Shrunk head), showing ``sigmoid(mask)`` over the image with the
-  query's class probability, and a last column with the class score
-  ``p(class) * sigmoid(mask)`` of the final output, which is what the
-  prediction takes the argmax of.
+  query's class probability, and a last column with the class score of the
+  final output, ``sum over queries q of p_q(class) * sigmoid(mask_q)``
+  (query ``class`` dominates it), which the prediction takes the argmax of.
 
 The masks come from one pass of the head over the whole (test-pipeline
 resized) image, so that every row shows the full picture also for models
@@ -52,7 +52,7 @@ class AtmOutputs(NamedTuple):
         masks (Tensor): ``sigmoid`` of the mask logits of every output,
             resized to the original image, shape (L, K, H, W).
         scores (Tensor): Per-class scores of the last output
-            (``p(class) * sigmoid(mask)``), shape (K, H, W).
+            (``ATMHead.semantic_inference``), shape (K, H, W).
     """
     cls_prob: Tensor
     masks: Tensor

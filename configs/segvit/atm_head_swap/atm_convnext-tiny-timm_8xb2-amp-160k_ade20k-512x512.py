@@ -5,7 +5,10 @@
 # from mmpretrain's, so the stage-wise lr decay of the stock config is
 # replaced by a plain AdamW with the head at lr x 10.
 # The FCN auxiliary head reads stage 2 on its own and is kept.
-_base_ = ['mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py']
+_base_ = [
+    'mmseg::convnext/'
+    'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
+]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     backbone=dict(

@@ -6,7 +6,10 @@
 # ATMHead reads the last three and predicts masks at 1/8. The stage-wise lr
 # decay of the stock config treats every non-backbone parameter as the head.
 # The FCN auxiliary head reads stage 2 on its own and is kept.
-_base_ = ['mmseg::convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py']
+_base_ = [
+    'mmseg::convnext/'
+    'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
+]
 custom_imports = dict(
     imports=['mmpretrain.models', 'mmseg_segvit'], allow_failed_imports=False)
 model = dict(
