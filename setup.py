@@ -86,7 +86,9 @@ setup(
     extras_require={
         'lite': [f'mmcv-lite{MMCV_RANGE}'],
         'full': [f'mmcv{MMCV_RANGE}'],
-        'tests': ['pytest>=7', 'hypothesis>=6'],
+        # MMSeg's analyze_logs tool imports seaborn (not declared by mmseg)
+        'tools': ['seaborn'],
+        'tests': ['pytest>=7', 'hypothesis>=6', 'seaborn'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',
