@@ -71,3 +71,67 @@ def test_help_and_missing_tool(capsys):
     assert 'mmseg_tool TOOL' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         mmseg_tool.main([])
+
+
+@pytest.fixture(scope='module')
+def demo_checkpoint(tmp_path_factory):
+    """The demo model, freshly built, saved as mmengine saves one."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import save_checkpoint
+    from mmseg.registry import MODELS
+
+    from mmseg_segvit.datasets import SegVitShapesDataset
+    model = MODELS.build(Config.fromfile(DEMO_CONFIG).model)
+    model.init_weights()
+    meta = SegVitShapesDataset.METAINFO
+    path = str(tmp_path_factory.mktemp('ckpt') / 'demo.pth')
+    save_checkpoint(
+        dict(state_dict=model.state_dict(),
+             meta=dict(dataset_meta=dict(classes=meta['classes'],
+                                         palette=meta['palette']))), path)
+    torch.manual_seed(0)
+    return path
+
+
+@pytest.mark.slow
+def test_test_predictions_then_confusion_matrix(demo_data_root,
+                                                demo_checkpoint, tmp_path):
+    subset = [
+        f'test_dataloader.dataset.data_root={demo_data_root}',
+        'test_dataloader.dataset.indices=4'
+    ]
+    preds = tmp_path / 'preds'
+    mmseg_tool.main([
+        'test', DEMO_CONFIG, demo_checkpoint, '--work-dir',
+        str(tmp_path / 'work'), '--out',
+        str(preds), '--cfg-options', *subset
+    ])
+    assert len(glob.glob(str(preds / '*.png'))) == 4
+    mmseg_tool.main([
+        'confusion_matrix', DEMO_CONFIG,
+        str(preds),
+        str(tmp_path / 'cm'), '--cfg-options', *subset
+    ])
+    assert (tmp_path / 'cm' / 'confusion_matrix.png').stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_benchmark_times_200_images(demo_data_root, demo_checkpoint,
+                                    tmp_path):
+    """benchmark times images 6 to 200: the demo's train split has 400."""
+    config = tmp_path / 'bench.py'
+    config.write_text(
+        f"_base_ = [{DEMO_CONFIG!r}]\n"
+        "test_dataloader = dict(dataset=dict(\n"
+        f"    data_root={demo_data_root!r},\n"
+        "    data_prefix=dict(img_path='img_dir/train',\n"
+        "                     seg_map_path='ann_dir/train')))\n")
+    mmseg_tool.main([
+        'benchmark',
+        str(config), demo_checkpoint, '--work-dir',
+        str(tmp_path / 'bench'), '--log-interval', '100'
+    ])
+    result = json.load(open(glob.glob(str(tmp_path / 'bench' /
+                                          'fps_*.json'))[0]))
+    assert result['average_fps'] > 0
