@@ -146,3 +146,12 @@ def test_mim_search_lists_the_configs_of_an_installed_wheel(tmp_path):
     installed = tmp_path / 'site' / 'mmseg_segvit' / '.mim'
     assert (installed / 'model-index.yml').is_file()
     assert (installed / 'configs' / 'segvit' / 'atm_head_swap').is_dir()
+
+
+def test_changelog_names_the_package_version():
+    import mmseg_segvit
+    changelog = open(osp.join(REPO, 'CHANGELOG.md')).read()
+    latest = re.search(r'^## (\S+)', changelog, re.M).group(1)
+    assert latest == mmseg_segvit.__version__
+    assert mmseg_segvit.version_info == tuple(
+        int(x) for x in latest.split('.'))
