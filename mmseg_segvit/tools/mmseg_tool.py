@@ -57,7 +57,7 @@ def _all_tools(root: str) -> List[str]:
 
 
 def find_tool(name: str) -> str:
-    """Path of MMSeg's tool ``name`` (``get_flops`` or ``misc:browse_dataset``).
+    """Path of MMSeg's tool ``name`` (``get_flops``, ``misc:browse_dataset``).
 
     Like ``mim run``, a bare name that several scripts share picks the one
     in the shallowest folder.
