@@ -1,3 +1,4 @@
 """Backbones."""
+from .shrunk_vit import ShrunkViT
 
-__all__ = []
+__all__ = ['ShrunkViT']
