@@ -61,8 +61,9 @@ def test_metafile_entries_name_existing_configs():
         size = int(re.search(r'(\d+)x\d+\.py$', config).group(1))
         assert meta['Crop Size'] == f'{size}x{size}'
         assert meta['Parameters'] > 0
-        assert model['Results']['Task'] == 'Semantic Segmentation'
-        assert 'mIoU' in model['Results']['Metrics']
+        if 'Results' in model:  # configs not trained yet have none
+            assert model['Results']['Task'] == 'Semantic Segmentation'
+            assert 'mIoU' in model['Results']['Metrics']
     shipped = {
         osp.splitext(osp.basename(p))[0]
         for p in glob.glob(osp.join(REPO, 'configs', 'segvit', '*.py'))
@@ -91,7 +92,8 @@ def test_readme_results_table_matches_metafile():
 
 def test_readme_demo_result_matches_metafile():
     readme = open(osp.join(REPO, 'README.md')).read()
-    demo = next(m for m in _models() if 'shapes' in m['Name'])
+    demo = next(m for m in _models()
+                if m['Name'] == 'segvit_vit-t8_1xb8-500iter_shapes-128x128')
     measured = float(re.search(r'\*\*([\d.]+) mIoU\*\*', readme).group(1))
     assert demo['Results']['Metrics']['mIoU'] == measured
 
