@@ -1,5 +1,8 @@
 """mmseg_segvit: SegViT (NeurIPS 2022) for MMSegmentation 1.x."""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -12,6 +15,40 @@ def read_version() -> str:
         exec(f.read(), scope)
     return scope['__version__']
 
+
+def add_mim_extension() -> None:
+    """Mirror ``configs/`` and ``model-index.yml`` into the package's ``.mim``.
+
+    mim (``mim search mmseg_segvit``, ``mim download``) reads them from
+    ``mmseg_segvit/.mim`` of the installed package, as it does for MMSeg.
+    Wheels and sdists get copies; editable installs get symlinks.
+    """
+    if 'develop' in sys.argv or 'editable_wheel' in sys.argv:
+        mode = 'symlink'
+    elif {'sdist', 'bdist_wheel', 'build', 'install'} & set(sys.argv):
+        mode = 'copy'
+    else:
+        return
+    mim_dir = osp.join(HERE, 'mmseg_segvit', '.mim')
+    os.makedirs(mim_dir, exist_ok=True)
+    for name in ('model-index.yml', 'configs'):
+        src, dst = osp.join(HERE, name), osp.join(mim_dir, name)
+        if not osp.exists(src):  # an sdist already holds .mim
+            continue
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim_dir), dst)
+        elif osp.isdir(src):
+            shutil.copytree(
+                src, dst, ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
 
 # mmcv comes in two flavours with the same import name: pick one extra.
 # Installing mmcv-lite over a full mmcv overwrites its compiled ops.
@@ -27,6 +64,12 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['mmseg_segvit', 'mmseg_segvit.*']),
+    package_data={
+        'mmseg_segvit': [
+            '.mim/model-index.yml', '.mim/configs/*/*.py',
+            '.mim/configs/*/*/*.py', '.mim/configs/*/*.yaml'
+        ]
+    },
     install_requires=[
         'torch>=1.13',
         'timm>=0.9',
@@ -43,7 +86,9 @@ setup(
     extras_require={
         'lite': [f'mmcv-lite{MMCV_RANGE}'],
         'full': [f'mmcv{MMCV_RANGE}'],
-        'tests': ['pytest>=7', 'hypothesis>=6'],
+        # MMSeg's analyze_logs tool imports seaborn (not declared by mmseg)
+        'tools': ['seaborn'],
+        'tests': ['pytest>=7', 'hypothesis>=6', 'seaborn'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

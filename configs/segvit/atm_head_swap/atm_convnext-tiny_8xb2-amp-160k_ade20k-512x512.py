@@ -1,0 +1,22 @@
+# MMSeg's ConvNeXt-T + UPerNet with ATMHead as the decode head.
+# The stock config takes ConvNeXt from mmpretrain: `pip install mmpretrain`
+# (see atm_convnext-tiny-timm_8xb2-amp-160k_ade20k-512x512.py for the same
+# network from timm, which needs no extra package).
+# ConvNeXt gives maps of 96, 192, 384 and 768 channels at 1/4 to 1/32;
+# ATMHead reads the last three and predicts masks at 1/8. The stage-wise lr
+# decay of the stock config treats every non-backbone parameter as the head.
+# The FCN auxiliary head reads stage 2 on its own and is kept.
+_base_ = [
+    'mmseg::convnext/'
+    'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
+]
+custom_imports = dict(
+    imports=['mmpretrain.models', 'mmseg_segvit'], allow_failed_imports=False)
+model = dict(
+    decode_head=dict(
+        _delete_=True,
+        type='ATMHead',
+        in_channels=[192, 384, 768],
+        in_index=[1, 2, 3],
+        embed_dims=384,
+        num_classes=150))

@@ -1,0 +1,18 @@
+# MMSeg's Swin-T + UPerNet with ATMHead as the decode head.
+# Swin gives maps of 96, 192, 384 and 768 channels at 1/4 to 1/32; ATMHead
+# reads the last three (one Linear + LayerNorm per stage brings each to
+# embed_dims) and predicts masks at 1/8.
+# The FCN auxiliary head reads stage 2 on its own and is kept.
+_base_ = [
+    'mmseg::swin/'
+    'swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+]
+custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
+model = dict(
+    decode_head=dict(
+        _delete_=True,
+        type='ATMHead',
+        in_channels=[192, 384, 768],
+        in_index=[1, 2, 3],
+        embed_dims=384,
+        num_classes=150))

@@ -1,0 +1,90 @@
+# Fine-tune SegViT ViT-B/16, trained on ADE20K (150 classes), on your own
+# dataset with another number of classes (here 5).
+#
+# Data layout (MMSeg's usual one; labels are PNG images of class indices
+# 0..num_classes-1, 255 = ignore):
+#   data/my_dataset/img_dir/{train,val}/*.jpg
+#   data/my_dataset/ann_dir/{train,val}/*.png   (same file names)
+#
+# The whole model starts from `load_from`. Only the class queries
+# (decode_head.q, num_classes x D) and the classifier
+# (decode_head.class_embed, D -> num_classes + 1) depend on the class count:
+# their shapes differ from the checkpoint's, so mmengine skips them with a
+# "size mismatch" warning and they keep their fresh initialisation;
+# everything else (backbone, projections, ATM decoders) is reused.
+_base_ = ['../segvit_vit-b16_8xb2-160k_ade20k-512x512.py']
+
+num_classes = 5
+metainfo = dict(
+    classes=('background', 'road', 'building', 'vegetation', 'vehicle'),
+    palette=[[0, 0, 0], [128, 64, 128], [70, 70, 70], [107, 142, 35],
+             [0, 0, 142]])
+data_root = 'data/my_dataset'
+load_from = 'checkpoints/segvit_vit-b16_8xb2-160k_ade20k-512x512.pth'
+
+model = dict(
+    pretrained=None,  # the backbone comes with load_from
+    decode_head=dict(
+        num_classes=num_classes,
+        loss_decode=dict(num_classes=num_classes)))
+
+# ADE20K's pipelines drop label 0 (reduce_zero_label); these keep it.
+crop_size = (512, 512)
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(
+        type='RandomResize',
+        scale=(2048, 512),
+        ratio_range=(0.5, 2.0),
+        keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+dataset = dict(
+    _delete_=True,
+    type='BaseSegDataset',  # any folder of images + label PNGs
+    metainfo=metainfo,
+    data_root=data_root,
+    img_suffix='.jpg',
+    seg_map_suffix='.png',
+    reduce_zero_label=False)
+train_dataloader = dict(
+    batch_size=4,
+    dataset=dict(
+        **dataset,
+        data_prefix=dict(
+            img_path='img_dir/train', seg_map_path='ann_dir/train'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    dataset=dict(
+        **dataset,
+        data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# A shorter schedule: 20k iterations, 500 warm-up, checkpoints and
+# validation every 2k.
+max_iters = 20000
+param_scheduler = [
+    dict(
+        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
+        end=500),
+    dict(
+        type='PolyLR',
+        power=1.0,
+        eta_min=0.0,
+        by_epoch=False,
+        begin=500,
+        end=max_iters)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=2000)
+default_hooks = dict(checkpoint=dict(interval=2000, max_keep_ckpts=2))

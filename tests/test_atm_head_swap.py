@@ -1,0 +1,193 @@
+"""Drop-in configs: stock MMSeg configs with ATMHead as the decode head.
+
+Each real config is loaded (stock ``mmseg::`` base included); only the
+widths and depths are shrunk for speed. The model builds, trains one step
+with its auxiliary head and infers with the stock test mode.
+"""
+import glob
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmseg.registry import MODELS
+
+from conftest import REPO
+from helpers import data_samples
+
+SWAP_DIR = osp.join(REPO, 'configs', 'segvit', 'atm_head_swap')
+CONFIGS = sorted(glob.glob(osp.join(SWAP_DIR, '*.py')))
+SIZE = 64  # BEiT and MAE need the input size they were built for
+
+# The stock config each drop-in inherits.
+STOCK = {
+    'atm_vit-b16_mln_8xb2-160k_ade20k-512x512':
+    'vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py',
+    'atm_beit-base_8xb2-160k_ade20k-640x640':
+    'beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py',
+    'atm_mae-base_8xb2-amp-160k_ade20k-512x512':
+    'mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    'atm_deit-s16_8xb2-160k_ade20k-512x512':
+    'vit/vit_deit-s16_upernet_8xb2-160k_ade20k-512x512.py',
+    'atm_swin-tiny-patch4-window7-in1k-pre_8xb2-160k_ade20k-512x512':
+    'swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512'
+    '.py',
+    'atm_convnext-tiny_8xb2-amp-160k_ade20k-512x512':
+    'convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    'atm_convnext-tiny-timm_8xb2-amp-160k_ade20k-512x512':
+    'convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    'atm_r50_4xb4-160k_ade20k-512x512':
+    'upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+}
+
+
+def _stem(path):
+    return osp.splitext(osp.basename(path))[0]
+
+
+def _needs(stem):
+    """Packages a config needs beyond this package's requirements."""
+    return ['mmpretrain'] if stem == (
+        'atm_convnext-tiny_8xb2-amp-160k_ade20k-512x512') else []
+
+
+def test_every_requested_backbone_has_a_drop_in_config():
+    assert {_stem(p) for p in CONFIGS} == set(STOCK)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_stem)
+def test_drop_in_inherits_the_stock_config(path):
+    text = open(path).read()
+    assert f"'mmseg::{STOCK[_stem(path)]}'" in text.replace(
+        "'\n    '", '')
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    stock = Config.fromfile(
+        osp.join(_mmseg_configs(), STOCK[_stem(path)]),
+        import_custom_modules=False)
+    head = cfg.model.decode_head
+    assert head.type == 'ATMHead'
+    assert head.num_classes == stock.model.decode_head.num_classes == 150
+    assert 'mmseg_segvit' in cfg.custom_imports['imports']
+    # Only the decode head (and for timm's ConvNeXt the backbone and the
+    # optimiser) differ from the stock recipe.
+    same = ['train_dataloader', 'test_dataloader', 'param_scheduler',
+            'model.auxiliary_head', 'model.neck', 'model.test_cfg']
+    if 'timm' not in path:
+        same += ['model.backbone', 'optim_wrapper']
+    for key in same:
+        assert _plain(cfg, key) == _plain(stock, key), key
+
+
+def _plain(cfg, key):
+    """``cfg[key]`` without the ``_scope_`` marks of ``mmseg::`` bases."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != '_scope_'}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    for part in key.split('.'):
+        cfg = cfg.get(part)
+    return strip(cfg)
+
+
+def _mmseg_configs():
+    import mmseg
+    return osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
+
+
+def _tiny(cfg):
+    """Shrink a loaded drop-in config's model; keep its structure."""
+    model = cfg.model
+    model.pretrained = None
+    model.data_preprocessor.size = (SIZE, SIZE)
+    backbone = model.backbone
+    backbone.pop('init_cfg', None)
+    kind = backbone.type
+    if kind in ('VisionTransformer', 'BEiT', 'MAE'):
+        backbone.update(
+            img_size=(SIZE, SIZE),
+            embed_dims=32,
+            num_layers=4,
+            num_heads=2,
+            out_indices=(0, 1, 2, 3),
+            drop_path_rate=0.0)
+        chans = [32] * 4
+        neck = model.get('neck')
+        if neck and neck.type == 'MultiLevelNeck':
+            neck.update(in_channels=chans, out_channels=32)
+        elif neck:
+            neck.update(embed_dim=32)
+    elif kind == 'SwinTransformer':
+        chans = [16, 32, 64, 128]
+        backbone.update(
+            embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4],
+            drop_path_rate=0.0)
+    elif kind == 'mmpretrain.ConvNeXt':
+        chans = [16, 32, 64, 128]
+        backbone.update(
+            arch=dict(depths=[1, 1, 1, 1], channels=chans),
+            drop_path_rate=0.0)
+    elif kind == 'TIMMBackbone':
+        chans = [16, 32, 64, 128]
+        backbone.update(depths=(1, 1, 1, 1), dims=chans, drop_path_rate=0.0)
+    elif kind == 'ResNetV1c':
+        chans = [32, 64, 128, 256]
+        backbone.update(depth=18, stem_channels=16, base_channels=32)
+    else:
+        raise AssertionError(f'no tiny setting for {kind}')
+    head = model.decode_head
+    head.update(
+        in_channels=[chans[i] for i in head.in_index],
+        embed_dims=32,
+        num_heads=4,
+        num_layers=2)
+    aux = model.auxiliary_head
+    aux.update(in_channels=chans[aux.in_index], channels=16)
+    if model.test_cfg.get('mode') == 'slide':
+        model.test_cfg.update(crop_size=(SIZE, SIZE), stride=(48, 48))
+    return model
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_stem)
+def test_drop_in_trains_a_step_and_infers(path):
+    for package in _needs(_stem(path)):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f'the stock config needs {package}')
+    cfg = Config.fromfile(path)
+    model = revert_sync_batchnorm(MODELS.build(_tiny(cfg)))
+    model.init_weights()
+    num_classes = 150
+    imgs = torch.randint(0, 255, (2, 3, SIZE, SIZE)).float()
+    labels = torch.randint(0, 6, (2, SIZE, SIZE)) * 25
+    labels[:, :3] = 255
+    samples = data_samples(labels)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    data = model.data_preprocessor(
+        dict(inputs=list(imgs), data_samples=samples), training=True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert {'decode.loss_ce', 'decode.loss_mask', 'decode.loss_dice',
+            'aux.loss_ce'} <= set(losses)
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    head_grad = model.decode_head.q.weight.grad
+    assert head_grad is not None and head_grad.abs().sum() > 0
+    optim.step()
+
+    model.eval()
+    width = SIZE + 32 if model.test_cfg.get('mode') == 'slide' else SIZE
+    img = torch.randint(0, 255, (3, SIZE, width)).float()
+    sample = data_samples(torch.zeros(1, SIZE, width, dtype=torch.long))
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
+        out = model.predict(data['inputs'], data['data_samples'])[0]
+    assert out.seg_logits.data.shape == (num_classes, SIZE, width)
+    assert torch.isfinite(out.seg_logits.data).all()
+    pred = out.pred_sem_seg.data
+    assert pred.shape == (1, SIZE, width)
+    assert 0 <= pred.min() and pred.max() < num_classes

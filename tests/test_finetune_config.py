@@ -1,0 +1,116 @@
+"""The fine-tuning example: an ADE20K model on a 5-class custom dataset.
+
+The real config is loaded; the model is shrunk, the data are a few
+generated images in the documented layout, and the ADE20K checkpoint is a
+tiny 150-class model saved here. mmengine's Runner loads it with
+``load_from``, trains two iterations and validates.
+"""
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner, save_checkpoint
+from mmseg.registry import MODELS
+
+from conftest import REPO
+
+CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',
+                  'segvit_vit-b16_1xb4-20k_custom-512x512.py')
+SIZE = 64
+
+
+def _write_dataset(root):
+    rng = np.random.default_rng(0)
+    for split, count in (('train', 4), ('val', 2)):
+        os.makedirs(osp.join(root, 'img_dir', split))
+        os.makedirs(osp.join(root, 'ann_dir', split))
+        for i in range(count):
+            label = np.zeros((SIZE, SIZE), np.uint8)
+            for c in range(1, 5):
+                y, x = rng.integers(0, SIZE - 16, 2)
+                label[y:y + 16, x:x + 16] = c
+            label[:2] = 255
+            img = (label[..., None] * 40 + rng.integers(
+                0, 30, (SIZE, SIZE, 3))).astype(np.uint8)
+            cv2.imwrite(osp.join(root, 'img_dir', split, f'{i}.jpg'), img)
+            cv2.imwrite(osp.join(root, 'ann_dir', split, f'{i}.png'), label)
+
+
+def _tiny(model):
+    model.data_preprocessor.size = (SIZE, SIZE)
+    model.backbone.update(img_size=(SIZE, SIZE), embed_dims=32,
+                          num_layers=3, num_heads=2, out_indices=[0, 1, 2],
+                          drop_path_rate=0.0)
+    model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
+                             num_layers=2)
+    model.test_cfg.update(crop_size=(SIZE, SIZE), stride=(48, 48))
+
+
+def test_config_fits_a_five_class_dataset():
+    cfg = Config.fromfile(CONFIG)
+    head = cfg.model.decode_head
+    assert head.num_classes == head.loss_decode.num_classes == 5
+    assert len(cfg.metainfo['classes']) == len(cfg.metainfo['palette']) == 5
+    for loader in (cfg.train_dataloader, cfg.val_dataloader,
+                   cfg.test_dataloader):
+        dataset = loader.dataset
+        assert dataset.type == 'BaseSegDataset'
+        assert dataset.reduce_zero_label is False
+        assert dataset.metainfo == cfg.metainfo
+        load = [t for t in dataset.pipeline if t.type == 'LoadAnnotations']
+        assert load == [dict(type='LoadAnnotations')]
+    assert cfg.load_from.endswith('ade20k-512x512.pth')
+    assert cfg.model.pretrained is None
+    assert cfg.param_scheduler[-1].end == cfg.train_cfg.max_iters == 20000
+
+
+def test_fine_tune_from_a_150_class_checkpoint(tmp_path):
+    root = str(tmp_path / 'my_dataset')
+    _write_dataset(root)
+    cfg = Config.fromfile(CONFIG)
+    _tiny(cfg.model)
+
+    # The "ADE20K" checkpoint: the same network with 150 classes.
+    source_cfg = cfg.model.copy()
+    source_cfg.decode_head = dict(
+        cfg.model.decode_head,
+        num_classes=150,
+        loss_decode=dict(type='ATMLoss', num_classes=150))
+    source = MODELS.build(source_cfg)
+    source.init_weights()
+    ckpt = str(tmp_path / 'ade20k.pth')
+    save_checkpoint(dict(state_dict=source.state_dict(), meta={}), ckpt)
+
+    cfg.load_from = ckpt
+    cfg.work_dir = str(tmp_path / 'work')
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.update(num_workers=0, persistent_workers=False)
+        loader.dataset.data_root = root
+    cfg.train_dataloader.batch_size = 2
+    cfg.train_dataloader.dataset.pipeline[2].scale = (SIZE, SIZE)
+    cfg.train_dataloader.dataset.pipeline[3].crop_size = (SIZE, SIZE)
+    cfg.val_dataloader.dataset.pipeline[1].scale = (SIZE, SIZE)
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.train_cfg.update(max_iters=2, val_interval=2)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    runner = Runner.from_cfg(cfg)
+    runner.model.init_weights()
+    runner.load_or_resume()
+    model = runner.model
+    # backbone and decoders come from the checkpoint, class queries not
+    torch.testing.assert_close(model.backbone.patch_embed.projection.weight,
+                               source.backbone.patch_embed.projection.weight)
+    torch.testing.assert_close(model.decode_head.decoders[0].state_dict(),
+                               source.decode_head.decoders[0].state_dict())
+    assert model.decode_head.q.weight.shape == (5, 32)
+    assert model.decode_head.class_embed.weight.shape == (6, 32)
+    runner.train()
+    metrics = runner.val_loop.run()
+    assert 0 <= metrics['mIoU'] <= 100
+    assert runner.val_evaluator.dataset_meta['classes'][1] == 'road'
