@@ -16,6 +16,7 @@ from mmengine.runner import Runner, save_checkpoint
 from mmseg.registry import MODELS
 
 from conftest import REPO
+from mmseg_segvit.tools.drop_class_weights import drop_class_weights
 
 CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',
                   'segvit_vit-b16_1xb4-20k_custom-512x512.py')
@@ -82,7 +83,14 @@ def test_fine_tune_from_a_150_class_checkpoint(tmp_path):
     source = MODELS.build(source_cfg)
     source.init_weights()
     ckpt = str(tmp_path / 'ade20k.pth')
-    save_checkpoint(dict(state_dict=source.state_dict(), meta={}), ckpt)
+    # As documented: drop the class-specific tensors before fine-tuning
+    # (loading them into a 5-class model is an error that says so).
+    weights, dropped = drop_class_weights(source.state_dict())
+    assert sorted(dropped) == [
+        'decode_head.class_embed.bias', 'decode_head.class_embed.weight',
+        'decode_head.q.weight'
+    ]
+    save_checkpoint(dict(state_dict=weights, meta={}), ckpt)
 
     cfg.load_from = ckpt
     cfg.work_dir = str(tmp_path / 'work')

@@ -8,10 +8,13 @@
 #
 # The whole model starts from `load_from`. Only the class queries
 # (decode_head.q, num_classes x D) and the classifier
-# (decode_head.class_embed, D -> num_classes + 1) depend on the class count:
-# their shapes differ from the checkpoint's, so mmengine skips them with a
-# "size mismatch" warning and they keep their fresh initialisation;
-# everything else (backbone, projections, ATM decoders) is reused.
+# (decode_head.class_embed, D -> num_classes + 1) depend on the class count.
+# Loading a 150-class checkpoint into this 5-class model is an error, so
+# first drop those tensors:
+#   python -m mmseg_segvit.tools.drop_class_weights ADE20K.pth \
+#       checkpoints/segvit_vit-b16_8xb2-160k_ade20k-512x512.pth
+# They then start from their fresh initialisation; everything else
+# (backbone, projections, ATM decoders) is reused.
 _base_ = ['../segvit_vit-b16_8xb2-160k_ade20k-512x512.py']
 
 num_classes = 5
