@@ -189,11 +189,9 @@ def count_flops(model: nn.Module,
             for name, flops in by_module.items() if name.startswith(prefix)
         }
         by_module[''] = total
+    by_module = {name: int(flops) for name, flops in by_module.items()}
     return FlopCount(
-        int(total), {
-            k: int(v)
-            for k, v in by_module.items()
-        }, dict(by_operator), dict(unsupported))
+        int(total), by_module, dict(by_operator), dict(unsupported))
 
 
 def flops_summary(model: nn.Module, count: FlopCount) -> List[Tuple[str, int]]:
