@@ -1,3 +1,4 @@
 """Backbones."""
+from .fused_vit import FusedVisionTransformer
 
-__all__ = []
+__all__ = ['FusedVisionTransformer']
