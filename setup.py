@@ -44,6 +44,7 @@ setup(
         'lite': [f'mmcv-lite{MMCV_RANGE}'],
         'full': [f'mmcv{MMCV_RANGE}'],
         'tests': ['pytest>=7', 'hypothesis>=6'],
+        'bench': ['matplotlib'],  # benchmarks/bench_models.py charts
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -126,7 +126,7 @@ def test_fast_inference_is_exact_without_resize():
 
 
 def test_fast_inference_combines_then_resizes():
-    head = tiny_head(fast_inference=True).eval()
+    head = tiny_head(fast_inference=True, fast_inference_scale=1).eval()
     cls, masks = head(feature_maps(batch=1, grids=[(4, 6)] * 3))
     scores = head.predict_by_feat((cls, masks), _metas(16, 24))
     low = head.semantic_inference(cls[-1], masks[-1])
@@ -139,6 +139,29 @@ def test_fast_inference_combines_then_resizes():
     faithful = head.predict_by_feat((cls, masks), _metas(16, 24))
     assert not torch.equal(scores, faithful)
     torch.testing.assert_close(scores, faithful, rtol=0, atol=0.1)
+
+
+def test_fast_inference_scale_combines_at_a_finer_grid():
+    head = tiny_head(fast_inference=True, fast_inference_scale=2).eval()
+    cls, masks = head(feature_maps(batch=1, grids=[(4, 6)] * 3))
+    scores = head.predict_by_feat((cls, masks), _metas(16, 24))
+    finer = F.interpolate(
+        masks[-1], size=(8, 12), mode='bilinear', align_corners=False)
+    expected = F.interpolate(
+        head.semantic_inference(cls[-1], finer),
+        size=(16, 24),
+        mode='bilinear',
+        align_corners=False)
+    torch.testing.assert_close(scores, expected)
+    # a scale that reaches the output size is the faithful order
+    head.fast_inference_scale = 4
+    fine = head.predict_by_feat((cls, masks), _metas(16, 24))
+    head.fast_inference = False
+    torch.testing.assert_close(fine,
+                               head.predict_by_feat((cls, masks),
+                                                    _metas(16, 24)))
+    with pytest.raises(ValueError, match='fast_inference_scale'):
+        tiny_head(fast_inference_scale=0)
 
 
 def test_accuracy_follows_the_inference_order():

@@ -6,6 +6,8 @@ PointRend; Cheng et al., Mask2Former): ``oversample_ratio x num_points``
 random candidates, of which the ``importance_sample_ratio`` most uncertain
 (logit closest to 0) are kept, plus fresh random points for the rest.
 Memory then depends on the number of points, not on the crop size.
+Sampling replicates the border (``padding_mode='border'``), so a sampled
+logit equals the bilinearly resized mask at that point, as in the full loss.
 """
 from typing import Tuple
 
@@ -14,6 +16,13 @@ from mmcv.ops import point_sample
 from torch import Tensor
 
 __all__ = ['uncertain_point_coords', 'sample_mask_points']
+
+
+def _sample(maps: Tensor, coords: Tensor) -> Tensor:
+    """Bilinear values of (N, C, h, w) maps at (N, P, 2) points: (N, C, P).
+    """
+    return point_sample(
+        maps, coords, align_corners=False, padding_mode='border')
 
 
 @torch.no_grad()
@@ -47,7 +56,7 @@ def uncertain_point_coords(logits: Tensor,
     num_uncertain = int(importance_sample_ratio * num_points)
     candidates = torch.rand(
         n, num_candidates, 2, device=logits.device, dtype=logits.dtype)
-    uncertainty = -point_sample(logits, candidates).squeeze(1).abs()
+    uncertainty = -_sample(logits, candidates).squeeze(1).abs()
     top = uncertainty.topk(num_uncertain, dim=1).indices  # (N, P_u)
     coords = candidates.gather(1, top[..., None].expand(-1, -1, 2))
     num_random = num_points - num_uncertain
@@ -88,13 +97,13 @@ def sample_mask_points(
     flat = pred.reshape(num_outputs * num_masks, 1, *pred.shape[-2:])
     coords = uncertain_point_coords(flat, num_points, oversample_ratio,
                                     importance_sample_ratio)
-    point_logits = point_sample(flat, coords).reshape(num_outputs, num_masks,
+    point_logits = _sample(flat, coords).reshape(num_outputs, num_masks,
                                                       num_points)
     # (L, M, P, 2) -> (M, L * P, 2): one grid_sample over the M targets.
     coords = coords.reshape(num_outputs, num_masks, num_points, 2)
     coords = coords.transpose(0, 1).reshape(num_masks, -1, 2)
     with torch.no_grad():
-        point_gt = point_sample(gt[:, None].to(pred.dtype), coords)
+        point_gt = _sample(gt[:, None].to(pred.dtype), coords)
     point_gt = point_gt.reshape(num_masks, num_outputs,
                                 num_points).transpose(0, 1)
     return point_logits, point_gt
