@@ -56,12 +56,14 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import mmseg_segvit  # noqa: E402,F401  (compat before mmseg.models)
-from mmengine.analysis import FlopAnalyzer  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
+
+from mmseg_segvit.models.layers import fuse_multihead_attention  # noqa: E402
+from mmseg_segvit.utils.flops import count_flops  # noqa: E402
 
 SEGVIT_B = 'configs/segvit/segvit_vit-b16_8xb2-160k_ade20k-512x512.py'
 SEGVIT_L = 'configs/segvit/segvit_vit-l16_8xb2-160k_ade20k-640x640.py'
@@ -76,27 +78,34 @@ class Spec:
     config: str
     crop: int
     overrides: dict = field(default_factory=dict)
+    fused_attn: bool = False  # fused backbone self-attention
 
 
 SPECS: Dict[str, Spec] = {
     'segvit-b':
-    Spec('SegViT ViT-B/16', SEGVIT_B, 512),
+    Spec('SegViT ViT-B/16', SEGVIT_B, 512, fused_attn=True),
     'segvit-b-fast':
     Spec('SegViT ViT-B/16, fast order', SEGVIT_B, 512,
-         {'model.decode_head.fast_inference': True}),
+         {'model.decode_head.fast_inference': True},
+         fused_attn=True),
     'segvit-b-lean':
     Spec(
-        'SegViT ViT-B/16, lean loss', SEGVIT_B, 512, {
+        'SegViT ViT-B/16, lean loss + fast order', SEGVIT_B, 512, {
             'model.decode_head.fast_inference': True,
             'model.decode_head.loss_decode.num_points': LEAN_POINTS
-        }),
+        },
+        fused_attn=True),
+    'segvit-b-lean-loss':
+    Spec('SegViT ViT-B/16, lean loss only', SEGVIT_B, 512,
+         {'model.decode_head.loss_decode.num_points': LEAN_POINTS},
+         fused_attn=True),
     'segvit-b-mmcv-attn':
     Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
          {'model.backbone.fused_attn': False}),
     'segvit-l':
-    Spec('SegViT ViT-L/16', SEGVIT_L, 640),
+    Spec('SegViT ViT-L/16', SEGVIT_L, 640, fused_attn=True),
     'segvit-shrunk-l':
-    Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640),
+    Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640, fused_attn=True),
     'segmenter-b':
     Spec('Segmenter ViT-B/16 mask (mmseg)',
          'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
@@ -130,7 +139,11 @@ def _no_sync_bn(cfg):
 def resolve_config(spec: Spec) -> Optional[str]:
     """Path of the spec's config, or None if it does not exist here."""
     if spec.config.startswith('mmseg::'):
-        return spec.config
+        import mmseg
+        path = osp.join(
+            osp.dirname(mmseg.__file__), '.mim', 'configs',
+            spec.config[len('mmseg::'):])
+        return path if osp.exists(path) else None
     matches = sorted(glob.glob(osp.join(REPO, spec.config)))
     return matches[0] if matches else None
 
@@ -146,7 +159,12 @@ def build_model(spec: Spec, crop: int) -> nn.Module:
     if 'img_size' in model_cfg.backbone:
         model_cfg.backbone.img_size = (crop, crop)
     _no_sync_bn(model_cfg)
-    return MODELS.build(model_cfg)
+    model = MODELS.build(model_cfg)
+    if spec.fused_attn:
+        # Same weights; also reaches backbones built on mmseg's plain
+        # encoder layers (ShrunkViT).
+        fuse_multihead_attention(model.backbone)
+    return model
 
 
 def fake_batch(batch: int, crop: int, num_classes: int,
@@ -233,55 +251,13 @@ def matmul_rate(device: torch.device, dtype: str, n: int,
     return n**3 / statistics.median(times)
 
 
-def _sdpa_macs(inputs, outputs) -> int:
-    """q.k^T and attn.v of aten::scaled_dot_product_attention."""
-    from mmengine.analysis.jit_handles import get_shape
-    q, k, v = (get_shape(x) for x in inputs[:3])
-    batch = 1
-    for s in q[:-2]:
-        batch *= s
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def _native_mha_macs(inputs, outputs) -> int:
-    """Projections and attention of aten::_native_multi_head_attention."""
-    from mmengine.analysis.jit_handles import get_shape
-    q, k = get_shape(inputs[0]), get_shape(inputs[1])
-    batch, lq, dims = q
-    lk = k[1]
-    return batch * (lq * dims * dims * 2 + lk * dims * dims * 2 +
-                    2 * lq * lk * dims)
-
-
-class _Inference(nn.Module):
-    """Wraps ``encode_decode`` (backbone + head + resize) for tracing."""
-
-    def __init__(self, model: nn.Module, metas: list) -> None:
-        super().__init__()
-        self.model = model
-        self.metas = metas
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_decode(x, self.metas)
-
-
-def count_flops(model: nn.Module, images: torch.Tensor,
-                metas: list) -> Tuple[float, float]:
-    """GMACs of the whole inference and of the backbone (+ neck)."""
-    analyzer = FlopAnalyzer(_Inference(model, metas), (images, ))
-    analyzer.set_op_handle(
-        **{
-            'aten::scaled_dot_product_attention': _sdpa_macs,
-            'aten::_native_multi_head_attention': _native_mha_macs
-        })
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
-        total = analyzer.total()
-        trunk = analyzer.total('model.backbone')
-        if getattr(model, 'with_neck', False):
-            trunk += analyzer.total('model.neck')
-    return total / 1e9, trunk / 1e9
+def count_gmacs(model: nn.Module, images: torch.Tensor) -> Tuple[float, float]:
+    """GMACs of the whole inference (``encode_decode``: backbone, head,
+    resize) and of the backbone (+ neck), fused attention counted."""
+    count = count_flops(model, inputs=images)
+    trunk = count.by_module.get('backbone', 0)
+    trunk += count.by_module.get('neck', 0)
+    return count.total / 1e9, trunk / 1e9
 
 
 @dataclass
@@ -528,7 +504,7 @@ def main(argv=None) -> None:
             x, metas, _ = fake_batch(1, crop, model.decode_head.num_classes,
                                      'cpu')
             model.eval()
-            gmacs, trunk = count_flops(model.cpu(), x, metas)
+            gmacs, trunk = count_gmacs(model.cpu(), x)
             model.to(device)
             row.fixed.update(gmacs=gmacs, trunk_gmacs=trunk)
         rows.append(row)

@@ -5,7 +5,8 @@ registries. The compatibility module comes first: it checks mmcv and makes
 mmseg importable on mmcv-lite before anything imports ``mmseg.models``.
 """
 from . import compat  # noqa: F401  (must stay the first import)
-from . import datasets, models  # noqa: F401,E402
+from . import datasets, models, utils  # noqa: F401,E402
 from .version import __version__, version_info  # noqa: E402
 
-__all__ = ['__version__', 'version_info', 'compat', 'datasets', 'models']
+__all__ = ['__version__', 'version_info', 'compat', 'datasets', 'models',
+           'utils']

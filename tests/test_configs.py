@@ -85,6 +85,9 @@ def _tiny(cfg, size):
     backbone = model.backbone
     backbone.update(embed_dims=32, num_layers=3, num_heads=2,
                     out_indices=[0, 1, 2], drop_path_rate=0.0)
+    if backbone.type == 'ShrunkViT':
+        backbone.update(qd_index=1, out_indices=[0, 2],
+                        qu_cfg=dict(embed_dims=32, num_heads=4))
     model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4)
     if model.test_cfg.get('mode') == 'slide':
         patch = backbone.patch_size

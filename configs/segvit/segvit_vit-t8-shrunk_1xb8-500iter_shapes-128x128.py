@@ -1,0 +1,18 @@
+# The demo with the Shrunk structure: the demo ViT (6 layers, 128 wide,
+# patch 8) with QD at layer 2, QU (64 wide, half the ViT as in the paper's
+# model) over the outputs of layers 1 (1/8) and 5 (1/16) back to the 1/8
+# grid, and the ATM head on the QU map with one mask per decoder layer.
+_base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
+model = dict(
+    backbone=dict(
+        type='ShrunkViT',
+        qd_index=2,
+        out_indices=[1, 5],
+        qu_cfg=dict(embed_dims=64, num_heads=4, num_layers=2)),
+    decode_head=dict(
+        in_channels=64,
+        embed_dims=64,
+        use_stages=1,
+        use_proj=False,
+        mask_mode='per_layer',
+        loss_decode=dict(dec_layers=2)))

@@ -1,0 +1,182 @@
+"""ShrunkViT: SegViT's Shrunk backbone (plain ViT + QD + QU)."""
+import inspect
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmseg.models.backbones.vit import VisionTransformer
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from ..layers import QDEncoderLayer, QueryUpsample
+
+__all__ = ['ShrunkViT']
+
+Grid = Tuple[int, int]
+
+
+@MODELS.register_module()
+class ShrunkViT(VisionTransformer):
+    """Plain ViT that runs its deep layers on a quarter of the tokens.
+
+    The Shrunk structure of SegViT (Zhang et al., NeurIPS 2022): layer
+    ``qd_index`` is a query-based down-sampling layer
+    (:class:`QDEncoderLayer`), whose queries are the tokens on the stride-2
+    sub-grid, so it and every later layer run on the ``ceil(H / 2) x
+    ceil(W / 2)`` grid (1/32 of the image with patch 16). The outputs of
+    the layers in ``out_indices`` (shallow first) are read by query-based
+    up-sampling (:class:`QueryUpsample`), which lays learnable queries on
+    the patch grid (H x W, 1/16) and returns a feature map on it.
+
+    Everything else is mmseg's :class:`VisionTransformer` (patch embedding,
+    position embedding and its bicubic resize, padding of inputs off the
+    patch grid, drop-path, ``with_cp``, ``pre_norm``, ``final_norm``,
+    pretrained loading), and the layers keep its parameter names, so
+    pretrained ViT checkpoints load as into the plain ViT (the QU weights
+    are not in them and keep their initialisation).
+
+    State-dict keys: the plain ViT's (``patch_embed.*``, ``cls_token``,
+    ``pos_embed``, ``layers.{i}.*``; the QD layer is ``layers.{qd_index}``
+    with the same keys as the other layers) plus ``qu.q.weight``,
+    ``qu.input_projs.{j}.*``, ``qu.proj_norms.{j}.*``,
+    ``qu.decoders.{j}.layers.{k}.*``. In the official code the ViT part is
+    the ``vit_shrink`` backbone and the ``qu.*`` part is the query
+    up-sampling of ``TPNATMHead`` (``decode_head.q``,
+    ``decode_head.input_proj_{j+1}``, ``decode_head.proj_norm_{j+1}``,
+    ``decode_head.decoder_{j+1}``); its ATM part
+    (``decode_head.atm.*``) is :class:`ATMHead` with ``use_proj=False`` and
+    ``mask_mode='per_layer'``.
+
+    Args:
+        qd_index (int): Index of the QD layer. Default: 8.
+        out_indices (int | Sequence[int]): Layers whose outputs QU reads,
+            in increasing order (high resolution first). Default: (7, 23).
+        qu_cfg (dict, optional): Arguments of :class:`QueryUpsample`
+            (``embed_dims``, ``num_heads``, ``num_layers``, ``ffn_ratio``,
+            ``dropout``, ``query_grid``, ``interpolate_mode``). By default
+            ``embed_dims`` is half the ViT width, ``num_heads`` the ViT's,
+            and ``query_grid`` the patch grid of ``img_size``.
+        return_levels (bool): Also return the levels QU reads, as
+            (B, C, h, w) maps before the QU map. Default: False.
+        **kwargs: Arguments of mmseg's ``VisionTransformer``
+            (``output_cls_token`` and ``out_origin`` are not supported).
+
+    Shapes:
+        Input (B, 3, H_img, W_img); with patch size p the patch grid is
+        ``H = ceil(H_img / p)``, ``W = ceil(W_img / p)``. Output: a tuple
+        ending with the QU map of shape (B, D, H, W), D = QU
+        ``embed_dims``; with ``return_levels`` it starts with one
+        (B, C, h_i, w_i) map per level (``(H, W)`` before the QD layer,
+        ``(ceil(H / 2), ceil(W / 2))`` from it on).
+    """
+
+    def __init__(self,
+                 qd_index: int = 8,
+                 out_indices: Union[int, Sequence[int]] = (7, 23),
+                 qu_cfg: Optional[dict] = None,
+                 return_levels: bool = False,
+                 **kwargs) -> None:
+        if kwargs.get('output_cls_token') or kwargs.get('out_origin'):
+            raise ValueError('ShrunkViT supports neither output_cls_token '
+                             'nor out_origin')
+        out_indices = ([out_indices]
+                       if isinstance(out_indices, int) else list(out_indices))
+        super().__init__(out_indices=out_indices, **kwargs)
+        num_layers = len(self.layers)
+        if not 0 <= qd_index < num_layers:
+            raise ValueError(f'qd_index ({qd_index}) must index one of the '
+                             f'{num_layers} layers')
+        if (not out_indices or sorted(set(out_indices)) != out_indices
+                or not 0 <= out_indices[0] <= out_indices[-1] < num_layers):
+            raise ValueError(f'out_indices must be increasing layer indices '
+                             f'below {num_layers}, got {out_indices}')
+        self.qd_index = qd_index
+        self.return_levels = return_levels
+
+        # Rebuild the QD layer with the settings of the plain layer it
+        # replaces (same drop-path rate of the stochastic depth rule).
+        args = inspect.signature(VisionTransformer.__init__).bind(
+            self, out_indices=out_indices, **kwargs)
+        args.apply_defaults()
+        cfg = args.arguments
+        embed_dims = cfg['embed_dims']
+        drop_path = torch.linspace(0, cfg['drop_path_rate'], num_layers)
+        self.layers[qd_index] = QDEncoderLayer(
+            embed_dims=embed_dims,
+            num_heads=cfg['num_heads'],
+            feedforward_channels=cfg['mlp_ratio'] * embed_dims,
+            drop_rate=cfg['drop_rate'],
+            attn_drop_rate=cfg['attn_drop_rate'],
+            drop_path_rate=drop_path[qd_index].item(),
+            num_fcs=cfg['num_fcs'],
+            qkv_bias=cfg['qkv_bias'],
+            act_cfg=cfg['act_cfg'],
+            norm_cfg=cfg['norm_cfg'],
+            with_cp=cfg['with_cp'],
+            batch_first=True)
+
+        qu_cfg = dict(qu_cfg or {})
+        qu_cfg.setdefault('embed_dims', embed_dims // 2)
+        qu_cfg.setdefault('num_heads', cfg['num_heads'])
+        qu_cfg.setdefault('query_grid', (self.img_size[0] // self.patch_size,
+                                         self.img_size[1] // self.patch_size))
+        qu_cfg.setdefault('interpolate_mode', self.interpolate_mode)
+        self.qu = QueryUpsample(
+            in_channels=embed_dims, num_levels=len(out_indices), **qu_cfg)
+        self._freeze()
+
+    def init_weights(self) -> None:
+        """The plain ViT's initialisation (or pretrained weights), then
+        :meth:`QueryUpsample.init_weights` for QU."""
+        super().init_weights()
+        self.qu.init_weights()
+
+    def train(self, mode: bool = True) -> 'ShrunkViT':
+        """The plain ViT's ``train`` (``norm_eval``), returning ``self``
+        as ``nn.Module.train`` does."""
+        super().train(mode)
+        return self
+
+    @staticmethod
+    def _to_map(tokens: Tensor, grid: Grid) -> Tensor:
+        """(B, h * w, C) -> (B, C, h, w)."""
+        b, _, c = tokens.shape
+        return tokens.transpose(1, 2).reshape(b, c, grid[0], grid[1])
+
+    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Run the ViT with QD, then QU.
+
+        Args:
+            inputs (Tensor): Images, shape (B, 3, H_img, W_img).
+
+        Returns:
+            tuple[Tensor]: ``(qu_map,)`` with ``qu_map`` of shape
+            (B, D, H, W) on the patch grid, or ``(*level_maps, qu_map)``
+            with ``return_levels``.
+        """
+        b = inputs.shape[0]
+        x, patch_grid = self.patch_embed(inputs)
+        x = torch.cat((self.cls_token.expand(b, -1, -1), x), dim=1)
+        x = self._pos_embeding(x, patch_grid, self.pos_embed)
+        prefix = 1 if self.with_cls_token else 0
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        if self.pre_norm:
+            x = self.pre_ln(x)
+
+        grid = tuple(patch_grid)
+        levels: List[Tuple[Tensor, Grid]] = []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i == self.qd_index:
+                x, grid = layer(x, grid, num_prefix_tokens=prefix)
+            else:
+                x = layer(x)
+            if i == last and self.final_norm:
+                x = self.norm1(x)
+            if i in self.out_indices:
+                levels.append((x[:, prefix:], grid))
+
+        qu_map = self._to_map(self.qu(levels, patch_grid), patch_grid)
+        if not self.return_levels:
+            return (qu_map, )
+        return tuple(self._to_map(t, g) for t, g in levels) + (qu_map, )

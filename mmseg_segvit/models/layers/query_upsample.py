@@ -1,0 +1,161 @@
+"""Query-based up-sampling (QU) of SegViT's Shrunk structure."""
+from typing import Sequence, Tuple, Union
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import constant_init, trunc_normal_init
+from torch import Tensor
+
+__all__ = ['QueryUpsample']
+
+Grid = Tuple[int, int]
+
+
+class QueryUpsample(nn.Module):
+    """Learnable queries on the output grid that read backbone levels.
+
+    One query per position of the output grid (the 1/16 grid of the
+    image) goes through one small transformer decoder per feature level,
+    from the high-resolution level to the low-resolution one; each level is
+    first projected to ``embed_dims`` and normalised. The decoders are
+    torch's post-norm ``nn.TransformerDecoder`` (query self-attention,
+    cross-attention to the level's tokens, ReLU FFN, dropout). The queries
+    are trained on ``query_grid``; for another output grid they are resized
+    like position embeddings (bicubic by default).
+
+    Parameters follow the query-up-sampling part of the official
+    ``TPNATMHead`` key by key: ``q`` is its ``q``, ``input_projs.{i}``,
+    ``proj_norms.{i}`` and ``decoders.{i}`` are its ``input_proj_{i+1}``,
+    ``proj_norm_{i+1}`` and ``decoder_{i+1}``.
+
+    Args:
+        in_channels (int | Sequence[int]): Channels of each level; an int
+            means the same for every level.
+        num_levels (int): Number of levels read. Default: 2.
+        embed_dims (int): Width D of the queries. Default: 512.
+        num_heads (int): Attention heads of the decoders. Default: 16.
+        num_layers (int): Layers per decoder. Default: 3.
+        ffn_ratio (int): FFN width as a multiple of D. Default: 4.
+        dropout (float): Dropout of the decoder layers. Default: 0.1.
+        query_grid (tuple[int, int]): Grid (h, w) the queries are trained
+            on; there are ``h * w`` of them. Default: (40, 40).
+        interpolate_mode (str): Mode of the query resize. Default: 'bicubic'.
+        use_proj (bool): Project and normalise each level (Linear(C -> D) +
+            LayerNorm). If False the levels must have D channels.
+            Default: True.
+    """
+
+    def __init__(self,
+                 in_channels: Union[int, Sequence[int]],
+                 num_levels: int = 2,
+                 embed_dims: int = 512,
+                 num_heads: int = 16,
+                 num_layers: int = 3,
+                 ffn_ratio: int = 4,
+                 dropout: float = 0.1,
+                 query_grid: Grid = (40, 40),
+                 interpolate_mode: str = 'bicubic',
+                 use_proj: bool = True) -> None:
+        super().__init__()
+        if isinstance(in_channels, int):
+            in_channels = [in_channels] * num_levels
+        in_channels = list(in_channels)
+        if len(in_channels) != num_levels:
+            raise ValueError(f'in_channels lists {len(in_channels)} levels '
+                             f'but num_levels is {num_levels}')
+        if embed_dims % num_heads != 0:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                             f'num_heads ({num_heads})')
+        if not use_proj and any(c != embed_dims for c in in_channels):
+            raise ValueError(f'use_proj=False needs levels with embed_dims '
+                             f'({embed_dims}) channels, got {in_channels}')
+        if len(query_grid) != 2 or min(query_grid) < 1:
+            raise ValueError(f'query_grid must be (h, w) with h, w >= 1, got '
+                             f'{query_grid}')
+        self.in_channels = in_channels
+        self.embed_dims = embed_dims
+        self.query_grid = (int(query_grid[0]), int(query_grid[1]))
+        self.interpolate_mode = interpolate_mode
+        self.q = nn.Embedding(self.query_grid[0] * self.query_grid[1],
+                              embed_dims)
+        self.input_projs = nn.ModuleList(
+            nn.Linear(c, embed_dims) if use_proj else nn.Identity()
+            for c in in_channels)
+        self.proj_norms = nn.ModuleList(
+            nn.LayerNorm(embed_dims) if use_proj else nn.Identity()
+            for _ in in_channels)
+        self.decoders = nn.ModuleList(
+            nn.TransformerDecoder(
+                nn.TransformerDecoderLayer(
+                    embed_dims,
+                    num_heads,
+                    dim_feedforward=embed_dims * ffn_ratio,
+                    dropout=dropout,
+                    batch_first=True), num_layers) for _ in in_channels)
+
+    def init_weights(self) -> None:
+        """Truncated-normal (std 0.02) linear layers, unit LayerNorms, a
+        fresh Xavier init of every attention's input projection (the decoder
+        layers are copies of one layer), N(0, 1) queries."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_init(m, std=0.02, bias=0)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, val=1.0, bias=0.0)
+            elif isinstance(m, nn.MultiheadAttention):
+                nn.init.xavier_uniform_(m.in_proj_weight)
+                nn.init.constant_(m.in_proj_bias, 0.0)
+        nn.init.normal_(self.q.weight)
+
+    def queries(self, grid: Grid) -> Tensor:
+        """The queries laid on ``grid``, resized if it is not the trained
+        one.
+
+        Args:
+            grid (tuple[int, int]): Output grid (H, W).
+
+        Returns:
+            Tensor: Queries, shape (H * W, D), row-major.
+        """
+        weight = self.q.weight
+        if tuple(grid) == self.query_grid:
+            return weight
+        h, w = self.query_grid
+        weight = weight.reshape(1, h, w, -1).permute(0, 3, 1, 2)
+        weight = F.interpolate(
+            weight,
+            size=tuple(grid),
+            mode=self.interpolate_mode,
+            align_corners=False)
+        return weight.flatten(2)[0].transpose(0, 1)
+
+    def forward(self, levels: Sequence[Tuple[Tensor, Grid]],
+                grid: Grid) -> Tensor:
+        """Up-sample: queries on ``grid`` read the levels in order.
+
+        Args:
+            levels (Sequence[tuple]): ``(tokens, (h, w))`` per level, tokens
+                of shape (B, h * w, C_i), high resolution first.
+            grid (tuple[int, int]): Output grid (H, W).
+
+        Returns:
+            Tensor: Output tokens, shape (B, H * W, D), row-major on
+            ``grid``.
+        """
+        if len(levels) != len(self.decoders):
+            raise ValueError(f'QueryUpsample reads {len(self.decoders)} '
+                             f'levels, got {len(levels)}')
+        batch = levels[0][0].shape[0]
+        query = self.queries(grid).unsqueeze(0).expand(batch, -1, -1)
+        for (tokens,
+             level_grid), proj, norm, decoder in zip(levels, self.input_projs,
+                                                     self.proj_norms,
+                                                     self.decoders):
+            if tokens.shape[1] != level_grid[0] * level_grid[1]:
+                raise ValueError(f'level tokens of shape {tuple(tokens.shape)}'
+                                 f' do not fit the grid {tuple(level_grid)}')
+            query = decoder(query, norm(proj(tokens)))
+        return query
+
+    def extra_repr(self) -> str:
+        return f'query_grid={self.query_grid}'

@@ -1,0 +1,10 @@
+"""Utilities: FLOP counting (registers its handles on import)."""
+from .flops import (FLOP_HANDLES, FlopCount, count_flops, flops_summary,
+                    native_mha_flop_jit, register_flop_handles, sdpa_flop_jit)
+
+register_flop_handles()
+
+__all__ = [
+    'FLOP_HANDLES', 'FlopCount', 'count_flops', 'flops_summary',
+    'native_mha_flop_jit', 'register_flop_handles', 'sdpa_flop_jit'
+]

@@ -1,0 +1,98 @@
+"""The Shrunk configs: the paper's settings on top of the plain configs.
+
+Building, one train step and inference of every config (tiny sizes) are in
+test_configs.py, whose generic tests cover these configs too.
+"""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmseg.registry import MODELS
+
+from conftest import REPO
+
+SEGVIT = osp.join(REPO, 'configs', 'segvit')
+# shrunk config -> the plain config it shrinks
+SHRUNK = {
+    'segvit_vit-l16-shrunk_8xb2-160k_ade20k-640x640':
+    'segvit_vit-l16_8xb2-160k_ade20k-640x640',
+    'segvit_vit-l16-shrunk_8xb2-80k_coco-stuff10k-512x512':
+    'segvit_vit-l16_8xb2-80k_coco-stuff10k-512x512',
+    'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-480x480':
+    'segvit_vit-l16_8xb4-80k_pascal-context-480x480',
+    'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-59-480x480':
+    'segvit_vit-l16_8xb4-80k_pascal-context-59-480x480',
+}
+
+
+def _load(stem):
+    return Config.fromfile(osp.join(SEGVIT, stem + '.py'))
+
+
+@pytest.mark.parametrize('stem', sorted(SHRUNK))
+def test_shrunk_config_has_the_paper_settings(stem):
+    cfg, plain = _load(stem), _load(SHRUNK[stem])
+    backbone, head = cfg.model.backbone, cfg.model.decode_head
+    assert backbone.type == 'ShrunkViT'
+    assert backbone.qd_index == 8
+    assert backbone.out_indices == [7, 23]
+    assert backbone.qu_cfg == dict(embed_dims=512, num_heads=16, num_layers=3)
+    assert (backbone.embed_dims, backbone.num_layers) == (1024, 24)
+    assert backbone.img_size == cfg.crop_size
+    assert head.in_channels == head.embed_dims == 512
+    assert head.use_stages == 1 and head.use_proj is False
+    assert head.mask_mode == 'per_layer'
+    assert head.loss_decode.dec_layers == head.num_layers == 3
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    assert keys['backbone.qu'] == dict(lr_mult=10.0)
+    assert keys['head'] == dict(lr_mult=10.0)
+    # everything but the model and the QU learning rate is the plain recipe
+    for key in ('train_dataloader', 'val_dataloader', 'param_scheduler',
+                'train_cfg', 'crop_size'):
+        assert cfg[key] == plain[key], key
+    assert cfg.model.test_cfg == plain.model.test_cfg
+    assert head.num_classes == plain.model.decode_head.num_classes
+    for key in ('img_size', 'patch_size', 'drop_path_rate', 'norm_cfg',
+                'with_cls_token', 'final_norm', 'interpolate_mode'):
+        assert backbone[key] == plain.model.backbone[key], key
+
+
+def test_qu_trains_with_the_head_learning_rate():
+    """QU is part of the official decode head: lr x10 like the head."""
+    cfg = _load('segvit_vit-l16-shrunk_8xb2-160k_ade20k-640x640')
+    model_cfg = cfg.model
+    model_cfg.pretrained = None
+    model_cfg.backbone.update(
+        embed_dims=32,
+        num_layers=3,
+        num_heads=2,
+        qd_index=1,
+        out_indices=[0, 2],
+        qu_cfg=dict(embed_dims=32, num_heads=4, num_layers=1))
+    model_cfg.decode_head.update(in_channels=32, embed_dims=32, num_heads=4)
+    model = MODELS.build(model_cfg)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    lr = {}
+    for group in optim.optimizer.param_groups:
+        for p in group['params']:
+            lr[id(p)] = group['lr']
+    params = dict(model.named_parameters())
+    base = cfg.optim_wrapper.optimizer.lr
+    assert lr[id(params['backbone.qu.q.weight'])] == pytest.approx(10 * base)
+    assert lr[id(params['backbone.qu.decoders.1.layers.0.linear1.weight'])] \
+        == pytest.approx(10 * base)
+    assert lr[id(params['decode_head.q.weight'])] == pytest.approx(10 * base)
+    assert lr[id(params['backbone.layers.1.attn.attn.in_proj_weight'])] == \
+        pytest.approx(base)
+
+
+def test_shrunk_demo_config_builds_and_returns_the_qu_map():
+    cfg = _load('segvit_vit-t8-shrunk_1xb8-500iter_shapes-128x128')
+    model = MODELS.build(cfg.model).eval()
+    model.init_weights()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 128, 128))
+    assert len(feats) == 1 and feats[0].shape == (1, 64, 16, 16)
+    assert model.backbone.qu.query_grid == (16, 16)
