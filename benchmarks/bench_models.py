@@ -283,7 +283,7 @@ def run_round(row: Row, args, device: torch.device, keep: bool) -> None:
     model = row.model
     memory = 'memory' in args.metrics
     num_classes = model.decode_head.num_classes
-    if {'latency', 'memory'} & set(args.metrics):
+    if 'latency' in args.metrics:
         x, metas, _ = fake_batch(1, row.crop, num_classes, device)
         model.eval()
         with torch.no_grad(), autocast(device, args.dtype):
@@ -326,6 +326,35 @@ def run_round(row: Row, args, device: torch.device, keep: bool) -> None:
         if keep:
             row.add('train', seconds)
             row.add('train_mem', peak)
+
+
+def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
+    """Markdown list of the ops that take the decode head's time."""
+    from torch.profiler import ProfilerActivity, profile
+    model = row.model.eval()
+    x, metas, _ = fake_batch(1, row.crop, model.decode_head.num_classes,
+                             device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with torch.no_grad(), autocast(device, args.dtype):
+        feats = model.extract_feat(x)
+        with profile(activities=activities) as prof:
+            model.decode_head.predict(feats, metas, model.test_cfg)
+            synchronize(device)
+    sort = 'self_cuda_time_total' if device.type == 'cuda' else \
+        'self_cpu_time_total'
+    events = sorted(
+        prof.key_averages(), key=lambda e: getattr(e, sort), reverse=True)
+    total = sum(getattr(e, sort) for e in events)
+    lines = [f'\n### Decode head ops: {row.spec.label} ({total / 1e3:.0f} ms '
+             'in the profiler)\n', '| op | calls | self time (ms) | share |',
+             '|---|---|---|---|']
+    for e in events[:top]:
+        t = getattr(e, sort)
+        lines.append(f'| `{e.key}` | {e.count} | {t / 1e3:.1f} | '
+                     f'{100 * t / total:.0f}% |')
+    return '\n'.join(lines) + '\n'
 
 
 # --- reporting -------------------------------------------------------------------
@@ -463,6 +492,10 @@ def parse_args(argv=None):
                         help='override every crop (e.g. for a quick run)')
     parser.add_argument('--matmul-size', type=int, default=2048)
     parser.add_argument('--tag', default='', help='suffix of the outputs')
+    parser.add_argument(
+        '--profile-head',
+        action='store_true',
+        help='add the top ops of each decode head (torch.profiler)')
     parser.add_argument('--out-dir', default=osp.join(REPO, 'benchmarks',
                                                       'results'))
     parser.add_argument(
@@ -527,6 +560,12 @@ def main(argv=None) -> None:
                                              if args.tag else '')
     md = osp.join(args.out_dir, name + '.md')
     text = report(rows, args, device, rate, md)
+    if args.profile_head:
+        with open(md, 'a') as f:
+            for row in rows:
+                f.write(profile_head(row, args, device))
+        with open(md) as f:
+            text = f.read()
     try:
         chart(rows, rate, osp.join(args.out_dir, name + '.png'),
               f'{device_name(device)}, {args.dtype}')
