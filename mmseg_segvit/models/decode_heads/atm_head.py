@@ -281,6 +281,11 @@ class ATMHead(BaseDecodeHead):
             size=size,
             mode='bilinear',
             align_corners=self.align_corners)
+        if not (torch.is_grad_enabled() and masks.requires_grad):
+            # The resized masks are ours: sigmoid in place saves a
+            # (B, Q, H, W) allocation at the input size.
+            cls_prob = F.softmax(cls_logits, dim=-1)[..., :-1]
+            return torch.einsum('bqc,bqhw->bchw', cls_prob, masks.sigmoid_())
         return self.semantic_inference(cls_logits, masks)
 
     def predict_by_feat(self, seg_logits: HeadOutput,
