@@ -303,3 +303,17 @@ def test_head_trains_with_point_loss():
     total = sum(v for k, v in losses.items() if k.startswith('loss'))
     total.backward()
     assert all(p.grad is not None for p in head.parameters())
+
+
+def test_faithful_inference_without_grad_matches_with_grad():
+    head = tiny_head().eval()
+    cls, masks = head(feature_maps(batch=1, grids=[(4, 6)] * 3))
+    with_grad = head.predict_by_feat((cls, masks), _metas(16, 24))
+    assert with_grad.requires_grad
+    with torch.no_grad():
+        without = head.predict_by_feat((cls, masks), _metas(16, 24))
+    resized = F.interpolate(
+        masks[-1], size=(16, 24), mode='bilinear', align_corners=False)
+    expected = head.semantic_inference(cls[-1], resized)
+    torch.testing.assert_close(without, expected.detach())
+    torch.testing.assert_close(with_grad, expected)
