@@ -123,7 +123,7 @@ DEFAULT_MODELS = ('segvit-b,segvit-b-fast,segvit-l,segvit-shrunk-l,'
 METRICS = ('flops', 'latency', 'throughput', 'train', 'memory')
 
 
-# --- building ------------------------------------------------------------------
+# --- building ---
 def _no_sync_bn(cfg):
     """SyncBN -> BN everywhere (one process, no process group)."""
     if isinstance(cfg, dict):
@@ -191,7 +191,7 @@ def fake_batch(batch: int, crop: int, num_classes: int,
     return images.to(device), metas, samples
 
 
-# --- measuring ------------------------------------------------------------------
+# --- measuring ---
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -357,7 +357,7 @@ def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
     return '\n'.join(lines) + '\n'
 
 
-# --- reporting -------------------------------------------------------------------
+# --- reporting ---
 def device_name(device: torch.device) -> str:
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
@@ -469,7 +469,7 @@ def chart(rows: List[Row], rate: float, path: str, title: str) -> None:
     plt.close(fig)
 
 
-# --- main -------------------------------------------------------------------------
+# --- main ---
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(

@@ -27,7 +27,7 @@ VIT = dict(
     with_cls_token=False)
 
 
-# --- attention ---------------------------------------------------------------
+# --- attention ---
 def test_cross_attention_fused_path_matches_explicit():
     attn = ATMCrossAttention(32, num_heads=4).eval()
     q, k = torch.randn(2, 5, 32), torch.randn(2, 11, 32)
@@ -110,7 +110,7 @@ def test_fused_vit_can_be_switched_off():
     assert type(vit.layers[0].attn) is MultiheadAttention
 
 
-# --- inference order ---------------------------------------------------------
+# --- inference order ---
 def _metas(h, w):
     return [dict(img_shape=(h, w), pad_shape=(h, w))]
 
@@ -172,7 +172,7 @@ def test_accuracy_follows_the_inference_order():
     assert 0 <= losses['acc_seg'].item() <= 100
 
 
-# --- loss targets --------------------------------------------------------------
+# --- loss targets ---
 def test_present_classes_matches_a_loop():
     labels = torch.randint(0, 7, (3, 9, 5))
     labels[labels == 6] = 255
@@ -224,7 +224,7 @@ def test_vectorised_loss_matches_loop_reference():
             torch.testing.assert_close(got[name + suffix], ref[i][j])
 
 
-# --- point-sampled (memory-lean) mask losses -----------------------------------
+# --- point-sampled (memory-lean) mask losses ---
 def test_uncertain_points_land_where_logits_are_near_zero():
     logits = torch.full((2, 1, 16, 16), 8.0)
     logits[:, :, :, :4] = 0.0  # the uncertain band: x < 0.25
