@@ -89,6 +89,7 @@ setup(
         # MMSeg's analyze_logs tool imports seaborn (not declared by mmseg)
         'tools': ['seaborn'],
         'tests': ['pytest>=7', 'hypothesis>=6', 'seaborn'],
+        'bench': ['matplotlib'],  # benchmarks/bench_models.py charts
     },
     classifiers=[
         'Programming Language :: Python :: 3',

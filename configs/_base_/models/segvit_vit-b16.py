@@ -19,7 +19,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     pretrained=checkpoint,
     backbone=dict(
-        type='VisionTransformer',
+        type='FusedVisionTransformer',
         img_size=(512, 512),
         patch_size=16,
         # mmseg 1.x defaults to no bias; the official model and the ViT

@@ -1,4 +1,5 @@
 """Backbones."""
+from .fused_vit import FusedVisionTransformer
 from .shrunk_vit import ShrunkViT
 
-__all__ = ['ShrunkViT']
+__all__ = ['FusedVisionTransformer', 'ShrunkViT']

@@ -3,6 +3,7 @@ from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ['ATMCrossAttention']
@@ -13,7 +14,10 @@ class ATMCrossAttention(nn.Module):
 
     Besides the attended values it returns the similarity ``q.k^T * scale``
     before the softmax, averaged over heads: this is the ATM mask. The
-    similarity is computed once and serves both uses.
+    similarity is computed once and serves both uses (the softmax is taken
+    out of place, no copy is kept). When the mask is not wanted the
+    attention runs in ``F.scaled_dot_product_attention`` (fused, the
+    (B, heads, Q, N) weights are never stored).
 
     Args:
         embed_dims (int): Channels D of queries and tokens.
@@ -72,8 +76,15 @@ class ATMCrossAttention(nn.Module):
         q = self._split_heads(self.q(query))
         k = self._split_heads(self.k(key))
         v = self._split_heads(self.v(value))
-        sim = (q * self.scale) @ k.transpose(-2, -1)  # (B, h, Q, N)
-        mask = sim.mean(dim=1) if need_mask else None
-        attn = self.attn_drop(sim.softmax(dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(b, nq, d)
+        if need_mask:
+            sim = (q * self.scale) @ k.transpose(-2, -1)  # (B, h, Q, N)
+            mask = sim.mean(dim=1)
+            attn = self.attn_drop(sim.softmax(dim=-1))
+            out = attn @ v
+        else:  # no similarity map wanted: torch's fused kernel
+            drop = self.attn_drop.p if self.training else 0.0
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=drop, scale=self.scale)
+            mask = None
+        out = out.transpose(1, 2).reshape(b, nq, d)
         return self.proj_drop(self.proj(out)), mask

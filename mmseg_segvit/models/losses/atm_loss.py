@@ -8,6 +8,8 @@ from mmengine import dist
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .point_sampling import sample_mask_points
+
 __all__ = ['ATMLoss', 'sigmoid_focal_loss', 'dice_loss', 'present_classes']
 
 
@@ -95,7 +97,11 @@ class ATMLoss(nn.Module):
     - ``loss_dice``: dice loss on the same masks.
 
     Mask terms are divided by the number of present masks averaged over
-    processes (at least 1). Masks are resized bilinearly to the label size.
+    processes (at least 1). Masks are resized bilinearly to the label size
+    (once for all outputs), or, with ``num_points``, the mask terms are
+    evaluated at ``num_points`` points per mask (most of them where the mask
+    is uncertain, as in Mask2Former), which keeps training memory
+    independent of the crop size.
     Auxiliary outputs are named ``loss_ce_{i}`` etc., ``i`` counting from the
     first output.
 
@@ -112,6 +118,13 @@ class ATMLoss(nn.Module):
         loss_weight (float): Multiplies every term. Default: 1.0.
         loss_name (str): Name of the module, for mmseg's loss listing.
             Default: 'loss_atm'.
+        num_points (int, optional): Memory-lean mode: point-sampled mask
+            losses with this many points per mask (Mask2Former uses 12544).
+            None (the default, the official loss) resizes the masks.
+        oversample_ratio (float): Candidate points per point in the lean
+            mode. Default: 3.0.
+        importance_sample_ratio (float): Share of the points taken where the
+            masks are most uncertain in the lean mode. Default: 0.75.
     """
 
     def __init__(self,
@@ -124,8 +137,17 @@ class ATMLoss(nn.Module):
                  focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_atm') -> None:
+                 loss_name: str = 'loss_atm',
+                 num_points: Optional[int] = None,
+                 oversample_ratio: float = 3.0,
+                 importance_sample_ratio: float = 0.75) -> None:
         super().__init__()
+        if num_points is not None and num_points < 1:
+            raise ValueError(f'num_points must be None or >= 1, got '
+                             f'{num_points}')
+        self.num_points = num_points
+        self.oversample_ratio = oversample_ratio
+        self.importance_sample_ratio = importance_sample_ratio
         self.num_classes = num_classes
         self.dec_layers = dec_layers
         self.cls_weight = cls_weight
@@ -210,19 +232,25 @@ class ATMLoss(nn.Module):
             for logits in cls_logits
         ])
 
-        # Masks of present classes only, resized once to the label size.
+        # Masks of present classes only, resized once to the label size
+        # (or sampled at points).
         height, width = seg_label.shape[-2:]
         if len(b_idx) > 0:
             pred = mask_logits[:, b_idx, c_idx]  # (L, M, h, w)
-            if pred.shape[-2:] != (height, width):
-                pred = F.interpolate(
-                    pred,
-                    size=(height, width),
-                    mode='bilinear',
-                    align_corners=False)
-            pred = pred.flatten(2)  # (L, M, H*W)
-            gt = (seg_label[b_idx] == c_idx[:, None, None]).flatten(1)
-            gt = gt.to(pred.dtype)  # (M, H*W)
+            gt = seg_label[b_idx] == c_idx[:, None, None]  # (M, H, W)
+            if self.num_points is not None:
+                pred, gt = sample_mask_points(pred, gt, self.num_points,
+                                              self.oversample_ratio,
+                                              self.importance_sample_ratio)
+            else:
+                if pred.shape[-2:] != (height, width):
+                    pred = F.interpolate(
+                        pred,
+                        size=(height, width),
+                        mode='bilinear',
+                        align_corners=False)
+                pred = pred.flatten(2)  # (L, M, H*W)
+                gt = gt.flatten(1).to(pred.dtype)  # (M, H*W)
             loss_mask = sigmoid_focal_loss(pred, gt, self.focal_alpha,
                                            self.focal_gamma).sum(-1)
             loss_dice = dice_loss(pred, gt).sum(-1)

@@ -1,0 +1,579 @@
+"""Side-by-side speed and memory of SegViT and the MMSeg models it competes
+with, measured in one process, interleaved, with warm-up and medians.
+
+For every model (at its own crop size) the script reports: parameters,
+GFLOPs (multiply-adds, fvcore's convention, as the papers count), inference
+latency at batch 1, throughput at a larger batch, one training step
+(forward + loss + backward, no optimiser), peak memory of inference and of
+the training step, the decode head's share of the inference time, and the
+achieved multiply-add rate as a fraction of a large matrix multiply timed in
+the same run, on the same device and dtype.
+
+Models are built from their configs with random weights (nothing is
+downloaded); SyncBN becomes BN so that single-process training works.
+Results go to ``benchmarks/results/<device>_<dtype>[_<tag>].md`` and a PNG
+chart next to it.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the memory
+in use before the call. On CPU the process's peak resident set (``VmHWM``,
+reset through ``/proc/self/clear_refs``) above the resident set before the
+call; the script re-executes itself with a fixed glibc mmap threshold so
+that freed tensors go back to the system and the resident set follows the
+live tensors.
+
+Examples::
+
+    python benchmarks/bench_models.py --quick
+    python benchmarks/bench_models.py --models segvit-b,segmenter-b,upernet-b
+    python benchmarks/bench_models.py --models segvit-b,segvit-b-lean \\
+        --metrics train --train-batch 2 --tag loss
+    python benchmarks/bench_models.py --device cuda --dtype bf16
+"""
+import argparse
+import contextlib
+import datetime
+import glob
+import os
+import os.path as osp
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+if (sys.platform.startswith('linux')
+        and 'MALLOC_MMAP_THRESHOLD_' not in os.environ):
+    # A fixed threshold stops glibc from keeping freed tensors in its heap,
+    # so that the resident set size measures live memory (see above).
+    os.environ['MALLOC_MMAP_THRESHOLD_'] = str(128 * 1024)
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import mmseg_segvit  # noqa: E402,F401  (compat before mmseg.models)
+from mmengine.config import Config  # noqa: E402
+from mmengine.structures import PixelData  # noqa: E402
+from mmseg.registry import MODELS  # noqa: E402
+from mmseg.structures import SegDataSample  # noqa: E402
+from mmseg.utils import register_all_modules  # noqa: E402
+
+from mmseg_segvit.models.layers import fuse_multihead_attention  # noqa: E402
+from mmseg_segvit.utils.flops import count_flops  # noqa: E402
+
+SEGVIT_B = 'configs/segvit/segvit_vit-b16_8xb2-160k_ade20k-512x512.py'
+SEGVIT_L = 'configs/segvit/segvit_vit-l16_8xb2-160k_ade20k-640x640.py'
+SHRUNK_L = 'configs/segvit/segvit_vit-l16-shrunk*ade20k-640x640.py'
+LEAN_POINTS = 12544  # Mask2Former's 112 x 112
+
+
+@dataclass
+class Spec:
+    """A model to measure: a config, its crop and config overrides."""
+    label: str
+    config: str
+    crop: int
+    overrides: dict = field(default_factory=dict)
+    fused_attn: bool = False  # fused backbone self-attention
+
+
+SPECS: Dict[str, Spec] = {
+    'segvit-b':
+    Spec('SegViT ViT-B/16', SEGVIT_B, 512, fused_attn=True),
+    'segvit-b-fast':
+    Spec('SegViT ViT-B/16, fast order', SEGVIT_B, 512,
+         {'model.decode_head.fast_inference': True},
+         fused_attn=True),
+    'segvit-b-lean':
+    Spec(
+        'SegViT ViT-B/16, lean loss + fast order', SEGVIT_B, 512, {
+            'model.decode_head.fast_inference': True,
+            'model.decode_head.loss_decode.num_points': LEAN_POINTS
+        },
+        fused_attn=True),
+    'segvit-b-lean-loss':
+    Spec('SegViT ViT-B/16, lean loss only', SEGVIT_B, 512,
+         {'model.decode_head.loss_decode.num_points': LEAN_POINTS},
+         fused_attn=True),
+    'segvit-b-mmcv-attn':
+    Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
+         {'model.backbone.fused_attn': False}),
+    'segvit-l':
+    Spec('SegViT ViT-L/16', SEGVIT_L, 640, fused_attn=True),
+    'segvit-shrunk-l':
+    Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640, fused_attn=True),
+    'segmenter-b':
+    Spec('Segmenter ViT-B/16 mask (mmseg)',
+         'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
+         512),
+    'upernet-b':
+    Spec('UPerNet ViT-B/16 + MLN (mmseg)',
+         'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py',
+         512),
+    'setr-l':
+    Spec('SETR-Naive ViT-L/16 (mmseg)',
+         'mmseg::setr/setr_vit-l_naive_8xb2-160k_ade20k-512x512.py', 512),
+}
+DEFAULT_MODELS = ('segvit-b,segvit-b-fast,segvit-l,segvit-shrunk-l,'
+                  'segmenter-b,upernet-b,setr-l')
+METRICS = ('flops', 'latency', 'throughput', 'train', 'memory')
+
+
+# --- building ---
+def _no_sync_bn(cfg):
+    """SyncBN -> BN everywhere (one process, no process group)."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for value in cfg.values():
+            _no_sync_bn(value)
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            _no_sync_bn(value)
+
+
+def resolve_config(spec: Spec) -> Optional[str]:
+    """Path of the spec's config, or None if it does not exist here."""
+    if spec.config.startswith('mmseg::'):
+        import mmseg
+        path = osp.join(
+            osp.dirname(mmseg.__file__), '.mim', 'configs',
+            spec.config[len('mmseg::'):])
+        return path if osp.exists(path) else None
+    matches = sorted(glob.glob(osp.join(REPO, spec.config)))
+    return matches[0] if matches else None
+
+
+def build_model(spec: Spec, crop: int) -> nn.Module:
+    """The spec's model with random weights, nothing downloaded."""
+    cfg = Config.fromfile(resolve_config(spec))
+    cfg.merge_from_dict(spec.overrides)
+    model_cfg = cfg.model
+    model_cfg.pretrained = None
+    model_cfg.backbone.init_cfg = None
+    model_cfg.data_preprocessor = None  # inputs are fed normalised
+    if 'img_size' in model_cfg.backbone:
+        model_cfg.backbone.img_size = (crop, crop)
+    _no_sync_bn(model_cfg)
+    model = MODELS.build(model_cfg)
+    if spec.fused_attn:
+        # Same weights; also reaches backbones built on mmseg's plain
+        # encoder layers (ShrunkViT).
+        fuse_multihead_attention(model.backbone)
+    return model
+
+
+def fake_batch(batch: int, crop: int, num_classes: int,
+               device: torch.device) -> Tuple[torch.Tensor, list, list]:
+    """Random images, their metas and blocky labels with ~12 classes each
+    (real scenes show a handful of classes, not all of them)."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, crop, crop, generator=gen)
+    metas, samples = [], []
+    block = max(crop // 8, 1)
+    for _ in range(batch):
+        pool = torch.randperm(num_classes, generator=gen)[:12]
+        cells = pool[torch.randint(0, len(pool), (8, 8), generator=gen)]
+        label = cells.repeat_interleave(block, 0).repeat_interleave(block, 1)
+        label = label[:crop, :crop]
+        meta = dict(
+            img_shape=(crop, crop),
+            pad_shape=(crop, crop),
+            ori_shape=(crop, crop))
+        sample = SegDataSample(metainfo=meta)
+        sample.gt_sem_seg = PixelData(data=label[None].to(device))
+        metas.append(meta)
+        samples.append(sample)
+    return images.to(device), metas, samples
+
+
+# --- measuring ---
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _rss_kib(field_name: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field_name + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field_name} not in /proc/self/status')
+
+
+def measure(fn: Callable[[], object], device: torch.device,
+            memory: bool) -> Tuple[float, Optional[float]]:
+    """Seconds and (optionally) peak extra memory in MiB of one call."""
+    peak = None
+    synchronize(device)
+    if memory and device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    elif memory:
+        base = _rss_kib('VmRSS')
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset the peak resident set (VmHWM)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    if memory and device.type == 'cuda':
+        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    elif memory:
+        peak = (_rss_kib('VmHWM') - base) / 1024
+    return seconds, peak
+
+
+def autocast(device: torch.device, dtype: str):
+    if dtype == 'fp32':
+        return contextlib.nullcontext()
+    return torch.autocast(
+        device_type=device.type,
+        dtype=dict(bf16=torch.bfloat16, fp16=torch.float16)[dtype])
+
+
+def matmul_rate(device: torch.device, dtype: str, n: int,
+                iters: int) -> float:
+    """Multiply-adds per second of an n x n x n matrix multiply."""
+    torch_dtype = dict(
+        fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)[dtype]
+    a = torch.randn(n, n, device=device, dtype=torch_dtype)
+    b = torch.randn(n, n, device=device, dtype=torch_dtype)
+    times = []
+    for i in range(iters + 1):
+        seconds, _ = measure(lambda: a @ b, device, memory=False)
+        if i:
+            times.append(seconds)
+    return n**3 / statistics.median(times)
+
+
+def count_gmacs(model: nn.Module, images: torch.Tensor) -> Tuple[float, float]:
+    """GMACs of the whole inference (``encode_decode``: backbone, head,
+    resize) and of the backbone (+ neck), fused attention counted."""
+    count = count_flops(model, inputs=images)
+    trunk = count.by_module.get('backbone', 0)
+    trunk += count.by_module.get('neck', 0)
+    return count.total / 1e9, trunk / 1e9
+
+
+@dataclass
+class Row:
+    key: str
+    spec: Spec
+    model: nn.Module
+    crop: int
+    results: Dict[str, List[float]] = field(default_factory=dict)
+    fixed: Dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, value: Optional[float]) -> None:
+        if value is not None:
+            self.results.setdefault(name, []).append(value)
+
+    def median(self, name: str) -> Optional[float]:
+        values = self.results.get(name)
+        return statistics.median(values) if values else None
+
+
+def run_round(row: Row, args, device: torch.device, keep: bool) -> None:
+    """One interleaved round of every selected measurement of one model."""
+    model = row.model
+    memory = 'memory' in args.metrics
+    num_classes = model.decode_head.num_classes
+    if 'latency' in args.metrics:
+        x, metas, _ = fake_batch(1, row.crop, num_classes, device)
+        model.eval()
+        with torch.no_grad(), autocast(device, args.dtype):
+            feats = []
+            t_trunk, _ = measure(lambda: feats.append(model.extract_feat(x)),
+                                 device, False)
+            t_head, _ = measure(
+                lambda: model.decode_head.predict(feats[0], metas, model.
+                                                  test_cfg), device, False)
+            if memory:
+                _, peak = measure(lambda: model.encode_decode(x, metas),
+                                  device, True)
+        if keep:
+            row.add('trunk', t_trunk)
+            row.add('head', t_head)
+            row.add('latency', t_trunk + t_head)
+            if memory:
+                row.add('infer_mem', peak)
+    if 'throughput' in args.metrics:
+        x, metas, _ = fake_batch(args.batch, row.crop, num_classes, device)
+        model.eval()
+        with torch.no_grad(), autocast(device, args.dtype):
+            seconds, _ = measure(lambda: model.encode_decode(x, metas),
+                                 device, False)
+        if keep:
+            row.add('throughput', args.batch / seconds)
+    if 'train' in args.metrics:
+        x, _, samples = fake_batch(args.train_batch, row.crop, num_classes,
+                                   device)
+        model.train()
+
+        def step():
+            with autocast(device, args.dtype):
+                losses = model.loss(x, samples)
+            total = sum(v for k, v in losses.items() if 'loss' in k)
+            total.backward()
+            model.zero_grad(set_to_none=True)
+
+        seconds, peak = measure(step, device, memory)
+        if keep:
+            row.add('train', seconds)
+            row.add('train_mem', peak)
+
+
+def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
+    """Markdown list of the ops that take the decode head's time."""
+    from torch.profiler import ProfilerActivity, profile
+    model = row.model.eval()
+    x, metas, _ = fake_batch(1, row.crop, model.decode_head.num_classes,
+                             device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with torch.no_grad(), autocast(device, args.dtype):
+        feats = model.extract_feat(x)
+        with profile(activities=activities) as prof:
+            model.decode_head.predict(feats, metas, model.test_cfg)
+            synchronize(device)
+    sort = 'self_cuda_time_total' if device.type == 'cuda' else \
+        'self_cpu_time_total'
+    events = sorted(
+        prof.key_averages(), key=lambda e: getattr(e, sort), reverse=True)
+    total = sum(getattr(e, sort) for e in events)
+    lines = [f'\n### Decode head ops: {row.spec.label} ({total / 1e3:.0f} ms '
+             'in the profiler)\n', '| op | calls | self time (ms) | share |',
+             '|---|---|---|---|']
+    for e in events[:top]:
+        t = getattr(e, sort)
+        lines.append(f'| `{e.key}` | {e.count} | {t / 1e3:.1f} | '
+                     f'{100 * t / total:.0f}% |')
+    return '\n'.join(lines) + '\n'
+
+
+# --- reporting ---
+def device_name(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'{cpu}, {torch.get_num_threads()} threads'
+
+
+def slug(device: torch.device) -> str:
+    if device.type == 'cuda':
+        name = torch.cuda.get_device_name(device).lower()
+        name = ''.join(c if c.isalnum() else '-' for c in name)
+        return 'cuda-' + '-'.join(p for p in name.split('-') if p)
+    return f'cpu-{torch.get_num_threads()}threads'
+
+
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return '-' if value is None else f'{value:.{digits}f}'
+
+
+def report(rows: List[Row], args, device: torch.device, rate: float,
+           path: str) -> str:
+    """Write the markdown table; return it."""
+    header = [
+        'model', 'crop', 'params (M)', 'GMACs', 'latency b1 (s)',
+        f'throughput b{args.batch} (img/s)',
+        f'train step b{args.train_batch} (s)', 'infer peak (MiB)',
+        'train peak (MiB)', 'head share', 'head GMACs share',
+        'GMAC/s', 'of matmul'
+    ]
+    lines = [
+        f'# Benchmark: {device_name(device)}, {args.dtype}', '',
+        f'- date: {datetime.date.today()}, torch {torch.__version__}',
+        f'- command: `python benchmarks/bench_models.py '
+        f'{" ".join(sys.argv[1:])}`',
+        f'- warm-up {args.warmup}, median of {args.iters} interleaved '
+        f'rounds', f'- matrix multiply {args.matmul_size}^3 in {args.dtype}:'
+        f' {rate / 1e9:.1f} GMAC/s (same run)',
+        '- GMACs: multiply-adds of one image (fvcore convention, "GFLOPs" '
+        'in the papers); head = everything after the backbone (and neck), '
+        'final resize included', '',
+        '| ' + ' | '.join(header) + ' |',
+        '|' + '---|' * len(header)
+    ]
+    for row in rows:
+        gmacs = row.fixed.get('gmacs')
+        trunk = row.fixed.get('trunk_gmacs')
+        latency = row.median('latency')
+        head = row.median('head')
+        achieved = gmacs * 1e9 / latency if gmacs and latency else None
+        cells = [
+            row.spec.label,
+            str(row.crop),
+            _fmt(row.fixed['params'] / 1e6),
+            _fmt(gmacs, 1),
+            _fmt(latency, 3),
+            _fmt(row.median('throughput')),
+            _fmt(row.median('train'), 3),
+            _fmt(row.median('infer_mem'), 0),
+            _fmt(row.median('train_mem'), 0),
+            '-' if head is None else f'{100 * head / latency:.1f}%',
+            '-' if gmacs is None else f'{100 * (gmacs - trunk) / gmacs:.1f}%',
+            '-' if achieved is None else f'{achieved / 1e9:.1f}',
+            '-' if achieved is None else f'{achieved / rate:.2f}',
+        ]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    text = '\n'.join(lines) + '\n'
+    with open(path, 'w') as f:
+        f.write(text)
+    return text
+
+
+def chart(rows: List[Row], rate: float, path: str, title: str) -> None:
+    """Latency (backbone / head) and achieved rate per model."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if r.median('latency') is not None]
+    if not rows:
+        return
+    labels = [f'{r.spec.label}\n@{r.crop}' for r in rows]
+    trunk = [r.median('trunk') for r in rows]
+    head = [r.median('head') for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.6 * len(rows) + 2))
+    pos = range(len(rows))
+    axes[0].barh(pos, trunk, label='backbone (+ neck)', color='#4c72b0')
+    axes[0].barh(pos, head, left=trunk, label='decode head', color='#dd8452')
+    axes[0].set_yticks(list(pos), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel('inference latency, batch 1 (s)')
+    axes[0].legend(fontsize=8)
+    frac = [(r.fixed.get('gmacs') or 0) * 1e9 / r.median('latency') / rate
+            for r in rows]
+    axes[1].barh(pos, frac, color='#55a868')
+    axes[1].axvline(1.0, color='k', lw=0.8, ls='--')
+    axes[1].set_yticks(list(pos), [''] * len(rows))
+    axes[1].invert_yaxis()
+    axes[1].set_xlabel('achieved MAC/s / same-run matmul MAC/s')
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main ---
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--models',
+        default=DEFAULT_MODELS,
+        help=f'comma-separated keys of {sorted(SPECS)}')
+    parser.add_argument(
+        '--metrics',
+        default=','.join(METRICS),
+        help=f'comma-separated subset of {METRICS}')
+    parser.add_argument('--batch', type=int, default=2,
+                        help='throughput batch size')
+    parser.add_argument('--train-batch', type=int, default=2)
+    parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'],
+                        default='fp32', help='autocast dtype')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--iters', type=int, default=3)
+    parser.add_argument('--crop', type=int, default=None,
+                        help='override every crop (e.g. for a quick run)')
+    parser.add_argument('--matmul-size', type=int, default=2048)
+    parser.add_argument('--tag', default='', help='suffix of the outputs')
+    parser.add_argument(
+        '--profile-head',
+        action='store_true',
+        help='add the top ops of each decode head (torch.profiler)')
+    parser.add_argument('--out-dir', default=osp.join(REPO, 'benchmarks',
+                                                      'results'))
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='SegViT and Segmenter ViT-B at 128 px, one round (< 1 min)')
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.models = 'segvit-b,segvit-b-fast,segmenter-b'
+        args.crop, args.warmup, args.iters = 128, 1, 1
+        args.tag = args.tag or 'quick'
+    args.models = [m for m in args.models.split(',') if m]
+    args.metrics = [m for m in args.metrics.split(',') if m]
+    for m in args.models:
+        if m not in SPECS:
+            parser.error(f'unknown model {m!r}; choose from {sorted(SPECS)}')
+    for m in args.metrics:
+        if m not in METRICS:
+            parser.error(f'unknown metric {m!r}; choose from {METRICS}')
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    register_all_modules(init_default_scope=True)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    rows = []
+    for key in args.models:
+        spec = SPECS[key]
+        if resolve_config(spec) is None:
+            print(f'skip {key}: no config matches {spec.config}')
+            continue
+        crop = args.crop or spec.crop
+        model = build_model(spec, crop).to(device)
+        row = Row(key, spec, model, crop)
+        row.fixed['params'] = sum(p.numel() for p in model.parameters())
+        if 'flops' in args.metrics:
+            x, metas, _ = fake_batch(1, crop, model.decode_head.num_classes,
+                                     'cpu')
+            model.eval()
+            gmacs, trunk = count_gmacs(model.cpu(), x)
+            model.to(device)
+            row.fixed.update(gmacs=gmacs, trunk_gmacs=trunk)
+        rows.append(row)
+        print(f'built {key}: {row.fixed}', flush=True)
+
+    rate = matmul_rate(device, args.dtype, args.matmul_size, 3)
+    rates = [rate]
+    for i in range(args.warmup + args.iters):
+        keep = i >= args.warmup
+        for row in rows:
+            start = time.perf_counter()
+            run_round(row, args, device, keep)
+            print(f'round {i} {row.key}: '
+                  f'{time.perf_counter() - start:.1f} s', flush=True)
+        rates.append(matmul_rate(device, args.dtype, args.matmul_size, 1))
+    rate = statistics.median(rates)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    name = f'{slug(device)}_{args.dtype}' + (f'_{args.tag}'
+                                             if args.tag else '')
+    md = osp.join(args.out_dir, name + '.md')
+    text = report(rows, args, device, rate, md)
+    if args.profile_head:
+        with open(md, 'a') as f:
+            for row in rows:
+                f.write(profile_head(row, args, device))
+        with open(md) as f:
+            text = f.read()
+    try:
+        chart(rows, rate, osp.join(args.out_dir, name + '.png'),
+              f'{device_name(device)}, {args.dtype}')
+    except ImportError:
+        print('matplotlib missing: no chart (pip install -e ".[bench]")')
+    print(text)
+    print(f'wrote {md}')
+
+
+if __name__ == '__main__':
+    main()
