@@ -34,9 +34,9 @@ import json
 import os
 import os.path as osp
 import shutil
+import statistics
 import subprocess
 import sys
-import statistics
 import time
 from typing import Dict, List
 
