@@ -68,6 +68,11 @@ class ATMHead(BaseDecodeHead):
             size), combine there, then resize the scores: a trade between
             cost and agreement with the faithful order (a scale reaching
             the output size is the faithful order). Default: 4.
+        cross_attn (str): Cross-attention of the decoder layers:
+            ``'softmax'`` (SegViT) or ``'kmeans'`` (kMaX-DeepLab's k-means
+            cross-attention, :class:`KMeansCrossAttention`). k-means needs
+            the mask of every layer supervised (``mask_mode='per_layer'`` or
+            ``num_layers=1``). Default: 'softmax'.
         loss_decode (dict): Config of the loss. Default: ``ATMLoss``.
         dropout_ratio (float): Dropout of ``BaseDecodeHead``'s classifier,
             which this head does not have. Default: 0.
@@ -92,6 +97,7 @@ class ATMHead(BaseDecodeHead):
                  dropout: float = 0.1,
                  fast_inference: bool = False,
                  fast_inference_scale: int = 4,
+                 cross_attn: str = 'softmax',
                  loss_decode: dict = dict(type='ATMLoss'),
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
@@ -116,6 +122,14 @@ class ATMHead(BaseDecodeHead):
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')
+        if (cross_attn == 'kmeans' and mask_mode == 'cumulative'
+                and num_layers > 1):
+            raise ValueError(
+                "cross_attn='kmeans' trains q and k of a layer only through "
+                "its supervised mask, and mask_mode='cumulative' supervises "
+                "only the last layer of each stage: use mask_mode='per_layer'"
+                ' (ATMLoss dec_layers = use_stages * num_layers) or '
+                'num_layers=1')
         if not use_proj and any(c != embed_dims for c in in_channels):
             raise ValueError(f'use_proj=False needs inputs with embed_dims '
                              f'({embed_dims}) channels, got {in_channels}')
@@ -161,7 +175,8 @@ class ATMHead(BaseDecodeHead):
                 embed_dims=embed_dims,
                 num_heads=num_heads,
                 ffn_ratio=ffn_ratio,
-                dropout=dropout) for _ in deep_first)
+                dropout=dropout,
+                cross_attn=cross_attn) for _ in deep_first)
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
 

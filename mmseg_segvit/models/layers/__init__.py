@@ -2,11 +2,12 @@
 from .atm_attention import ATMCrossAttention
 from .atm_decoder import ATMDecoder, ATMDecoderLayer
 from .fused_mha import FusedMultiheadAttention, fuse_multihead_attention
+from .kmeans_attention import KMeansCrossAttention
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
 
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
-    'FusedMultiheadAttention', 'QDEncoderLayer', 'QueryUpsample',
-    'fuse_multihead_attention', 'stride2_grid_tokens'
+    'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
+    'QueryUpsample', 'fuse_multihead_attention', 'stride2_grid_tokens'
 ]

@@ -1,13 +1,20 @@
 """Post-norm transformer decoder whose cross-attention yields ATM masks."""
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from .atm_attention import ATMCrossAttention
+from .kmeans_attention import KMeansCrossAttention
 
-__all__ = ['ATMDecoderLayer', 'ATMDecoder']
+__all__ = ['ATMDecoderLayer', 'ATMDecoder', 'CROSS_ATTENTIONS']
+
+# The cross-attentions a decoder layer can use, by config name.
+CROSS_ATTENTIONS: Dict[str, Type[ATMCrossAttention]] = {
+    'softmax': ATMCrossAttention,
+    'kmeans': KMeansCrossAttention,
+}
 
 
 class ATMDecoderLayer(nn.Module):
@@ -25,17 +32,25 @@ class ATMDecoderLayer(nn.Module):
         ffn_ratio (int): FFN hidden size as a multiple of D. Default: 4.
         dropout (float): Dropout on residual branches, inside the FFN and on
             both attention maps. Default: 0.1.
+        cross_attn (str): ``'softmax'``: :class:`ATMCrossAttention` (softmax
+            over tokens, SegViT). ``'kmeans'``: :class:`KMeansCrossAttention`
+            (argmax over queries, kMaX-DeepLab); same parameters.
+            Default: 'softmax'.
     """
 
     def __init__(self,
                  embed_dims: int = 256,
                  num_heads: int = 8,
                  ffn_ratio: int = 4,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1,
+                 cross_attn: str = 'softmax') -> None:
         super().__init__()
+        if cross_attn not in CROSS_ATTENTIONS:
+            raise ValueError(f'cross_attn must be one of '
+                             f'{sorted(CROSS_ATTENTIONS)}, got {cross_attn!r}')
         self.self_attn = nn.MultiheadAttention(
             embed_dims, num_heads, dropout=dropout, batch_first=True)
-        self.multihead_attn = ATMCrossAttention(
+        self.multihead_attn = CROSS_ATTENTIONS[cross_attn](
             embed_dims, num_heads, qkv_bias=True, attn_drop=dropout)
         self.linear1 = nn.Linear(embed_dims, embed_dims * ffn_ratio)
         self.dropout = nn.Dropout(dropout)
