@@ -1,5 +1,11 @@
 """Shared fixtures. mmseg_segvit is imported first, as a config would."""
+import os
 import os.path as osp
+
+# Tiny models gain nothing from intra-op threads, and the test processes
+# (and the mim runs they start) would otherwise oversubscribe small CI
+# machines.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import mmseg_segvit  # noqa: F401  (compat before mmseg.models)
 import pytest
@@ -7,6 +13,7 @@ import torch
 from mmseg.utils import register_all_modules
 
 register_all_modules(init_default_scope=True)
+torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
