@@ -71,7 +71,7 @@ setup(
         ]
     },
     install_requires=[
-        'torch>=1.13',
+        'torch>=2.6',  # loads with weights_only=True by default
         'timm>=0.9',
         'numpy',
         'mmengine>=0.10.0,<1.0',
