@@ -249,7 +249,11 @@ def test_real_vit_b_checkpoint_into_vit_l_config_is_refused():
 def test_position_embeddings_are_resized_to_the_config_crop():
     sd, _, _ = official_checkpoint(img=64)
     model = MODELS.build(tiny_cfg(img=96))
-    converted, notes = convert_official_state_dict(sd, model)
+    # 16 positions are not a released grid: the source grid is required
+    with pytest.raises(ConversionError, match=r'16 patch positions.*'
+                       r'--src-grid H W'):
+        convert_official_state_dict(sd, model)
+    converted, notes = convert_official_state_dict(sd, model, src_grid=(4, 4))
     model.load_state_dict(converted, strict=True)
     assert converted['backbone.pos_embed'].shape == (1, 37, EMBED)
     assert any('resized backbone.pos_embed from (1, 17, 32)' in n

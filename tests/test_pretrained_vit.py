@@ -102,7 +102,7 @@ def test_timm_files_load_and_resize_to_the_crop(tmp_path, suffix):
         save_file(timm_model.state_dict(), path)
     else:
         torch.save({'model': timm_model.state_dict()}, path)
-    sd, notes = load_pretrained_vit(path, grid=(6, 5))
+    sd, notes = load_pretrained_vit(path, grid=(6, 5), src_grid=(4, 4))
     assert sd['pos_embed'].shape == (1, 31, EMBED)
     assert 'resized pos_embed from (1, 17, 32) to (1, 31, 32)' in notes
     ours = mmseg_vit(img=96)
@@ -152,9 +152,10 @@ def test_config_init_cfg_loads_a_timm_safetensors_file(tmp_path):
     path = str(tmp_path / 'vit.safetensors')
     save_file(timm_model.state_dict(), path)
     backbone = mmseg_vit(
-        img=96, init_cfg=dict(type='ViTPretrained', checkpoint=path))
+        img=96,
+        init_cfg=dict(type='ViTPretrained', checkpoint=path, src_grid=(4, 4)))
     backbone.init_weights()
-    sd, _ = load_pretrained_vit(path, grid=(6, 6))
+    sd, _ = load_pretrained_vit(path, grid=(6, 6), src_grid=(4, 4))
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, sd[key]), key
     assert backbone.pos_embed.shape == (1, 37, EMBED)
@@ -178,7 +179,8 @@ def test_cli_converts_for_a_config(tmp_path, capsys):
     cfg_path = str(tmp_path / 'cfg.py')
     cfg.dump(cfg_path)
     dst = str(tmp_path / 'pretrain' / 'vit.pth')
-    convert_timm_vit.main([src, dst, '--config', cfg_path])
+    convert_timm_vit.main(
+        [src, dst, '--config', cfg_path, '--src-grid', '4', '4'])
     out = capsys.readouterr().out
     assert 'fills the backbone of cfg.py (strict=True)' in out
     ckpt = load_weights_file(dst)
@@ -293,8 +295,9 @@ def test_jax_npz_loads_like_timms_npz_loader(tmp_path):
         num_heads=HEADS,
         num_classes=10)
     _load_weights(timm_model, path)  # timm's own reading of the file
-    want, _ = convert_pretrained_vit(timm_model.state_dict(), grid=(6, 6))
-    got, notes = load_pretrained_vit(path, grid=(6, 6))
+    want, _ = convert_pretrained_vit(
+        timm_model.state_dict(), grid=(6, 6), src_grid=(4, 4))
+    got, notes = load_pretrained_vit(path, grid=(6, 6), src_grid=(4, 4))
     assert got.keys() == want.keys()
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-6)

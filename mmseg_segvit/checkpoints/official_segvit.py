@@ -39,6 +39,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch.nn as nn
 from torch import Tensor
 
+from .errors import ConversionError
+from .pos_embed import resize_pos_embed
+
 __all__ = [
     'VIT_KEY', 'ConversionError', 'ViTInfo', 'rename_official_keys',
     'describe_official', 'describe_model', 'convert_official_state_dict',
@@ -122,10 +125,6 @@ SHRUNK_RULES: List[Rule] = [
 #: Keys that hold no weights of the model (the official loss's buffer).
 DROPPED_KEYS = (r'decode_head\.(?:atm\.)?loss_decode\.criterion'
                 r'\.empty_weight', )
-
-
-class ConversionError(ValueError):
-    """An official checkpoint that does not fit the target model."""
 
 
 def _short(names: Sequence[str], limit: int = 8) -> str:
@@ -256,30 +255,30 @@ def _check_architecture(src: ViTInfo,
 
 
 def _resize_pos_embed(pos_embed: Tensor, target: Tensor,
-                      backbone: Optional[nn.Module]) -> Tensor:
-    """Resize (1, 1 + h*w, C) position embeddings to the target's grid."""
-    if backbone is None or not hasattr(backbone, 'resize_pos_embed'):
+                      backbone: Optional[nn.Module],
+                      src_grid: Optional[Sequence[int]]) -> Tensor:
+    """Resize (1, 1 + h*w, C) position embeddings to the backbone's grid."""
+    if backbone is None or not hasattr(backbone, 'img_size'):
         raise ConversionError(
             f'backbone.pos_embed has {pos_embed.shape[1]} tokens, the model '
             f'{target.shape[1]}; a ViT backbone is needed to resize them')
     patch = backbone.patch_size
     new = (backbone.img_size[0] // patch, backbone.img_size[1] // patch)
-    side = int(round((pos_embed.shape[1] - 1)**0.5))
-    if side * side != pos_embed.shape[1] - 1 or (new[0] * new[1] + 1
-                                                 != target.shape[1]):
+    if new[0] * new[1] + 1 != target.shape[1]:
         raise ConversionError(
-            f'cannot resize backbone.pos_embed of shape '
-            f'{tuple(pos_embed.shape)} to {tuple(target.shape)}')
-    return backbone.resize_pos_embed(pos_embed.float(), new, (side, side),
-                                     backbone.interpolate_mode).to(
-                                         pos_embed.dtype)
+            f'the model\'s backbone.pos_embed {tuple(target.shape)} does not '
+            f'match its {new[0]}x{new[1]} patch grid')
+    return resize_pos_embed(pos_embed, new, src_grid,
+                            backbone.interpolate_mode, 'backbone.pos_embed')
 
 
 def convert_official_state_dict(
         state_dict: Mapping[str, Tensor],
         model: nn.Module,
         path: str = 'the checkpoint',
-        backbone_only: bool = False) -> Tuple[StateDict, List[str]]:
+        backbone_only: bool = False,
+        src_grid: Optional[Sequence[int]] = None
+) -> Tuple[StateDict, List[str]]:
     """Convert an official state dict for ``model`` and check it fits.
 
     Args:
@@ -290,6 +289,10 @@ def convert_official_state_dict(
         backbone_only (bool): Keep only the backbone, with its keys
             relative to the backbone (the layout ``model.pretrained``
             loads), and check it against ``model.backbone``.
+        src_grid (Sequence[int], optional): Patch grid (h, w) the
+            checkpoint's position embeddings were trained on, needed when
+            they are resized to the config's crop. Default: the released
+            grid for their length (see :mod:`.pos_embed`).
 
     Returns:
         tuple: The converted state dict, which ``model.load_state_dict(...,
@@ -344,7 +347,8 @@ def convert_official_state_dict(
         if value.shape == want.shape:
             continue
         if key == 'backbone.pos_embed' and value.shape[2] == want.shape[2]:
-            renamed[key] = _resize_pos_embed(value, want, backbone)
+            renamed[key] = _resize_pos_embed(value, want, backbone,
+                                                src_grid)
             notes.append(f'resized {key} from {tuple(value.shape)} to '
                          f'{tuple(want.shape)}')
             continue

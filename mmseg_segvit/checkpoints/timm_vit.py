@@ -39,7 +39,9 @@ from mmengine.logging import print_log
 from mmseg.registry import WEIGHT_INITIALIZERS
 from torch import Tensor
 
-from .official_segvit import VIT_KEY, ConversionError
+from .errors import ConversionError
+from .official_segvit import VIT_KEY
+from .pos_embed import resize_pos_embed
 from .safe_load import UnsafeCheckpointError
 
 __all__ = [
@@ -115,23 +117,12 @@ def checkpoint_layout(state_dict: Mapping[str, Tensor]) -> str:
         f'first keys: {", ".join(list(state_dict)[:5])}')
 
 
-def _resize(pos_embed: Tensor, grid: Grid, mode: str) -> Tensor:
-    from mmseg.models.backbones.vit import VisionTransformer
-    tokens = pos_embed.shape[1] - 1
-    side = int(round(tokens**0.5))
-    if side * side != tokens:
-        raise ConversionError(
-            f'pos_embed has {tokens} patch positions: not a square grid')
-    return VisionTransformer.resize_pos_embed(pos_embed.float(), grid,
-                                              (side, side),
-                                              mode).to(pos_embed.dtype)
-
-
 def convert_pretrained_vit(
         state_dict: Mapping[str, Tensor],
         grid: Optional[Grid] = None,
         final_norm: bool = False,
-        interpolate_mode: str = 'bicubic') -> Tuple[StateDict, List[str]]:
+        interpolate_mode: str = 'bicubic',
+        src_grid: Optional[Grid] = None) -> Tuple[StateDict, List[str]]:
     """A timm or mmseg ViT state dict in mmseg's ViT layout.
 
     Args:
@@ -142,6 +133,10 @@ def convert_pretrained_vit(
         final_norm (bool): Whether the backbone has a final norm (``ln1``);
             if not, the checkpoint's one is dropped.
         interpolate_mode (str): Resize mode. Default: 'bicubic'.
+        src_grid (tuple[int, int], optional): Patch grid the checkpoint's
+            position embeddings were trained on (24x24 for a ViT at 384
+            with 16-pixel patches). Default: the released grid for their
+            length (see :mod:`.pos_embed`).
 
     Returns:
         tuple: The state dict and notes on what was dropped or resized.
@@ -170,7 +165,8 @@ def convert_pretrained_vit(
     if grid is not None and 'pos_embed' in out:
         old = out['pos_embed']
         if old.shape[1] != grid[0] * grid[1] + 1:
-            out['pos_embed'] = _resize(old, tuple(grid), interpolate_mode)
+            out['pos_embed'] = resize_pos_embed(old, grid, src_grid,
+                                                interpolate_mode)
             notes.append(f'resized pos_embed from {tuple(old.shape)} to '
                          f'{tuple(out["pos_embed"].shape)}')
     return out, notes
@@ -180,7 +176,8 @@ def load_pretrained_vit(
         path: str,
         grid: Optional[Grid] = None,
         final_norm: bool = False,
-        interpolate_mode: str = 'bicubic') -> Tuple[StateDict, List[str]]:
+        interpolate_mode: str = 'bicubic',
+        src_grid: Optional[Grid] = None) -> Tuple[StateDict, List[str]]:
     """Read a timm or mmseg ViT file and convert it (see
     :func:`convert_pretrained_vit`).
 
@@ -197,7 +194,7 @@ def load_pretrained_vit(
         raise FileNotFoundError(f'checkpoint not found: {path}')
     if path.endswith('.npz'):
         return convert_pretrained_vit(
-            load_jax_npz(path), grid, final_norm, interpolate_mode)
+            load_jax_npz(path), grid, final_norm, interpolate_mode, src_grid)
     try:
         state_dict = load_state_dict(path, weights_only=True)
     except RuntimeError as err:
@@ -209,7 +206,7 @@ def load_pretrained_vit(
             'this can run code when unpickled). Only load files from '
             f'sources you trust. {err}') from None
     return convert_pretrained_vit(state_dict, grid, final_norm,
-                                  interpolate_mode)
+                                  interpolate_mode, src_grid)
 
 
 @WEIGHT_INITIALIZERS.register_module()
@@ -220,11 +217,17 @@ class ViTPretrained:
     load is strict (every backbone weight must come from the file).
 
     Args:
-        checkpoint (str): ``.safetensors`` or ``.pth`` file.
+        checkpoint (str): ``.safetensors``, ``.pth`` or ``.npz`` file.
+        src_grid (tuple[int, int], optional): Patch grid the file's
+            position embeddings were trained on. Default: the released
+            grid for their length (24x24 for the AugReg ViTs at 384).
     """
 
-    def __init__(self, checkpoint: str) -> None:
+    def __init__(self,
+                 checkpoint: str,
+                 src_grid: Optional[Grid] = None) -> None:
         self.checkpoint = checkpoint
+        self.src_grid = None if src_grid is None else tuple(src_grid)
 
     def __call__(self, module: nn.Module) -> None:
         if not hasattr(module, 'pos_embed') or not hasattr(
@@ -235,7 +238,7 @@ class ViTPretrained:
                 module.img_size[1] // module.patch_size)
         state_dict, notes = load_pretrained_vit(
             self.checkpoint, grid, getattr(module, 'final_norm', False),
-            getattr(module, 'interpolate_mode', 'bicubic'))
+            getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid)
         module.load_state_dict(state_dict, strict=True)
         for note in [f'loaded {self.checkpoint}'] + notes:
             print_log(f'ViTPretrained: {note}', logger='current')

@@ -137,8 +137,13 @@ def build_model(config: str, device: str = 'meta') -> nn.Module:
 def convert_file(src: str,
                  dst: str,
                  config: Optional[str] = None,
-                 backbone_only: bool = False) -> Dict[str, object]:
+                 backbone_only: bool = False,
+                 src_grid: Optional[Sequence[int]] = None) -> Dict[str, object]:
     """Convert ``src`` and write ``dst`` after a strict load into ``config``.
+
+    ``src_grid`` is the patch grid (h, w) of the checkpoint's position
+    embeddings, needed only when they are resized and were not trained on
+    a released grid.
 
     Returns:
         dict: ``config`` used, ``notes`` (dropped/resized keys) and
@@ -149,7 +154,11 @@ def convert_file(src: str,
         config = find_config(describe_official(state_dict))
     model = build_model(config)
     converted, notes = convert_official_state_dict(
-        state_dict, model, path=src, backbone_only=backbone_only)
+        state_dict,
+        model,
+        path=src,
+        backbone_only=backbone_only,
+        src_grid=src_grid)
     target = model.backbone if backbone_only else model
     # assign=True puts the tensors into the (meta) model as they are
     target.load_state_dict(converted, strict=True, assign=True)
@@ -177,6 +186,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='write only the backbone weights, for model.pretrained of a '
         'config with another class count')
+    parser.add_argument(
+        '--src-grid',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='patch grid of the checkpoint\'s position embeddings when '
+        'they are resized (default: the grid of the released checkpoints '
+        'with that many positions, e.g. 32 32 for 1024)')
     return parser.parse_args(argv)
 
 
@@ -184,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     try:
         report = convert_file(args.src, args.dst, args.config,
-                              args.backbone_only)
+                              args.backbone_only, args.src_grid)
     except (ConversionError, FileNotFoundError, RuntimeError) as err:
         raise SystemExit(f'error: {err}')
     lines: List[str] = [f"config: {report['config']}"]

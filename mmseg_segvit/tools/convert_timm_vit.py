@@ -26,8 +26,13 @@ def convert_file(src: str,
                  dst: str,
                  config: Optional[str] = None,
                  img_size: Optional[Sequence[int]] = None,
-                 patch_size: int = 16) -> List[str]:
-    """Convert ``src`` to ``dst``; returns notes on what changed."""
+                 patch_size: int = 16,
+                 src_grid: Optional[Sequence[int]] = None) -> List[str]:
+    """Convert ``src`` to ``dst``; returns notes on what changed.
+
+    ``src_grid`` is the patch grid (h, w) the file's position embeddings
+    were trained on (default: the released grid for their length).
+    """
     backbone = None
     final_norm, mode = False, 'bicubic'
     if config is not None:
@@ -39,7 +44,8 @@ def convert_file(src: str,
     if img_size is not None:
         h, w = (img_size[0], img_size[-1])
         grid = (h // patch_size, w // patch_size)
-    state_dict, notes = load_pretrained_vit(src, grid, final_norm, mode)
+    state_dict, notes = load_pretrained_vit(src, grid, final_norm, mode,
+                                         src_grid)
     if backbone is not None:
         backbone.load_state_dict(state_dict, strict=True, assign=True)
         notes.append(f'fills the backbone of {osp.basename(config)} '
@@ -70,10 +76,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         metavar='SIZE',
         help='crop size: H [W]')
     parser.add_argument('--patch-size', type=int, default=16)
+    parser.add_argument(
+        '--src-grid',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='patch grid of SRC\'s position embeddings (default: the '
+        'released grid for their length, e.g. 24 24 for 576)')
     args = parser.parse_args(argv)
     try:
         notes = convert_file(args.src, args.dst, args.config, args.img_size,
-                             args.patch_size)
+                             args.patch_size, args.src_grid)
     except (ConversionError, UnsafeCheckpointError, FileNotFoundError,
             RuntimeError) as err:
         raise SystemExit(f'error: {err}')

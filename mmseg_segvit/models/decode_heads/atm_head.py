@@ -12,7 +12,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ..layers import ATMDecoder
+from ..layers import ATMDecoder, combine_resized_masks
 
 __all__ = ['ATMHead']
 
@@ -326,17 +326,20 @@ class ATMHead(BaseDecodeHead):
                 size=size,
                 mode='bilinear',
                 align_corners=self.align_corners)
-        masks = F.interpolate(
-            mask_logits,
-            size=size,
-            mode='bilinear',
-            align_corners=self.align_corners)
-        if not (torch.is_grad_enabled() and masks.requires_grad):
-            # The resized masks are ours: sigmoid in place saves a
-            # (B, Q, H, W) allocation at the input size.
-            cls_prob = F.softmax(cls_logits, dim=-1)[..., :-1]
-            return torch.einsum('bqc,bqhw->bchw', cls_prob, masks.sigmoid_())
-        return self.semantic_inference(cls_logits, masks)
+        if torch.is_grad_enabled() and (cls_logits.requires_grad
+                                        or mask_logits.requires_grad):
+            return self.semantic_inference(
+                cls_logits,
+                F.interpolate(
+                    mask_logits,
+                    size=size,
+                    mode='bilinear',
+                    align_corners=self.align_corners))
+        # Without gradients: the same sum, band by band, never holding
+        # the (B, Q, H, W) resized masks.
+        return combine_resized_masks(
+            F.softmax(cls_logits, dim=-1)[..., :-1], mask_logits, size,
+            self.align_corners)
 
     def predict_by_feat(self, seg_logits: HeadOutput,
                         batch_img_metas: List[dict]) -> Tensor:

@@ -3,11 +3,13 @@ from .atm_attention import ATMCrossAttention
 from .atm_decoder import ATMDecoder, ATMDecoderLayer
 from .fused_mha import FusedMultiheadAttention, fuse_multihead_attention
 from .kmeans_attention import KMeansCrossAttention
+from .mask_combination import combine_resized_masks, interpolation_matrix
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
 
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
     'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
-    'QueryUpsample', 'fuse_multihead_attention', 'stride2_grid_tokens'
+    'QueryUpsample', 'fuse_multihead_attention', 'stride2_grid_tokens',
+    'combine_resized_masks', 'interpolation_matrix'
 ]

@@ -1,0 +1,69 @@
+"""Banded mask combination against the literal resize-sigmoid-einsum."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import feature_maps, tiny_head
+from mmseg_segvit.models.layers import (combine_resized_masks,
+                                        interpolation_matrix)
+
+
+def literal(cls_prob, masks, size, align_corners):
+    resized = F.interpolate(
+        masks, size=size, mode='bilinear', align_corners=align_corners)
+    return torch.einsum('bqc,bqhw->bchw', cls_prob, resized.sigmoid())
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('size_in,size_out', [(4, 16), (5, 13), (7, 3),
+                                              (6, 6), (1, 5)])
+def test_interpolation_matrix_is_torchs_linear_resize(align_corners, size_in,
+                                                      size_out):
+    mat = interpolation_matrix(size_in, size_out, align_corners,
+                               torch.float32, torch.device('cpu'))
+    assert mat.shape == (size_out, size_in)
+    # rows are convex weights: they sum to one
+    torch.testing.assert_close(mat.sum(1), torch.ones(size_out))
+    x = torch.randn(3, size_in)
+    want = F.interpolate(
+        x[None], size=size_out, mode='linear',
+        align_corners=align_corners)[0]
+    torch.testing.assert_close(x @ mat.t(), want)
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('band', [1, 37, 1 << 20])
+def test_banded_combination_equals_the_literal_one(align_corners, band):
+    torch.manual_seed(0)
+    cls_prob = torch.randn(2, 6, 5).softmax(-1)
+    masks = torch.randn(2, 6, 4, 7) * 3
+    got = combine_resized_masks(cls_prob, masks, (17, 30), align_corners,
+                                band_elements=band)
+    assert got.shape == (2, 5, 17, 30)
+    torch.testing.assert_close(
+        got, literal(cls_prob, masks, (17, 30), align_corners))
+
+
+def test_downsizing_and_non_square_sizes():
+    cls_prob = torch.rand(1, 3, 4)
+    masks = torch.randn(1, 3, 9, 5)
+    got = combine_resized_masks(cls_prob, masks, (4, 11))
+    torch.testing.assert_close(got, literal(cls_prob, masks, (4, 11), False))
+
+
+def test_mismatched_inputs_are_named():
+    with pytest.raises(ValueError, match='differ in batch or query count'):
+        combine_resized_masks(
+            torch.rand(1, 4, 3), torch.randn(1, 5, 2, 2), (4, 4))
+
+
+def test_head_prediction_uses_it_and_matches_the_literal_order():
+    head = tiny_head().eval()
+    with torch.no_grad():
+        cls, masks = head(feature_maps(batch=2, grids=[(4, 6)] * 3))
+        scores = head.predict_by_feat(
+            (cls, masks), [dict(img_shape=(20, 30), pad_shape=(20, 30))] * 2)
+    want = literal(
+        F.softmax(cls[-1], -1)[..., :-1], masks[-1], (20, 30), False)
+    assert scores.shape == (2, 5, 20, 30)
+    torch.testing.assert_close(scores, want)
