@@ -62,6 +62,7 @@ from mmseg.registry import MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
+from mmseg_segvit.models.decode_heads import ATMHead  # noqa: E402
 from mmseg_segvit.models.layers import fuse_multihead_attention  # noqa: E402
 from mmseg_segvit.utils.flops import count_flops  # noqa: E402
 
@@ -69,6 +70,33 @@ SEGVIT_B = 'configs/segvit/segvit_vit-b16_8xb2-160k_ade20k-512x512.py'
 SEGVIT_L = 'configs/segvit/segvit_vit-l16_8xb2-160k_ade20k-640x640.py'
 SHRUNK_L = 'configs/segvit/segvit_vit-l16-shrunk*ade20k-640x640.py'
 LEAN_POINTS = 12544  # Mask2Former's 112 x 112
+
+
+@MODELS.register_module()
+class CropMasksATMHead(ATMHead):
+    """ATMHead with the official code's training memory layout.
+
+    The official head resizes the masks of every output and every class to
+    the crop in its forward pass, and the loss then picks the present
+    classes. This package's loss gives the same values from the masks at
+    their grid, resizing only the present classes; this subclass restores
+    the official layout so that the benchmark can measure what that costs.
+    """
+
+    def __init__(self, crop_size: Tuple[int, int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.crop_size = tuple(crop_size)
+
+    def forward(self, inputs):
+        cls_logits, mask_logits = super().forward(inputs)
+        if self.training:
+            outputs, batch = mask_logits.shape[:2]
+            mask_logits = torch.nn.functional.interpolate(
+                mask_logits.flatten(0, 1),
+                size=self.crop_size,
+                mode='bilinear',
+                align_corners=False).unflatten(0, (outputs, batch))
+        return cls_logits, mask_logits
 
 
 @dataclass
@@ -99,6 +127,14 @@ SPECS: Dict[str, Spec] = {
     Spec('SegViT ViT-B/16, lean loss only', SEGVIT_B, 512,
          {'model.decode_head.loss_decode.num_points': LEAN_POINTS},
          fused_attn=True),
+    'segvit-b-crop-masks':
+    Spec(
+        'SegViT ViT-B/16, every mask resized to the crop (official layout)',
+        SEGVIT_B, 512, {
+            'model.decode_head.type': 'CropMasksATMHead',
+            'model.decode_head.crop_size': (512, 512)
+        },
+        fused_attn=True),
     'segvit-b-mmcv-attn':
     Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
          {'model.backbone.fused_attn': False}),

@@ -67,3 +67,11 @@ def test_head_prediction_uses_it_and_matches_the_literal_order():
         F.softmax(cls[-1], -1)[..., :-1], masks[-1], (20, 30), False)
     assert scores.shape == (2, 5, 20, 30)
     torch.testing.assert_close(scores, want)
+
+
+def test_same_size_needs_no_resize():
+    cls_prob = torch.rand(2, 3, 4)
+    masks = torch.randn(2, 3, 5, 6)
+    got = combine_resized_masks(cls_prob, masks, (5, 6))
+    torch.testing.assert_close(
+        got, torch.einsum('bqc,bqhw->bchw', cls_prob, masks.sigmoid()))

@@ -98,13 +98,19 @@ def test_converted_model_computes_what_the_official_head_computes():
     ref.eval()
     img = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        feats = model.extract_feat(img)
-        want = ref(list(feats))
-        cls, masks = model.decode_head(feats)
+        want = ref(list(model.extract_feat(img)))
+    assert_computes_like(model, img, want, num_outputs=3)
+
+
+def assert_computes_like(model, img, want, num_outputs):
+    """Class logits, masks and prediction of ``model`` on (2, 3, 64, 64)
+    images equal the reference ones (``want``: classes, masks, pred)."""
+    with torch.no_grad():
+        cls, masks = model.decode_head(model.extract_feat(img))
         metas = [dict(img_shape=(64, 64), pad_shape=(64, 64))] * 2
         pred = model.encode_decode(img, metas)
-    assert cls.shape == want['classes'].shape == (3, 2, 5, 6)
-    assert masks.shape == want['masks'].shape == (3, 2, 5, 4, 4)
+    assert cls.shape == want['classes'].shape == (num_outputs, 2, 5, 6)
+    assert masks.shape == want['masks'].shape == (num_outputs, 2, 5, 4, 4)
     torch.testing.assert_close(cls, want['classes'], rtol=0, atol=1e-5)
     torch.testing.assert_close(masks, want['masks'], rtol=0, atol=1e-5)
     torch.testing.assert_close(pred, want['pred'], rtol=0, atol=1e-6)

@@ -69,6 +69,8 @@ def combine_resized_masks(cls_prob: Tensor,
                          f'{tuple(mask_logits.shape)} differ in batch or '
                          'query count')
     out_h, out_w = int(size[0]), int(size[1])
+    if (out_h, out_w) == (h, w):  # nothing to resize
+        return torch.einsum('bqc,bqhw->bchw', cls_prob, mask_logits.sigmoid())
     dtype = torch.promote_types(cls_prob.dtype, mask_logits.dtype)
     device = mask_logits.device
     rows = interpolation_matrix(h, out_h, align_corners, dtype, device)
