@@ -326,8 +326,11 @@ class ATMHead(BaseDecodeHead):
                 size=size,
                 mode='bilinear',
                 align_corners=self.align_corners)
-        if torch.is_grad_enabled() and (cls_logits.requires_grad
-                                        or mask_logits.requires_grad):
+        literal = torch.is_grad_enabled() and (cls_logits.requires_grad
+                                               or mask_logits.requires_grad)
+        # FLOP counters trace the model: they count the literal algorithm
+        # (4 multiply-adds per resized value, Q per class and pixel)
+        if literal or torch.jit.is_tracing():
             return self.semantic_inference(
                 cls_logits,
                 F.interpolate(

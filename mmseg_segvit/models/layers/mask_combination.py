@@ -88,7 +88,9 @@ def combine_resized_masks(cls_prob: Tensor,
         masks = torch.mm(rows[top:bottom], wide).sigmoid_()
         masks = masks.view(bottom - top, b, q, out_w)
         for i in range(b):
-            # (K, Q) @ (rows, Q, W) -> (rows, K, W)
-            scores = torch.matmul(weights[i], masks[:, i])
+            # (rows, K, Q) @ (rows, Q, W) -> (rows, K, W); an explicit bmm
+            # so that FLOP counters see every row
+            scores = torch.bmm(weights[i].expand(bottom - top, -1, -1),
+                               masks[:, i])
             out[i, :, top:bottom] = scores.transpose(0, 1)
     return out
