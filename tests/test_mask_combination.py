@@ -4,31 +4,13 @@ import torch
 import torch.nn.functional as F
 
 from helpers import feature_maps, tiny_head
-from mmseg_segvit.models.layers import (combine_resized_masks,
-                                        interpolation_matrix)
+from mmseg_segvit.models.layers import combine_resized_masks
 
 
 def literal(cls_prob, masks, size, align_corners):
     resized = F.interpolate(
         masks, size=size, mode='bilinear', align_corners=align_corners)
     return torch.einsum('bqc,bqhw->bchw', cls_prob, resized.sigmoid())
-
-
-@pytest.mark.parametrize('align_corners', [False, True])
-@pytest.mark.parametrize('size_in,size_out', [(4, 16), (5, 13), (7, 3),
-                                              (6, 6), (1, 5)])
-def test_interpolation_matrix_is_torchs_linear_resize(align_corners, size_in,
-                                                      size_out):
-    mat = interpolation_matrix(size_in, size_out, align_corners,
-                               torch.float32, torch.device('cpu'))
-    assert mat.shape == (size_out, size_in)
-    # rows are convex weights: they sum to one
-    torch.testing.assert_close(mat.sum(1), torch.ones(size_out))
-    x = torch.randn(3, size_in)
-    want = F.interpolate(
-        x[None], size=size_out, mode='linear',
-        align_corners=align_corners)[0]
-    torch.testing.assert_close(x @ mat.t(), want)
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
@@ -47,8 +29,19 @@ def test_banded_combination_equals_the_literal_one(align_corners, band):
 def test_downsizing_and_non_square_sizes():
     cls_prob = torch.rand(1, 3, 4)
     masks = torch.randn(1, 3, 9, 5)
-    got = combine_resized_masks(cls_prob, masks, (4, 11))
-    torch.testing.assert_close(got, literal(cls_prob, masks, (4, 11), False))
+    for align_corners in (False, True):
+        got = combine_resized_masks(cls_prob, masks, (4, 11), align_corners)
+        torch.testing.assert_close(
+            got, literal(cls_prob, masks, (4, 11), align_corners))
+    # a single output row, and bf16 inputs
+    got = combine_resized_masks(cls_prob, masks, (1, 8), True)
+    torch.testing.assert_close(got, literal(cls_prob, masks, (1, 8), True))
+    half = combine_resized_masks(cls_prob.bfloat16(), masks.bfloat16(),
+                                 (12, 7))
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        half.float(), literal(cls_prob, masks, (12, 7), False),
+        rtol=0.05, atol=0.05)
 
 
 def test_mismatched_inputs_are_named():

@@ -3,7 +3,7 @@ from .atm_attention import ATMCrossAttention
 from .atm_decoder import ATMDecoder, ATMDecoderLayer
 from .fused_mha import FusedMultiheadAttention, fuse_multihead_attention
 from .kmeans_attention import KMeansCrossAttention
-from .mask_combination import combine_resized_masks, interpolation_matrix
+from .mask_combination import combine_resized_masks
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
 
@@ -11,5 +11,5 @@ __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
     'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
     'QueryUpsample', 'fuse_multihead_attention', 'stride2_grid_tokens',
-    'combine_resized_masks', 'interpolation_matrix'
+    'combine_resized_masks'
 ]
