@@ -186,15 +186,21 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='write only the backbone weights, for model.pretrained of a '
         'config with another class count')
+    add_src_grid_argument(parser)
+    return parser.parse_args(argv)
+
+
+def add_src_grid_argument(parser: argparse.ArgumentParser) -> None:
+    """``--src-grid H W``: the patch grid of the input's position
+    embeddings (see :mod:`mmseg_segvit.checkpoints.pos_embed`)."""
     parser.add_argument(
         '--src-grid',
         type=int,
         nargs=2,
         metavar=('H', 'W'),
-        help='patch grid of the checkpoint\'s position embeddings when '
+        help='patch grid of the position embeddings in SRC, needed when '
         'they are resized (default: the grid of the released checkpoints '
-        'with that many positions, e.g. 32 32 for 1024)')
-    return parser.parse_args(argv)
+        'with that many positions: 24 24 for 576, 32 32 for 1024, ...)')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

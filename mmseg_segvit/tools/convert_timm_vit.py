@@ -18,6 +18,7 @@ import torch
 
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
+from .convert_official_segvit import add_src_grid_argument
 
 __all__ = ['convert_file', 'main']
 
@@ -76,13 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         metavar='SIZE',
         help='crop size: H [W]')
     parser.add_argument('--patch-size', type=int, default=16)
-    parser.add_argument(
-        '--src-grid',
-        type=int,
-        nargs=2,
-        metavar=('H', 'W'),
-        help='patch grid of SRC\'s position embeddings (default: the '
-        'released grid for their length, e.g. 24 24 for 576)')
+    add_src_grid_argument(parser)
     args = parser.parse_args(argv)
     try:
         notes = convert_file(args.src, args.dst, args.config, args.img_size,
