@@ -69,7 +69,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--dropouts', type=float, nargs='+', default=[0.1, 0.0])
+    parser.add_argument(
+        '--dropouts', type=float, nargs='+', default=[0.1, 0.0])
     parser.add_argument('--rounds', type=int, default=2)
     args = parser.parse_args(argv)
     device = torch.device(args.device)

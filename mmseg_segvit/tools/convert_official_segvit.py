@@ -134,11 +134,12 @@ def build_model(config: str, device: str = 'meta') -> nn.Module:
         return MODELS.build(cfg.model)
 
 
-def convert_file(src: str,
-                 dst: str,
-                 config: Optional[str] = None,
-                 backbone_only: bool = False,
-                 src_grid: Optional[Sequence[int]] = None) -> Dict[str, object]:
+def convert_file(
+        src: str,
+        dst: str,
+        config: Optional[str] = None,
+        backbone_only: bool = False,
+        src_grid: Optional[Sequence[int]] = None) -> Dict[str, object]:
     """Convert ``src`` and write ``dst`` after a strict load into ``config``.
 
     ``src_grid`` is the patch grid (h, w) of the checkpoint's position
