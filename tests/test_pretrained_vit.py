@@ -36,20 +36,7 @@ def timm_vit(img=64):
 
 def mmseg_vit(img=64, with_cls_token=True, **kwargs):
     """mmseg's ViT configured like the SegViT configs."""
-    cfg = dict(
-        type='VisionTransformer',
-        img_size=(img, img),
-        patch_size=16,
-        patch_bias=True,
-        embed_dims=EMBED,
-        num_layers=DEPTH,
-        num_heads=HEADS,
-        out_indices=[1, 2, 3],
-        final_norm=False,
-        norm_cfg=dict(type='LN', eps=1e-6),
-        with_cls_token=with_cls_token,
-        interpolate_mode='bicubic')
-    cfg.update(kwargs)
+    cfg = mmseg_vit_cfg(img, with_cls_token, **kwargs)
     model = MODELS.build(cfg)
     model.eval()  # mmseg's ViT.train() returns None
     return model
@@ -189,8 +176,9 @@ def test_cli_converts_for_a_config(tmp_path, capsys):
     model.backbone.load_state_dict(ckpt['state_dict'], strict=True)
 
 
-def mmseg_vit_cfg(img):
-    return dict(
+def mmseg_vit_cfg(img, with_cls_token=False, **kwargs):
+    """Config of mmseg's ViT like the SegViT configs (no class token)."""
+    cfg = dict(
         type='VisionTransformer',
         img_size=(img, img),
         patch_size=16,
@@ -201,7 +189,10 @@ def mmseg_vit_cfg(img):
         out_indices=[1, 2, 3],
         final_norm=False,
         norm_cfg=dict(type='LN', eps=1e-6),
-        with_cls_token=False)
+        with_cls_token=with_cls_token,
+        interpolate_mode='bicubic')
+    cfg.update(kwargs)
+    return cfg
 
 
 class _RunsCode:

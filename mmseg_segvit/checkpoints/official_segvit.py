@@ -40,7 +40,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .errors import ConversionError
-from .pos_embed import resize_pos_embed
+from .pos_embed import patch_grid, resize_pos_embed
 
 __all__ = [
     'VIT_KEY', 'ConversionError', 'ViTInfo', 'rename_official_keys',
@@ -262,8 +262,7 @@ def _resize_pos_embed(pos_embed: Tensor, target: Tensor,
         raise ConversionError(
             f'backbone.pos_embed has {pos_embed.shape[1]} tokens, the model '
             f'{target.shape[1]}; a ViT backbone is needed to resize them')
-    patch = backbone.patch_size
-    new = (backbone.img_size[0] // patch, backbone.img_size[1] // patch)
+    new = patch_grid(backbone)
     if new[0] * new[1] + 1 != target.shape[1]:
         raise ConversionError(
             f'the model\'s backbone.pos_embed {tuple(target.shape)} does not '

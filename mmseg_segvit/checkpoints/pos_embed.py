@@ -22,7 +22,9 @@ from torch import Tensor
 
 from .errors import ConversionError
 
-__all__ = ['RELEASED_GRIDS', 'source_grid', 'resize_pos_embed']
+__all__ = [
+    'RELEASED_GRIDS', 'patch_grid', 'source_grid', 'resize_pos_embed'
+]
 
 Grid = Tuple[int, int]
 
@@ -33,6 +35,13 @@ RELEASED_GRIDS = {
     1024: (32, 32),
     1600: (40, 40),
 }
+
+
+def patch_grid(backbone) -> Grid:
+    """The (H / patch, W / patch) grid of an mmseg ViT's ``img_size``: the
+    grid its ``pos_embed`` is laid on."""
+    return (backbone.img_size[0] // backbone.patch_size,
+            backbone.img_size[1] // backbone.patch_size)
 
 
 def source_grid(pos_embed: Tensor,

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from .errors import ConversionError
 from .official_segvit import VIT_KEY
-from .pos_embed import resize_pos_embed
+from .pos_embed import patch_grid, resize_pos_embed
 from .safe_load import UnsafeCheckpointError
 
 __all__ = [
@@ -234,10 +234,9 @@ class ViTPretrained:
                 module, 'patch_size'):
             raise TypeError('ViTPretrained initialises mmseg '
                             f'VisionTransformer, not {type(module).__name__}')
-        grid = (module.img_size[0] // module.patch_size,
-                module.img_size[1] // module.patch_size)
         state_dict, notes = load_pretrained_vit(
-            self.checkpoint, grid, getattr(module, 'final_norm', False),
+            self.checkpoint, patch_grid(module),
+            getattr(module, 'final_norm', False),
             getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid)
         module.load_state_dict(state_dict, strict=True)
         for note in [f'loaded {self.checkpoint}'] + notes:

@@ -18,7 +18,7 @@ import torch
 
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
-from .convert_official_segvit import add_src_grid_argument
+from .convert_official_segvit import add_src_grid_argument, build_model
 
 __all__ = ['convert_file', 'main']
 
@@ -37,7 +37,6 @@ def convert_file(src: str,
     backbone = None
     final_norm, mode = False, 'bicubic'
     if config is not None:
-        from .convert_official_segvit import build_model
         backbone = build_model(config).backbone
         img_size, patch_size = backbone.img_size, backbone.patch_size
         final_norm, mode = backbone.final_norm, backbone.interpolate_mode
