@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 from mmseg.models.backbones import VisionTransformer
 from mmcv.ops import point_sample
+from mmseg.models.losses import accuracy
 from mmseg.registry import MODELS
 
 from helpers import data_samples, feature_maps, tiny_head
@@ -164,12 +165,28 @@ def test_fast_inference_scale_combines_at_a_finer_grid():
         tiny_head(fast_inference_scale=0)
 
 
-def test_accuracy_follows_the_inference_order():
-    head = tiny_head(fast_inference=True)
+@pytest.mark.parametrize('fast', [False, True])
+def test_accuracy_follows_the_inference_order(fast, monkeypatch):
+    """acc_seg is MMSeg's accuracy of the head's own prediction, although
+    the head never builds the (B, K, H, W) scores for it."""
+    torch.manual_seed(0)
+    head = tiny_head(fast_inference=fast)
     labels = torch.randint(0, 5, (2, 16, 24))
-    losses = head.loss(
-        feature_maps(grids=[(4, 6)] * 3), data_samples(labels), None)
-    assert 0 <= losses['acc_seg'].item() <= 100
+    labels[0, :3] = 255
+    feats = feature_maps(grids=[(4, 6)] * 3)
+    scored = []
+    real = head._scores_at
+    monkeypatch.setattr(
+        head, '_scores_at',
+        lambda *a: scored.append(1) or real(*a))  # must not be called
+    losses = head.loss(feats, data_samples(labels), None)
+    assert not scored
+    with torch.no_grad():
+        cls, masks = head(feats)
+        scores = real(cls[-1], masks[-1], (16, 24))
+    want = accuracy(scores, labels, ignore_index=255)
+    torch.testing.assert_close(losses['acc_seg'], want)
+    assert 0 < losses['acc_seg'].item() < 100
 
 
 # --- loss targets ---

@@ -1,10 +1,15 @@
-"""Banded mask combination against the literal resize-sigmoid-einsum."""
+"""Banded resize, mask combination and labels against the literal
+resize-sigmoid-einsum and MMSeg's accuracy."""
 import pytest
 import torch
 import torch.nn.functional as F
+from mmseg.models.losses import accuracy
 
 from helpers import feature_maps, tiny_head
-from mmseg_segvit.models.layers import combine_resized_masks
+from mmseg_segvit.models.layers import (combine_resized_masks,
+                                        combined_labels, resize_in_bands,
+                                        resized_labels)
+from mmseg_segvit.models.losses import label_accuracy
 
 
 def literal(cls_prob, masks, size, align_corners):
@@ -68,3 +73,53 @@ def test_same_size_needs_no_resize():
     got = combine_resized_masks(cls_prob, masks, (5, 6))
     torch.testing.assert_close(
         got, torch.einsum('bqc,bqhw->bchw', cls_prob, masks.sigmoid()))
+
+
+@pytest.mark.parametrize('size', [(13, 22), (4, 3), (6, 9)])
+def test_bands_tile_the_resized_maps(size):
+    maps = torch.randn(2, 3, 6, 9)
+    want = F.interpolate(maps, size=size, mode='bilinear')
+    bands = list(resize_in_bands(maps, size, band_elements=2 * 3 * 2 * 9))
+    assert bands[0][0] == 0 and bands[-1][1] == size[0]
+    for (_, bottom, _), (top, _, _) in zip(bands, bands[1:]):
+        assert bottom == top
+    got = torch.cat([band for _, _, band in bands], dim=2)
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize('band', [1, 1 << 20])
+def test_labels_are_the_argmax_of_the_scores(band):
+    torch.manual_seed(1)
+    cls_prob = torch.randn(2, 6, 5).mul(3).softmax(-1)
+    masks = torch.randn(2, 6, 4, 7) * 3
+    scores = literal(cls_prob, masks, (17, 30), False)
+    labels = combined_labels(cls_prob, masks, (17, 30), band_elements=band)
+    assert labels.shape == (2, 17, 30) and labels.dtype == torch.long
+    assert torch.equal(labels, scores.argmax(1))
+    assert labels.unique().numel() > 1  # not a constant map
+    small = torch.randn(2, 5, 4, 7)
+    want = F.interpolate(small, size=(17, 30), mode='bilinear',
+                         align_corners=True).argmax(1)
+    assert torch.equal(
+        resized_labels(small, (17, 30), True, band_elements=band), want)
+
+
+def test_label_accuracy_equals_mmseg_accuracy():
+    torch.manual_seed(2)
+    scores = torch.randn(2, 4, 5, 6)
+    target = torch.randint(0, 4, (2, 5, 6))
+    target[0, 0] = 255
+    for ignore in (255, None):
+        want = accuracy(scores, target.clamp(max=3) if ignore is None
+                        else target, ignore_index=ignore)
+        got = label_accuracy(scores.argmax(1), target.clamp(max=3)
+                             if ignore is None else target, ignore)
+        torch.testing.assert_close(got, want)
+    perfect = label_accuracy(target, target, 255)
+    torch.testing.assert_close(perfect, torch.tensor([100.0]))
+    ignored = torch.full_like(target, 255)  # MMSeg gives eps / eps
+    torch.testing.assert_close(
+        label_accuracy(target, ignored, 255),
+        accuracy(scores, ignored, ignore_index=255))
+    with pytest.raises(ValueError, match='differ in shape'):
+        label_accuracy(target[:, :4], target)

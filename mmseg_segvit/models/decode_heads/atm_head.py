@@ -7,12 +7,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import constant_init, trunc_normal_init
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.models.losses import accuracy
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ..layers import ATMDecoder, combine_resized_masks
+from ..layers import (ATMDecoder, combine_resized_masks, combined_labels,
+                      resized_labels)
+from ..losses import label_accuracy
 
 __all__ = ['ATMHead']
 
@@ -302,6 +303,40 @@ class ATMHead(BaseDecodeHead):
         cls_prob = F.softmax(cls_logits, dim=-1)[..., :-1]
         return torch.einsum('bqc,bqhw->bchw', cls_prob, mask_logits.sigmoid())
 
+    def _fast_order_scores(self, cls_logits: Tensor, mask_logits: Tensor,
+                           size: Tuple[int, int]) -> Tensor:
+        """(B, K, h', w') scores of the fast order before its final resize:
+        the masks first resized ``fast_inference_scale`` times (at most to
+        ``size``), then combined."""
+        grid = tuple(
+            min(n * self.fast_inference_scale, m)
+            for n, m in zip(mask_logits.shape[-2:], size))
+        if grid != tuple(mask_logits.shape[-2:]):
+            mask_logits = F.interpolate(
+                mask_logits,
+                size=grid,
+                mode='bilinear',
+                align_corners=self.align_corners)
+        return self.semantic_inference(cls_logits, mask_logits)
+
+    def _labels_at(self, cls_logits: Tensor, mask_logits: Tensor,
+                   size: Tuple[int, int]) -> Tensor:
+        """(B, H, W) arg-max of :meth:`_scores_at`, computed band by band
+        without the (B, K, H, W) scores (for the training accuracy).
+
+        Args:
+            cls_logits (Tensor): (B, Q, K + 1).
+            mask_logits (Tensor): (B, Q, h, w).
+            size (tuple[int, int]): Output size (H, W).
+        """
+        if self.fast_inference:
+            return resized_labels(
+                self._fast_order_scores(cls_logits, mask_logits, size), size,
+                self.align_corners)
+        return combined_labels(
+            F.softmax(cls_logits, dim=-1)[..., :-1], mask_logits, size,
+            self.align_corners)
+
     def _scores_at(self, cls_logits: Tensor, mask_logits: Tensor,
                    size: Tuple[int, int]) -> Tensor:
         """(B, K, H, W) scores at ``size`` in the configured order.
@@ -312,17 +347,8 @@ class ATMHead(BaseDecodeHead):
             size (tuple[int, int]): Output size (H, W).
         """
         if self.fast_inference:
-            grid = tuple(
-                min(n * self.fast_inference_scale, m)
-                for n, m in zip(mask_logits.shape[-2:], size))
-            if grid != tuple(mask_logits.shape[-2:]):
-                mask_logits = F.interpolate(
-                    mask_logits,
-                    size=grid,
-                    mode='bilinear',
-                    align_corners=self.align_corners)
             return F.interpolate(
-                self.semantic_inference(cls_logits, mask_logits),
+                self._fast_order_scores(cls_logits, mask_logits, size),
                 size=size,
                 mode='bilinear',
                 align_corners=self.align_corners)
@@ -379,8 +405,8 @@ class ATMHead(BaseDecodeHead):
                 seg_label,
                 ignore_index=self.ignore_index)
             with torch.no_grad():
-                pred = self._scores_at(cls_logits[-1], mask_logits[-1],
+                pred = self._labels_at(cls_logits[-1], mask_logits[-1],
                                        tuple(seg_label.shape[-2:]))
-                losses['acc_seg'] = accuracy(
+                losses['acc_seg'] = label_accuracy(
                     pred, seg_label, ignore_index=self.ignore_index)
         return losses

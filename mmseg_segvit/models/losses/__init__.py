@@ -1,4 +1,5 @@
-"""Losses."""
+"""Losses (and the training accuracy)."""
+from .accuracy import label_accuracy
 from .atm_loss import ATMLoss
 
-__all__ = ['ATMLoss']
+__all__ = ['ATMLoss', 'label_accuracy']
