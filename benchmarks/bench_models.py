@@ -15,14 +15,10 @@ Results go to ``benchmarks/results/<device>_<dtype>[_<tag>].md`` and a PNG
 chart next to it.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` above the memory
-in use before the call. On CPU the peak resident set (``VmHWM``, reset
-through ``/proc/self/clear_refs``) above the resident set before the call,
-measured in a child process that runs with a fixed glibc mmap threshold so
-that freed tensors go back to the system and the resident set follows the
-live tensors. Times are never taken in that process: there every tensor
-above 128 KiB gets fresh pages from the system, which slowed the ViT-B
-backbone by about 1.2x and the SegViT head by 1.7x (measured); the timed
-process keeps glibc's default allocator, as a user's would.
+in use before the call; on CPU the peak resident set above the resident
+set before the call, measured in a child process with a fixed glibc mmap
+threshold (``cpu_memory.py``). Times come from this process, which keeps
+glibc's default allocator, as a user's does.
 
 Examples::
 
@@ -36,14 +32,11 @@ import argparse
 import contextlib
 import datetime
 import glob
-import json
 import os
 import os.path as osp
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -53,6 +46,9 @@ import torch.nn as nn  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from cpu_memory import (CHILD_FLAG, check_child, peak_mib,  # noqa: E402
+                        run_child, write_child_result)
 
 import mmseg_segvit  # noqa: E402,F401  (compat before mmseg.models)
 from mmengine.config import Config  # noqa: E402
@@ -156,8 +152,6 @@ SPECS: Dict[str, Spec] = {
 DEFAULT_MODELS = ('segvit-b,segvit-b-fast,segvit-l,segvit-shrunk-l,'
                   'segmenter-b,upernet-b,setr-l')
 METRICS = ('flops', 'latency', 'throughput', 'train', 'memory')
-# glibc mmap threshold of the CPU memory process (see the module docstring)
-MMAP_THRESHOLD = str(128 * 1024)
 
 
 # --- building ---
@@ -234,34 +228,22 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rss_kib(field_name: str) -> int:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field_name + ':'):
-                return int(line.split()[1])
-    raise RuntimeError(f'{field_name} not in /proc/self/status')
-
-
 def measure(fn: Callable[[], object], device: torch.device,
             memory: bool) -> Tuple[float, Optional[float]]:
     """Seconds and (optionally) peak extra memory in MiB of one call."""
+    if memory and device.type == 'cpu':
+        return peak_mib(fn)
     peak = None
     synchronize(device)
-    if memory and device.type == 'cuda':
+    if memory:
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    elif memory:
-        base = _rss_kib('VmRSS')
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset the peak resident set (VmHWM)
     start = time.perf_counter()
     fn()
     synchronize(device)
     seconds = time.perf_counter() - start
-    if memory and device.type == 'cuda':
+    if memory:
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    elif memory:
-        peak = (_rss_kib('VmHWM') - base) / 1024
     return seconds, peak
 
 
@@ -374,9 +356,7 @@ def _train_step(model: nn.Module, x: torch.Tensor, samples: list,
 def memory_child(rows: List[Row], args, path: str) -> None:
     """In the CPU memory process: peak MiB of inference (batch 1) and of a
     training step of every model, after one warm-up call; JSON to path."""
-    if os.environ.get('MALLOC_MMAP_THRESHOLD_') != MMAP_THRESHOLD:
-        raise RuntimeError('the memory process needs '
-                           f'MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}')
+    check_child()
     device = torch.device('cpu')
     out = {}
     for row in rows:
@@ -399,22 +379,7 @@ def memory_child(rows: List[Row], args, path: str) -> None:
                 _, peak = measure(step, device, True)
             peaks['train_mem'] = peak
         print(f'memory {row.key}: {peaks}', flush=True)
-    with open(path, 'w') as f:
-        json.dump(out, f)
-
-
-def cpu_memory(argv: List[str]) -> Dict[str, Dict[str, float]]:
-    """Run this script's memory process; its results by model key."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = osp.join(tmp, 'memory.json')
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
-        subprocess.run(
-            [sys.executable,
-             osp.abspath(__file__), *argv, '--memory-child', path],
-            env=env,
-            check=True)
-        with open(path) as f:
-            return json.load(f)
+    write_child_result(path, out)
 
 
 def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
@@ -520,6 +485,14 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
             '-' if achieved is None else f'{achieved / rate:.2f}',
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += ['', 'Every kept round (seconds), to judge the noise:', '']
+    for row in rows:
+        for name in ('latency', 'train'):
+            values = row.results.get(name)
+            if values:
+                lines.append(f'- {row.spec.label}, {name}: ' +
+                             ', '.join(f'{v:.3f}' for v in values) +
+                             f' (min {min(values):.3f})')
     text = '\n'.join(lines) + '\n'
     with open(path, 'w') as f:
         f.write(text)
@@ -591,7 +564,7 @@ def parse_args(argv=None):
         '--quick',
         action='store_true',
         help='SegViT and Segmenter ViT-B at 128 px, one round (< 1 min)')
-    parser.add_argument('--memory-child', help=argparse.SUPPRESS)
+    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.models = 'segvit-b,segvit-b-fast,segmenter-b'
@@ -649,7 +622,7 @@ def main(argv=None) -> None:
         rates.append(matmul_rate(device, args.dtype, args.matmul_size, 1))
     rate = statistics.median(rates)
     if device.type == 'cpu' and 'memory' in args.metrics:
-        peaks = cpu_memory(argv)
+        peaks = run_child(__file__, argv)
         for row in rows:
             for name, value in peaks.get(row.key, {}).items():
                 row.add(name, value)

@@ -7,9 +7,11 @@ attention has no fused kernel and keeps every attention map for the
 backward pass; this script measures what that costs: one forward + backward
 of ``QueryUpsample`` at the ViT-L 640 sizes (two levels of 1024 channels on
 40x40 and 20x20 grids, D=512, 16 heads, 3 layers per level), the variants
-interleaved, medians. Peak memory is the process's peak resident set above
-the resident set before the step (``VmHWM``, reset through
-``/proc/self/clear_refs``; Linux only) or ``torch.cuda.max_memory_allocated``.
+interleaved, medians. Peak memory is ``torch.cuda.max_memory_allocated``
+above the memory before the step, or on CPU the peak resident set above
+the resident set before it, measured in a child process (see
+``cpu_memory.py``; the times come from this process, with glibc's default
+allocator).
 
 Usage::
 
@@ -22,45 +24,38 @@ import statistics
 import sys
 import time
 
-if (sys.platform.startswith('linux')
-        and 'MALLOC_MMAP_THRESHOLD_' not in os.environ):
-    # freed tensors go back to the system, so the resident set follows
-    # the live tensors
-    os.environ['MALLOC_MMAP_THRESHOLD_'] = str(128 * 1024)
-    os.execv(sys.executable, [sys.executable] + sys.argv)
-
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cpu_memory import (CHILD_FLAG, check_child, peak_mib,  # noqa: E402
+                        run_child, write_child_result)
 from mmseg_segvit.models.layers import QueryUpsample  # noqa: E402
 
 
-def _rss_mib(field: str) -> float:
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f'{field} not in /proc/self/status')
+def step(qu: QueryUpsample, levels, grid, device: torch.device,
+         memory: bool):
+    """Seconds and (with memory) peak extra MiB of one forward + backward."""
 
+    def call():
+        qu(levels, grid).square().mean().backward()
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
 
-def step(qu: QueryUpsample, levels, grid, device: torch.device):
-    """Seconds and peak extra MiB of one forward + backward."""
+    peak = None
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    else:
-        base = _rss_mib('VmRSS')
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    start = time.perf_counter()
-    qu(levels, grid).square().mean().backward()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    elif memory:
+        seconds, peak = peak_mib(call)
     else:
-        peak = _rss_mib('VmHWM') - base
-    seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
     qu.zero_grad(set_to_none=True)
     return seconds, peak
 
@@ -72,8 +67,13 @@ def main(argv=None) -> None:
     parser.add_argument(
         '--dropouts', type=float, nargs='+', default=[0.1, 0.0])
     parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    child = getattr(args, CHILD_FLAG[2:].replace('-', '_'))
+    if child:
+        check_child()
     torch.manual_seed(0)
     grid = (40, 40)
     levels = [(torch.randn(args.batch, 1600, 1024, device=device), grid),
@@ -86,11 +86,20 @@ def main(argv=None) -> None:
         qu.init_weights()
         models[p] = qu.train()
     results = {p: [] for p in models}
-    for i in range(args.rounds + 1):  # the first round warms up
+    rounds = 1 if child else args.rounds
+    for i in range(rounds + 1):  # the first round warms up
         for p, qu in models.items():
-            seconds, peak = step(qu, levels, grid, device)
+            seconds, peak = step(qu, levels, grid, device, bool(child))
             if i:
                 results[p].append((seconds, peak))
+    if child:
+        write_child_result(child, {str(p): v[0][1]
+                                   for p, v in results.items()})
+        return
+    if device.type == 'cpu':
+        peaks = run_child(__file__, argv)
+        results = {p: [(s, peaks[str(p)]) for s, _ in v]
+                   for p, v in results.items()}
     print(f'QU at ViT-L 640 sizes, batch {args.batch}, {device}, '
           f'{torch.get_num_threads()} threads, median of {args.rounds}')
     print('| QU dropout | forward + backward (s) | peak extra memory (MiB) |')

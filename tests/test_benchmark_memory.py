@@ -1,0 +1,39 @@
+"""The benchmarks' CPU memory measurement (benchmarks/cpu_memory.py)."""
+import os.path as osp
+import sys
+import textwrap
+
+import pytest
+
+BENCH = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                 'benchmarks')
+sys.path.insert(0, BENCH)
+import cpu_memory  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith('linux'), reason='reads /proc/self/status')
+
+
+def test_child_measures_a_known_allocation(tmp_path):
+    script = tmp_path / 'alloc.py'
+    script.write_text(
+        textwrap.dedent(f'''
+        import sys
+        sys.path.insert(0, {BENCH!r})
+        import torch
+        from cpu_memory import (check_child, peak_mib,
+                                write_child_result)
+        check_child()
+        _, peak = peak_mib(lambda: torch.ones(16 * 2**20).sum())
+        _, small = peak_mib(lambda: torch.ones(2**10).sum())
+        write_child_result(sys.argv[-1], dict(peak=peak, small=small))
+        '''))
+    result = cpu_memory.run_child(str(script), [])
+    assert 60 < result['peak'] < 72  # 64 MiB of floats, freed at once
+    assert result['small'] < 4
+
+
+def test_memory_process_requires_the_fixed_threshold(monkeypatch):
+    monkeypatch.delenv('MALLOC_MMAP_THRESHOLD_', raising=False)
+    with pytest.raises(RuntimeError, match='MALLOC_MMAP_THRESHOLD_'):
+        cpu_memory.check_child()
