@@ -353,17 +353,23 @@ def _train_step(model: nn.Module, x: torch.Tensor, samples: list,
     return step
 
 
-def memory_child(rows: List[Row], args, path: str) -> None:
+def memory_child(args, path: str) -> None:
     """In the CPU memory process: peak MiB of inference (batch 1) and of a
-    training step of every model, after one warm-up call; JSON to path."""
+    training step of every model, after one warm-up call, one model alive
+    at a time; JSON to path."""
     check_child()
     device = torch.device('cpu')
     out = {}
-    for row in rows:
-        model, num_classes = row.model, row.model.decode_head.num_classes
-        peaks = out.setdefault(row.key, {})
+    for key in args.models:
+        spec = SPECS[key]
+        if resolve_config(spec) is None:
+            continue
+        crop = args.crop or spec.crop
+        model = build_model(spec, crop)
+        num_classes = model.decode_head.num_classes
+        peaks = out.setdefault(key, {})
         if 'latency' in args.metrics:
-            x, metas, _ = fake_batch(1, row.crop, num_classes, device)
+            x, metas, _ = fake_batch(1, crop, num_classes, device)
             model.eval()
             with torch.no_grad(), autocast(device, args.dtype):
                 for _ in range(2):
@@ -371,14 +377,15 @@ def memory_child(rows: List[Row], args, path: str) -> None:
                                       device, True)
             peaks['infer_mem'] = peak
         if 'train' in args.metrics:
-            x, _, samples = fake_batch(args.train_batch, row.crop,
-                                       num_classes, device)
+            x, _, samples = fake_batch(args.train_batch, crop, num_classes,
+                                       device)
             model.train()
             step = _train_step(model, x, samples, device, args.dtype)
             for _ in range(2):
                 _, peak = measure(step, device, True)
             peaks['train_mem'] = peak
-        print(f'memory {row.key}: {peaks}', flush=True)
+        model = step = None  # one model alive at a time
+        print(f'memory {key}: {peaks}', flush=True)
     write_child_result(path, out)
 
 
@@ -587,6 +594,14 @@ def main(argv=None) -> None:
     register_all_modules(init_default_scope=True)
     device = torch.device(args.device)
     torch.manual_seed(0)
+    if args.memory_child:
+        memory_child(args, args.memory_child)
+        return
+    # CPU memory first: the child builds the models one at a time, while
+    # this process holds none of them
+    peaks = {}
+    if device.type == 'cpu' and 'memory' in args.metrics:
+        peaks = run_child(__file__, argv)
     rows = []
     for key in args.models:
         spec = SPECS[key]
@@ -597,19 +612,18 @@ def main(argv=None) -> None:
         model = build_model(spec, crop).to(device)
         row = Row(key, spec, model, crop)
         row.fixed['params'] = sum(p.numel() for p in model.parameters())
-        if 'flops' in args.metrics and not args.memory_child:
+        if 'flops' in args.metrics:
             x, metas, _ = fake_batch(1, crop, model.decode_head.num_classes,
                                      'cpu')
             model.eval()
             gmacs, trunk = count_gmacs(model.cpu(), x)
             model.to(device)
             row.fixed.update(gmacs=gmacs, trunk_gmacs=trunk)
+        for name, value in peaks.get(key, {}).items():
+            row.add(name, value)
         rows.append(row)
         print(f'built {key}: {row.fixed}', flush=True)
 
-    if args.memory_child:
-        memory_child(rows, args, args.memory_child)
-        return
     rate = matmul_rate(device, args.dtype, args.matmul_size, 3)
     rates = [rate]
     for i in range(args.warmup + args.iters):
@@ -621,11 +635,6 @@ def main(argv=None) -> None:
                   f'{time.perf_counter() - start:.1f} s', flush=True)
         rates.append(matmul_rate(device, args.dtype, args.matmul_size, 1))
     rate = statistics.median(rates)
-    if device.type == 'cpu' and 'memory' in args.metrics:
-        peaks = run_child(__file__, argv)
-        for row in rows:
-            for name, value in peaks.get(row.key, {}).items():
-                row.add(name, value)
 
     os.makedirs(args.out_dir, exist_ok=True)
     name = f'{slug(device)}_{args.dtype}' + (f'_{args.tag}'
