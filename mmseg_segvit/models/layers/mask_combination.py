@@ -114,11 +114,11 @@ def combine_resized_masks(cls_prob: Tensor,
     Returns:
         Tensor: Scores of shape (B, K, H, W).
     """
-    out = None
+    dtype = torch.promote_types(cls_prob.dtype, mask_logits.dtype)
+    out = mask_logits.new_empty(
+        mask_logits.shape[0], cls_prob.shape[2], *size, dtype=dtype)
     for top, bottom, scores in _combine_bands(cls_prob, mask_logits, size,
                                               align_corners, band_elements):
-        if out is None:
-            out = scores.new_empty(*scores.shape[:2], *size)
         out[:, :, top:bottom] = scores
     return out
 
