@@ -1,6 +1,7 @@
 """The benchmarks' CPU memory measurement (benchmarks/cpu_memory.py)."""
 import os
 import os.path as osp
+import subprocess
 import sys
 import textwrap
 
@@ -44,3 +45,32 @@ def test_memory_process_requires_the_fixed_threshold(monkeypatch):
     monkeypatch.delenv('MALLOC_MMAP_THRESHOLD_', raising=False)
     with pytest.raises(RuntimeError, match='MALLOC_MMAP_THRESHOLD_'):
         cpu_memory.check_child()
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_a_complete_table(tmp_path):
+    """``bench_models.py --quick`` end to end: every model row has its
+    times from this process and its peaks from the memory child."""
+    script = osp.join(BENCH, 'bench_models.py')
+    subprocess.run(
+        [sys.executable, script, '--quick', '--out-dir',
+         str(tmp_path)],
+        check=True,
+        capture_output=True)
+    tables = list(tmp_path.glob('cpu-*_fp32_quick.md'))
+    assert len(tables) == 1
+    table = tables[0].read_text()
+    rows = [
+        line.strip('|').split('|') for line in table.splitlines()
+        if line.startswith('| Seg')
+    ]
+    assert len(rows) == 3  # SegViT, SegViT fast order, Segmenter
+    for cells in rows:
+        cells = [c.strip() for c in cells]
+        gmacs, latency, train = (float(cells[i]) for i in (3, 4, 6))
+        infer_peak, train_peak = float(cells[7]), float(cells[8])
+        head_share = float(cells[9].rstrip('%'))
+        assert gmacs > 5 and latency > 0 and train > 0
+        assert 0 <= infer_peak < train_peak  # training keeps activations
+        assert 0 < head_share < 100
+    assert 'Every kept round' in table
