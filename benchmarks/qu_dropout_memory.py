@@ -27,35 +27,17 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cpu_memory import (CHILD_FLAG, check_child, peak_mib,  # noqa: E402
-                        run_child, write_child_result)
+from bench_models import measure  # noqa: E402
+from cpu_memory import (CHILD_FLAG, check_child, run_child,  # noqa: E402
+                        write_child_result)
 from mmseg_segvit.models.layers import QueryUpsample  # noqa: E402
 
 
 def step(qu: QueryUpsample, levels, grid, device: torch.device,
          memory: bool):
     """Seconds and (with memory) peak extra MiB of one forward + backward."""
-
-    def call():
-        qu(levels, grid).square().mean().backward()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-
-    peak = None
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        start = time.perf_counter()
-        call()
-        seconds = time.perf_counter() - start
-        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    elif memory:
-        seconds, peak = peak_mib(call)
-    else:
-        start = time.perf_counter()
-        call()
-        seconds = time.perf_counter() - start
+    seconds, peak = measure(
+        lambda: qu(levels, grid).square().mean().backward(), device, memory)
     qu.zero_grad(set_to_none=True)
     return seconds, peak
 
@@ -71,7 +53,7 @@ def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    child = getattr(args, CHILD_FLAG[2:].replace('-', '_'))
+    child = args.memory_child
     if child:
         check_child()
     torch.manual_seed(0)
@@ -89,7 +71,8 @@ def main(argv=None) -> None:
     rounds = 1 if child else args.rounds
     for i in range(rounds + 1):  # the first round warms up
         for p, qu in models.items():
-            seconds, peak = step(qu, levels, grid, device, bool(child))
+            seconds, peak = step(qu, levels, grid, device,
+                                 bool(child) or device.type == 'cuda')
             if i:
                 results[p].append((seconds, peak))
     if child:

@@ -18,6 +18,7 @@ import torch
 
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
+from mmseg_segvit.checkpoints.pos_embed import patch_grid
 from .convert_official_segvit import add_src_grid_argument, build_model
 
 __all__ = ['convert_file', 'main']
@@ -34,16 +35,14 @@ def convert_file(src: str,
     ``src_grid`` is the patch grid (h, w) the file's position embeddings
     were trained on (default: the released grid for their length).
     """
-    backbone = None
+    backbone, grid = None, None
     final_norm, mode = False, 'bicubic'
     if config is not None:
         backbone = build_model(config).backbone
-        img_size, patch_size = backbone.img_size, backbone.patch_size
+        grid = patch_grid(backbone)
         final_norm, mode = backbone.final_norm, backbone.interpolate_mode
-    grid = None
-    if img_size is not None:
-        h, w = (img_size[0], img_size[-1])
-        grid = (h // patch_size, w // patch_size)
+    elif img_size is not None:
+        grid = (img_size[0] // patch_size, img_size[-1] // patch_size)
     state_dict, notes = load_pretrained_vit(src, grid, final_norm, mode,
                                          src_grid)
     if backbone is not None:
