@@ -169,21 +169,23 @@ def test_fast_inference_scale_combines_at_a_finer_grid():
 def test_accuracy_follows_the_inference_order(fast, monkeypatch):
     """acc_seg is MMSeg's accuracy of the head's own prediction, although
     the head never builds the (B, K, H, W) scores for it."""
+    from mmseg_segvit.models.decode_heads import atm_head
     torch.manual_seed(0)
     head = tiny_head(fast_inference=fast)
     labels = torch.randint(0, 5, (2, 16, 24))
     labels[0, :3] = 255
     feats = feature_maps(grids=[(4, 6)] * 3)
-    scored = []
-    real = head._scores_at
+    outputs = []
+    real = atm_head.combine
     monkeypatch.setattr(
-        head, '_scores_at',
-        lambda *a: scored.append(1) or real(*a))  # must not be called
+        atm_head, 'combine',
+        lambda *a, **k: outputs.append(k.get('output', 'scores')) or real(
+            *a, **k))
     losses = head.loss(feats, data_samples(labels), None)
-    assert not scored
+    assert outputs == ['labels']  # never the full scores in training
     with torch.no_grad():
         cls, masks = head(feats)
-        scores = real(cls[-1], masks[-1], (16, 24))
+        scores = head.predict_by_feat((cls, masks), _metas(16, 24) * 2)
     want = accuracy(scores, labels, ignore_index=255)
     torch.testing.assert_close(losses['acc_seg'], want)
     assert 0 < losses['acc_seg'].item() < 100

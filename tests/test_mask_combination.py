@@ -19,13 +19,13 @@ def literal(cls_prob, masks, size, align_corners):
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
-@pytest.mark.parametrize('band', [1, 37, 1 << 20])
-def test_banded_combination_equals_the_literal_one(align_corners, band):
+@pytest.mark.parametrize('rows', [1, 5, 17, None])
+def test_banded_combination_equals_the_literal_one(align_corners, rows):
     torch.manual_seed(0)
     cls_prob = torch.randn(2, 6, 5).softmax(-1)
     masks = torch.randn(2, 6, 4, 7) * 3
     got = combine_resized_masks(cls_prob, masks, (17, 30), align_corners,
-                                band_elements=band)
+                                rows=rows)
     assert got.shape == (2, 5, 17, 30)
     torch.testing.assert_close(
         got, literal(cls_prob, masks, (17, 30), align_corners))
@@ -79,7 +79,7 @@ def test_same_size_needs_no_resize():
 def test_bands_tile_the_resized_maps(size):
     maps = torch.randn(2, 3, 6, 9)
     want = F.interpolate(maps, size=size, mode='bilinear')
-    bands = list(resize_in_bands(maps, size, band_elements=2 * 3 * 2 * 9))
+    bands = list(resize_in_bands(maps, size, rows=2))
     assert bands[0][0] == 0 and bands[-1][1] == size[0]
     for (_, bottom, _), (top, _, _) in zip(bands, bands[1:]):
         assert bottom == top
@@ -87,13 +87,13 @@ def test_bands_tile_the_resized_maps(size):
     torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize('band', [1, 1 << 20])
+@pytest.mark.parametrize('band', [1, 7, None])
 def test_labels_are_the_argmax_of_the_scores(band):
     torch.manual_seed(1)
     cls_prob = torch.randn(2, 6, 5).mul(3).softmax(-1)
     masks = torch.randn(2, 6, 4, 7) * 3
     scores = literal(cls_prob, masks, (17, 30), False)
-    labels = combined_labels(cls_prob, masks, (17, 30), band_elements=band)
+    labels = combined_labels(cls_prob, masks, (17, 30), rows=band)
     assert labels.shape == (2, 17, 30) and labels.dtype == torch.long
     assert torch.equal(labels, scores.argmax(1))
     assert labels.unique().numel() > 1  # not a constant map
@@ -101,7 +101,7 @@ def test_labels_are_the_argmax_of_the_scores(band):
     want = F.interpolate(small, size=(17, 30), mode='bilinear',
                          align_corners=True).argmax(1)
     assert torch.equal(
-        resized_labels(small, (17, 30), True, band_elements=band), want)
+        resized_labels(small, (17, 30), True, rows=band), want)
 
 
 def test_label_accuracy_equals_mmseg_accuracy():
@@ -123,3 +123,115 @@ def test_label_accuracy_equals_mmseg_accuracy():
         accuracy(scores, ignored, ignore_index=255))
     with pytest.raises(ValueError, match='differ in shape'):
         label_accuracy(target[:, :4], target)
+
+
+# --- how the work is chunked: by device and size, never one constant ---
+from mmseg_segvit.models.layers import combine, memory_budget, plan_rows  # noqa: E402,E501
+from mmseg_segvit.models.layers import mask_combination  # noqa: E402
+
+CUDA = torch.device('cuda')  # plan_rows only reads its type
+CPU = torch.device('cpu')
+
+
+def test_cuda_plan_is_one_piece_when_it_fits_the_budget():
+    # (B, Q + K, H, W) fp32 transients of an ADE20K batch of 16
+    need = 16 * (150 + 150) * 512 * 512 * 4
+    assert plan_rows(16, 150, 150, (512, 512), CUDA, 4, budget=need) == 512
+    assert plan_rows(16, 150, 150, (512, 512), CUDA, 2, budget=need) == 512
+
+
+def test_cuda_plan_takes_the_fewest_balanced_bands_that_fit():
+    row = 2 * (3 + 4) * 30 * 4
+    # room for 7 of 17 rows: 3 bands of 6 rows (not 7 + 7 + 3)
+    assert plan_rows(2, 3, 4, (17, 30), CUDA, 4, budget=7 * row) == 6
+    assert plan_rows(2, 3, 4, (17, 30), CUDA, 4, budget=16 * row) == 9
+    # less than one row still makes progress
+    assert plan_rows(2, 3, 4, (17, 30), CUDA, 4, budget=1) == 1
+
+
+def test_cuda_default_budget_is_a_share_of_available_memory(monkeypatch):
+    available = []
+    monkeypatch.setattr(mask_combination, '_cuda_available_bytes',
+                        lambda device: available[-1])
+    row = 16 * 300 * 512 * 4
+    available.append(512 * row / mask_combination.CUDA_MEMORY_FRACTION)
+    assert plan_rows(16, 150, 150, (512, 512), CUDA, 4) == 512
+    available.append(available[0] / 4)  # a quarter of that: four bands
+    assert plan_rows(16, 150, 150, (512, 512), CUDA, 4) == 128
+
+
+def test_cpu_plan_fills_one_cache_with_resized_masks(monkeypatch):
+    monkeypatch.setattr(mask_combination, 'cpu_band_bytes', lambda: 1 << 21)
+    row = 2 * 150 * 512 * 4  # resized masks only: the cached part
+    rows = plan_rows(2, 150, 150, (512, 512), CPU, 4)
+    assert rows * row <= 1 << 21 < (rows + 1) * row
+    assert plan_rows(1, 2, 2, (8, 8), CPU, 4) == 8  # small: one piece
+
+
+def test_cpu_band_bytes_reads_a_plausible_cache_size():
+    size = mask_combination.cpu_band_bytes()
+    assert 64 << 10 <= size <= 1 << 30
+
+
+def test_memory_budget_context_overrides_the_device(monkeypatch):
+    monkeypatch.setattr(mask_combination, 'cpu_band_bytes', lambda: 1)
+    assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 1
+    with memory_budget(float('inf')):
+        assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 9
+        with memory_budget(None):
+            assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 1
+    assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 1
+
+
+def test_one_piece_is_one_resize(monkeypatch):
+    calls = []
+    real = F.interpolate
+    monkeypatch.setattr(F, 'interpolate',
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    cls = torch.randn(2, 6, 6)
+    masks = torch.randn(2, 6, 4, 7)
+    with memory_budget(float('inf')):
+        combine(cls, masks, (17, 30))
+    assert len(calls) == 1
+    calls.clear()
+    combine_resized_masks(cls.softmax(-1)[..., :-1], masks, (17, 30), rows=4)
+    assert len(calls) == 1 + 5  # height once, then each band's width
+
+
+@pytest.mark.parametrize('budget', [1, float('inf'), None])
+@pytest.mark.parametrize('order', ['faithful', 'fast'])
+def test_combine_equals_the_straightforward_computation(order, budget):
+    torch.manual_seed(3)
+    cls = torch.randn(2, 6, 6) * 2
+    masks = torch.randn(2, 6, 4, 7) * 3
+    size = (17, 30)
+    prob = cls.softmax(-1)[..., :-1]
+    if order == 'faithful':
+        want = literal(prob, masks, size, False)
+    else:  # combine at 4x the grid (capped at the size), then resize
+        want = F.interpolate(
+            literal(prob, masks, (16, 28), False), size=size,
+            mode='bilinear')
+    scores = combine(cls, masks, size, order=order, budget=budget)
+    labels = combine(cls, masks, size, order=order, output='labels',
+                     budget=budget)
+    torch.testing.assert_close(scores, want)
+    assert torch.equal(labels, want.argmax(1))
+
+
+def test_combine_is_differentiable_in_one_piece(monkeypatch):
+    monkeypatch.setattr(mask_combination, 'cpu_band_bytes', lambda: 1)
+    cls = torch.randn(1, 3, 4, requires_grad=True)
+    masks = torch.randn(1, 3, 4, 5, requires_grad=True)
+    combine(cls, masks, (8, 10)).sum().backward()
+    assert cls.grad is not None and masks.grad.abs().sum() > 0
+
+
+def test_combine_refuses_unknown_settings():
+    cls, masks = torch.randn(1, 3, 4), torch.randn(1, 3, 2, 2)
+    with pytest.raises(ValueError, match='order'):
+        combine(cls, masks, (4, 4), order='quick')
+    with pytest.raises(ValueError, match='output'):
+        combine(cls, masks, (4, 4), output='probs')
+    with pytest.raises(ValueError, match='fast_scale'):
+        combine(cls, masks, (4, 4), order='fast', fast_scale=0)

@@ -1,5 +1,4 @@
 """ATMHead: SegViT's Attention-to-Mask decode head."""
-from itertools import accumulate
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -11,8 +10,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ..layers import (ATMDecoder, combine_resized_masks, combined_labels,
-                      resized_labels)
+from ..layers import ATMDecoder
+from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
 
 __all__ = ['ATMHead']
@@ -270,28 +269,29 @@ class ATMHead(BaseDecodeHead):
         stages = self._to_tokens(inputs)
         batch = stages[0][0].shape[0]
         query = self.q.weight.unsqueeze(0).expand(batch, -1, -1)
-        all_cls, all_masks = [], []
+        all_queries, all_masks = [], []
         per_layer = self.mask_mode == 'per_layer'
         for (tokens, grid), proj, norm, decoder in zip(
                 stages, self.input_projs, self.proj_norms, self.decoders):
             lateral = norm(proj(tokens))
             queries, masks = decoder(query, lateral, all_layers=per_layer)
             query = queries[-1]
-            all_cls.extend(self.class_embed(q) for q in queries)
+            all_queries.extend(queries)
             all_masks.extend(m.unflatten(2, grid) for m in masks)
         size = all_masks[-1].shape[-2:]
-        all_masks = [
+        all_masks = torch.stack([
             m if m.shape[-2:] == size else F.interpolate(
                 m, size=size, mode='bilinear', align_corners=False)
             for m in all_masks
-        ]
+        ])
         if self.mask_mode == 'cumulative':
-            all_masks = list(accumulate(all_masks))
-        return torch.stack(all_cls), torch.stack(all_masks)
+            all_masks = all_masks.cumsum(0)
+        # one class projection for every output
+        return self.class_embed(torch.stack(all_queries)), all_masks
 
     @staticmethod
     def semantic_inference(cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
-        """Per-class scores from class logits and masks.
+        """Per-class scores at the masks' own resolution (no resize).
 
         Args:
             cls_logits (Tensor): (B, Q, K + 1).
@@ -300,75 +300,20 @@ class ATMHead(BaseDecodeHead):
         Returns:
             Tensor: (B, K, H, W).
         """
-        cls_prob = F.softmax(cls_logits, dim=-1)[..., :-1]
-        return torch.einsum('bqc,bqhw->bchw', cls_prob, mask_logits.sigmoid())
+        return combine(cls_logits, mask_logits, mask_logits.shape[-2:])
 
-    def _fast_order_scores(self, cls_logits: Tensor, mask_logits: Tensor,
-                           size: Tuple[int, int]) -> Tensor:
-        """(B, K, h', w') scores of the fast order before its final resize:
-        the masks first resized ``fast_inference_scale`` times (at most to
-        ``size``), then combined."""
-        grid = tuple(
-            min(n * self.fast_inference_scale, m)
-            for n, m in zip(mask_logits.shape[-2:], size))
-        if grid != tuple(mask_logits.shape[-2:]):
-            mask_logits = F.interpolate(
-                mask_logits,
-                size=grid,
-                mode='bilinear',
-                align_corners=self.align_corners)
-        return self.semantic_inference(cls_logits, mask_logits)
-
-    def _labels_at(self, cls_logits: Tensor, mask_logits: Tensor,
-                   size: Tuple[int, int]) -> Tensor:
-        """(B, H, W) arg-max of :meth:`_scores_at`, computed band by band
-        without the (B, K, H, W) scores (for the training accuracy).
-
-        Args:
-            cls_logits (Tensor): (B, Q, K + 1).
-            mask_logits (Tensor): (B, Q, h, w).
-            size (tuple[int, int]): Output size (H, W).
-        """
-        if self.fast_inference:
-            return resized_labels(
-                self._fast_order_scores(cls_logits, mask_logits, size), size,
-                self.align_corners)
-        return combined_labels(
-            F.softmax(cls_logits, dim=-1)[..., :-1], mask_logits, size,
-            self.align_corners)
-
-    def _scores_at(self, cls_logits: Tensor, mask_logits: Tensor,
-                   size: Tuple[int, int]) -> Tensor:
-        """(B, K, H, W) scores at ``size`` in the configured order.
-
-        Args:
-            cls_logits (Tensor): (B, Q, K + 1).
-            mask_logits (Tensor): (B, Q, h, w).
-            size (tuple[int, int]): Output size (H, W).
-        """
-        if self.fast_inference:
-            return F.interpolate(
-                self._fast_order_scores(cls_logits, mask_logits, size),
-                size=size,
-                mode='bilinear',
-                align_corners=self.align_corners)
-        literal = torch.is_grad_enabled() and (cls_logits.requires_grad
-                                               or mask_logits.requires_grad)
-        # FLOP counters trace the model: they count the literal algorithm
-        # (4 multiply-adds per resized value, Q per class and pixel)
-        if literal or torch.jit.is_tracing():
-            return self.semantic_inference(
-                cls_logits,
-                F.interpolate(
-                    mask_logits,
-                    size=size,
-                    mode='bilinear',
-                    align_corners=self.align_corners))
-        # Without gradients: the same sum, band by band, never holding
-        # the (B, Q, H, W) resized masks.
-        return combine_resized_masks(
-            F.softmax(cls_logits, dim=-1)[..., :-1], mask_logits, size,
-            self.align_corners)
+    def _combine(self, seg_logits: HeadOutput, size: Tuple[int, int],
+                 **kwargs) -> Tensor:
+        """:func:`combine` of the last output in this head's order."""
+        cls_logits, mask_logits = seg_logits
+        return combine(
+            cls_logits[-1],
+            mask_logits[-1],
+            size,
+            order='fast' if self.fast_inference else 'faithful',
+            fast_scale=self.fast_inference_scale,
+            align_corners=self.align_corners,
+            **kwargs)
 
     def predict_by_feat(self, seg_logits: HeadOutput,
                         batch_img_metas: List[dict]) -> Tensor:
@@ -378,7 +323,6 @@ class ATMHead(BaseDecodeHead):
         before the per-class combination, as in the official model; with
         ``fast_inference`` the combination comes first.
         """
-        cls_logits, mask_logits = seg_logits
         meta = batch_img_metas[0]
         if isinstance(meta['img_shape'], torch.Size):  # slide inference
             size = meta['img_shape']
@@ -386,8 +330,7 @@ class ATMHead(BaseDecodeHead):
             size = meta['pad_shape'][:2]
         else:
             size = meta['img_shape']
-        return self._scores_at(cls_logits[-1], mask_logits[-1],
-                               tuple(size))
+        return self._combine(seg_logits, tuple(size[:2]))
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> dict:
@@ -405,8 +348,10 @@ class ATMHead(BaseDecodeHead):
                 seg_label,
                 ignore_index=self.ignore_index)
             with torch.no_grad():
-                pred = self._labels_at(cls_logits[-1], mask_logits[-1],
-                                       tuple(seg_label.shape[-2:]))
+                pred = self._combine((cls_logits, mask_logits),
+                                     tuple(seg_label.shape[-2:]),
+                                     output='labels',
+                                     budget=metric_budget(seg_label.device))
                 losses['acc_seg'] = label_accuracy(
                     pred, seg_label, ignore_index=self.ignore_index)
         return losses
