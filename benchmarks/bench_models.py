@@ -58,7 +58,6 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 from mmseg_segvit.models.decode_heads import ATMHead  # noqa: E402
-from mmseg_segvit.models.layers import fuse_multihead_attention  # noqa: E402
 from mmseg_segvit.utils.flops import count_flops  # noqa: E402
 
 SEGVIT_B = 'configs/segvit/segvit_vit-b16_8xb2-160k_ade20k-512x512.py'
@@ -101,42 +100,37 @@ class Spec:
     config: str
     crop: int
     overrides: dict = field(default_factory=dict)
-    fused_attn: bool = False  # fused backbone self-attention
 
 
 SPECS: Dict[str, Spec] = {
     'segvit-b':
-    Spec('SegViT ViT-B/16', SEGVIT_B, 512, fused_attn=True),
+    Spec('SegViT ViT-B/16', SEGVIT_B, 512),
     'segvit-b-fast':
     Spec('SegViT ViT-B/16, fast order', SEGVIT_B, 512,
-         {'model.decode_head.fast_inference': True},
-         fused_attn=True),
+         {'model.decode_head.fast_inference': True}),
     'segvit-b-lean':
     Spec(
         'SegViT ViT-B/16, lean loss + fast order', SEGVIT_B, 512, {
             'model.decode_head.fast_inference': True,
             'model.decode_head.loss_decode.num_points': LEAN_POINTS
-        },
-        fused_attn=True),
+        }),
     'segvit-b-lean-loss':
     Spec('SegViT ViT-B/16, lean loss only', SEGVIT_B, 512,
-         {'model.decode_head.loss_decode.num_points': LEAN_POINTS},
-         fused_attn=True),
+         {'model.decode_head.loss_decode.num_points': LEAN_POINTS}),
     'segvit-b-crop-masks':
     Spec(
         'SegViT ViT-B/16, every mask resized to the crop (official layout)',
         SEGVIT_B, 512, {
             'model.decode_head.type': 'CropMasksATMHead',
             'model.decode_head.crop_size': (512, 512)
-        },
-        fused_attn=True),
+        }),
     'segvit-b-mmcv-attn':
     Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
          {'model.backbone.fused_attn': False}),
     'segvit-l':
-    Spec('SegViT ViT-L/16', SEGVIT_L, 640, fused_attn=True),
+    Spec('SegViT ViT-L/16', SEGVIT_L, 640),
     'segvit-shrunk-l':
-    Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640, fused_attn=True),
+    Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640),
     'segmenter-b':
     Spec('Segmenter ViT-B/16 mask (mmseg)',
          'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
@@ -190,12 +184,7 @@ def build_model(spec: Spec, crop: int) -> nn.Module:
     if 'img_size' in model_cfg.backbone:
         model_cfg.backbone.img_size = (crop, crop)
     _no_sync_bn(model_cfg)
-    model = MODELS.build(model_cfg)
-    if spec.fused_attn:
-        # Same weights; also reaches backbones built on mmseg's plain
-        # encoder layers (ShrunkViT).
-        fuse_multihead_attention(model.backbone)
-    return model
+    return MODELS.build(model_cfg)
 
 
 def fake_batch(batch: int, crop: int, num_classes: int,

@@ -51,7 +51,12 @@ def _record_dtypes(model):
 def test_bf16_amp_optim_wrapper_step_on_cpu(monkeypatch):
     """mmengine's AmpOptimWrapper refuses to be built without an
     accelerator; its autocast supports bf16 on CPU. With the check lifted
-    the wrapper's CPU path runs (the CUDA GradScaler disables itself)."""
+    the wrapper's CPU path runs (the CUDA GradScaler disables itself).
+
+    The test plays a CPU-only machine on every machine: with CUDA present,
+    mmengine would autocast for 'cuda' and the scaler would expect CUDA
+    tensors, neither of which is the path under test."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
                         lambda: True)
     model = tiny_segmentor(num_classes=5)

@@ -11,7 +11,7 @@ from mmseg.registry import MODELS
 from helpers import data_samples, feature_maps, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoder,
                                         FusedMultiheadAttention,
-                                        fuse_multihead_attention)
+                                        ViTEncoderLayer, set_fused_attn)
 from mmseg_segvit.models.losses.atm_loss import (dice_loss, present_classes,
                                                  sigmoid_focal_loss)
 from mmseg_segvit.models.losses.point_sampling import (sample_mask_points,
@@ -75,11 +75,8 @@ def test_torch_self_attention_without_weights_equals_with_weights():
 @pytest.mark.parametrize('batch_first', [True, False])
 def test_fused_mmcv_attention_matches_mmcv(batch_first):
     ref = MultiheadAttention(32, 4, batch_first=batch_first).eval()
-    fused = MultiheadAttention(32, 4, batch_first=batch_first).eval()
-    fused.load_state_dict(ref.state_dict())
-    assert fuse_multihead_attention(fused) == 1
-    assert isinstance(fused, FusedMultiheadAttention)
-    assert fused.state_dict().keys() == ref.state_dict().keys()
+    fused = FusedMultiheadAttention(32, 4, batch_first=batch_first).eval()
+    fused.load_state_dict(ref.state_dict())  # strict: same keys
     x = torch.randn(2, 9, 32) if batch_first else torch.randn(9, 2, 32)
     pos = torch.randn_like(x)
     torch.testing.assert_close(
@@ -109,6 +106,34 @@ def test_fused_vit_can_be_switched_off():
     vit = MODELS.build(
         dict(type='FusedVisionTransformer', fused_attn=False, **VIT))
     assert type(vit.layers[0].attn) is MultiheadAttention
+    assert vit.fused_attn is False
+
+
+def test_fused_attn_global_default_applies_only_when_set():
+    """Like timm's set_fused_attn: a default for modules built later."""
+    assert ViTEncoderLayer(32, 4, 64).fused_attn
+    try:
+        set_fused_attn(False)
+        assert type(ViTEncoderLayer(32, 4, 64).attn) is MultiheadAttention
+        assert ViTEncoderLayer(32, 4, 64, fused_attn=True).fused_attn
+    finally:
+        set_fused_attn(True)
+    assert isinstance(ViTEncoderLayer(32, 4, 64).attn,
+                      FusedMultiheadAttention)
+
+
+def test_fused_vit_layers_follow_mmseg_arguments():
+    """Rebuilt layers carry mmseg's per-layer settings (drop-path rule,
+    frozen parameters)."""
+    cfg = dict(VIT, drop_path_rate=0.2, num_layers=3, out_indices=[2],
+               frozen_exclude=['pos_embed'])
+    ref = VisionTransformer(**cfg)
+    fused = MODELS.build(dict(type='FusedVisionTransformer', **cfg))
+    for a, b in zip(ref.layers, fused.layers):
+        assert repr(a.ffn) == repr(b.ffn)  # same DropPath rates
+        assert a.attn.attn.dropout == b.attn.attn.dropout
+    assert [p.requires_grad for p in ref.parameters()] == [
+        p.requires_grad for p in fused.parameters()]
 
 
 # --- inference order ---

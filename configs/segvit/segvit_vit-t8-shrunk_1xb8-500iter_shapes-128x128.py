@@ -6,6 +6,7 @@ _base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
 model = dict(
     backbone=dict(
         type='ShrunkViT',
+        fused_attn=True,
         qd_index=2,
         out_indices=[1, 5],
         qu_cfg=dict(embed_dims=64, num_heads=4, num_layers=2)),

@@ -5,6 +5,7 @@
 # ATM head on the QU map with one mask per decoder layer.
 shrunk_backbone = dict(
     type='ShrunkViT',
+    fused_attn=True,  # fused attention in the ViT and QD layers
     qd_index=8,
     out_indices=[7, 23],
     qu_cfg=dict(embed_dims=512, num_heads=16, num_layers=3))

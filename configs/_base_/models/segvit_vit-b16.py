@@ -20,6 +20,9 @@ model = dict(
     pretrained=checkpoint,
     backbone=dict(
         type='FusedVisionTransformer',
+        # torch's fused scaled_dot_product_attention; same weights and keys
+        # as mmseg's VisionTransformer (False: mmseg's attention)
+        fused_attn=True,
         img_size=(512, 512),
         patch_size=16,
         # mmseg 1.x defaults to no bias; the official model and the ViT

@@ -1,32 +1,42 @@
-"""mmseg's plain ViT with fused self-attention."""
+"""mmseg's plain ViT with a ``fused_attn`` switch."""
+from typing import Optional
+
 from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS
 
-from ..layers.fused_mha import fuse_multihead_attention
+from ..layers.vit_layer import build_vit_layers, vit_arguments
 
 __all__ = ['FusedVisionTransformer']
 
 
 @MODELS.register_module()
 class FusedVisionTransformer(VisionTransformer):
-    """mmseg's ``VisionTransformer`` whose self-attention runs torch's
-    ``F.scaled_dot_product_attention``.
+    """mmseg's ``VisionTransformer`` whose self-attention can run torch's
+    fused ``F.scaled_dot_product_attention``.
 
     mmseg's encoder layers use mmcv's ``MultiheadAttention``, which makes
     torch compute and average the attention weights it then discards. Here
-    each of them becomes a :class:`FusedMultiheadAttention`: the same
-    parameters and state-dict keys (checkpoints of ``VisionTransformer``
-    load unchanged) and the same outputs within float tolerance, without the
-    (B, heads, N, N) weights in memory.
+    the layers are :class:`ViTEncoderLayer` s, which build
+    :class:`FusedMultiheadAttention` through mmseg's ``build_attn`` hook
+    when ``fused_attn`` is on: the same parameters and state-dict keys
+    (checkpoints of ``VisionTransformer`` load unchanged) and the same
+    outputs within float tolerance, without the (B, heads, N, N) weights in
+    memory.
 
     Args:
-        fused_attn (bool): Use the fused attention. False gives exactly
-            mmseg's ``VisionTransformer``. Default: True.
+        fused_attn (bool, optional): Use the fused attention; False gives
+            exactly mmseg's attention. None takes the global default
+            (:func:`set_fused_attn`, True). Default: None.
         **kwargs: Arguments of mmseg's ``VisionTransformer``.
     """
 
-    def __init__(self, fused_attn: bool = True, **kwargs) -> None:
+    def __init__(self, fused_attn: Optional[bool] = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.fused_attn = fused_attn
-        if fused_attn:
-            fuse_multihead_attention(self.layers)
+        self._vit_args = vit_arguments(self, kwargs)
+        self.layers = self._build_layers(fused_attn)
+        self.fused_attn = all(layer.fused_attn for layer in self.layers)
+        self._freeze()  # the new layers, as mmseg froze the old ones
+
+    def _build_layers(self, fused_attn: Optional[bool]):
+        """The encoder layers (subclasses put their own at some indices)."""
+        return build_vit_layers(self._vit_args, fused_attn)

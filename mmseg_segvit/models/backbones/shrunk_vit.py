@@ -1,13 +1,13 @@
 """ShrunkViT: SegViT's Shrunk backbone (plain ViT + QD + QU)."""
-import inspect
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-from mmseg.models.backbones.vit import VisionTransformer
 from mmseg.registry import MODELS
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..layers import QDEncoderLayer, QueryUpsample
+from ..layers.vit_layer import build_vit_layers
+from .fused_vit import FusedVisionTransformer
 
 __all__ = ['ShrunkViT']
 
@@ -15,7 +15,7 @@ Grid = Tuple[int, int]
 
 
 @MODELS.register_module()
-class ShrunkViT(VisionTransformer):
+class ShrunkViT(FusedVisionTransformer):
     """Plain ViT that runs its deep layers on a quarter of the tokens.
 
     The Shrunk structure of SegViT (Zhang et al., NeurIPS 2022): layer
@@ -57,6 +57,10 @@ class ShrunkViT(VisionTransformer):
             and ``query_grid`` the patch grid of ``img_size``.
         return_levels (bool): Also return the levels QU reads, as
             (B, C, h, w) maps before the QU map. Default: False.
+        fused_attn (bool, optional): Fused self-attention in the ViT layers
+            and the QD layer (see :class:`FusedVisionTransformer`); QU's
+            torch decoder layers always call attention without weights
+            (fused). None takes the global default. Default: None.
         **kwargs: Arguments of mmseg's ``VisionTransformer``
             (``output_cls_token`` and ``out_origin`` are not supported).
 
@@ -74,14 +78,14 @@ class ShrunkViT(VisionTransformer):
                  out_indices: Union[int, Sequence[int]] = (7, 23),
                  qu_cfg: Optional[dict] = None,
                  return_levels: bool = False,
+                 fused_attn: Optional[bool] = None,
                  **kwargs) -> None:
         if kwargs.get('output_cls_token') or kwargs.get('out_origin'):
             raise ValueError('ShrunkViT supports neither output_cls_token '
                              'nor out_origin')
         out_indices = ([out_indices]
                        if isinstance(out_indices, int) else list(out_indices))
-        super().__init__(out_indices=out_indices, **kwargs)
-        num_layers = len(self.layers)
+        num_layers = kwargs.get('num_layers', 12)
         if not 0 <= qd_index < num_layers:
             raise ValueError(f'qd_index ({qd_index}) must index one of the '
                              f'{num_layers} layers')
@@ -89,40 +93,27 @@ class ShrunkViT(VisionTransformer):
                 or not 0 <= out_indices[0] <= out_indices[-1] < num_layers):
             raise ValueError(f'out_indices must be increasing layer indices '
                              f'below {num_layers}, got {out_indices}')
-        self.qd_index = qd_index
+        self.qd_index = qd_index  # read by _build_layers during __init__
+        super().__init__(
+            out_indices=out_indices, fused_attn=fused_attn, **kwargs)
         self.return_levels = return_levels
-
-        # Rebuild the QD layer with the settings of the plain layer it
-        # replaces (same drop-path rate of the stochastic depth rule).
-        args = inspect.signature(VisionTransformer.__init__).bind(
-            self, out_indices=out_indices, **kwargs)
-        args.apply_defaults()
-        cfg = args.arguments
-        embed_dims = cfg['embed_dims']
-        drop_path = torch.linspace(0, cfg['drop_path_rate'], num_layers)
-        self.layers[qd_index] = QDEncoderLayer(
-            embed_dims=embed_dims,
-            num_heads=cfg['num_heads'],
-            feedforward_channels=cfg['mlp_ratio'] * embed_dims,
-            drop_rate=cfg['drop_rate'],
-            attn_drop_rate=cfg['attn_drop_rate'],
-            drop_path_rate=drop_path[qd_index].item(),
-            num_fcs=cfg['num_fcs'],
-            qkv_bias=cfg['qkv_bias'],
-            act_cfg=cfg['act_cfg'],
-            norm_cfg=cfg['norm_cfg'],
-            with_cp=cfg['with_cp'],
-            batch_first=True)
+        embed_dims = self._vit_args['embed_dims']
 
         qu_cfg = dict(qu_cfg or {})
         qu_cfg.setdefault('embed_dims', embed_dims // 2)
-        qu_cfg.setdefault('num_heads', cfg['num_heads'])
+        qu_cfg.setdefault('num_heads', self._vit_args['num_heads'])
         qu_cfg.setdefault('query_grid', (self.img_size[0] // self.patch_size,
                                          self.img_size[1] // self.patch_size))
         qu_cfg.setdefault('interpolate_mode', self.interpolate_mode)
         self.qu = QueryUpsample(
             in_channels=embed_dims, num_levels=len(out_indices), **qu_cfg)
         self._freeze()
+
+    def _build_layers(self, fused_attn: Optional[bool]) -> nn.ModuleList:
+        """The plain ViT's layers with :class:`QDEncoderLayer` at
+        ``qd_index`` (same drop-path rate of the stochastic depth rule)."""
+        return build_vit_layers(self._vit_args, fused_attn,
+                                {self.qd_index: QDEncoderLayer})
 
     def init_weights(self) -> None:
         """The plain ViT's initialisation (or pretrained weights), then

@@ -1,18 +1,21 @@
 """Small reusable layers of SegViT."""
 from .atm_attention import ATMCrossAttention
 from .atm_decoder import ATMDecoder, ATMDecoderLayer
-from .fused_mha import FusedMultiheadAttention, fuse_multihead_attention
+from .fused_mha import (FusedMultiheadAttention, set_fused_attn,
+                        use_fused_attn)
 from .kmeans_attention import KMeansCrossAttention
 from .mask_combination import (combine, combine_resized_masks,
                                combined_labels, memory_budget, plan_rows,
                                resize_in_bands, resized_labels)
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
+from .vit_layer import ViTEncoderLayer, build_vit_layers, vit_arguments
 
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
     'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
-    'QueryUpsample', 'fuse_multihead_attention', 'stride2_grid_tokens',
+    'QueryUpsample', 'set_fused_attn', 'use_fused_attn', 'ViTEncoderLayer',
+    'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',
     'combine', 'combine_resized_masks', 'combined_labels', 'memory_budget',
     'plan_rows', 'resize_in_bands', 'resized_labels'
 ]

@@ -1,11 +1,30 @@
-"""mmcv's MultiheadAttention without attention weights (fused kernel)."""
+"""mmcv's MultiheadAttention without attention weights (fused kernel), and
+the global default of the ``fused_attn`` switch."""
 from typing import Optional
 
-import torch.nn as nn
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 from torch import Tensor
 
-__all__ = ['FusedMultiheadAttention', 'fuse_multihead_attention']
+__all__ = ['FusedMultiheadAttention', 'set_fused_attn', 'use_fused_attn']
+
+_FUSED_ATTN = True
+
+
+def set_fused_attn(enable: bool = True) -> None:
+    """Set the default of every ``fused_attn=None`` switch built afterwards
+    (as timm's ``set_fused_attn``). Nothing else changes global state.
+
+    Args:
+        enable (bool): Default for modules built later. Default: True.
+    """
+    global _FUSED_ATTN
+    _FUSED_ATTN = bool(enable)
+
+
+def use_fused_attn(fused_attn: Optional[bool] = None) -> bool:
+    """``fused_attn`` if given, else the global default (True unless
+    :func:`set_fused_attn` changed it)."""
+    return _FUSED_ATTN if fused_attn is None else bool(fused_attn)
 
 
 class FusedMultiheadAttention(MultiheadAttention):
@@ -17,9 +36,9 @@ class FusedMultiheadAttention(MultiheadAttention):
     explicitly and averages them over heads, only for mmcv to drop them.
     With ``need_weights=False`` ``F.multi_head_attention_forward`` runs
     ``F.scaled_dot_product_attention`` instead (a fused kernel that never
-    stores the weights, in training too). Same parameters and state-dict
-    keys as the parent: checkpoints load unchanged, outputs agree within
-    float tolerance.
+    stores the weights, in training too). Same constructor, parameters and
+    state-dict keys as the parent: checkpoints load unchanged, outputs agree
+    within float tolerance.
     """
 
     def forward(self,
@@ -71,24 +90,3 @@ class FusedMultiheadAttention(MultiheadAttention):
         if self.batch_first:
             out = out.transpose(0, 1)
         return identity + self.dropout_layer(self.proj_drop(out))
-
-
-def fuse_multihead_attention(module: nn.Module) -> int:
-    """Switch every mmcv ``MultiheadAttention`` inside ``module`` to
-    :class:`FusedMultiheadAttention`, in place.
-
-    The subclass adds no parameter, buffer or attribute, so only the class
-    of each instance changes; weights stay where they are.
-
-    Args:
-        module (nn.Module): Any module, e.g. mmseg's ``VisionTransformer``.
-
-    Returns:
-        int: How many attention modules were switched.
-    """
-    count = 0
-    for m in module.modules():
-        if type(m) is MultiheadAttention:
-            m.__class__ = FusedMultiheadAttention
-            count += 1
-    return count

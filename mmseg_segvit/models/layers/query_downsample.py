@@ -3,8 +3,9 @@ from typing import Tuple
 
 import torch
 import torch.utils.checkpoint as cp
-from mmseg.models.backbones.vit import TransformerEncoderLayer
 from torch import Tensor
+
+from .vit_layer import ViTEncoderLayer
 
 __all__ = ['stride2_grid_tokens', 'QDEncoderLayer']
 
@@ -36,7 +37,7 @@ def stride2_grid_tokens(tokens: Tensor, grid: Grid) -> Tuple[Tensor, Grid]:
     return sub.reshape(b, -1, c), sub_grid
 
 
-class QDEncoderLayer(TransformerEncoderLayer):
+class QDEncoderLayer(ViTEncoderLayer):
     """ViT encoder layer that halves the token grid (query down-sampling).
 
     The queries of its self-attention are the tokens on the stride-2
@@ -45,7 +46,8 @@ class QDEncoderLayer(TransformerEncoderLayer):
     a quarter of the tokens (``ceil(H / 2) * ceil(W / 2)``) and every later
     layer runs on the smaller grid.
 
-    It is mmseg's :class:`TransformerEncoderLayer` with another forward: the
+    It is :class:`ViTEncoderLayer` (mmseg's ViT layer with the
+    ``fused_attn`` switch) with another forward: the
     parameters (``ln1``, ``attn.attn.*``, ``ln2``, ``ffn.*``) are those of a
     plain ViT layer, so pretrained ViT weights load unchanged. It computes
     what the shrink layer of the official ``vit_shrink`` backbone computes
@@ -54,9 +56,10 @@ class QDEncoderLayer(TransformerEncoderLayer):
     result is the same as normalising the sampled tokens again.
 
     Args:
-        *args: Arguments of mmseg's ``TransformerEncoderLayer``.
-        **kwargs: Keyword arguments of mmseg's ``TransformerEncoderLayer``
-            (``with_cp`` and ``drop_path_rate`` act as in the plain layer).
+        *args: Arguments of :class:`ViTEncoderLayer`.
+        **kwargs: Keyword arguments of :class:`ViTEncoderLayer`
+            (``with_cp``, ``drop_path_rate`` and ``fused_attn`` act as in
+            the plain layer).
     """
 
     def forward(self,
