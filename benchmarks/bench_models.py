@@ -66,7 +66,6 @@ SHRUNK_L = 'configs/segvit/segvit_vit-l16-shrunk*ade20k-640x640.py'
 LEAN_POINTS = 12544  # Mask2Former's 112 x 112
 
 
-@MODELS.register_module()
 class CropMasksATMHead(ATMHead):
     """ATMHead with the official code's training memory layout.
 
@@ -75,6 +74,7 @@ class CropMasksATMHead(ATMHead):
     classes. This package's loss gives the same values from the masks at
     their grid, resizing only the present classes; this subclass restores
     the official layout so that the benchmark can measure what that costs.
+    Built by :func:`build_model` directly (not registered).
     """
 
     def __init__(self, crop_size: Tuple[int, int], **kwargs) -> None:
@@ -100,6 +100,8 @@ class Spec:
     config: str
     crop: int
     overrides: dict = field(default_factory=dict)
+    head_type: Optional[type] = None  # an unregistered ATMHead subclass
+    head_kwargs: dict = field(default_factory=dict)
 
 
 SPECS: Dict[str, Spec] = {
@@ -120,10 +122,9 @@ SPECS: Dict[str, Spec] = {
     'segvit-b-crop-masks':
     Spec(
         'SegViT ViT-B/16, every mask resized to the crop (official layout)',
-        SEGVIT_B, 512, {
-            'model.decode_head.type': 'CropMasksATMHead',
-            'model.decode_head.crop_size': (512, 512)
-        }),
+        SEGVIT_B, 512,
+        head_type=CropMasksATMHead,
+        head_kwargs=dict(crop_size=(512, 512))),
     'segvit-b-mmcv-attn':
     Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
          {'model.backbone.fused_attn': False}),
@@ -145,7 +146,14 @@ SPECS: Dict[str, Spec] = {
 }
 DEFAULT_MODELS = ('segvit-b,segvit-b-fast,segvit-l,segvit-shrunk-l,'
                   'segmenter-b,upernet-b,setr-l')
-METRICS = ('flops', 'latency', 'throughput', 'train', 'memory')
+METRICS = ('flops', 'latency', 'throughput', 'train', 'memory', 'ops')
+# Defaults per device type: throughput batch, training batch, warm-up
+# rounds, kept rounds, matrix-multiply size of the reference rate.
+DEVICE_DEFAULTS = {
+    'cpu': dict(batch=2, train_batch=2, warmup=1, iters=3, matmul_size=2048),
+    'cuda': dict(batch=16, train_batch=8, warmup=2, iters=5,
+                 matmul_size=8192),
+}
 
 
 # --- building ---
@@ -184,7 +192,13 @@ def build_model(spec: Spec, crop: int) -> nn.Module:
     if 'img_size' in model_cfg.backbone:
         model_cfg.backbone.img_size = (crop, crop)
     _no_sync_bn(model_cfg)
-    return MODELS.build(model_cfg)
+    model = MODELS.build(model_cfg)
+    if spec.head_type is not None:
+        head_cfg = dict(model_cfg.decode_head)
+        head_cfg.pop('type')
+        model.decode_head = spec.head_type(**head_cfg, **spec.head_kwargs)
+        model.decode_head.init_weights()
+    return model
 
 
 def fake_batch(batch: int, crop: int, num_classes: int,
@@ -328,6 +342,24 @@ def run_round(row: Row, args, device: torch.device, keep: bool) -> None:
         if keep:
             row.add('train', seconds)
             row.add('train_mem', peak)
+    if 'ops' in args.metrics and keep and 'infer_ops' not in row.fixed:
+        count_row_ops(row, args, device)
+
+
+def count_row_ops(row: Row, args, device: torch.device) -> None:
+    """Kernels (CUDA) or kernel ops (CPU, computed in one piece as on a
+    GPU) of one inference at the throughput batch and one training step."""
+    import op_counts
+    try:
+        infer, train = op_counts.inference_and_step(
+            row.model, row.crop, args.batch, args.train_batch, device,
+            args.dtype)
+    except RuntimeError as error:  # e.g. a profiler without CUDA support
+        print(f'op counts of {row.key} failed: {error}', flush=True)
+        return
+    pick = 'kernels' if device.type == 'cuda' else 'leaf'
+    row.fixed['infer_ops'] = getattr(infer, pick)
+    row.fixed['train_ops'] = getattr(train, pick)
 
 
 def _train_step(model: nn.Module, x: torch.Tensor, samples: list,
@@ -438,12 +470,14 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
 def report(rows: List[Row], args, device: torch.device, rate: float,
            path: str) -> str:
     """Write the markdown table; return it."""
+    ops = 'kernels' if device.type == 'cuda' else 'kernel ops'
     header = [
         'model', 'crop', 'params (M)', 'GMACs', 'latency b1 (s)',
         f'throughput b{args.batch} (img/s)',
         f'train step b{args.train_batch} (s)', 'infer peak (MiB)',
         'train peak (MiB)', 'head share', 'head GMACs share',
-        'GMAC/s', 'of matmul'
+        'GMAC/s', 'of matmul', f'{ops} per inference b{args.batch}',
+        f'{ops} per train step b{args.train_batch}'
     ]
     lines = [
         f'# Benchmark: {device_name(device)}, {args.dtype}', '',
@@ -455,7 +489,11 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
         f' {rate / 1e9:.1f} GMAC/s (same run)',
         '- GMACs: multiply-adds of one image (fvcore convention, "GFLOPs" '
         'in the papers); head = everything after the backbone (and neck), '
-        'final resize included', '',
+        'final resize included',
+        '- kernels: CUDA kernels in torch.profiler; kernel ops (CPU): '
+        'aten ops that are not views or allocations and call no such op '
+        '(benchmarks/op_counts.py), mask combination in one piece as on a '
+        'GPU', '',
         '| ' + ' | '.join(header) + ' |',
         '|' + '---|' * len(header)
     ]
@@ -479,6 +517,8 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
             '-' if gmacs is None else f'{100 * (gmacs - trunk) / gmacs:.1f}%',
             '-' if achieved is None else f'{achieved / 1e9:.1f}',
             '-' if achieved is None else f'{achieved / rate:.2f}',
+            str(row.fixed.get('infer_ops', '-')),
+            str(row.fixed.get('train_ops', '-')),
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', 'Every kept round (seconds), to judge the noise:', '']
@@ -538,17 +578,22 @@ def parse_args(argv=None):
         '--metrics',
         default=','.join(METRICS),
         help=f'comma-separated subset of {METRICS}')
-    parser.add_argument('--batch', type=int, default=2,
-                        help='throughput batch size')
-    parser.add_argument('--train-batch', type=int, default=2)
+    parser.add_argument('--batch', type=int, default=None,
+                        help='throughput batch size (CPU 2, CUDA 16)')
+    parser.add_argument('--train-batch', type=int, default=None,
+                        help='training batch size (CPU 2, CUDA 8)')
     parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'],
                         default='fp32', help='autocast dtype')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--iters', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='warm-up rounds (CPU 1, CUDA 2)')
+    parser.add_argument('--iters', type=int, default=None,
+                        help='kept rounds (CPU 3, CUDA 5)')
     parser.add_argument('--crop', type=int, default=None,
                         help='override every crop (e.g. for a quick run)')
-    parser.add_argument('--matmul-size', type=int, default=2048)
+    parser.add_argument('--matmul-size', type=int, default=None,
+                        help='reference matrix multiply (CPU 2048, CUDA '
+                        '8192)')
     parser.add_argument('--tag', default='', help='suffix of the outputs')
     parser.add_argument(
         '--profile-head',
@@ -562,6 +607,11 @@ def parse_args(argv=None):
         help='SegViT and Segmenter ViT-B at 128 px, one round (< 1 min)')
     parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    device_type = torch.device(args.device).type
+    for name, value in DEVICE_DEFAULTS.get(device_type,
+                                           DEVICE_DEFAULTS['cuda']).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.quick:
         args.models = 'segvit-b,segvit-b-fast,segmenter-b'
         args.crop, args.warmup, args.iters = 128, 1, 1

@@ -57,6 +57,8 @@ def test_bf16_amp_optim_wrapper_step_on_cpu(monkeypatch):
     mmengine would autocast for 'cuda' and the scaler would expect CUDA
     tensors, neither of which is the path under test."""
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    # mmengine decides its autocast device once, at import
+    monkeypatch.setattr('mmengine.device.utils.DEVICE', 'cpu')
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
                         lambda: True)
     model = tiny_segmentor(num_classes=5)

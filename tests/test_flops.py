@@ -168,7 +168,9 @@ def test_count_flops_argument_errors():
 
 
 def test_get_flops_tool_prints_the_table():
-    env = dict(os.environ, PYTHONPATH=REPO)
+    path = os.environ.get('PYTHONPATH')
+    env = dict(os.environ,
+               PYTHONPATH=REPO + (os.pathsep + path if path else ''))
     out = subprocess.run([
         sys.executable,
         osp.join(REPO, 'tools', 'get_flops.py'), SHRUNK_DEMO, '--shape', '64'

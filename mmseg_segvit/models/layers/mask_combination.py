@@ -32,7 +32,6 @@ set :func:`memory_budget` to ``float('inf')``: one piece, one
 ``F.interpolate``.
 """
 import contextlib
-import contextvars
 import functools
 import glob
 import math
@@ -58,8 +57,9 @@ CUDA_MEMORY_FRACTION = 0.25
 METRIC_MEMORY_FRACTION = 0.125
 _FALLBACK_CACHE_BYTES = 1 << 20
 
-_BUDGET: contextvars.ContextVar = contextvars.ContextVar(
-    'mask_combination_budget', default=None)
+# Set by memory_budget(); a plain global (not a ContextVar) so that
+# torch.compile traces through it without a graph break.
+_budget_override: Optional[float] = None
 
 Size = Tuple[int, int]
 
@@ -103,17 +103,20 @@ def _cuda_available_bytes(device: torch.device) -> int:
 def memory_budget(nbytes: Optional[float]) -> Iterator[None]:
     """Override the memory budget of every combination in this context.
 
+    Not thread-local: it applies to every thread while the context is open.
+
     Args:
         nbytes (float, optional): Bytes the transient tensors of one
             combination may take; ``float('inf')`` computes in one piece
             (the literal algorithm, as FLOP counters and exporters need);
             None restores the device default.
     """
-    token = _BUDGET.set(nbytes)
+    global _budget_override
+    previous, _budget_override = _budget_override, nbytes
     try:
         yield
     finally:
-        _BUDGET.reset(token)
+        _budget_override = previous
 
 
 def metric_budget(device: torch.device) -> Optional[float]:
@@ -123,7 +126,8 @@ def metric_budget(device: torch.device) -> Optional[float]:
     already holds (so a logged accuracy does not raise the training peak
     much); None (the device default) elsewhere.
     """
-    if device.type == 'cuda' and _BUDGET.get() is None:
+    if device.type == 'cuda' and _budget_override is None \
+            and not torch.compiler.is_compiling():
         return METRIC_MEMORY_FRACTION * torch.cuda.memory_allocated(device)
     return None
 
@@ -146,7 +150,8 @@ def plan_rows(batch: int,
         element_size (int): Bytes per element. Default: 4.
         budget (float, optional): Bytes the transient (B, Q + K, rows, W)
             tensors may take. Default: :func:`memory_budget` if set, else
-            the device's: on CUDA :data:`CUDA_MEMORY_FRACTION` of the
+            unbounded inside ``torch.compile`` (one graph), else the
+            device's: on CUDA :data:`CUDA_MEMORY_FRACTION` of the
             available memory; on CPU the resized masks of a band fill
             :func:`cpu_band_bytes`; on other devices unbounded.
 
@@ -156,7 +161,9 @@ def plan_rows(batch: int,
     """
     height, width = int(size[0]), int(size[1])
     if budget is None:
-        budget = _BUDGET.get()
+        budget = _budget_override
+    if budget is None and torch.compiler.is_compiling():
+        budget = math.inf  # one graph: the compiler plans the memory
     if budget is None:
         if device.type == 'cpu':
             budget = cpu_band_bytes()

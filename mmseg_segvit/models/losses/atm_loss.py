@@ -191,11 +191,12 @@ class ATMLoss(nn.Module):
         return num_classes
 
     @staticmethod
-    def _average_num_masks(num_masks: int, device: torch.device) -> float:
-        """Number of masks averaged over processes, at least 1."""
+    def _average_num_masks(num_masks: int, device: torch.device) -> Tensor:
+        """Number of masks averaged over processes, at least 1, as a
+        0-dim tensor (no host synchronisation)."""
         total = torch.tensor(float(num_masks), device=device)
         dist.all_reduce(total, op='sum')
-        return max(total.item() / dist.get_world_size(), 1.0)
+        return (total / dist.get_world_size()).clamp_(min=1.0)
 
     def forward(self,
                 cls_logits: Tensor,
@@ -259,12 +260,16 @@ class ATMLoss(nn.Module):
         else:  # nothing labelled: zero, but keep the graph for DDP
             loss_mask = loss_dice = mask_logits.sum((1, 2, 3, 4)) * 0
 
+        # every term of every output weighted in one product: (3, L)
+        weights = torch.tensor(
+            [self.cls_weight, self.mask_weight, self.dice_weight],
+            dtype=loss_ce.dtype) * self.loss_weight
+        terms = torch.stack((loss_ce, loss_mask, loss_dice)) * weights.to(
+            loss_ce.device, non_blocking=True)[:, None]
         losses = {}
-        terms = (('loss_ce', loss_ce, self.cls_weight),
-                 ('loss_mask', loss_mask, self.mask_weight),
-                 ('loss_dice', loss_dice, self.dice_weight))
-        for name, values, weight in terms:
+        for name, values in zip(('loss_ce', 'loss_mask', 'loss_dice'),
+                                terms):
             for i in range(num_outputs):
                 key = name if i == num_outputs - 1 else f'{name}_{i}'
-                losses[key] = values[i] * weight * self.loss_weight
+                losses[key] = values[i]
         return losses
