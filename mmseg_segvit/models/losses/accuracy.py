@@ -31,5 +31,7 @@ def label_accuracy(pred_label: Tensor,
     valid = target != ignore_index if ignore_index is not None else \
         torch.ones_like(target, dtype=torch.bool)
     eps = torch.finfo(torch.float32).eps
-    correct = (pred_label == target)[valid].float().sum(0, keepdim=True)
-    return (correct + eps) * (100.0 / (int(valid.sum()) + eps))
+    # counts as tensors: no host synchronisation, no torch.compile break
+    correct = ((pred_label == target) & valid).sum().float().reshape(1)
+    total = valid.sum().double()
+    return (correct + eps) * (100.0 / (total + eps)).float()
