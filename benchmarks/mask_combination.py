@@ -3,8 +3,8 @@
 ``einsum('bqc,bqhw->bchw', p, sigmoid(resize(m)))`` for 150 queries and
 classes, masks on a 32x32 grid resized to 512x512 (one ViT-B crop), timed
 as written (resize, in-place sigmoid, einsum) and as
-``combine_resized_masks`` computes it for several band sizes, interleaved,
-medians. Two reference rows put the figures in context: the class sum
+``combine_resized_masks`` computes it with the device's own plan
+(``plan_rows``) and for several band sizes, interleaved, medians. Two reference rows put the figures in context: the class sum
 alone as one (150 x 150) @ (150 x 262,144) product on ready sigmoid masks
 (what the literal einsum runs), and the first writes to a fresh
 (150, 512, 512) output (page faults), which every order pays.
@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmseg_segvit.models.layers import combine_resized_masks  # noqa: E402
+from mmseg_segvit.models.layers import (combine_resized_masks,  # noqa: E402
+                                        plan_rows)
 
-BANDS = (1 << 17, 1 << 19, 1 << 21)
+BANDS = (1 << 19, 1 << 21, 1 << 23)  # bytes of resized masks per band
 
 
 def main(argv=None) -> None:
@@ -49,10 +50,14 @@ def main(argv=None) -> None:
         return torch.einsum('bqc,bqhw->bchw', prob, resized.sigmoid_())
 
     cases = {'literal resize, sigmoid, einsum': literal}
+    planned = plan_rows(b, q, q, size, masks.device, 4)
+    cases[f'planned for this device ({planned} rows per band)'] = (
+        lambda: combine_resized_masks(prob, masks, size))
     for band in BANDS:
-        cases[f'banded, {band} elements per band'] = (
-            lambda band=band: combine_resized_masks(prob, masks, size, False,
-                                                    band))
+        rows = max(1, band // (b * q * size[1] * 4))
+        cases[f'banded, {band >> 10} KiB per band ({rows} rows)'] = (
+            lambda rows=rows: combine_resized_masks(prob, masks, size, False,
+                                                    rows=rows))
     cases['reference: class sum alone, as one bmm'] = (
         lambda: torch.bmm(weights, ready))
     cases['reference: first writes to a fresh output'] = (
