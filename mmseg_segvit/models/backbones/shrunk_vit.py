@@ -52,7 +52,8 @@ class ShrunkViT(VisionTransformer):
             in increasing order (high resolution first). Default: (7, 23).
         qu_cfg (dict, optional): Arguments of :class:`QueryUpsample`
             (``embed_dims``, ``num_heads``, ``num_layers``, ``ffn_ratio``,
-            ``dropout``, ``query_grid``, ``interpolate_mode``). By default
+            ``dropout``, ``query_grid``, ``interpolate_mode``, ``use_proj``;
+            any other key is a ``ValueError`` at build time). By default
             ``embed_dims`` is half the ViT width, ``num_heads`` the ViT's,
             and ``query_grid`` the patch grid of ``img_size``.
         return_levels (bool): Also return the levels QU reads, as
@@ -115,6 +116,14 @@ class ShrunkViT(VisionTransformer):
             batch_first=True)
 
         qu_cfg = dict(qu_cfg or {})
+        allowed = set(inspect.signature(QueryUpsample.__init__).parameters)
+        allowed -= {'self', 'in_channels', 'num_levels'}
+        unknown = sorted(set(qu_cfg) - allowed)
+        if unknown:
+            raise ValueError(
+                f'ShrunkViT qu_cfg has keys QueryUpsample does not take: '
+                f'{unknown} (in_channels and num_levels follow the ViT width '
+                f'and out_indices); it takes {sorted(allowed)}')
         qu_cfg.setdefault('embed_dims', embed_dims // 2)
         qu_cfg.setdefault('num_heads', cfg['num_heads'])
         qu_cfg.setdefault('query_grid', (self.img_size[0] // self.patch_size,

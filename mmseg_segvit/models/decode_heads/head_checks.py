@@ -1,0 +1,210 @@
+"""What ATMHead accepts: build-time checks of its settings, its inputs.
+
+``ATMHead`` inherits ``BaseDecodeHead``'s constructor, whose arguments
+were made for a 1x1-conv classifier trained with a pixel loss. Those that
+ATMHead cannot honour are refused when the model is built, with a message
+that names the setting and says what to use, instead of being ignored or
+failing later inside MMSegmentation or torch:
+
+* ``out_channels`` other than ``num_classes`` and ``threshold``: MMSeg's
+  binary mode (one sigmoid channel, a threshold). ATMHead scores every
+  class with its own query and predicts the argmax, so binary segmentation
+  is ``num_classes=2``.
+* ``sampler`` (OHEM pixel sampling of a pixel loss) and an
+  ``input_transform`` other than ``'multiple_select'``.
+* a ``loss_decode`` that is not :class:`ATMLoss` (the outputs are
+  per-query class logits and masks, which pixel losses cannot take), or an
+  ``ATMLoss`` built for another class count or number of outputs.
+
+:func:`stage_tokens` reads one backbone output: a (B, C, H, W) map, a
+``(tokens, (H, W))`` pair or MMSeg's ``[map, cls_token]`` pair (a
+``VisionTransformer`` with ``output_cls_token=True``, as in MMSeg's DPT
+configs), whose class token ATM does not use.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch.nn as nn
+from torch import Tensor
+
+__all__ = [
+    'check_inherited_args', 'check_loss', 'num_supervised_outputs',
+    'stage_tokens'
+]
+
+Grid = Tuple[int, int]
+
+_BINARY_HINT = (
+    'ATMHead scores every class with its own query and predicts the '
+    'argmax of the class scores, so its output has num_classes channels. '
+    'For binary segmentation set num_classes=2 (labels 0 and 1) and leave '
+    'out out_channels and threshold')
+
+
+def check_inherited_args(num_classes: int, kwargs: dict) -> dict:
+    """Check the ``BaseDecodeHead`` arguments ATMHead passes on.
+
+    Args:
+        num_classes (int): K.
+        kwargs (dict): The other ``BaseDecodeHead`` arguments given to
+            ``ATMHead``.
+
+    Returns:
+        dict: ``kwargs`` with ``out_channels`` (K) and, for one class,
+        ``threshold`` set.
+
+    Raises:
+        ValueError: For a setting ATMHead cannot honour; the message names
+            it and says what to do.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
+            or num_classes < 1:
+        raise ValueError(f'decode_head.num_classes must be an int >= 1, got '
+                         f'{num_classes!r}')
+    kwargs = dict(kwargs)
+    out_channels = kwargs.pop('out_channels', None)
+    if out_channels is not None and out_channels != num_classes:
+        raise ValueError(
+            f'decode_head.out_channels={out_channels} with num_classes='
+            f'{num_classes}: {_BINARY_HINT}')
+    if kwargs.get('threshold') is not None:
+        raise ValueError(
+            f"decode_head.threshold={kwargs['threshold']} is not used: "
+            f'{_BINARY_HINT}')
+    if kwargs.get('sampler') is not None:
+        raise ValueError(
+            f"decode_head.sampler={kwargs['sampler']} is not supported: "
+            'ATMHead does not sample pixels (ATMLoss takes every labelled '
+            'pixel, or num_points points per mask); remove '
+            'decode_head.sampler')
+    transform = kwargs.pop('input_transform', 'multiple_select')
+    if transform != 'multiple_select':
+        raise ValueError(
+            f'decode_head.input_transform={transform!r} is not supported: '
+            'ATMHead reads each input of in_index separately; remove '
+            'decode_head.input_transform')
+    kwargs['out_channels'] = num_classes
+    if num_classes == 1:
+        # One output channel is binary segmentation to MMSegmentation
+        # (sigmoid > threshold gives label 1); with one class the
+        # prediction is that class (label 0), as argmax would give.
+        kwargs['threshold'] = 1.0
+    return kwargs
+
+
+def num_supervised_outputs(use_stages: int, num_layers: int,
+                           mask_mode: str) -> int:
+    """How many outputs ``ATMHead.forward`` returns (and ATMLoss takes)."""
+    return use_stages * num_layers if mask_mode == 'per_layer' else use_stages
+
+
+def check_loss(loss: nn.Module, num_classes: int, num_outputs: int) -> None:
+    """Check the built ``loss_decode`` of an ATMHead.
+
+    Raises:
+        ValueError: A list of losses, a loss that is not ``ATMLoss``, or an
+            ``ATMLoss`` whose ``num_classes`` / ``dec_layers`` disagree with
+            the head.
+    """
+    from ..losses import ATMLoss
+    fix = ("set decode_head.loss_decode=dict(type='ATMLoss', "
+           f'num_classes={num_classes}) (its cls_weight, mask_weight and '
+           'dice_weight weigh the cross-entropy, focal and dice terms)')
+    if isinstance(loss, nn.ModuleList):
+        raise ValueError(
+            'decode_head.loss_decode is a list; ATMHead takes one loss '
+            f'config, not a list: {fix}')
+    if not isinstance(loss, ATMLoss):
+        raise ValueError(
+            f'decode_head.loss_decode is {type(loss).__name__}, but ATMHead '
+            'outputs per-query class logits and masks, not per-pixel '
+            f'logits; only ATMLoss (or a subclass) takes them: {fix}')
+    if loss.num_classes is not None and loss.num_classes != num_classes:
+        raise ValueError(
+            f'decode_head.loss_decode.num_classes={loss.num_classes} but '
+            f'decode_head.num_classes={num_classes}: set both to the '
+            'number of classes of the dataset (or leave '
+            'loss_decode.num_classes out)')
+    if loss.dec_layers is not None and loss.dec_layers != num_outputs:
+        raise ValueError(
+            f'decode_head.loss_decode.dec_layers={loss.dec_layers} but the '
+            f'head gives {num_outputs} supervised outputs (one per stage '
+            "with mask_mode='cumulative', one per stage and decoder layer "
+            f"with 'per_layer'): set dec_layers={num_outputs} or leave it "
+            'out')
+
+
+def _is_grid(grid: object) -> bool:
+    if not isinstance(grid, Sequence) or len(grid) != 2:
+        return False
+    for size in grid:
+        if isinstance(size, Tensor):
+            if size.numel() != 1 or size.is_floating_point():
+                return False
+        elif isinstance(size, bool) or not hasattr(size, '__index__'):
+            return False
+    return True
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, Tensor):
+        return f'tensor {tuple(x.shape)}'
+    if isinstance(x, (tuple, list)):
+        return '[' + ', '.join(_describe(v) for v in x) + ']'
+    return type(x).__name__
+
+
+def stage_tokens(x: object, idx: int,
+                 channels: Optional[int]) -> Tuple[Tensor, Grid]:
+    """One backbone output as (B, H * W, C) tokens and its grid (H, W).
+
+    Args:
+        x: A (B, C, H, W) map; a pair ``(tokens (B, H * W, C), (H, W))``;
+            or MMSeg's ``[map (B, C, H, W), cls_token (B, C)]``
+            (``VisionTransformer(output_cls_token=True)``), whose class
+            token is dropped.
+        idx (int): Its index among the backbone outputs, for messages.
+        channels (int, optional): The ``in_channels`` it must have.
+
+    Raises:
+        ValueError: Any other input, or one with other channels; the
+            message names the input and ``in_channels``.
+    """
+    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(
+            x[0], Tensor) and x[0].dim() == 4 and isinstance(
+                x[1], Tensor) and x[1].dim() == 2:
+        # [feature map, class token] of output_cls_token=True
+        if x[1].shape != x[0].shape[:2]:
+            raise ValueError(
+                f'ATMHead input {idx}: a class token of shape '
+                f'{tuple(x[1].shape)} does not belong to the map of shape '
+                f'{tuple(x[0].shape)}')
+        x = x[0]
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2 or not isinstance(x[0], Tensor) or not _is_grid(x[1]):
+            raise ValueError(
+                f'ATMHead input {idx} is {_describe(x)}; it takes a '
+                '(B, C, H, W) map, a pair (tokens (B, H*W, C), (H, W)) or '
+                'the [map, cls_token] pair of a backbone with '
+                'output_cls_token=True (the class token is not used)')
+        tokens, grid = x
+        grid = (int(grid[0]), int(grid[1]))
+        if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
+            raise ValueError(
+                f'ATMHead input {idx}: tokens of shape '
+                f'{tuple(tokens.shape)} do not fit the grid {grid}')
+    elif isinstance(x, Tensor) and x.dim() == 4:
+        grid = (x.shape[2], x.shape[3])
+        tokens = x.flatten(2).transpose(1, 2)
+    else:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+        raise ValueError(
+            f'ATMHead input {idx} must be a (B, C, H, W) map or '
+            f'(tokens (B, N, C), (H, W)), got {shape}; token '
+            'sequences need their grid size')
+    if channels is not None and tokens.shape[-1] != channels:
+        raise ValueError(
+            f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
+            f'in_channels says {channels}: set '
+            'decode_head.in_channels to the backbone output '
+            'channels')
+    return tokens, grid
