@@ -21,10 +21,10 @@ import torch.nn as nn
 from mmengine.config import Config
 from torch.overrides import TorchFunctionMode
 
-from mmseg_segvit.checkpoints import (ConversionError, ViTInfo,
+from mmseg_segvit.checkpoints import (PACKAGE, ConversionError, ViTInfo,
                                       convert_official_state_dict,
                                       describe_official, get_state_dict,
-                                      load_weights_file)
+                                      load_weights_file, segvit_layout)
 
 __all__ = [
     'CONFIG_DIR', 'config_signature', 'find_config', 'build_model',
@@ -150,7 +150,13 @@ def convert_file(
         dict: ``config`` used, ``notes`` (dropped/resized keys) and
         ``num_tensors`` written.
     """
-    state_dict = get_state_dict(load_weights_file(src), src)
+    checkpoint = load_weights_file(src)
+    state_dict = get_state_dict(checkpoint, src)
+    if segvit_layout(state_dict) == PACKAGE:
+        raise ConversionError(
+            f'{src} is already in the layout of mmseg_segvit (decode_head.'
+            'decoders.*): it needs no conversion; load it as it is '
+            '(load_from, --checkpoint, init_model)')
     if config is None:
         config = find_config(describe_official(state_dict))
     model = build_model(config)

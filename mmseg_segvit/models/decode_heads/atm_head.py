@@ -14,7 +14,8 @@ from torch import Tensor
 from ..layers import (ATMDecoder, combine_resized_masks, combined_labels,
                       resized_labels)
 from ..losses import label_accuracy
-from .head_checks import (check_inherited_args, check_loss,
+from .head_checks import (check_fresh_modules, check_inherited_args,
+                          check_loaded_head, check_loss,
                           num_supervised_outputs, stage_tokens)
 
 __all__ = ['ATMHead']
@@ -76,6 +77,13 @@ class ATMHead(BaseDecodeHead):
             cross-attention, :class:`KMeansCrossAttention`). k-means needs
             the mask of every layer supervised (``mask_mode='per_layer'`` or
             ``num_layers=1``). Default: 'softmax'.
+        fresh_modules (Sequence[str]): Head modules (``'decoders.2'``,
+            ``'input_projs'``, ...) that a checkpoint loaded into the whole
+            model (``load_from``, ``init_cfg``, ``init_model``) may lack;
+            they keep their initialisation and the load says so. The class
+            tensors (``q``, ``class_embed``) always may. Any other missing,
+            extra or differently shaped head weight is a ``ValueError``
+            naming the modules (:func:`check_loaded_head`). Default: ().
         loss_decode (dict): Config of the loss. Default: ``ATMLoss``.
         dropout_ratio (float): Dropout of ``BaseDecodeHead``'s classifier,
             which this head does not have. Default: 0.
@@ -107,6 +115,7 @@ class ATMHead(BaseDecodeHead):
                  fast_inference: bool = False,
                  fast_inference_scale: int = 4,
                  cross_attn: str = 'softmax',
+                 fresh_modules: Sequence[str] = (),
                  loss_decode: dict = dict(type='ATMLoss'),
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
@@ -183,6 +192,8 @@ class ATMHead(BaseDecodeHead):
                 cross_attn=cross_attn) for _ in deep_first)
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
+        self.fresh_modules = check_fresh_modules(self, fresh_modules)
+        self.register_load_state_dict_pre_hook(check_loaded_head)
 
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) linear layers, unit LayerNorms."""

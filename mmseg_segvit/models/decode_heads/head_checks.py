@@ -20,16 +20,35 @@ failing later inside MMSegmentation or torch:
 ``(tokens, (H, W))`` pair or MMSeg's ``[map, cls_token]`` pair (a
 ``VisionTransformer`` with ``output_cls_token=True``, as in MMSeg's DPT
 configs), whose class token ATM does not use.
+
+:func:`check_loaded_head` (a load-state pre-hook of ATMHead) refuses a
+checkpoint that would leave head weights other than the class tensors (and
+the modules listed in ``fresh_modules``) at their random initialisation.
 """
+import re
 from typing import Optional, Sequence, Tuple
 
 import torch.nn as nn
+from mmengine.logging import print_log
 from torch import Tensor
+
+from ..load_checks import compare_keys, modules_of
 
 __all__ = [
     'check_inherited_args', 'check_loss', 'num_supervised_outputs',
-    'stage_tokens'
+    'stage_tokens', 'CLASS_MODULES', 'check_fresh_modules',
+    'check_loaded_head'
 ]
+
+#: The head's modules whose shapes depend on the class count.
+CLASS_MODULES = ('q', 'class_embed')
+# Head keys of the official SegViT checkpoints (mmseg 0.24 layout).
+_OFFICIAL_HEAD_KEY = re.compile(
+    r'(?:input_proj|proj_norm|decoder)_\d+\.|atm\.|loss_decode\.criterion\.')
+_CONVERT = ('convert the file first with `python tools/'
+            'convert_official_segvit.py SRC DST` (or `python -m '
+            'mmseg_segvit.tools.convert_official_segvit SRC DST`) and load '
+            'DST')
 
 Grid = Tuple[int, int]
 
@@ -208,3 +227,90 @@ def stage_tokens(x: object, idx: int,
             'decode_head.in_channels to the backbone output '
             'channels')
     return tokens, grid
+
+
+def _in_modules(key: str, modules: Sequence[str]) -> bool:
+    return any(key == m or key.startswith(m + '.') for m in modules)
+
+
+def check_fresh_modules(head: nn.Module,
+                        names: Sequence[str]) -> Tuple[str, ...]:
+    """Check ``fresh_modules`` against the modules the head has.
+
+    Raises:
+        ValueError: A name that is no module of the head.
+    """
+    if isinstance(names, str):
+        names = [names]
+    names = tuple(names)
+    keys = list(head.state_dict(keep_vars=True))
+    unknown = [n for n in names if not any(_in_modules(k, [n]) for k in keys)]
+    if unknown:
+        raise ValueError(
+            f'decode_head.fresh_modules names {unknown}, which the head does '
+            f'not have; its modules are {modules_of(keys)}')
+    return names
+
+
+def check_loaded_head(head: nn.Module, state_dict: dict, prefix: str,
+                      *args) -> None:
+    """Load-state pre-hook of ATMHead: refuse a partial load of the head.
+
+    Missing class tensors (``q``, ``class_embed``: a checkpoint of
+    ``drop_class_weights``) and the modules of ``head.fresh_modules`` keep
+    their initialisation, which is logged; any other missing, unexpected
+    or differently shaped head weight is a ``ValueError`` that names the
+    modules and says what to do. Loading the head on its own (empty
+    ``prefix``) is not checked.
+    """
+    if not prefix:
+        return
+    fresh = CLASS_MODULES + tuple(getattr(head, 'fresh_modules', ()))
+    report = compare_keys(head.state_dict(keep_vars=True), state_dict, prefix)
+    missing = [k for k in report.missing if not _in_modules(k, fresh)]
+    name = prefix[:-1]
+    if any(_OFFICIAL_HEAD_KEY.match(k) for k in report.unexpected):
+        raise ValueError(
+            f'the checkpoint\'s {name} weights are in the layout of the '
+            'official SegViT checkpoints (mmseg 0.24: input_proj_1, '
+            f'decoder_1, ...), which {name} does not read (loading it would '
+            f'leave {modules_of(missing)} at random initialisation): '
+            f'{_CONVERT}')
+    if missing and not report.present:
+        raise ValueError(
+            f'the checkpoint has no weights for {name} (ATMHead): loading it '
+            f'would leave {modules_of(missing)} at random initialisation. '
+            'If the file holds backbone weights, load it with '
+            'model.pretrained or backbone.init_cfg; to train these head '
+            'modules from scratch on purpose, list them in '
+            f'{name}.fresh_modules')
+    problems = []
+    if missing:
+        problems.append(
+            f'lacks {len(missing)} weight(s) of {modules_of(missing)} (e.g. '
+            f'{prefix}{missing[0]}), which would keep their random '
+            'initialisation')
+    if report.unexpected:
+        problems.append(
+            f'has {len(report.unexpected)} weight(s) the head does not '
+            f'have, of {modules_of(report.unexpected)} (e.g. '
+            f'{prefix}{report.unexpected[0]})')
+    if report.mismatched:
+        problems.append('has weights of other shapes: ' +
+                        '; '.join(report.mismatched[:3]))
+    if problems:
+        hint = (f'the checkpoint was trained with another {name} '
+                '(embed_dims, use_stages, num_layers, use_proj, in_channels);'
+                ' use a checkpoint of this configuration')
+        if missing and not report.unexpected and not report.mismatched:
+            hint = ('to train them from scratch on purpose, list them in '
+                    f'{name}.fresh_modules')
+        raise ValueError('the checkpoint ' + ' and '.join(problems) +
+                         f': {hint}')
+    fresh_missing = [k for k in report.missing if k not in missing]
+    if fresh_missing:
+        print_log(
+            f'{name}: {", ".join(modules_of(fresh_missing))} not in the '
+            'checkpoint: they start from their initialisation',
+            logger='current',
+            level=30)
