@@ -284,16 +284,12 @@ def save_atm_pictures(model: torch.nn.Module,
 
 
 def _dataset_meta(cfg) -> Optional[dict]:
-    """Classes and palette of the config's test dataset class."""
-    from mmseg.registry import DATASETS
-    try:
-        dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
-    except (AttributeError, KeyError):
+    """Classes and palette of the config's test dataset."""
+    from mmseg_segvit.checkpoints import config_dataset_meta
+    meta = config_dataset_meta(cfg)
+    if meta is None or meta['palette'] is None:
         return None
-    meta = getattr(dataset_cls, 'METAINFO', None)
-    if not meta or 'classes' not in meta or 'palette' not in meta:
-        return None
-    return dict(classes=meta['classes'], palette=meta['palette'])
+    return meta
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
