@@ -141,6 +141,10 @@ def test_atm_loss_dec_layers_must_match_the_outputs(head, outputs):
     (dict(input_transform='resize_concat'),
      r"input_transform='resize_concat'.*remove"),
     (dict(num_classes=0), r'num_classes must be an int >= 1, got 0'),
+    (dict(ignore_index=None), r'ignore_index=None.*ignore_index=255'),
+    (dict(dropout=1.5), r'decode_head\.dropout must be in \[0, 1\)'),
+    (dict(ffn_ratio=0), r'decode_head\.ffn_ratio must be > 0'),
+    (dict(num_layers=0), r'decode_head\.num_layers must be an int >= 1'),
 ])
 def test_other_inherited_settings_are_refused_at_build(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -15,7 +15,7 @@ from ..layers import (ATMDecoder, combine_resized_masks, combined_labels,
                       resized_labels)
 from ..losses import label_accuracy
 from .head_checks import (check_fresh_modules, check_inherited_args,
-                          check_loaded_head, check_loss,
+                          check_loaded_head, check_loss, check_own_args,
                           num_supervised_outputs, stage_tokens)
 
 __all__ = ['ATMHead']
@@ -151,6 +151,7 @@ class ATMHead(BaseDecodeHead):
         if not use_proj and any(c != embed_dims for c in in_channels):
             raise ValueError(f'use_proj=False needs inputs with embed_dims '
                              f'({embed_dims}) channels, got {in_channels}')
+        check_own_args(num_layers, dropout, ffn_ratio)
         kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
             in_channels,

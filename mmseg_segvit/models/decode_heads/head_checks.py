@@ -35,7 +35,7 @@ from torch import Tensor
 from ..load_checks import compare_keys, modules_of
 
 __all__ = [
-    'check_inherited_args', 'check_loss', 'num_supervised_outputs',
+    'check_inherited_args', 'check_own_args', 'check_loss', 'num_supervised_outputs',
     'stage_tokens', 'CLASS_MODULES', 'check_fresh_modules',
     'check_loaded_head'
 ]
@@ -95,6 +95,12 @@ def check_inherited_args(num_classes: int, kwargs: dict) -> dict:
             'ATMHead does not sample pixels (ATMLoss takes every labelled '
             'pixel, or num_points points per mask); remove '
             'decode_head.sampler')
+    ignore_index = kwargs.get('ignore_index', 255)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise ValueError(
+            f'decode_head.ignore_index={ignore_index!r}: ATMHead needs the '
+            'int label of unlabelled pixels (MMSeg pads labels with '
+            'seg_pad_val=255); set decode_head.ignore_index=255')
     transform = kwargs.pop('input_transform', 'multiple_select')
     if transform != 'multiple_select':
         raise ValueError(
@@ -108,6 +114,26 @@ def check_inherited_args(num_classes: int, kwargs: dict) -> dict:
         # prediction is that class (label 0), as argmax would give.
         kwargs['threshold'] = 1.0
     return kwargs
+
+
+def check_own_args(num_layers: int, dropout: float, ffn_ratio: int) -> None:
+    """Refuse decoder settings torch would refuse without naming them, or
+    accept and silently degenerate (an FFN of width 0).
+
+    Raises:
+        ValueError: Naming ``decode_head.num_layers``, ``dropout`` or
+            ``ffn_ratio``.
+    """
+    if isinstance(num_layers, bool) or not isinstance(num_layers,
+                                                      int) or num_layers < 1:
+        raise ValueError(f'decode_head.num_layers must be an int >= 1, got '
+                         f'{num_layers!r}')
+    if not 0 <= dropout < 1:
+        raise ValueError(f'decode_head.dropout must be in [0, 1), got '
+                         f'{dropout}')
+    if not ffn_ratio > 0:
+        raise ValueError(f'decode_head.ffn_ratio must be > 0, got '
+                         f'{ffn_ratio}')
 
 
 def num_supervised_outputs(use_stages: int, num_layers: int,
