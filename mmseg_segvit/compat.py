@@ -215,7 +215,8 @@ def mmengine_checkpoint_types() -> List[object]:
     dtype_classes = {type(np.dtype(t)) for t in numeric}
     return [
         HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
-        (_empty_bytes, 'builtins.bytes'), *numpy_functions, np.ndarray, np.dtype,
+        (_empty_bytes, 'builtins.bytes'), *numpy_functions, np.ndarray,
+        np.dtype,
         *sorted(dtype_classes, key=lambda c: c.__name__)
     ]
 

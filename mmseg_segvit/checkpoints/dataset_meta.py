@@ -122,7 +122,8 @@ def converted_dataset_meta(official_meta: Mapping, cfg,
     palette = fitting_palette(official_meta.get('PALETTE'), num_classes)
     palette_source = 'the official file'
     if palette is None and config_fits and from_config['palette']:
-        palette, palette_source = from_config['palette'], "the config's dataset"
+        palette = from_config['palette']
+        palette_source = "the config's dataset"
     if palette is None:
         palette, palette_source = generated_palette(num_classes), 'generated'
     note = (f'dataset_meta: {num_classes} class names from {source}, '

@@ -206,7 +206,8 @@ def run_tool(name: str, args: Sequence[str]) -> None:
     check = _TOOL_CHECKS.get(stem)
     if check is not None:
         check(script, args)
-    guard = _NoNaNResults() if stem == 'benchmark' else contextlib.nullcontext()
+    guard = (_NoNaNResults()
+             if stem == 'benchmark' else contextlib.nullcontext())
     saved = sys.argv
     sys.argv = [script, *args]
     try:

@@ -10,8 +10,10 @@ failing later inside MMSegmentation or torch:
   binary mode (one sigmoid channel, a threshold). ATMHead scores every
   class with its own query and predicts the argmax, so binary segmentation
   is ``num_classes=2``.
-* ``sampler`` (OHEM pixel sampling of a pixel loss) and an
-  ``input_transform`` other than ``'multiple_select'``.
+* ``sampler`` (OHEM pixel sampling of a pixel loss), an
+  ``input_transform`` other than ``'multiple_select'`` and
+  ``ignore_index=None``; and the head's own ``num_layers < 1``,
+  ``dropout`` outside [0, 1) and ``ffn_ratio <= 0`` (:func:`check_own_args`).
 * a ``loss_decode`` that is not :class:`ATMLoss` (the outputs are
   per-query class logits and masks, which pixel losses cannot take), or an
   ``ATMLoss`` built for another class count or number of outputs.
@@ -35,9 +37,9 @@ from torch import Tensor
 from ..load_checks import compare_keys, modules_of
 
 __all__ = [
-    'check_inherited_args', 'check_own_args', 'check_loss', 'num_supervised_outputs',
-    'stage_tokens', 'CLASS_MODULES', 'check_fresh_modules',
-    'check_loaded_head'
+    'check_inherited_args', 'check_own_args', 'check_loss',
+    'num_supervised_outputs', 'stage_tokens', 'CLASS_MODULES',
+    'check_fresh_modules', 'check_loaded_head'
 ]
 
 #: The head's modules whose shapes depend on the class count.
