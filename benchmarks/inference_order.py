@@ -72,6 +72,9 @@ def main() -> None:
             images += len(samples)
             if args.limit and images >= args.limit:
                 break
+    if not images:
+        raise SystemExit('error: the config\'s test_dataloader gave no '
+                         'image: nothing to compare')
     print(f'{images} images, {total} pixels, fast_inference_scale '
           f'{head.fast_inference_scale}')
     print(f'argmax agreement fast vs faithful: {100 * agree / total:.3f}%')

@@ -27,8 +27,9 @@ import types
 from typing import Callable, List
 
 __all__ = [
-    'MMCV_MIN', 'MMCV_MAX', 'check_mmcv', 'has_compiled_ops',
-    'install_lite_ops', 'allow_mmengine_checkpoint_types', 'apply'
+    'MMCV_MIN', 'MMCV_MAX', 'NUMPY_MULTIARRAY_MODULES', 'check_mmcv',
+    'has_compiled_ops', 'install_lite_ops', 'mmengine_checkpoint_types',
+    'allow_mmengine_checkpoint_types', 'apply'
 ]
 
 # The range ``mmseg/__init__.py`` (1.2.x) asserts at import.
@@ -157,27 +158,65 @@ def _history_buffer_getattr(obj: object, name: str) -> object:
         'with weights_only=True: only HistoryBuffer statistics are allowed')
 
 
+#: Where numpy's pickles name the functions that rebuild arrays and
+#: scalars: numpy 1.x writes ``numpy.core.multiarray``, numpy 2.x
+#: ``numpy._core.multiarray``. A checkpoint saved under either must load
+#: under either (compiled mmcv 2.1 wheels pin numpy 1.x on GPU machines).
+NUMPY_MULTIARRAY_MODULES = ('numpy.core.multiarray', 'numpy._core.multiarray')
+
+
+def _numpy_multiarray():
+    """numpy's multiarray module, without numpy 2's deprecation warning."""
+    import numpy as np
+    if np.lib.NumpyVersion(np.__version__) >= '2.0.0':
+        from numpy._core import multiarray
+    else:
+        from numpy.core import multiarray
+    return multiarray
+
+
+def _empty_bytes(*args: object) -> bytes:
+    """The one ``bytes`` call a protocol-2 pickle makes: ``bytes()``.
+
+    ``torch.save`` (pickle protocol 2) writes non-empty bytes through
+    ``_codecs.encode``, which ``weights_only`` allows, but empty bytes as
+    the call ``bytes()``. numpy arrays with no elements hold such empty
+    bytes, for example a ``HistoryBuffer`` of a message hub with nothing
+    logged. Any other call is refused.
+    """
+    if args:
+        raise RuntimeError(
+            'refused to call bytes with arguments while loading a checkpoint '
+            'with weights_only=True: only bytes() is allowed')
+    return b''
+
+
 def mmengine_checkpoint_types() -> List[object]:
     """The non-tensor globals that mmengine 0.10 writes into checkpoints.
 
     ``HistoryBuffer`` (message hub state), the bound statistics methods it
-    holds (through :func:`_history_buffer_getattr`), and numpy scalars and
-    arrays of numeric dtypes (seeds, logged values).
+    holds (through :func:`_history_buffer_getattr`), numpy scalars and
+    arrays of numeric dtypes (seeds, logged values, metrics), and the
+    ``bytes()`` of empty arrays (through :func:`_empty_bytes`). numpy's
+    ``_reconstruct`` and ``scalar`` are allowed under both module names in
+    :data:`NUMPY_MULTIARRAY_MODULES` (each name maps to the installed
+    function; nothing is imported by name while loading).
     """
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
-    try:  # numpy >= 2
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
+    multiarray = _numpy_multiarray()
+    numpy_functions = [(getattr(multiarray, name), f'{module}.{name}')
+                       for module in NUMPY_MULTIARRAY_MODULES
+                       for name in ('_reconstruct', 'scalar')]
     numeric = [
         t for t in set(np.sctypeDict.values())
         if issubclass(t, (np.number, np.bool_))
     ]
     dtype_classes = {type(np.dtype(t)) for t in numeric}
     return [
-        HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'), scalar,
-        _reconstruct, np.ndarray, np.dtype,
+        HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
+        (_empty_bytes, 'builtins.bytes'), *numpy_functions, np.ndarray,
+        np.dtype,
         *sorted(dtype_classes, key=lambda c: c.__name__)
     ]
 

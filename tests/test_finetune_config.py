@@ -58,7 +58,7 @@ def test_config_fits_a_five_class_dataset():
     for loader in (cfg.train_dataloader, cfg.val_dataloader,
                    cfg.test_dataloader):
         dataset = loader.dataset
-        assert dataset.type == 'BaseSegDataset'
+        assert dataset.type == 'CheckedSegDataset'
         assert dataset.reduce_zero_label is False
         assert dataset.metainfo == cfg.metainfo
         load = [t for t in dataset.pipeline if t.type == 'LoadAnnotations']

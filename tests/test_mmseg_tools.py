@@ -135,3 +135,44 @@ def test_benchmark_times_200_images(demo_data_root, demo_checkpoint,
     result = json.load(open(glob.glob(str(tmp_path / 'bench' /
                                           'fps_*.json'))[0]))
     assert result['average_fps'] > 0
+
+
+def _demo_config_on(tmp_path, data_root, split):
+    config = tmp_path / f'demo_{split}.py'
+    config.write_text(
+        f"_base_ = [{DEMO_CONFIG!r}]\n"
+        "test_dataloader = dict(dataset=dict(\n"
+        f"    data_root={data_root!r},\n"
+        f"    data_prefix=dict(img_path='img_dir/{split}',\n"
+        f"                     seg_map_path='ann_dir/{split}')))\n")
+    return str(config)
+
+
+def test_benchmark_on_too_few_images_is_an_error_not_nan(
+        demo_data_root, tmp_path):
+    """The demo's test split has 100 images; benchmark times 6 to 200."""
+    config = _demo_config_on(tmp_path, demo_data_root, 'val')
+    work_dir = tmp_path / 'bench'
+    ckpt = tmp_path / 'any.pth'
+    ckpt.write_bytes(b'')  # never read: the check comes first
+    with pytest.raises(SystemExit) as err:
+        mmseg_tool.main(['benchmark', config, str(ckpt), '--work-dir',
+                         str(work_dir)])
+    message = str(err.value)
+    assert 'test images 6 to 200' in message
+    assert 'has 100 images, so it would report NaN' in message
+    assert not glob.glob(str(work_dir / 'fps_*.json'))
+    with pytest.raises(SystemExit, match='checkpoint .*missing.pth not found'):
+        mmseg_tool.main(['benchmark', config, str(tmp_path / 'missing.pth')])
+
+
+def test_no_nan_result_is_written(tmp_path):
+    import mmengine.fileio as fileio
+    with mmseg_tool._NoNaNResults():
+        with pytest.raises(SystemExit, match='average_fps'):
+            fileio.dump(dict(average_fps=float('nan'), unit='img / s'),
+                        str(tmp_path / 'fps.json'))
+        fileio.dump(dict(average_fps=12.5), str(tmp_path / 'ok.json'))
+    assert not (tmp_path / 'fps.json').exists()
+    assert json.load(open(tmp_path / 'ok.json')) == dict(average_fps=12.5)
+    assert not hasattr(fileio.dump, '__wrapped__')  # restored

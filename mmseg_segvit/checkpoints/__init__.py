@@ -4,6 +4,9 @@ from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES, VIT_KEY,
                               convert_official_state_dict, describe_model,
                               describe_official, is_shrunk_official,
                               rename_official_keys)
+from .dataset_meta import config_dataset_meta, converted_dataset_meta
+from .layout import (OFFICIAL, PACKAGE, require_package_layout,
+                     segvit_layout)
 from .pos_embed import RELEASED_GRIDS, resize_pos_embed, source_grid
 from .safe_load import (UnsafeCheckpointError, get_state_dict,
                         load_weights_file)
@@ -18,5 +21,7 @@ __all__ = [
     'UnsafeCheckpointError', 'get_state_dict', 'load_weights_file', 'VIT_KEY',
     'ViTPretrained', 'checkpoint_layout', 'convert_pretrained_vit',
     'load_pretrained_vit', 'vit2mmseg_converter', 'RELEASED_GRIDS',
-    'resize_pos_embed', 'source_grid'
+    'resize_pos_embed', 'source_grid', 'OFFICIAL', 'PACKAGE',
+    'require_package_layout', 'segvit_layout', 'config_dataset_meta',
+    'converted_dataset_meta'
 ]

@@ -4,6 +4,7 @@ import os.path as osp
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .data_files import DataFilesCheckMixin
 from .shapes_generator import (CLASSES, PALETTE, dataset_is_complete,
                                generate_shapes_dataset)
 
@@ -11,11 +12,12 @@ __all__ = ['SegVitShapesDataset']
 
 
 @DATASETS.register_module()
-class SegVitShapesDataset(BaseSegDataset):
+class SegVitShapesDataset(DataFilesCheckMixin, BaseSegDataset):
     """Procedural scenes of textured shapes in MMSegmentation's layout.
 
     ``img_dir/{train,val}/*.png`` with labels of the same name in
-    ``ann_dir``; label 0 is a real class (sky), 255 is ignored.
+    ``ann_dir``; label 0 is a real class (sky), 255 is ignored. Its folders
+    are checked when it is built (:func:`check_data_files`).
 
     Args:
         generate (bool): Create the dataset under ``data_root`` when the

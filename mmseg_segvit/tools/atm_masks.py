@@ -19,15 +19,17 @@ OUT_DIR:
   final output, ``sum over queries q of p_q(class) * sigmoid(mask_q)``
   (query ``class`` dominates it), which the prediction takes the argmax of.
 
-The masks come from one pass of the head over the whole (test-pipeline
-resized) image, so that every row shows the full picture also for models
-that predict with sliding windows.
+The image is read by the config's test pipeline (as ``inference_model``
+reads it: the config's loader, colour type and resizing), and the pictures
+show it as that loader decoded it. The masks come from one pass of the
+head over the whole (test-pipeline resized) image, so that every row shows
+the full picture also for models that predict with sliding windows.
 """
 import argparse
 import os
 import os.path as osp
 import warnings
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -59,43 +61,38 @@ class AtmOutputs(NamedTuple):
     scores: Tensor
 
 
-def _head_pipeline(cfg) -> list:
-    """The test pipeline for an image array, without annotation loading."""
-    steps = [
-        dict(t) for t in cfg.test_pipeline if t['type'] != 'LoadAnnotations'
-    ]
-    if not steps or 'LoadImage' not in steps[0]['type']:
-        raise ValueError('the config\'s test_pipeline should start with an '
-                         'image loading step')
-    steps[0] = dict(type='LoadImageFromNDArray')
-    return steps
-
-
 @torch.no_grad()
-def atm_outputs(model: torch.nn.Module, image: np.ndarray) -> AtmOutputs:
+def atm_outputs(model: torch.nn.Module,
+                image: Union[str, np.ndarray, dict]) -> AtmOutputs:
     """Run the backbone and ATMHead on one image and keep every output.
 
     Args:
         model (nn.Module): A segmentor whose ``decode_head`` is an
             ``ATMHead`` (as built by ``mmseg.apis.init_model``).
-        image (np.ndarray): BGR image, shape (H, W, 3).
+        image (str | np.ndarray | dict): An image file, read by the
+            config's test pipeline (as ``inference_model`` reads it); a
+            BGR array (given to ``LoadImageFromNDArray``, as
+            ``inference_model`` does); or the ``data`` that
+            :func:`mmseg_segvit.utils.load_for_test` returned.
 
     Returns:
-        AtmOutputs: Class probabilities, masks and scores of the image.
+        AtmOutputs: Class probabilities, masks and scores of the image, at
+        the size of the image as the pipeline loaded it.
     """
-    from mmengine.dataset import Compose
+    from mmseg_segvit.utils import load_for_test
 
     head = model.decode_head
     if not hasattr(head, 'semantic_inference'):
         raise TypeError(f'the model\'s decode head is a '
                         f'{type(head).__name__}, not an ATMHead: it has no '
                         'attention-to-mask outputs to draw')
-    data = Compose(_head_pipeline(model.cfg))(dict(img=image))
-    data = model.data_preprocessor(
-        dict(inputs=[data['inputs']], data_samples=[data['data_samples']]),
-        False)
+    if isinstance(image, dict) and 'inputs' in image:
+        data = image
+    else:
+        data, _ = load_for_test(model.cfg, image)
+    size = tuple(data['data_samples'][0].ori_shape[:2])
+    data = model.data_preprocessor(data, False)
     cls_logits, mask_logits = head(model.extract_feat(data['inputs']))
-    size = image.shape[:2]
     masks = F.interpolate(
         mask_logits[:, 0].float(),
         size=size,
@@ -238,6 +235,10 @@ def save_atm_pictures(model: torch.nn.Module,
                       opacity: float = 0.5) -> Tuple[str, str]:
     """Write ``{name}_pred.png`` and ``{name}_atm_masks.png`` for an image.
 
+    The image is read by the config's test pipeline (its loader, colour
+    type and resizing, as ``inference_model`` reads it); both pictures show
+    it as the loader decoded it (a grayscale model's image in gray).
+
     Args:
         model (nn.Module): From ``mmseg.apis.init_model``, with
             ``dataset_meta`` (classes and palette).
@@ -250,16 +251,21 @@ def save_atm_pictures(model: torch.nn.Module,
         tuple[str, str]: Paths of the prediction and the mask grid.
     """
     import mmcv
-    from mmseg.apis import inference_model, show_result_pyplot
+    from mmseg.apis import show_result_pyplot
+
+    from mmseg_segvit.utils import displayable, load_for_test
 
     os.makedirs(out_dir, exist_ok=True)
     name = osp.splitext(osp.basename(image_path))[0]
-    image = mmcv.imread(image_path)  # BGR
-    result = inference_model(model, image)
+    # the config's test pipeline reads the file, as inference_model does
+    data, loaded = load_for_test(model.cfg, image_path)
+    shown = displayable(loaded)  # RGB, what the model saw
+    with torch.no_grad():
+        result = model.test_step(data)[0]
     pred_file = osp.join(out_dir, f'{name}_pred.png')
     show_result_pyplot(
         model,
-        image[..., ::-1].copy(),
+        shown,
         result,
         opacity=opacity,
         draw_gt=False,
@@ -267,11 +273,11 @@ def save_atm_pictures(model: torch.nn.Module,
         with_labels=True,
         out_file=pred_file)
     pred = result.pred_sem_seg.data[0].cpu().numpy()
-    outputs = atm_outputs(model, image)
+    outputs = atm_outputs(model, data)
     classes = rank_classes(pred, outputs.cls_prob[-1], topk)
     meta = model.dataset_meta
     grid = draw_mask_grid(
-        image[..., ::-1],
+        shown,
         outputs,
         classes,
         meta['classes'],
@@ -284,16 +290,12 @@ def save_atm_pictures(model: torch.nn.Module,
 
 
 def _dataset_meta(cfg) -> Optional[dict]:
-    """Classes and palette of the config's test dataset class."""
-    from mmseg.registry import DATASETS
-    try:
-        dataset_cls = DATASETS.get(cfg.test_dataloader.dataset.type)
-    except (AttributeError, KeyError):
+    """Classes and palette of the config's test dataset."""
+    from mmseg_segvit.checkpoints import config_dataset_meta
+    meta = config_dataset_meta(cfg)
+    if meta is None or meta['palette'] is None:
         return None
-    meta = getattr(dataset_cls, 'METAINFO', None)
-    if not meta or 'classes' not in meta or 'palette' not in meta:
-        return None
-    return dict(classes=meta['classes'], palette=meta['palette'])
+    return meta
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

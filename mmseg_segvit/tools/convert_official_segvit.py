@@ -7,7 +7,9 @@ SRC is one of the official ``.pth`` files (mmseg 0.24 layout). Without
 ``--config`` the matching config of ``configs/segvit`` is found from the
 checkpoint's backbone, class count and crop size. The model of the config is
 built and DST is written only if the converted weights fill it exactly
-(``load_state_dict(strict=True)``).
+(``load_state_dict(strict=True)``). DST's ``meta['dataset_meta']`` holds
+the class names and palette (the official ``CLASSES`` / ``PALETTE``, else
+the config's dataset's), which ``init_model`` and ``MMSegInferencer`` use.
 """
 import argparse
 import copy
@@ -21,10 +23,11 @@ import torch.nn as nn
 from mmengine.config import Config
 from torch.overrides import TorchFunctionMode
 
-from mmseg_segvit.checkpoints import (ConversionError, ViTInfo,
+from mmseg_segvit.checkpoints import (PACKAGE, ConversionError, ViTInfo,
                                       convert_official_state_dict,
+                                      converted_dataset_meta,
                                       describe_official, get_state_dict,
-                                      load_weights_file)
+                                      load_weights_file, segvit_layout)
 
 __all__ = [
     'CONFIG_DIR', 'config_signature', 'find_config', 'build_model',
@@ -147,10 +150,20 @@ def convert_file(
     a released grid.
 
     Returns:
-        dict: ``config`` used, ``notes`` (dropped/resized keys) and
-        ``num_tensors`` written.
+        dict: ``config`` used, ``notes`` (dropped/resized keys, where the
+        class names came from) and ``num_tensors`` written.
+
+    Raises:
+        ConversionError: A file already in this package's layout, or one
+            that does not fit the config (the message names the keys).
     """
-    state_dict = get_state_dict(load_weights_file(src), src)
+    checkpoint = load_weights_file(src)
+    state_dict = get_state_dict(checkpoint, src)
+    if segvit_layout(state_dict) == PACKAGE:
+        raise ConversionError(
+            f'{src} is already in the layout of mmseg_segvit (decode_head.'
+            'decoders.*): it needs no conversion; load it as it is '
+            '(load_from, --checkpoint, init_model)')
     if config is None:
         config = find_config(describe_official(state_dict))
     model = build_model(config)
@@ -167,6 +180,12 @@ def convert_file(
         converted_from=osp.basename(src),
         config=osp.basename(config),
         backbone_only=backbone_only)
+    if not backbone_only:
+        official_meta = checkpoint.get('meta')
+        meta['dataset_meta'], note = converted_dataset_meta(
+            official_meta if isinstance(official_meta, dict) else {},
+            _load_config(config), model.decode_head.num_classes)
+        notes.append(note)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(dict(state_dict=converted, meta=meta), dst)
     return dict(config=config, notes=notes, num_tensors=len(converted))

@@ -25,12 +25,21 @@ process and only for the tool concerned:
   refuses ("Layout of the output array img is incompatible with cv::Mat").
   The image is made contiguous before drawing.
 
+And one silent failure is refused: ``benchmark`` times test images 6 to
+200 and, with fewer test images, writes ``"average_fps": NaN`` and exits
+0. This command stops first with an error that says how many images the
+config's test split has and how many are needed, and never writes a NaN
+result.
+
 ``TOOL`` is a script name (``get_flops``) or, where several scripts share
 a name, its folder and name (``misc:browse_dataset``), as in ``mim run``.
 """
+import contextlib
+import functools
+import math
 import os
 import os.path as osp
-import functools
+import re
 import runpy
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
@@ -111,10 +120,78 @@ def _fix_browse_dataset() -> None:
     SegLocalVisualizer._draw_sem_seg = draw_sem_seg
 
 
+def _benchmark_images(script: str) -> int:
+    """How many test images ``benchmark`` times (its ``total_iters``)."""
+    with open(script) as f:
+        found = re.search(r'^\s*total_iters\s*=\s*(\d+)', f.read(), re.M)
+    return int(found[1]) if found else 200
+
+
+def _check_benchmark(script: str, args: Sequence[str]) -> None:
+    """Refuse a benchmark that would time no image.
+
+    MMSeg's ``benchmark`` times test images ``num_warmup + 1`` to
+    ``total_iters`` (6 to 200) and reports their mean; with fewer test
+    images it writes ``"average_fps": NaN`` and exits 0.
+    """
+    positional = [a for a in args if not a.startswith('-')]
+    if not positional or not osp.isfile(positional[0]):
+        return  # the tool's own argument parsing says what is missing
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    config = positional[0]
+    if len(positional) > 1 and not osp.isfile(positional[1]):
+        # the tool would silently time randomly initialised weights
+        raise SystemExit(f'error: checkpoint {positional[1]} not found')
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    needed = _benchmark_images(script)
+    count = len(DATASETS.build(cfg.test_dataloader.dataset))
+    if count < needed:
+        raise SystemExit(
+            f"error: MMSeg's benchmark times test images 6 to {needed} "
+            f'(batch 1) and reports their mean, but the test_dataloader of '
+            f'{config} has {count} images, so it would report NaN. Point '
+            'test_dataloader.dataset of the config at a split with at '
+            f'least {needed} images (e.g. the training images).')
+
+
+class _NoNaNResults:
+    """While ``benchmark`` runs, refuse to write a result that is NaN."""
+
+    def __enter__(self):
+        import mmengine.fileio as fileio
+        self._fileio, self._dump = fileio, fileio.dump
+        original = self._dump
+
+        @functools.wraps(original)
+        def dump(obj, *args, **kwargs):
+            bad = [
+                k for k, v in (obj.items() if isinstance(obj, dict) else ())
+                if isinstance(v, float) and math.isnan(v)
+            ]
+            if bad:
+                raise SystemExit(
+                    f'error: the tool measured nothing for {", ".join(bad)} '
+                    '(NaN); not writing it as a result')
+            return original(obj, *args, **kwargs)
+
+        fileio.dump = dump
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fileio.dump = self._dump
+
+
 # Work-arounds for bugs of the installed MMSeg tools, by script name.
 _TOOL_FIXES: Dict[str, Callable[[], None]] = {
     'get_flops': _fix_get_flops,
     'browse_dataset': _fix_browse_dataset,
+}
+# Checks of a tool's arguments before it runs, by script name.
+_TOOL_CHECKS: Dict[str, Callable[[str, Sequence[str]], None]] = {
+    'benchmark': _check_benchmark,
 }
 
 
@@ -122,13 +199,20 @@ def run_tool(name: str, args: Sequence[str]) -> None:
     """Run MMSeg's tool ``name`` with ``args`` as its command line."""
     import mmseg_segvit  # noqa: F401  (compat before the tool's imports)
     script = find_tool(name)
-    fix = _TOOL_FIXES.get(osp.splitext(osp.basename(script))[0])
+    stem = osp.splitext(osp.basename(script))[0]
+    fix = _TOOL_FIXES.get(stem)
     if fix is not None:
         fix()
+    check = _TOOL_CHECKS.get(stem)
+    if check is not None:
+        check(script, args)
+    guard = (_NoNaNResults()
+             if stem == 'benchmark' else contextlib.nullcontext())
     saved = sys.argv
     sys.argv = [script, *args]
     try:
-        runpy.run_path(script, run_name='__main__')
+        with guard:
+            runpy.run_path(script, run_name='__main__')
     finally:
         sys.argv = saved
 

@@ -54,7 +54,10 @@ test_pipeline = [
 ]
 dataset = dict(
     _delete_=True,
-    type='BaseSegDataset',  # any folder of images + label PNGs
+    # any folder of images + label PNGs (mmseg's BaseSegDataset); checks
+    # its folders when built: images with another suffix than img_suffix
+    # (or labels without seg_map_suffix) stop before training, saying so
+    type='CheckedSegDataset',
     metainfo=metainfo,
     data_root=data_root,
     img_suffix='.jpg',

@@ -1,4 +1,5 @@
 """ShrunkViT: SegViT's Shrunk backbone (plain ViT + QD + QU)."""
+import inspect
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -7,11 +8,48 @@ from torch import Tensor, nn
 
 from ..layers import QDEncoderLayer, QueryUpsample
 from ..layers.vit_layer import build_vit_layers
+from ..load_checks import compare_keys, modules_of
 from .fused_vit import FusedVisionTransformer
 
 __all__ = ['ShrunkViT']
 
 Grid = Tuple[int, int]
+
+
+def check_loaded_qu(backbone: 'ShrunkViT', state_dict: dict, prefix: str,
+                    *args) -> None:
+    """Load-state pre-hook: refuse a whole-model checkpoint without QU.
+
+    A checkpoint loaded into the segmentor (``load_from``, ``init_cfg``,
+    ``init_model``; prefix ``backbone.``) must carry the query up-sampling
+    weights (``qu.*``) with their shapes, else QU would keep its random
+    initialisation. ViT weights loaded into the backbone itself
+    (``pretrained``, empty prefix) are not checked: ShrunkViT initialises
+    QU after them.
+    """
+    if not prefix:
+        return
+    expected = {f'qu.{k}': v for k, v in backbone.qu.state_dict(
+        keep_vars=True).items()}
+    report = compare_keys(expected, state_dict, prefix, under='qu.')
+    if report.missing or report.unexpected or report.mismatched:
+        what = []
+        if report.missing:
+            what.append(f'lacks {len(report.missing)} weight(s) of '
+                        f'{modules_of(k[3:] for k in report.missing)}')
+        if report.unexpected:
+            what.append(f'has {len(report.unexpected)} QU weight(s) the '
+                        'model does not have')
+        if report.mismatched:
+            what.append('has QU weights of other shapes: ' +
+                        '; '.join(report.mismatched[:3]))
+        raise ValueError(
+            'the checkpoint ' + ' and '.join(what) + f' for {prefix}qu '
+            '(the query up-sampling of the Shrunk model), which would keep '
+            'random weights. Convert official Shrunk checkpoints with '
+            'tools/convert_official_segvit.py; to start QU from scratch on '
+            'top of ViT weights, give them as model.pretrained (or '
+            'backbone.init_cfg) instead of load_from')
 
 
 @MODELS.register_module()
@@ -52,7 +90,8 @@ class ShrunkViT(FusedVisionTransformer):
             in increasing order (high resolution first). Default: (7, 23).
         qu_cfg (dict, optional): Arguments of :class:`QueryUpsample`
             (``embed_dims``, ``num_heads``, ``num_layers``, ``ffn_ratio``,
-            ``dropout``, ``query_grid``, ``interpolate_mode``). By default
+            ``dropout``, ``query_grid``, ``interpolate_mode``, ``use_proj``;
+            any other key is a ``ValueError`` at build time). By default
             ``embed_dims`` is half the ViT width, ``num_heads`` the ViT's,
             and ``query_grid`` the patch grid of ``img_size``.
         return_levels (bool): Also return the levels QU reads, as
@@ -100,6 +139,14 @@ class ShrunkViT(FusedVisionTransformer):
         embed_dims = self._vit_args['embed_dims']
 
         qu_cfg = dict(qu_cfg or {})
+        allowed = set(inspect.signature(QueryUpsample.__init__).parameters)
+        allowed -= {'self', 'in_channels', 'num_levels'}
+        unknown = sorted(set(qu_cfg) - allowed)
+        if unknown:
+            raise ValueError(
+                f'ShrunkViT qu_cfg has keys QueryUpsample does not take: '
+                f'{unknown} (in_channels and num_levels follow the ViT width '
+                f'and out_indices); it takes {sorted(allowed)}')
         qu_cfg.setdefault('embed_dims', embed_dims // 2)
         qu_cfg.setdefault('num_heads', self._vit_args['num_heads'])
         qu_cfg.setdefault('query_grid', (self.img_size[0] // self.patch_size,
@@ -108,6 +155,7 @@ class ShrunkViT(FusedVisionTransformer):
         self.qu = QueryUpsample(
             in_channels=embed_dims, num_levels=len(out_indices), **qu_cfg)
         self._freeze()
+        self.register_load_state_dict_pre_hook(check_loaded_qu)
 
     def _build_layers(self, fused_attn: Optional[bool]) -> nn.ModuleList:
         """The plain ViT's layers with :class:`QDEncoderLayer` at

@@ -13,6 +13,9 @@ from torch import Tensor
 from ..layers import ATMDecoder
 from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
+from .head_checks import (check_fresh_modules, check_inherited_args,
+                          check_loaded_head, check_loss, check_own_args,
+                          num_supervised_outputs, stage_tokens)
 
 __all__ = ['ATMHead']
 
@@ -73,12 +76,25 @@ class ATMHead(BaseDecodeHead):
             cross-attention, :class:`KMeansCrossAttention`). k-means needs
             the mask of every layer supervised (``mask_mode='per_layer'`` or
             ``num_layers=1``). Default: 'softmax'.
+        fresh_modules (Sequence[str]): Head modules (``'decoders.2'``,
+            ``'input_projs'``, ...) that a checkpoint loaded into the whole
+            model (``load_from``, ``init_cfg``, ``init_model``) may lack;
+            they keep their initialisation and the load says so. The class
+            tensors (``q``, ``class_embed``) always may. Any other missing,
+            extra or differently shaped head weight is a ``ValueError``
+            naming the modules (:func:`check_loaded_head`). Default: ().
         loss_decode (dict): Config of the loss. Default: ``ATMLoss``.
         dropout_ratio (float): Dropout of ``BaseDecodeHead``'s classifier,
             which this head does not have. Default: 0.
         init_cfg (dict, optional): Unused; see :meth:`init_weights`.
         **kwargs: Other arguments of ``BaseDecodeHead`` (``ignore_index``,
-            ``align_corners``, ...).
+            ``align_corners``, ...). Those ATMHead cannot honour raise a
+            ``ValueError`` naming them when the head is built:
+            ``out_channels`` other than ``num_classes``, ``threshold``
+            (binary segmentation is ``num_classes=2``), ``sampler``, an
+            ``input_transform`` other than ``'multiple_select'``; so does a
+            ``loss_decode`` that is not ``ATMLoss`` or disagrees with the
+            head (:mod:`.head_checks`).
     """
 
     def __init__(self,
@@ -98,6 +114,7 @@ class ATMHead(BaseDecodeHead):
                  fast_inference: bool = False,
                  fast_inference_scale: int = 4,
                  cross_attn: str = 'softmax',
+                 fresh_modules: Sequence[str] = (),
                  loss_decode: dict = dict(type='ATMLoss'),
                  dropout_ratio: float = 0.0,
                  init_cfg: Optional[dict] = None,
@@ -133,11 +150,8 @@ class ATMHead(BaseDecodeHead):
         if not use_proj and any(c != embed_dims for c in in_channels):
             raise ValueError(f'use_proj=False needs inputs with embed_dims '
                              f'({embed_dims}) channels, got {in_channels}')
-        if num_classes == 1:
-            # One output channel is binary segmentation to MMSegmentation
-            # (sigmoid > threshold gives label 1); with one class the
-            # prediction is that class (label 0), as argmax would give.
-            kwargs.setdefault('threshold', 1.0)
+        check_own_args(num_layers, dropout, ffn_ratio)
+        kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
             in_channels,
             embed_dims if channels is None else channels,
@@ -149,9 +163,8 @@ class ATMHead(BaseDecodeHead):
             init_cfg=init_cfg,
             **kwargs)
         del self.conv_seg  # masks and class logits replace the classifier
-        if isinstance(self.loss_decode, nn.ModuleList):
-            raise TypeError('ATMHead takes one loss config (ATMLoss), not a '
-                            'list')
+        check_loss(self.loss_decode, num_classes,
+                   num_supervised_outputs(use_stages, num_layers, mask_mode))
         self.embed_dims = embed_dims
         self.use_stages = use_stages
         self.mask_mode = mask_mode
@@ -179,6 +192,8 @@ class ATMHead(BaseDecodeHead):
                 cross_attn=cross_attn) for _ in deep_first)
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
+        self.fresh_modules = check_fresh_modules(self, fresh_modules)
+        self.register_load_state_dict_pre_hook(check_loaded_head)
 
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) linear layers, unit LayerNorms."""
@@ -215,8 +230,10 @@ class ATMHead(BaseDecodeHead):
     def _to_tokens(self, inputs: Sequence) -> List[Tuple[Tensor, Grid]]:
         """Bring each selected input to tokens with its grid, deepest first.
 
-        An input is a (B, C, H, W) map or a pair ``(tokens, (H, W))`` with
-        tokens of shape (B, H * W, C).
+        An input is a (B, C, H, W) map, a pair ``(tokens, (H, W))`` with
+        tokens of shape (B, H * W, C), or the ``[map, cls_token]`` pair of
+        a backbone with ``output_cls_token=True`` (the class token is not
+        used); see :func:`stage_tokens`.
         """
         if any(not -len(inputs) <= i < len(inputs) for i in self.in_index):
             raise ValueError(
@@ -225,32 +242,10 @@ class ATMHead(BaseDecodeHead):
                 f'{len(inputs)}: lower use_stages / in_index or add '
                 'out_indices to the backbone')
         selected = self._transform_inputs(inputs)
-        out = []
-        for idx, x, channels in zip(self.in_index, selected,
-                                    self.in_channels):
-            if isinstance(x, (tuple, list)):
-                tokens, grid = x
-                grid = (int(grid[0]), int(grid[1]))
-                if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
-                    raise ValueError(
-                        f'ATMHead input {idx}: tokens of shape '
-                        f'{tuple(tokens.shape)} do not fit the grid {grid}')
-            elif isinstance(x, Tensor) and x.dim() == 4:
-                grid = (x.shape[2], x.shape[3])
-                tokens = x.flatten(2).transpose(1, 2)
-            else:
-                shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
-                raise ValueError(
-                    f'ATMHead input {idx} must be a (B, C, H, W) map or '
-                    f'(tokens (B, N, C), (H, W)), got {shape}; token '
-                    'sequences need their grid size')
-            if tokens.shape[-1] != channels:
-                raise ValueError(
-                    f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
-                    f'in_channels says {channels}: set '
-                    'decode_head.in_channels to the backbone output '
-                    'channels')
-            out.append((tokens, grid))
+        out = [
+            stage_tokens(x, idx, channels) for idx, x, channels in zip(
+                self.in_index, selected, self.in_channels)
+        ]
         return out[::-1]
 
     def forward(self, inputs: Sequence) -> HeadOutput:

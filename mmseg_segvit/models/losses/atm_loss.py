@@ -82,6 +82,47 @@ def present_classes(seg_label: Tensor, num_classes: int,
     return present[:, :num_classes]
 
 
+def _check_args(num_classes: Optional[int], dec_layers: Optional[int],
+                oversample_ratio: float, importance_sample_ratio: float,
+                eos_coef: float, focal_gamma: float,
+                weights: Dict[str, float]) -> None:
+    """Refuse ATMLoss settings that would fail or mislead in training."""
+    for name, value in (('num_classes', num_classes), ('dec_layers',
+                                                       dec_layers)):
+        if value is not None and (isinstance(value, bool)
+                                  or not isinstance(value, int) or value < 1):
+            raise ValueError(f'ATMLoss {name} must be None or an int >= 1, '
+                             f'got {value!r}')
+    if oversample_ratio < 1:
+        raise ValueError(
+            f'ATMLoss oversample_ratio must be >= 1, got {oversample_ratio}')
+    if not 0 <= importance_sample_ratio <= 1:
+        raise ValueError('ATMLoss importance_sample_ratio must be in [0, 1], '
+                         f'got {importance_sample_ratio}')
+    if not 0 <= eos_coef:
+        raise ValueError(f'ATMLoss eos_coef (the class weight of "no '
+                         f'object") must be >= 0, got {eos_coef}')
+    if focal_gamma < 0:
+        raise ValueError(f'ATMLoss focal_gamma must be >= 0, got '
+                         f'{focal_gamma}')
+    for name, value in weights.items():
+        if value < 0:
+            raise ValueError(f'ATMLoss {name} must be >= 0, got {value}')
+
+
+def _check_labels(seg_label: Tensor, batch: int) -> None:
+    """Labels must be (B, H, W) integer class indices."""
+    if seg_label.dim() != 3 or seg_label.shape[0] != batch:
+        raise ValueError(
+            f'ATMLoss expects labels of shape (B={batch}, H, W), got '
+            f'{tuple(seg_label.shape)}. Label maps must be single-channel '
+            'images of class indices (one value per pixel, 255 = ignore), '
+            'not colour images: convert colour labels to index PNGs')
+    if seg_label.is_floating_point() or seg_label.is_complex():
+        raise ValueError(f'ATMLoss expects integer class indices as labels, '
+                         f'got {seg_label.dtype}')
+
+
 @MODELS.register_module()
 class ATMLoss(nn.Module):
     """SegViT's loss for :class:`ATMHead` outputs.
@@ -145,6 +186,10 @@ class ATMLoss(nn.Module):
         if num_points is not None and num_points < 1:
             raise ValueError(f'num_points must be None or >= 1, got '
                              f'{num_points}')
+        _check_args(num_classes, dec_layers, oversample_ratio,
+                     importance_sample_ratio, eos_coef, focal_gamma,
+                     dict(cls_weight=cls_weight, mask_weight=mask_weight,
+                          dice_weight=dice_weight, loss_weight=loss_weight))
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
@@ -208,14 +253,20 @@ class ATMLoss(nn.Module):
         Args:
             cls_logits (Tensor): Class logits per output, (L, B, Q, K + 1).
             mask_logits (Tensor): Mask logits per output, (L, B, Q, h, w).
-            seg_label (Tensor): Labels, shape (B, H, W).
+            seg_label (Tensor): Labels, shape (B, H, W), integer.
             ignore_index (int): Unlabelled pixels. Default: 255.
 
         Returns:
             dict[str, Tensor]: Weighted loss terms.
+
+        Raises:
+            ValueError: Logits of other shapes than the head's, labels that
+                are not (B, H, W) integers, or label values outside
+                ``[0, K)`` other than ``ignore_index``.
         """
         num_classes = self._check(cls_logits, mask_logits)
         num_outputs, batch, num_queries = cls_logits.shape[:3]
+        _check_labels(seg_label, batch)
         present = present_classes(seg_label, num_classes, ignore_index)
         b_idx, c_idx = present.nonzero(as_tuple=True)
         num_masks = self._average_num_masks(len(b_idx), cls_logits.device)
