@@ -20,10 +20,10 @@ SHRUNK = {
     'segvit_vit-l16_8xb2-160k_ade20k-640x640',
     'segvit_vit-l16-shrunk_8xb2-80k_coco-stuff10k-512x512':
     'segvit_vit-l16_8xb2-80k_coco-stuff10k-512x512',
-    'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-480x480':
-    'segvit_vit-l16_8xb4-80k_pascal-context-480x480',
-    'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-59-480x480':
-    'segvit_vit-l16_8xb4-80k_pascal-context-59-480x480',
+    'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-480x480':
+    'segvit_vit-l16_4xb4-80k_pascal-context-480x480',
+    'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-59-480x480':
+    'segvit_vit-l16_4xb4-80k_pascal-context-59-480x480',
 }
 
 
@@ -49,9 +49,10 @@ def test_shrunk_config_has_the_paper_settings(stem):
     assert keys['backbone.qu'] == dict(lr_mult=10.0)
     assert keys['head'] == dict(lr_mult=10.0)
     # everything but the model and the QU learning rate is the plain recipe
-    for key in ('train_dataloader', 'val_dataloader', 'param_scheduler',
-                'train_cfg', 'crop_size'):
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                'tta_pipeline', 'param_scheduler', 'train_cfg', 'crop_size'):
         assert cfg[key] == plain[key], key
+    assert cfg.optim_wrapper.optimizer == plain.optim_wrapper.optimizer
     assert cfg.model.test_cfg == plain.model.test_cfg
     assert head.num_classes == plain.model.decode_head.num_classes
     for key in ('img_size', 'patch_size', 'drop_path_rate', 'norm_cfg',
