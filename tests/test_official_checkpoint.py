@@ -278,9 +278,9 @@ def test_find_config_matches_each_released_model():
         (1024, 24, 171, 32 * 32 + 1):
         'segvit_vit-l16_8xb2-80k_coco-stuff10k-512x512.py',
         (1024, 24, 60, 30 * 30 + 1):
-        'segvit_vit-l16_8xb4-80k_pascal-context-480x480.py',
+        'segvit_vit-l16_4xb4-80k_pascal-context-480x480.py',
         (1024, 24, 59, 30 * 30 + 1):
-        'segvit_vit-l16_8xb4-80k_pascal-context-59-480x480.py',
+        'segvit_vit-l16_4xb4-80k_pascal-context-59-480x480.py',
     }
     for signature, name in cases.items():
         info = describe_official(vit_shapes(*signature))

@@ -174,9 +174,9 @@ def test_find_config_matches_the_released_shrunk_models():
     cases = {
         150: (40, 'segvit_vit-l16-shrunk_8xb2-160k_ade20k-640x640.py'),
         171: (32, 'segvit_vit-l16-shrunk_8xb2-80k_coco-stuff10k-512x512.py'),
-        60: (30, 'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-480x480.py'),
+        60: (30, 'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-480x480.py'),
         59:
-        (30, 'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-59-480x480.py'),
+        (30, 'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-59-480x480.py'),
     }
     for classes, (grid, name) in cases.items():
         sd = vit_shapes(1024, 24, classes, grid * grid + 1)

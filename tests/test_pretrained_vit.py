@@ -148,6 +148,35 @@ def test_config_init_cfg_loads_a_timm_safetensors_file(tmp_path):
     assert backbone.pos_embed.shape == (1, 37, EMBED)
 
 
+def test_init_cfg_takes_the_backbone_of_a_segmentor_checkpoint(tmp_path):
+    """prefix='backbone.' reads the ViT out of a whole-model checkpoint;
+    a ShrunkViT gets every ViT weight from it, QU keeps its own init."""
+    vit = mmseg_vit(img=64, with_cls_token=False)
+    whole = {f'backbone.{k}': v for k, v in vit.state_dict().items()}
+    whole['decode_head.q.weight'] = torch.zeros(3, 16)
+    path = str(tmp_path / 'iter_10.pth')
+    torch.save({'state_dict': whole, 'meta': {}}, path)
+    init = dict(type='ViTPretrained', checkpoint=path, prefix='backbone.')
+    shrunk = MODELS.build(
+        mmseg_vit_cfg(64, False, type='ShrunkViT', qd_index=2,
+                      out_indices=[1, 3], init_cfg=init))
+    shrunk.init_weights()
+    loaded = shrunk.state_dict()
+    for key, value in vit.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert any(k.startswith('qu.') for k in loaded)
+
+    # a ViT weight the file lacks is an error naming it
+    del whole['backbone.layers.3.ffn.layers.1.weight']
+    torch.save({'state_dict': whole}, path)
+    shrunk = MODELS.build(
+        mmseg_vit_cfg(64, False, type='ShrunkViT', qd_index=2,
+                      out_indices=[1, 3], init_cfg=init))
+    with pytest.raises(ConversionError,
+                       match=r'missing layers\.3\.ffn\.layers\.1\.weight'):
+        shrunk.init_weights()
+
+
 def test_cli_converts_for_a_config(tmp_path, capsys):
     timm_model = timm_vit()
     src = str(tmp_path / 'vit.safetensors')

@@ -20,11 +20,15 @@ SHRUNK = {
     'segvit_vit-l16_8xb2-160k_ade20k-640x640',
     'segvit_vit-l16-shrunk_8xb2-80k_coco-stuff10k-512x512':
     'segvit_vit-l16_8xb2-80k_coco-stuff10k-512x512',
-    'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-480x480':
-    'segvit_vit-l16_8xb4-80k_pascal-context-480x480',
-    'segvit_vit-l16-shrunk_8xb4-80k_pascal-context-59-480x480':
-    'segvit_vit-l16_8xb4-80k_pascal-context-59-480x480',
+    'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-480x480':
+    'segvit_vit-l16_4xb4-80k_pascal-context-480x480',
+    'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-59-480x480':
+    'segvit_vit-l16_4xb4-80k_pascal-context-59-480x480',
 }
+
+
+DEMO = 'segvit_vit-t8_1xb8-500iter_shapes-128x128'
+SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-500iter_shapes-128x128'
 
 
 def _load(stem):
@@ -49,9 +53,10 @@ def test_shrunk_config_has_the_paper_settings(stem):
     assert keys['backbone.qu'] == dict(lr_mult=10.0)
     assert keys['head'] == dict(lr_mult=10.0)
     # everything but the model and the QU learning rate is the plain recipe
-    for key in ('train_dataloader', 'val_dataloader', 'param_scheduler',
-                'train_cfg', 'crop_size'):
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                'tta_pipeline', 'param_scheduler', 'train_cfg', 'crop_size'):
         assert cfg[key] == plain[key], key
+    assert cfg.optim_wrapper.optimizer == plain.optim_wrapper.optimizer
     assert cfg.model.test_cfg == plain.model.test_cfg
     assert head.num_classes == plain.model.decode_head.num_classes
     for key in ('img_size', 'patch_size', 'drop_path_rate', 'norm_cfg',
@@ -88,11 +93,56 @@ def test_qu_trains_with_the_head_learning_rate():
         pytest.approx(base)
 
 
-def test_shrunk_demo_config_builds_and_returns_the_qu_map():
-    cfg = _load('segvit_vit-t8-shrunk_1xb8-500iter_shapes-128x128')
-    model = MODELS.build(cfg.model).eval()
+def _plain_demo_checkpoint(path):
+    """A checkpoint as `make demo`'s mim train writes it (random weights):
+    the whole segmentor under ``state_dict``, with mmengine's meta and
+    message hub (a HistoryBuffer, loaded through the weights_only
+    allow-list)."""
+    from mmengine.logging import HistoryBuffer
+    plain = MODELS.build(_load(DEMO).model)
+    plain.init_weights()
+    torch.save(
+        dict(
+            meta=dict(iter=500, seed=0),
+            state_dict=plain.state_dict(),
+            message_hub=dict(log_scalars=dict(loss=HistoryBuffer([1.0], [1])))),
+        path)
+    return plain
+
+
+def test_shrunk_demo_starts_from_the_plain_demo_vit(tmp_path):
+    """Every ViT weight (QD layer included) comes from the plain demo's
+    checkpoint; QU and the head start fresh."""
+    path = str(tmp_path / 'iter_500.pth')
+    plain = _plain_demo_checkpoint(path)
+    cfg = _load(SHRUNK_DEMO)
+    init = cfg.model.backbone.init_cfg
+    assert (init.type, init.prefix) == ('ViTPretrained', 'backbone.')
+    assert init.checkpoint == 'work_dirs/segvit_demo/iter_500.pth'
+    init.checkpoint = path  # what `make demo-shrunk` passes
+    model = MODELS.build(cfg.model)
     model.init_weights()
+    plain_vit = plain.backbone.state_dict()
+    loaded = model.backbone.state_dict()
+    vit_keys = [k for k in loaded if not k.startswith('qu.')]
+    assert set(vit_keys) == set(plain_vit)
+    for key in vit_keys:
+        assert torch.equal(loaded[key], plain_vit[key]), key
+    qd = 'layers.2.attn.attn.in_proj_weight'
+    assert torch.equal(loaded[qd], plain_vit[qd])
+    assert any(k.startswith('qu.') for k in loaded)
+
     with torch.no_grad():
-        feats = model.extract_feat(torch.randn(1, 3, 128, 128))
+        feats = model.eval().extract_feat(torch.randn(1, 3, 128, 128))
     assert len(feats) == 1 and feats[0].shape == (1, 64, 16, 16)
     assert model.backbone.qu.query_grid == (16, 16)
+
+
+def test_shrunk_demo_refuses_a_checkpoint_without_the_vit(tmp_path):
+    from mmseg_segvit.checkpoints import ConversionError
+    path = str(tmp_path / 'iter_500.pth')
+    _plain_demo_checkpoint(path)
+    cfg = _load(SHRUNK_DEMO)
+    cfg.model.backbone.init_cfg.update(checkpoint=path, prefix='model.')
+    with pytest.raises(ConversionError, match="no key starting with 'model.'"):
+        MODELS.build(cfg.model).init_weights()

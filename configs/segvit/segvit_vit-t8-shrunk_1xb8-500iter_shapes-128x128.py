@@ -2,6 +2,14 @@
 # patch 8) with QD at layer 2, QU (64 wide, half the ViT as in the paper's
 # model) over the outputs of layers 1 (1/8) and 5 (1/16) back to the 1/8
 # grid, and the ATM head on the QU map with one mask per decoder layer.
+#
+# Like every Shrunk model of the paper it starts from a pretrained ViT: the
+# plain demo's (`make demo`, segvit_vit-t8_1xb8-500iter_shapes-128x128.py).
+# QU has no positional prior of its own and takes position from the ViT's
+# features; trained from scratch it collapses to global pooling. The QD
+# layer starts from the plain layer 2 it replaces, QU and the head start
+# fresh. `make demo-shrunk` passes the checkpoint `make demo` wrote:
+#   --cfg-options model.backbone.init_cfg.checkpoint=PATH
 _base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
 model = dict(
     backbone=dict(
@@ -9,7 +17,11 @@ model = dict(
         fused_attn=True,
         qd_index=2,
         out_indices=[1, 5],
-        qu_cfg=dict(embed_dims=64, num_heads=4, num_layers=2)),
+        qu_cfg=dict(embed_dims=64, num_heads=4, num_layers=2),
+        init_cfg=dict(
+            type='ViTPretrained',
+            checkpoint='work_dirs/segvit_demo/iter_500.pth',
+            prefix='backbone.')),
     decode_head=dict(
         in_channels=64,
         embed_dims=64,

@@ -177,7 +177,8 @@ def load_pretrained_vit(
         grid: Optional[Grid] = None,
         final_norm: bool = False,
         interpolate_mode: str = 'bicubic',
-        src_grid: Optional[Grid] = None) -> Tuple[StateDict, List[str]]:
+        src_grid: Optional[Grid] = None,
+        prefix: Optional[str] = None) -> Tuple[StateDict, List[str]]:
     """Read a timm or mmseg ViT file and convert it (see
     :func:`convert_pretrained_vit`).
 
@@ -186,8 +187,14 @@ def load_pretrained_vit(
     ``state_dict``/``model`` nesting and ``module.`` prefixes handled);
     original JAX ``.npz`` files with :func:`load_jax_npz`.
 
+    Args:
+        prefix (str, optional): Take only the keys that start with it,
+            without it: ``'backbone.'`` reads the ViT of a whole segmentor
+            checkpoint (e.g. one ``mim train`` wrote). Default: all keys.
+
     Raises:
         UnsafeCheckpointError: The pickle would need code to load.
+        ConversionError: No key starts with ``prefix``.
     """
     from timm.models import load_state_dict
     if not osp.isfile(path):
@@ -205,6 +212,14 @@ def load_pretrained_vit(
             'weights_only=True loading does not allow (a checkpoint like '
             'this can run code when unpickled). Only load files from '
             f'sources you trust. {err}') from None
+    if prefix:
+        state_dict = {
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
+        }
+        if not state_dict:
+            raise ConversionError(f'{path} has no key starting with '
+                                  f'{prefix!r}')
     return convert_pretrained_vit(state_dict, grid, final_norm,
                                   interpolate_mode, src_grid)
 
@@ -213,21 +228,29 @@ def load_pretrained_vit(
 class ViTPretrained:
     """Initialise mmseg's ``VisionTransformer`` from a timm or mmseg file.
 
-    Position embeddings are resized to the backbone's ``img_size``; the
-    load is strict (every backbone weight must come from the file).
+    Position embeddings are resized to the backbone's ``img_size``. Every
+    ViT weight of the backbone (patch embedding, position embedding,
+    layers) must come from the file; parameters a subclass adds outside
+    the plain ViT (:class:`ShrunkViT`'s query up-sampling ``qu.*``) keep
+    their own initialisation and are listed in the log.
 
     Args:
         checkpoint (str): ``.safetensors``, ``.pth`` or ``.npz`` file.
         src_grid (tuple[int, int], optional): Patch grid the file's
             position embeddings were trained on. Default: the released
             grid for their length (24x24 for the AugReg ViTs at 384).
+        prefix (str, optional): Read only the keys under this prefix
+            (``'backbone.'`` takes the ViT of a whole segmentor
+            checkpoint). Default: all keys.
     """
 
     def __init__(self,
                  checkpoint: str,
-                 src_grid: Optional[Grid] = None) -> None:
+                 src_grid: Optional[Grid] = None,
+                 prefix: Optional[str] = None) -> None:
         self.checkpoint = checkpoint
         self.src_grid = None if src_grid is None else tuple(src_grid)
+        self.prefix = prefix
 
     def __call__(self, module: nn.Module) -> None:
         if not hasattr(module, 'pos_embed') or not hasattr(
@@ -237,7 +260,27 @@ class ViTPretrained:
         state_dict, notes = load_pretrained_vit(
             self.checkpoint, patch_grid(module),
             getattr(module, 'final_norm', False),
-            getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid)
-        module.load_state_dict(state_dict, strict=True)
-        for note in [f'loaded {self.checkpoint}'] + notes:
+            getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid,
+            self.prefix)
+        vit_key = re.compile(VIT_KEY)
+        own = module.state_dict()
+        extra = sorted(k for k in own if not vit_key.fullmatch(k))
+        if not extra:
+            module.load_state_dict(state_dict, strict=True)
+        else:
+            missing, unexpected = module.load_state_dict(
+                state_dict, strict=False)
+            missing_vit = [k for k in missing if vit_key.fullmatch(k)]
+            if missing_vit or unexpected:
+                raise ConversionError(
+                    f'{self.checkpoint} does not fit '
+                    f'{type(module).__name__}: missing '
+                    f'{", ".join(missing_vit[:8]) or "nothing"}; unexpected '
+                    f'{", ".join(unexpected[:8]) or "nothing"}')
+            parts = sorted({k.split('.')[0] for k in extra})
+            notes.append(f'{len(extra)} tensors outside the plain ViT keep '
+                         f'their initialisation ({", ".join(parts)})')
+        src = self.checkpoint + (f' (keys under {self.prefix!r})'
+                                 if self.prefix else '')
+        for note in [f'loaded {src}'] + notes:
             print_log(f'ViTPretrained: {note}', logger='current')

@@ -2,7 +2,7 @@
 # decoder layer; configs/_base_/models/segvit_shrunk_vit-l16.py) on the
 # data and schedule of the plain ViT-L/16 config.
 _base_ = [
-    './segvit_vit-l16_8xb4-80k_pascal-context-59-480x480.py',
+    './segvit_vit-l16_4xb4-80k_pascal-context-59-480x480.py',
     '../_base_/models/segvit_shrunk_vit-l16.py'
 ]
 model = dict(
