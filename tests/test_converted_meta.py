@@ -21,9 +21,9 @@ RELEASED = {  # class count: (config, mmseg dataset)
     150: ('segvit_vit-b16_8xb2-160k_ade20k-512x512.py', 'ADE20KDataset'),
     171: ('segvit_vit-l16_8xb2-80k_coco-stuff10k-512x512.py',
           'COCOStuffDataset'),
-    60: ('segvit_vit-l16_8xb4-80k_pascal-context-480x480.py',
+    60: ('segvit_vit-l16_4xb4-80k_pascal-context-480x480.py',
          'PascalContextDataset'),
-    59: ('segvit_vit-l16_8xb4-80k_pascal-context-59-480x480.py',
+    59: ('segvit_vit-l16_4xb4-80k_pascal-context-59-480x480.py',
          'PascalContextDataset59'),
 }
 
