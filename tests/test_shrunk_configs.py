@@ -28,7 +28,7 @@ SHRUNK = {
 
 
 DEMO = 'segvit_vit-t8_1xb8-500iter_shapes-128x128'
-SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-500iter_shapes-128x128'
+SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
 
 
 def _load(stem):
