@@ -51,7 +51,8 @@ class QueryUpsample(nn.Module):
             cells, so that each query starts out reading the tokens around
             its own position. The official QU has no positional prior and
             takes position from the (pretrained) features it reads. No
-            parameters; off (None) in every shipped config. Default: None.
+            parameters; off (None) in the paper configs and the Shrunk demo
+            (only `segvit-localqu_...` sets it). Default: None.
     """
 
     def __init__(self,
