@@ -66,6 +66,9 @@ def test_config_recipe(path):
     assert head.loss_decode.type == 'ATMLoss'
     assert head.loss_decode.num_classes == head.num_classes
     assert cfg.model.backbone.with_cls_token is False
+    # the non-official QU locality prior is set by its own demo config only
+    qu_cfg = cfg.model.backbone.get('qu_cfg') or {}
+    assert (qu_cfg.get('locality_sigma') is None) != ('localqu' in path)
     if _stem(path) not in PAPER:
         return
     classes, crop, stride, _ = PAPER[_stem(path)]

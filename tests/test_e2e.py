@@ -47,3 +47,47 @@ default_hooks = dict(logger=dict(interval=1),
     miou = re.search(r'mIoU: (\d+\.\d+)', log)
     assert miou is not None, log[-2000:]
     assert 0.0 <= float(miou.group(1)) <= 100.0
+
+
+def _short(tmp_path, name, base, data_root, iters):
+    config = tmp_path / f'{name}.py'
+    config.write_text(f"""
+_base_ = [{base!r}]
+data_root = {data_root!r}
+train_dataloader = dict(num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, indices=4))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters={iters}, val_interval={iters})
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval={iters}))
+""")
+    return config
+
+
+@pytest.mark.slow
+def test_shrunk_demo_trains_from_the_plain_demo_checkpoint(
+        tmp_path, demo_data_root):
+    """What `make demo-shrunk` runs: mim train of the Shrunk demo with the
+    plain demo's checkpoint passed through --cfg-options."""
+    segvit = osp.dirname(DEMO_CONFIG)
+    plain = _short(tmp_path, 'plain', DEMO_CONFIG, demo_data_root, 2)
+    _run([MIM, 'train', 'mmsegmentation', str(plain), '--work-dir',
+          str(tmp_path / 'plain')], cwd=tmp_path)
+    ckpt = (tmp_path / 'plain' / 'last_checkpoint').read_text().strip()
+
+    shrunk = _short(
+        tmp_path, 'shrunk',
+        osp.join(segvit, 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py'),
+        demo_data_root, 2)
+    log = _run([
+        MIM, 'train', 'mmsegmentation',
+        str(shrunk), '--work-dir',
+        str(tmp_path / 'shrunk'), '--cfg-options',
+        f'model.backbone.init_cfg.checkpoint={ckpt}'
+    ], cwd=tmp_path)
+    assert f"ViTPretrained: loaded {ckpt} (keys under 'backbone.')" in log
+    assert 'outside the plain ViT keep their initialisation (qu)' in log
+    assert 'Iter(train) [2/2]' in log
+    assert re.search(r'mIoU: \d+\.\d+', log)

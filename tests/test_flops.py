@@ -17,7 +17,7 @@ from mmseg_segvit.models import ATMDecoderLayer
 from mmseg_segvit.utils import count_flops, flops_summary
 
 SHRUNK_DEMO = osp.join(REPO, 'configs', 'segvit',
-                       'segvit_vit-t8-shrunk_1xb8-500iter_shapes-128x128.py')
+                       'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py')
 
 
 class _Attention(nn.Module):

@@ -90,6 +90,65 @@ def test_readme_results_table_matches_metafile():
             model['Metadata']['Parameters'] / 1e6, abs=0.006), name
 
 
+def _configs_readme_results():
+    """Rows of the results tables in configs/segvit/README.md."""
+    text = open(osp.join(REPO, 'configs', 'segvit', 'README.md')).read()
+    rows, header = {}, None
+    for line in text.splitlines():
+        if line.startswith('| Method |'):
+            header = [c.strip() for c in line.strip('|').split('|')]
+            continue
+        if not line.startswith('|'):
+            header = None
+        if header is None:
+            continue
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        if set(cells[0]) <= {'-', ' '}:
+            continue
+        row = dict(zip(header, cells))
+        stem = re.search(r'\((segvit[^)]+)\.py\)', row['config']).group(1)
+        rows[stem] = row
+    return rows
+
+
+def test_configs_readme_results_match_metafile_and_names():
+    rows = _configs_readme_results()
+    models = {m['Name']: m for m in _models()}
+    paper = {n for n, m in models.items()
+             if 'Results' in m and 'shapes' not in n}
+    assert set(rows) == paper
+    for name, row in rows.items():
+        model = models[name]
+        metrics = model['Results']['Metrics']
+        assert float(row['mIoU'].strip('()')) == metrics['mIoU'], name
+        assert float(row['mIoU (ms+flip)'].strip('()')) == \
+            metrics['mIoU(ms+flip)'], name
+        assert row['Crop Size'] == model['Metadata']['Crop Size'], name
+        assert int(row['Lr schd']) == model['Metadata']['Iterations'], name
+        gpus, batch = re.search(r'_(\d+)xb(\d+)-', name).groups()
+        assert row['Batch'] == f'{gpus}x{batch}', name
+        assert model['Metadata']['Batch Size'] == int(gpus) * int(batch)
+
+
+def test_configs_readme_demo_table_matches_metafile():
+    """The measured demo figures (plain, Shrunk, Shrunk + locality prior)
+    are the metafile's."""
+    text = open(osp.join(REPO, 'configs', 'segvit', 'README.md')).read()
+    demo = text[text.index('## Demo'):]
+    models = {m['Name']: m for m in _models()}
+    rows = re.findall(r'^\| \[(\S+)\]\(\1\.py\)[^|]*\|[^|]*\|\s*(\d+)\s*\|'
+                      r'\s*([\d.]+)', demo, re.M)
+    assert {r[0] for r in rows} == {
+        'segvit_vit-t8_1xb8-500iter_shapes-128x128',
+        'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128',
+        'segvit-localqu_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
+    }
+    for name, iters, miou in rows:
+        model = models[name]
+        assert int(iters) == model['Metadata']['Iterations'], name
+        assert float(miou) == model['Results']['Metrics']['mIoU'], name
+
+
 def test_readme_demo_result_matches_metafile():
     readme = open(osp.join(REPO, 'README.md')).read()
     demo = next(m for m in _models()

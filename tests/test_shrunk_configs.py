@@ -28,7 +28,7 @@ SHRUNK = {
 
 
 DEMO = 'segvit_vit-t8_1xb8-500iter_shapes-128x128'
-SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-500iter_shapes-128x128'
+SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
 
 
 def _load(stem):
@@ -118,6 +118,8 @@ def test_shrunk_demo_starts_from_the_plain_demo_vit(tmp_path):
     cfg = _load(SHRUNK_DEMO)
     init = cfg.model.backbone.init_cfg
     assert (init.type, init.prefix) == ('ViTPretrained', 'backbone.')
+    # the official QU: no (non-official) locality prior
+    assert cfg.model.backbone.qu_cfg.get('locality_sigma') is None
     assert init.checkpoint == 'work_dirs/segvit_demo/iter_500.pth'
     init.checkpoint = path  # what `make demo-shrunk` passes
     model = MODELS.build(cfg.model)

@@ -185,6 +185,41 @@ def test_qu_errors_name_the_problem():
         QueryUpsample(DIMS, embed_dims=16, num_heads=2, use_proj=False)
 
 
+def test_qu_locality_prior_is_an_opt_in_gaussian_on_the_cell_distance():
+    """Non-official option: off by default, no parameters, and with it each
+    query's cross-attention logits get -d^2 / (2 sigma^2)."""
+    assert _qu().locality_sigma is None
+    local = _qu(locality_sigma=1.0)
+    assert set(local.state_dict()) == set(_qu().state_dict())
+    bias = local.locality_bias((4, 6), (2, 3), torch.zeros(1))
+    assert bias.shape == (24, 6)
+    # query (1, 1) sits at (1.5, 1.5) output cells; token (0, 0) of the
+    # 2x3 level covers cells 0-1 x 0-1, centre (1, 1): d^2 = 0.5
+    assert bias[1 * 6 + 1, 0] == pytest.approx(-0.25)
+    assert bias[1 * 6 + 1].argmax() == 0
+    # on its own grid the nearest token is the query's own cell
+    own = local.locality_bias((4, 6), (4, 6), torch.zeros(1))
+    assert torch.equal(own.argmax(1), torch.arange(24))
+    assert torch.all(own.diagonal() == 0)
+    out = local(_levels(), (4, 6))
+    assert out.shape == (2, 24, 16) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match='locality_sigma'):
+        _qu(locality_sigma=0)
+
+
+def test_qu_locality_prior_makes_the_output_follow_the_local_tokens():
+    """With a sharp prior every query reads (almost) only its own cell
+    (one level, one layer: the query self-attention comes before the
+    cross-attention, so only the changed cell's query moves)."""
+    qu = _qu(locality_sigma=0.05, num_levels=1, num_layers=1)
+    tokens = torch.randn(2, 24, DIMS)
+    base = qu([(tokens, (4, 6))], (4, 6))
+    tokens[:, 7] += 10.0
+    moved = qu([(tokens, (4, 6))], (4, 6))
+    changed = (moved - base).abs().sum(-1).sum(0) > 1e-4
+    assert changed.nonzero().flatten().tolist() == [7]
+
+
 # --- ShrunkViT ------------------------------------------------------------
 
 

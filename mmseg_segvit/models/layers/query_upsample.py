@@ -1,6 +1,7 @@
 """Query-based up-sampling (QU) of SegViT's Shrunk structure."""
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import constant_init, trunc_normal_init
@@ -43,6 +44,15 @@ class QueryUpsample(nn.Module):
         use_proj (bool): Project and normalise each level (Linear(C -> D) +
             LayerNorm). If False the levels must have D channels.
             Default: True.
+        locality_sigma (float, optional): NOT in the official model, an
+            opt-in. Adds a Gaussian locality prior to every cross-attention
+            logit, ``-d ** 2 / (2 * sigma ** 2)``, with ``d`` the distance
+            between the query's and the token's cell centres in output-grid
+            cells, so that each query starts out reading the tokens around
+            its own position. The official QU has no positional prior and
+            takes position from the (pretrained) features it reads. No
+            parameters; off (None) in the paper configs and the Shrunk demo
+            (only `segvit-localqu_...` sets it). Default: None.
     """
 
     def __init__(self,
@@ -55,8 +65,13 @@ class QueryUpsample(nn.Module):
                  dropout: float = 0.1,
                  query_grid: Grid = (40, 40),
                  interpolate_mode: str = 'bicubic',
-                 use_proj: bool = True) -> None:
+                 use_proj: bool = True,
+                 locality_sigma: Optional[float] = None) -> None:
         super().__init__()
+        if locality_sigma is not None and not locality_sigma > 0:
+            raise ValueError(f'locality_sigma must be None or > 0, got '
+                             f'{locality_sigma}')
+        self.locality_sigma = locality_sigma
         if isinstance(in_channels, int):
             in_channels = [in_channels] * num_levels
         in_channels = list(in_channels)
@@ -154,8 +169,39 @@ class QueryUpsample(nn.Module):
             if tokens.shape[1] != level_grid[0] * level_grid[1]:
                 raise ValueError(f'level tokens of shape {tuple(tokens.shape)}'
                                  f' do not fit the grid {tuple(level_grid)}')
-            query = decoder(query, norm(proj(tokens)))
+            memory_mask = None
+            if self.locality_sigma is not None:
+                memory_mask = self.locality_bias(grid, level_grid, tokens)
+            query = decoder(query, norm(proj(tokens)), memory_mask=memory_mask)
         return query
 
+    def locality_bias(self, grid: Grid, level_grid: Grid,
+                      like: Tensor) -> Tensor:
+        """The opt-in locality prior (see ``locality_sigma``).
+
+        Args:
+            grid (tuple[int, int]): Output grid (H, W) of the queries.
+            level_grid (tuple[int, int]): Grid (h, w) of the level's tokens.
+            like (Tensor): Gives dtype and device.
+
+        Returns:
+            Tensor: Additive attention bias, shape (H * W, h * w).
+        """
+
+        def centres(n: int, scale: int) -> Tensor:
+            # cell centres in units of the output grid's cells
+            steps = torch.arange(n, device=like.device, dtype=like.dtype)
+            return (steps + 0.5) * scale / n
+
+        (H, W), (h, w) = grid, level_grid
+        dy = centres(H, H)[:, None] - centres(h, H)[None, :]  # (H, h)
+        dx = centres(W, W)[:, None] - centres(w, W)[None, :]  # (W, w)
+        dist2 = (dy[:, None, :, None]**2 + dx[None, :, None, :]**2)
+        bias = -dist2 / (2 * self.locality_sigma**2)
+        return bias.reshape(H * W, h * w)
+
     def extra_repr(self) -> str:
-        return f'query_grid={self.query_grid}'
+        extra = f'query_grid={self.query_grid}'
+        if self.locality_sigma is not None:
+            extra += f', locality_sigma={self.locality_sigma} (non-official)'
+        return extra

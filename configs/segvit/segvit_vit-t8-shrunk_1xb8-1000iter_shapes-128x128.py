@@ -10,7 +10,9 @@
 # layer starts from the plain layer 2 it replaces, QU and the head start
 # fresh. `make demo-shrunk` passes the checkpoint `make demo` wrote:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+# The plain demo's optimiser, over 1000 iterations (twice the plain demo's).
 _base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
+max_iters = 1000
 model = dict(
     backbone=dict(
         type='ShrunkViT',
@@ -29,3 +31,15 @@ model = dict(
         use_proj=False,
         mask_mode='per_layer',
         loss_decode=dict(dec_layers=2)))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, end=100),
+    dict(
+        type='PolyLR',
+        power=1.0,
+        eta_min=0.0,
+        by_epoch=False,
+        begin=100,
+        end=max_iters)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(checkpoint=dict(interval=max_iters))
