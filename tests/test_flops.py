@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 
 from conftest import DEMO_CONFIG, REPO
 from mmseg_segvit.models import ATMDecoderLayer
-from mmseg_segvit.utils import count_flops, flops_summary
+from mmseg_segvit.utils import FLOP_HANDLES, count_flops, flops_summary
 
 SHRUNK_DEMO = osp.join(REPO, 'configs', 'segvit',
                        'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py')
@@ -36,6 +36,7 @@ class _Attention(nn.Module):
 
 def _flops(module, *inputs, grad=False):
     analyzer = FlopAnalyzer(module, inputs)
+    analyzer.set_op_handle(**FLOP_HANDLES)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     with torch.set_grad_enabled(grad):
@@ -107,8 +108,16 @@ def test_decoder_layers_count_their_attention():
     assert ops['matmul'] == b * 2 * nq * nk * d
 
 
-def test_handles_are_registered_for_stock_mmengine_tools():
-    """get_model_complexity_info (used by mmseg's get_flops) counts SDPA."""
+def test_handles_are_registered_for_stock_mmengine_tools(monkeypatch):
+    """get_model_complexity_info (used by mmseg's get_flops) counts SDPA
+    once register_flop_handles() was called (our get_flops wrapper calls
+    it; importing the package does not)."""
+    from mmengine.analysis import complexity_analysis
+    from mmseg_segvit.utils import register_flop_handles
+    table = complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS
+    monkeypatch.setattr(complexity_analysis, '_DEFAULT_SUPPORTED_FLOP_OPS',
+                        dict(table))
+    register_flop_handles()
     q = torch.randn(1, 2, 10, 8)
     info = get_model_complexity_info(
         _Attention(True), inputs=(q, q, q), show_table=False, show_arch=False)
@@ -152,8 +161,14 @@ def test_predict_mode_adds_the_mask_resize_and_class_combination():
     assert predict.by_module['backbone'] == tensor.by_module['backbone']
 
 
-def test_tensor_mode_equals_mmengine_default_analysis():
-    """What mmseg's get_flops computes (model(inputs), mode 'tensor')."""
+def test_tensor_mode_equals_mmengine_default_analysis(monkeypatch):
+    """What mmseg's get_flops computes (model(inputs), mode 'tensor'), with
+    the handles our get_flops wrapper registers."""
+    from mmengine.analysis import complexity_analysis
+    from mmseg_segvit.utils import register_flop_handles
+    monkeypatch.setattr(complexity_analysis, '_DEFAULT_SUPPORTED_FLOP_OPS',
+                        dict(complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS))
+    register_flop_handles()
     model = _model(SHRUNK_DEMO).eval()
     inputs = torch.randn(1, 3, 64, 64)
     info = get_model_complexity_info(

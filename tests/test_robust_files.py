@@ -13,7 +13,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmseg.datasets import BaseSegDataset
 from torch.utils.data import DataLoader
 
-from mmseg_segvit.datasets import SampleLoadError
+from mmseg_segvit.datasets import CheckedSegDataset, SampleLoadError
 from mmseg_segvit.tools import drop_class_weights
 
 
@@ -95,7 +95,7 @@ def _small_dataset(src_root, dst_root, count=3):
 
 
 def _dataset(root, extra=()):
-    return BaseSegDataset(
+    return CheckedSegDataset(
         data_root=str(root),
         data_prefix=dict(img_path='img_dir', seg_map_path='ann_dir'),
         img_suffix='.png',

@@ -2,14 +2,12 @@
 from . import file_errors
 from .data_files import (CheckedSegDataset, DataFilesCheckMixin,
                          DataFilesError, check_data_files)
-from .file_errors import SampleLoadError
+from .file_errors import NamedFileErrorsMixin, SampleLoadError
 from .shapes import SegVitShapesDataset
 from .shapes_generator import generate_shapes_dataset
 
-file_errors.install()
-
 __all__ = [
-    'SampleLoadError', 'SegVitShapesDataset', 'generate_shapes_dataset',
+    'NamedFileErrorsMixin', 'SampleLoadError', 'SegVitShapesDataset', 'generate_shapes_dataset',
     'CheckedSegDataset', 'DataFilesCheckMixin', 'DataFilesError',
     'check_data_files'
 ]

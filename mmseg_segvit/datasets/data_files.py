@@ -23,6 +23,8 @@ from typing import Iterable, List, Optional, Sequence
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
+from .file_errors import NamedFileErrorsMixin
+
 __all__ = [
     'DataFilesError', 'check_data_files', 'DataFilesCheckMixin',
     'CheckedSegDataset'
@@ -134,6 +136,8 @@ class DataFilesCheckMixin:
 
 
 @DATASETS.register_module()
-class CheckedSegDataset(DataFilesCheckMixin, BaseSegDataset):
+class CheckedSegDataset(NamedFileErrorsMixin, DataFilesCheckMixin,
+                        BaseSegDataset):
     """``BaseSegDataset`` (a folder of images and label maps) that checks
-    its folders when it is built (:func:`check_data_files`)."""
+    its folders when it is built (:func:`check_data_files`) and names the
+    files of a sample that does not load (:class:`NamedFileErrorsMixin`)."""

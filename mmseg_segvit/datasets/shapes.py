@@ -5,6 +5,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from .data_files import DataFilesCheckMixin
+from .file_errors import NamedFileErrorsMixin
 from .shapes_generator import (CLASSES, PALETTE, dataset_is_complete,
                                generate_shapes_dataset)
 
@@ -12,7 +13,8 @@ __all__ = ['SegVitShapesDataset']
 
 
 @DATASETS.register_module()
-class SegVitShapesDataset(DataFilesCheckMixin, BaseSegDataset):
+class SegVitShapesDataset(NamedFileErrorsMixin, DataFilesCheckMixin,
+                          BaseSegDataset):
     """Procedural scenes of textured shapes in MMSegmentation's layout.
 
     ``img_dir/{train,val}/*.png`` with labels of the same name in

@@ -88,8 +88,11 @@ def find_tool(name: str) -> str:
 
 def _fix_get_flops() -> None:
     """Let ``get_model_complexity_info`` ignore ``input_shape`` when the
-    caller also passes ``inputs`` (what MMSeg 1.2.2's get_flops does)."""
+    caller also passes ``inputs`` (what MMSeg 1.2.2's get_flops does), and
+    count fused attention (:func:`register_flop_handles`)."""
     import mmengine.analysis as analysis
+    from mmseg_segvit.utils.flops import register_flop_handles
+    register_flop_handles()
     original = analysis.get_model_complexity_info
     if getattr(original, '_drops_input_shape', False):
         return

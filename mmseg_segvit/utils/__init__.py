@@ -1,10 +1,9 @@
-"""Utilities: FLOP counting (registers its handles on import), reading
-images through a config's test pipeline."""
+"""Utilities: FLOP counting (its handles reach mmengine's global table only
+through :func:`register_flop_handles`), reading images through a config's
+test pipeline."""
 from .config_pipeline import config_test_pipeline, displayable, load_for_test
 from .flops import (FLOP_HANDLES, FlopCount, count_flops, flops_summary,
                     native_mha_flop_jit, register_flop_handles, sdpa_flop_jit)
-
-register_flop_handles()
 
 __all__ = [
     'FLOP_HANDLES', 'FlopCount', 'count_flops', 'flops_summary',

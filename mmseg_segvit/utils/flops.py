@@ -16,7 +16,8 @@ products they replace, so a count does not depend on the attention kernel:
   projection.
 
 :func:`register_flop_handles` adds them to mmengine's default handle table
-(done when ``mmseg_segvit`` is imported), so stock tools built on
+(only when called: ``python -m mmseg_segvit.tools.mmseg_tool get_flops``
+calls it), so stock tools built on
 ``get_model_complexity_info`` (``mim run mmsegmentation get_flops``) count
 them too. :func:`count_flops` counts one input and returns the total with a
 per-module breakdown; :func:`flops_summary` groups that breakdown into the
