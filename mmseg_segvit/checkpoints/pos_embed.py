@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Tuple
 
 from torch import Tensor
 
+from ..models.layers.vit_layer import patch_grid as vit_patch_grid
 from .errors import ConversionError
 
 __all__ = [
@@ -40,8 +41,7 @@ RELEASED_GRIDS = {
 def patch_grid(backbone) -> Grid:
     """The (H / patch, W / patch) grid of an mmseg ViT's ``img_size``: the
     grid its ``pos_embed`` is laid on."""
-    return (backbone.img_size[0] // backbone.patch_size,
-            backbone.img_size[1] // backbone.patch_size)
+    return vit_patch_grid(backbone.img_size, backbone.patch_size)
 
 
 def source_grid(pos_embed: Tensor,

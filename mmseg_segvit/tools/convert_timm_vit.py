@@ -19,6 +19,7 @@ import torch
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
 from mmseg_segvit.checkpoints.pos_embed import patch_grid
+from mmseg_segvit.models.layers.vit_layer import patch_grid as vit_patch_grid
 from .convert_official_segvit import add_src_grid_argument, build_model
 
 __all__ = ['convert_file', 'main']
@@ -42,7 +43,7 @@ def convert_file(src: str,
         grid = patch_grid(backbone)
         final_norm, mode = backbone.final_norm, backbone.interpolate_mode
     elif img_size is not None:
-        grid = (img_size[0] // patch_size, img_size[-1] // patch_size)
+        grid = vit_patch_grid(img_size, patch_size)
     state_dict, notes = load_pretrained_vit(src, grid, final_norm, mode,
                                          src_grid)
     if backbone is not None:

@@ -7,7 +7,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ..layers import QDEncoderLayer, QueryUpsample
-from ..layers.vit_layer import build_vit_layers
+from ..layers.vit_layer import build_vit_layers, patch_grid
 from ..load_checks import compare_keys, modules_of
 from .fused_vit import FusedVisionTransformer
 
@@ -149,8 +149,8 @@ class ShrunkViT(FusedVisionTransformer):
                 f'and out_indices); it takes {sorted(allowed)}')
         qu_cfg.setdefault('embed_dims', embed_dims // 2)
         qu_cfg.setdefault('num_heads', self._vit_args['num_heads'])
-        qu_cfg.setdefault('query_grid', (self.img_size[0] // self.patch_size,
-                                         self.img_size[1] // self.patch_size))
+        qu_cfg.setdefault('query_grid',
+                          patch_grid(self.img_size, self.patch_size))
         qu_cfg.setdefault('interpolate_mode', self.interpolate_mode)
         self.qu = QueryUpsample(
             in_channels=embed_dims, num_levels=len(out_indices), **qu_cfg)

@@ -1,7 +1,7 @@
 """mmseg's ViT encoder layer with a ``fused_attn`` switch, and the layer
 list of a ViT built from its arguments."""
 import inspect
-from typing import Optional, Type
+from typing import Optional, Sequence, Tuple, Type
 
 import torch
 from mmcv.cnn.bricks.transformer import MultiheadAttention
@@ -11,7 +11,20 @@ from torch import nn
 
 from .fused_mha import FusedMultiheadAttention, use_fused_attn
 
-__all__ = ['ViTEncoderLayer', 'vit_arguments', 'build_vit_layers']
+__all__ = [
+    'ViTEncoderLayer', 'vit_arguments', 'build_vit_layers', 'patch_grid'
+]
+
+
+def patch_grid(img_size: Sequence[int], patch_size: int) -> Tuple[int, int]:
+    """The (H // patch, W // patch) grid of a ViT trained at ``img_size``:
+    the grid its ``pos_embed`` (and ShrunkViT's QU queries) are laid on.
+
+    Args:
+        img_size (Sequence[int]): (H, W) in pixels; an int-like pair.
+        patch_size (int): Patch side in pixels.
+    """
+    return (int(img_size[0]) // patch_size, int(img_size[-1]) // patch_size)
 
 
 class ViTEncoderLayer(TransformerEncoderLayer):
