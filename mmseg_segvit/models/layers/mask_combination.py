@@ -204,8 +204,9 @@ def resize_in_bands(maps: Tensor,
     out_h, out_w = int(size[0]), int(size[1])
     rows = out_h if rows is None else max(1, min(out_h, int(rows)))
     if rows >= out_h:
+        # ``size`` as given: a traced size stays symbolic in an export
         yield 0, out_h, maps if (h, w) == (out_h, out_w) else F.interpolate(
-            maps, size=(out_h, out_w), mode='bilinear',
+            maps, size=tuple(size), mode='bilinear',
             align_corners=align_corners)
         return
     # along the height only: (B, C, H, w), small; a resize that keeps an
@@ -415,7 +416,8 @@ def combine(cls_logits: Tensor,
             f"output must be 'scores' or 'labels', got {output!r}")
     if fast_scale < 1:
         raise ValueError(f'fast_scale must be >= 1, got {fast_scale}')
-    size = (int(size[0]), int(size[1]))
+    if not torch.jit.is_tracing():  # a traced size stays symbolic (export)
+        size = (int(size[0]), int(size[1]))
     cls_prob = class_probabilities(cls_logits)
     if order == 'faithful':
         fn = combine_resized_masks if output == 'scores' else combined_labels
@@ -425,7 +427,7 @@ def combine(cls_logits: Tensor,
         cls_prob, mask_logits, grid, align_corners, rows=grid[0])
     if output == 'labels':
         return resized_labels(low, size, align_corners, budget=budget)
-    if tuple(low.shape[-2:]) == size:
+    if tuple(low.shape[-2:]) == tuple(size):
         return low
     return F.interpolate(
         low, size=size, mode='bilinear', align_corners=align_corners)
