@@ -81,7 +81,8 @@ def main() -> None:
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(
             path, options, providers=['CPUExecutionProvider'])
-    inputs = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    inputs = torch.randn(
+        1, 3, *shape, generator=torch.Generator().manual_seed(0))
     feed = {session.get_inputs()[0].name: inputs.numpy()}
 
     def run_torch():

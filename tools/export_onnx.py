@@ -28,7 +28,8 @@ from mmengine.registry import init_default_scope
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmseg_segvit.checkpoints import get_state_dict, load_weights_file  # noqa: E402,E501
+from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
+                                      load_weights_file)
 from mmseg_segvit.deploy import (ORDERS, OUTPUTS, check_onnx,  # noqa: E402
                                  check_shapes, export_onnx)
 

@@ -50,7 +50,8 @@ class SegmentorForExport(nn.Module):
                  order: str = 'faithful') -> None:
         super().__init__()
         if output not in OUTPUTS:
-            raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
+            raise ValueError(
+                f'output must be one of {OUTPUTS}, got {output!r}')
         if order not in ORDERS:
             raise ValueError(f'order must be one of {ORDERS}, got {order!r}')
         self.segmentor = segmentor

@@ -204,10 +204,10 @@ def resize_in_bands(maps: Tensor,
     out_h, out_w = int(size[0]), int(size[1])
     rows = out_h if rows is None else max(1, min(out_h, int(rows)))
     if rows >= out_h:
-        # ``size`` as given: a traced size stays symbolic in an export
+        # a traced size stays symbolic (ONNX export)
+        full = tuple(size) if torch.jit.is_tracing() else (out_h, out_w)
         yield 0, out_h, maps if (h, w) == (out_h, out_w) else F.interpolate(
-            maps, size=tuple(size), mode='bilinear',
-            align_corners=align_corners)
+            maps, size=full, mode='bilinear', align_corners=align_corners)
         return
     # along the height only: (B, C, H, w), small; a resize that keeps an
     # axis's size leaves that axis as it is
