@@ -13,7 +13,8 @@ from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
 from mmseg_segvit.deploy import (SegmentorForExport, check_onnx,
-                                 check_shapes, export_onnx, trace_shape)
+                                 check_shapes, choose_exporter, export_onnx,
+                                 trace_shape)
 from tiny_models import tiny_segmentor, tiny_segmentor_cfg
 
 onnx = pytest.importorskip('onnx')
@@ -112,13 +113,25 @@ def test_static_export_outputs_and_orders(tmp_path, output, order):
     assert (results[0].max_abs_diff is None) == (output == 'labels')
 
 
-def test_shrunk_exports_static_and_refuses_dynamic(tmp_path):
+def test_shrunk_exports_static(tmp_path):
     model = _tiny_shrunk()
     path = str(tmp_path / 'shrunk.onnx')
     wrapper = export_onnx(model, path, (40, 24))
     _assert_close(check_onnx(path, wrapper, [(1, 40, 24)]))
-    with pytest.raises(ValueError, match='not supported for ShrunkViT'):
-        export_onnx(model, path, (40, 24), dynamic=True)
+
+
+@pytest.mark.slow  # torch.export: ~25 s on 2 cores
+def test_dynamic_shrunk_goes_through_dynamo(tmp_path):
+    model = _tiny_shrunk()
+    assert choose_exporter(model, True) == 'dynamo'
+    assert choose_exporter(model, False) == 'torchscript'
+    assert choose_exporter(_tiny(), True) == 'torchscript'
+    with pytest.raises(ValueError, match='needs the dynamo exporter'):
+        choose_exporter(model, True, 'torchscript')
+    path = str(tmp_path / 'shrunk.onnx')
+    wrapper = export_onnx(model, path, (32, 32), dynamic=True)
+    # the trained grid, and a non-square one with an odd QD grid
+    _assert_close(check_onnx(path, wrapper, [(1, 32, 32), (3, 40, 24)]))
 
 
 def test_dynamic_needs_multiples_of_the_patch(tmp_path):

@@ -12,10 +12,11 @@ already applied) to per-class ``scores`` (B, K, H, W) or ``labels``
 (B, H, W) (:class:`mmseg_segvit.deploy.SegmentorForExport`). Without
 ``--dynamic`` the graph takes one (1, 3, H, W) batch (default: the config's
 crop); with it, batch and image size are dynamic (multiples of the patch
-size). After writing, the file is run with onnxruntime (CPU) on random
-batches (two sizes with ``--dynamic``) and compared with PyTorch: the tool
-prints the max abs difference of the scores and the arg-max agreement and
-exits with status 1 above ``--atol`` or below ``--min-agreement``.
+size; a dynamic ShrunkViT goes through torch's dynamo exporter, everything
+else through the TorchScript one, see ``--exporter``). After writing, the
+file is run with onnxruntime (CPU) on random batches (two sizes with
+``--dynamic``) and compared with PyTorch: the tool prints the max abs
+difference of the scores and the arg-max agreement and exits with status 1 above ``--atol`` or below ``--min-agreement``.
 
 Needs the ``export`` extra: ``pip install 'mmseg_segvit[export]'``.
 """
@@ -30,8 +31,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
                                       load_weights_file)
-from mmseg_segvit.deploy import (ORDERS, OUTPUTS, check_onnx,  # noqa: E402
-                                 check_shapes, export_onnx)
+from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
+                                 check_onnx, check_shapes, choose_exporter,
+                                 export_onnx)
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +61,10 @@ def parse_args() -> argparse.Namespace:
         '--order', choices=ORDERS, default='faithful',
         help="'faithful' (official: resize the masks, then combine) or "
         "'fast' (combine near the mask grid, then resize the scores)")
+    parser.add_argument(
+        '--exporter', choices=EXPORTERS, default='auto',
+        help="torch's exporter: 'auto' (dynamo for a dynamic ShrunkViT, "
+        "else TorchScript), 'torchscript' or 'dynamo' (opset >= 18)")
     parser.add_argument(
         '--atol', type=float, default=1e-3,
         help='largest max |diff| of the scores accepted')
@@ -102,12 +108,14 @@ def main() -> None:
     model.eval()
 
     try:
+        exporter = choose_exporter(model, args.dynamic, args.exporter)
         wrapper = export_onnx(model, args.out, shape, args.dynamic,
-                              args.opset, args.output, args.order)
+                              args.opset, args.output, args.order, exporter)
     except ValueError as err:
         raise SystemExit(str(err))
-    print(f'wrote {args.out} (opset {args.opset}, output {args.output}, '
-          f'order {args.order}, ' +
+    opset = max(args.opset, 18) if exporter == 'dynamo' else args.opset
+    print(f'wrote {args.out} ({exporter} exporter, opset {opset}, output '
+          f'{args.output}, order {args.order}, ' +
           ('dynamic batch and size)' if args.dynamic else
            f'static 1x3x{shape[0]}x{shape[1]})'))
     ok = True

@@ -7,7 +7,9 @@ last output at the input size, computed in one piece (``memory_budget(inf)``,
 the literal algorithm, no device-dependent bands).
 
 :func:`export_onnx` traces it with torch's TorchScript-based exporter
-(``torch.onnx.export(..., dynamo=False)``); :func:`check_onnx` runs the file
+(``torch.onnx.export(..., dynamo=False)``), or with the torch.export-based
+one where TorchScript cannot keep the sizes dynamic (a dynamic ShrunkViT,
+:func:`choose_exporter`); :func:`check_onnx` runs the file
 with onnxruntime on CPU and compares it with PyTorch. ``onnx``,
 ``onnxruntime`` and ``onnxscript`` come with the ``export`` extra
 (``pip install mmseg_segvit[export]``).
@@ -23,11 +25,13 @@ from ..models.layers.mask_combination import combine, memory_budget
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
-    'trace_shape', 'check_shapes', 'OUTPUTS', 'ORDERS'
+    'trace_shape', 'check_shapes', 'choose_exporter', 'OUTPUTS', 'ORDERS',
+    'EXPORTERS'
 ]
 
 OUTPUTS = ('scores', 'labels')
 ORDERS = ('faithful', 'fast')
+EXPORTERS = ('auto', 'torchscript', 'dynamo')
 Size = Tuple[int, int]
 
 
@@ -134,14 +138,36 @@ def _no_mha_fastpath() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(enabled)
 
 
-def _check_size(segmentor: nn.Module, shape: Size, dynamic: bool) -> None:
-    if dynamic and hasattr(segmentor.backbone, 'qu'):
+def choose_exporter(segmentor: nn.Module, dynamic: bool,
+                    exporter: str = 'auto') -> str:
+    """``'torchscript'`` or ``'dynamo'`` for ``exporter='auto'``.
+
+    TorchScript (``torch.onnx.export(..., dynamo=False)``, quick) except for
+    a dynamic ShrunkViT: TorchScript records QU's query count (the traced
+    patch grid) as a constant in ``nn.MultiheadAttention``'s reshapes, so
+    that file would run at the traced size only; torch.export keeps it
+    symbolic.
+
+    Raises:
+        ValueError: ``exporter='torchscript'`` for a dynamic ShrunkViT, or
+            an unknown exporter.
+    """
+    if exporter not in EXPORTERS:
         raise ValueError(
-            '--dynamic is not supported for ShrunkViT: torch\'s TorchScript '
-            'exporter records the QU query count (the traced patch grid) as '
-            "a constant in nn.MultiheadAttention's reshapes, so the file "
-            'would only run at the traced size. Export one file per image '
-            'size (without --dynamic).')
+            f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    shrunk = hasattr(segmentor.backbone, 'qu')
+    if exporter == 'auto':
+        return 'dynamo' if dynamic and shrunk else 'torchscript'
+    if exporter == 'torchscript' and dynamic and shrunk:
+        raise ValueError(
+            'a dynamic ShrunkViT needs the dynamo exporter: torch\'s '
+            'TorchScript exporter records the QU query count (the traced '
+            "patch grid) as a constant in nn.MultiheadAttention's reshapes, "
+            'so the file would only run at the traced size')
+    return exporter
+
+
+def _check_size(segmentor: nn.Module, shape: Size, dynamic: bool) -> None:
     patch, _ = _patch(segmentor)
     if dynamic and (shape[0] % patch or shape[1] % patch):
         raise ValueError(
@@ -156,7 +182,8 @@ def export_onnx(segmentor: nn.Module,
                 dynamic: bool = False,
                 opset: int = 17,
                 output: str = 'scores',
-                order: str = 'faithful') -> SegmentorForExport:
+                order: str = 'faithful',
+                exporter: str = 'auto') -> SegmentorForExport:
     """Write ``segmentor``'s inference to an ONNX file.
 
     Args:
@@ -173,15 +200,22 @@ def export_onnx(segmentor: nn.Module,
             (B, H, W) int64. Default: 'scores'.
         order (str): ``'faithful'`` or ``'fast'``; see :func:`combine`.
             Default: 'faithful'.
+        exporter (str): ``'torchscript'``, ``'dynamo'`` (torch.export; the
+            example batch is then 2, as torch.export specialises a size 1)
+            or ``'auto'`` (:func:`choose_exporter`). Default: 'auto'.
 
     Returns:
         SegmentorForExport: The module that was exported.
     """
     shape = (int(shape[0]), int(shape[1]))
     _check_size(segmentor, shape, dynamic)
+    exporter = choose_exporter(segmentor, dynamic, exporter)
     wrapper = SegmentorForExport(segmentor, output, order).eval()
-    example = torch.randn(
-        1, 3, *(trace_shape(segmentor, shape) if dynamic else shape))
+    size = trace_shape(segmentor, shape) if dynamic else shape
+    if exporter == 'dynamo':
+        _export_dynamo(wrapper, path, size, dynamic, opset)
+        return wrapper
+    example = torch.randn(1, 3, *size)
     dims = {0: 'batch', 2: 'height', 3: 'width'}
     out_dims = dims if output == 'scores' else {
         0: 'batch', 1: 'height', 2: 'width'}
@@ -200,6 +234,35 @@ def export_onnx(segmentor: nn.Module,
             dynamic_axes={'inputs': dims, output: out_dims}
             if dynamic else None)
     return wrapper
+
+
+def _export_dynamo(wrapper: SegmentorForExport, path: str, size: Size,
+                   dynamic: bool, opset: int) -> None:
+    """:func:`export_onnx` with ``torch.onnx.export(..., dynamo=True)``."""
+    patch, _ = _patch(wrapper.segmentor)
+    example = torch.randn(2 if dynamic else 1, 3, *size)
+    shapes = None
+    if dynamic:  # sizes are multiples of the patch
+        dim = torch.export.Dim
+        shapes = {
+            'inputs': {
+                0: dim('batch', min=1, max=1024),
+                2: patch * dim('height', min=1, max=1024),
+                3: patch * dim('width', min=1, max=1024)
+            }
+        }
+    with torch.no_grad(), _no_mha_fastpath(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(
+            wrapper, (example, ),
+            path,
+            dynamo=True,
+            opset_version=max(opset, 18),
+            input_names=['inputs'],
+            output_names=[wrapper.output],
+            dynamic_shapes=shapes,
+            external_data=False,
+            verbose=False)
 
 
 class OnnxCheck(NamedTuple):
