@@ -16,7 +16,8 @@ size; a dynamic ShrunkViT goes through torch's dynamo exporter, everything
 else through the TorchScript one, see ``--exporter``). After writing, the
 file is run with onnxruntime (CPU) on random batches (two sizes with
 ``--dynamic``) and compared with PyTorch: the tool prints the max abs
-difference of the scores and the arg-max agreement and exits with status 1 above ``--atol`` or below ``--min-agreement``.
+difference of the scores and the arg-max agreement and exits with status 1
+above ``--atol`` or below ``--min-agreement``.
 
 Needs the ``export`` extra: ``pip install 'mmseg_segvit[export]'``.
 """
