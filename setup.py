@@ -88,7 +88,13 @@ setup(
         'full': [f'mmcv{MMCV_RANGE}'],
         # MMSeg's analyze_logs tool imports seaborn (not declared by mmseg)
         'tools': ['seaborn'],
-        'tests': ['pytest>=7', 'hypothesis>=6', 'seaborn'],
+        # tools/export_onnx.py and mmseg_segvit.deploy: torch's exporter
+        # writes the file, onnxruntime checks it
+        'export': ['onnx', 'onnxruntime', 'onnxscript'],
+        'tests': [
+            'pytest>=7', 'hypothesis>=6', 'seaborn', 'onnx', 'onnxruntime',
+            'onnxscript'
+        ],
         'bench': ['matplotlib'],  # benchmarks/bench_models.py charts
     },
     classifiers=[

@@ -66,6 +66,14 @@ _budget_override: Optional[float] = None
 Size = Tuple[int, int]
 
 
+def _dims(size: Size) -> Size:
+    """``size`` as Python ints; as given while a graph is traced or
+    compiled (ONNX export), where ``int()`` would bake the example's size."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return size[0], size[1]
+    return int(size[0]), int(size[1])
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_band_bytes() -> int:
     """Bytes of resized masks per band on CPU: one core's L2 cache.
@@ -161,7 +169,7 @@ def plan_rows(batch: int,
         int: Rows per band, between 1 and H; H means one piece. Bands are
         balanced: ``ceil(H / n)`` rows for the fewest bands ``n`` that fit.
     """
-    height, width = int(size[0]), int(size[1])
+    height, width = _dims(size)
     if budget is None:
         budget = _budget_override
     if budget is None and torch.compiler.is_compiling():
@@ -203,7 +211,7 @@ def resize_in_bands(maps: Tensor,
         share memory with it: do not modify it in place.
     """
     _, _, h, w = maps.shape
-    out_h, out_w = int(size[0]), int(size[1])
+    out_h, out_w = _dims(size)
     rows = out_h if rows is None else max(1, min(out_h, int(rows)))
     if rows >= out_h:
         yield 0, out_h, maps if (h, w) == (out_h, out_w) else F.interpolate(
@@ -417,7 +425,7 @@ def combine(cls_logits: Tensor,
             f"output must be 'scores' or 'labels', got {output!r}")
     if fast_scale < 1:
         raise ValueError(f'fast_scale must be >= 1, got {fast_scale}')
-    size = (int(size[0]), int(size[1]))
+    size = _dims(size)
     cls_prob = class_probabilities(cls_logits)
     if order == 'faithful':
         fn = combine_resized_masks if output == 'scores' else combined_labels
@@ -427,7 +435,7 @@ def combine(cls_logits: Tensor,
         cls_prob, mask_logits, grid, align_corners, rows=grid[0])
     if output == 'labels':
         return resized_labels(low, size, align_corners, budget=budget)
-    if tuple(low.shape[-2:]) == size:
+    if tuple(low.shape[-2:]) == tuple(size):
         return low
     return F.interpolate(
         low, size=size, mode='bilinear', align_corners=align_corners)

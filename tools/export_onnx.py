@@ -1,0 +1,140 @@
+"""Export a SegViT segmentor to ONNX and check it with onnxruntime.
+
+Usage::
+
+    python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--shape H [W]]
+        [--dynamic] [--opset N] [--output scores|labels]
+        [--order faithful|fast]
+
+CHECKPOINT may be ``none`` (random weights). The file maps a normalised
+image batch ``inputs`` (B, 3, H, W) (the data preprocessor's mean / std
+already applied) to per-class ``scores`` (B, K, H, W) or ``labels``
+(B, H, W) (:class:`mmseg_segvit.deploy.SegmentorForExport`). Without
+``--dynamic`` the graph takes one (1, 3, H, W) batch (default: the config's
+crop); with it, batch and image size are dynamic (multiples of the patch
+size; a dynamic ShrunkViT goes through torch's dynamo exporter, everything
+else through the TorchScript one, see ``--exporter``). After writing, the
+file is run with onnxruntime (CPU) on random batches (two sizes with
+``--dynamic``) and compared with PyTorch: the tool prints the max abs
+difference of the scores and the arg-max agreement and exits with status 1
+above ``--atol`` or below ``--min-agreement``.
+
+Needs the ``export`` extra: ``pip install 'mmseg_segvit[export]'``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
+                                      load_weights_file)
+from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
+                                 check_onnx, check_shapes, choose_exporter,
+                                 export_onnx)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Export a SegViT segmentor to ONNX, check it with '
+        'onnxruntime')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for "
+                        'random weights')
+    parser.add_argument('out', help='output .onnx file')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        help='input size H [W] (default: the config crop_size)')
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='dynamic batch and image size (multiples of the patch size)')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset')
+    parser.add_argument(
+        '--output', choices=OUTPUTS, default='scores',
+        help="'scores' (B, K, H, W) or 'labels' (B, H, W)")
+    parser.add_argument(
+        '--order', choices=ORDERS, default='faithful',
+        help="'faithful' (official: resize the masks, then combine) or "
+        "'fast' (combine near the mask grid, then resize the scores)")
+    parser.add_argument(
+        '--exporter', choices=EXPORTERS, default='auto',
+        help="torch's exporter: 'auto' (dynamo for a dynamic ShrunkViT, "
+        "else TorchScript), 'torchscript' or 'dynamo' (opset >= 18)")
+    parser.add_argument(
+        '--atol', type=float, default=1e-3,
+        help='largest max |diff| of the scores accepted')
+    parser.add_argument(
+        '--min-agreement', type=float, default=0.999,
+        help='smallest arg-max agreement accepted')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    if args.shape:
+        if len(args.shape) not in (1, 2):
+            raise SystemExit('--shape takes H or H W')
+        shape = tuple(args.shape) * (2 // len(args.shape))
+    else:
+        crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
+        if not crop:
+            raise SystemExit('the config has no crop_size; pass --shape H W')
+        shape = tuple(crop)
+
+    from mmseg.registry import MODELS
+    cfg.model.pretrained = None
+    cfg.model.backbone.pop('init_cfg', None)  # no download
+    model = MODELS.build(cfg.model)
+    if args.checkpoint.lower() == 'none':
+        model.init_weights()
+        print('random weights')
+    else:
+        model.load_state_dict(get_state_dict(
+            load_weights_file(args.checkpoint), args.checkpoint))
+    model.eval()
+
+    try:
+        exporter = choose_exporter(model, args.dynamic, args.exporter)
+        wrapper = export_onnx(model, args.out, shape, args.dynamic,
+                              args.opset, args.output, args.order, exporter)
+    except ValueError as err:
+        raise SystemExit(str(err))
+    opset = max(args.opset, 18) if exporter == 'dynamo' else args.opset
+    print(f'wrote {args.out} ({exporter} exporter, opset {opset}, output '
+          f'{args.output}, order {args.order}, ' +
+          ('dynamic batch and size)' if args.dynamic else
+           f'static 1x3x{shape[0]}x{shape[1]})'))
+    ok = True
+    for res in check_onnx(args.out, wrapper,
+                          check_shapes(model, shape, args.dynamic)):
+        b, h, w = res.shape
+        diff = 'n/a' if res.max_abs_diff is None else \
+            f'{res.max_abs_diff:.3g}'
+        passed = res.passed(args.atol, args.min_agreement)
+        ok &= passed
+        print(f'onnxruntime vs PyTorch at {b}x3x{h}x{w}: max |diff| of the '
+              f'scores {diff}, argmax agreement {res.agreement:.6f} '
+              f'{"ok" if passed else "FAILED"}')
+    if not ok:
+        print(f'FAILED: tolerance max |diff| <= {args.atol}, agreement >= '
+              f'{args.min_agreement}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()
