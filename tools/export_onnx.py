@@ -25,13 +25,13 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import init_default_scope
+from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
                                       load_weights_file)
+from mmseg_segvit.utils.cli import input_shape, load_config  # noqa: E402
 from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
                                  check_onnx, check_shapes, choose_exporter,
                                  export_onnx)
@@ -82,19 +82,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    if args.shape:
-        if len(args.shape) not in (1, 2):
-            raise SystemExit('--shape takes H or H W')
-        shape = tuple(args.shape) * (2 // len(args.shape))
-    else:
-        crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
-        if not crop:
-            raise SystemExit('the config has no crop_size; pass --shape H W')
-        shape = tuple(crop)
+    cfg = load_config(args.config, args.cfg_options)
+    shape = input_shape(cfg, args.shape)
 
     from mmseg.registry import MODELS
     cfg.model.pretrained = None
