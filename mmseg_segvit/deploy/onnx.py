@@ -21,7 +21,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..models.layers.mask_combination import combine, memory_budget
+from ..models.layers.mask_combination import memory_budget
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
@@ -65,17 +65,11 @@ class SegmentorForExport(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         """Args: inputs (Tensor): normalised images, (B, 3, H, W)."""
         head = self.segmentor.decode_head
-        cls_logits, mask_logits = head.forward(
-            self.segmentor.extract_feat(inputs))
+        outputs = head.forward(self.segmentor.extract_feat(inputs))
         with memory_budget(float('inf')):
-            return combine(
-                cls_logits[-1],
-                mask_logits[-1],
-                inputs.shape[-2:],
-                order=self.order,
-                output=self.output,
-                fast_scale=getattr(head, 'fast_inference_scale', 4),
-                align_corners=getattr(head, 'align_corners', False))
+            return head.combine_outputs(
+                outputs, inputs.shape[-2:], order=self.order,
+                output=self.output)
 
 
 def _patch(segmentor: nn.Module) -> Tuple[int, Optional[Size]]:

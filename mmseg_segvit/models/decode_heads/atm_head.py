@@ -297,15 +297,32 @@ class ATMHead(BaseDecodeHead):
         """
         return combine(cls_logits, mask_logits, mask_logits.shape[-2:])
 
-    def _combine(self, seg_logits: HeadOutput, size: Tuple[int, int],
-                 **kwargs) -> Tensor:
-        """:func:`combine` of the last output in this head's order."""
+    def combine_outputs(self,
+                        seg_logits: HeadOutput,
+                        size: Tuple[int, int],
+                        order: Optional[str] = None,
+                        **kwargs) -> Tensor:
+        """:func:`combine` of the last output, with this head's settings.
+
+        Args:
+            seg_logits (tuple): ``forward``'s class logits (L, B, K, K + 1)
+                and masks (L, B, K, h, w).
+            size (tuple[int, int]): Output size (H, W).
+            order (str, optional): ``'faithful'`` or ``'fast'``; default
+                from ``fast_inference``.
+            **kwargs: ``output`` and ``budget`` of :func:`combine`.
+
+        Returns:
+            Tensor: (B, K, H, W) scores or (B, H, W) labels.
+        """
         cls_logits, mask_logits = seg_logits
+        if order is None:
+            order = 'fast' if self.fast_inference else 'faithful'
         return combine(
             cls_logits[-1],
             mask_logits[-1],
             size,
-            order='fast' if self.fast_inference else 'faithful',
+            order=order,
             fast_scale=self.fast_inference_scale,
             align_corners=self.align_corners,
             **kwargs)
@@ -325,7 +342,7 @@ class ATMHead(BaseDecodeHead):
             size = meta['pad_shape'][:2]
         else:
             size = meta['img_shape']
-        return self._combine(seg_logits, tuple(size[:2]))
+        return self.combine_outputs(seg_logits, tuple(size[:2]))
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> dict:
@@ -343,10 +360,11 @@ class ATMHead(BaseDecodeHead):
                 seg_label,
                 ignore_index=self.ignore_index)
             with torch.no_grad():
-                pred = self._combine((cls_logits, mask_logits),
-                                     tuple(seg_label.shape[-2:]),
-                                     output='labels',
-                                     budget=metric_budget(seg_label.device))
+                pred = self.combine_outputs(
+                    (cls_logits, mask_logits),
+                    tuple(seg_label.shape[-2:]),
+                    output='labels',
+                    budget=metric_budget(seg_label.device))
                 losses['acc_seg'] = label_accuracy(
                     pred, seg_label, ignore_index=self.ignore_index)
         return losses
