@@ -235,3 +235,39 @@ def test_combine_refuses_unknown_settings():
         combine(cls, masks, (4, 4), output='probs')
     with pytest.raises(ValueError, match='fast_scale'):
         combine(cls, masks, (4, 4), order='fast', fast_scale=0)
+
+
+def test_autocast_keeps_the_masks_dtype(monkeypatch):
+    """Under autocast the masks are resized in their own (bf16) dtype, as
+    the official head does, not upcast to the fp32 of the class softmax
+    (an autocast fp32 op on CUDA): half the memory and traffic of the
+    (B, Q, H, W) masks, and the official numbers."""
+    cls_prob = torch.rand(2, 3, 4)  # fp32, as CUDA autocast's softmax
+    masks = torch.randn(2, 3, 5, 6).bfloat16()
+    seen = []
+    interpolate = F.interpolate
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.dtype)
+        return interpolate(x, *args, **kwargs)
+
+    monkeypatch.setattr(F, 'interpolate', spy)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        official = torch.einsum(
+            'bqc,bqhw->bchw', cls_prob,
+            interpolate(masks, size=(20, 24), mode='bilinear',
+                        align_corners=False).sigmoid())
+        one_piece = combine_resized_masks(cls_prob, masks, (20, 24))
+        banded = combine_resized_masks(cls_prob, masks, (20, 24), rows=3)
+        labels = combine(torch.randn(2, 3, 5), masks, (20, 24),
+                         output='labels')
+    assert seen and set(seen) == {torch.bfloat16}
+    assert one_piece.dtype == banded.dtype == official.dtype
+    torch.testing.assert_close(one_piece, official)
+    torch.testing.assert_close(banded.float(), official.float(),
+                               rtol=0.02, atol=0.02)
+    assert labels.shape == (2, 20, 24)
+    # outside autocast the promoted dtype (fp32) as before
+    seen.clear()
+    out = combine_resized_masks(cls_prob, masks, (20, 24))
+    assert out.dtype == torch.float32 and set(seen) == {torch.float32}

@@ -246,6 +246,20 @@ def class_probabilities(cls_logits: Tensor) -> Tensor:
     return F.softmax(cls_logits, dim=-1)[..., :-1]
 
 
+def _compute_dtype(cls_prob: Tensor, mask_logits: Tensor) -> torch.dtype:
+    """The dtype the resize, sigmoid and product run in.
+
+    Under autocast the masks' own dtype: the official head resizes the
+    (bf16 / fp16) masks autocast gives it and its einsum runs in the
+    autocast dtype, so upcasting the (B, Q, H, W) masks to the fp32 of the
+    class softmax (an autocast fp32 op on CUDA) would only double their
+    memory and traffic. Otherwise the promoted dtype of the inputs.
+    """
+    if torch.is_autocast_enabled(mask_logits.device.type):
+        return mask_logits.dtype
+    return torch.promote_types(cls_prob.dtype, mask_logits.dtype)
+
+
 def _weighted_sum(weights: Tensor, masks: Tensor, fresh: bool) -> Tensor:
     """(B, K, Q) @ sigmoid((B, Q, r, W)) -> (B, K, r, W).
 
@@ -264,7 +278,7 @@ def _combine_bands(cls_prob: Tensor, mask_logits: Tensor, size: Size,
         raise ValueError(f'cls_prob {tuple(cls_prob.shape)} and mask_logits '
                          f'{tuple(mask_logits.shape)} differ in batch or '
                          'query count')
-    dtype = torch.promote_types(cls_prob.dtype, mask_logits.dtype)
+    dtype = _compute_dtype(cls_prob, mask_logits)
     weights = cls_prob.to(dtype).transpose(1, 2)  # (B, K, Q)
     masks = mask_logits.to(dtype)
     in_place = not (torch.is_grad_enabled() and masks.requires_grad)
@@ -281,7 +295,7 @@ def _rows(cls_prob: Tensor, mask_logits: Tensor, size: Size,
     if torch.is_grad_enabled() and (cls_prob.requires_grad
                                     or mask_logits.requires_grad):
         return int(size[0])  # differentiable: the literal one piece
-    dtype = torch.promote_types(cls_prob.dtype, mask_logits.dtype)
+    dtype = _compute_dtype(cls_prob, mask_logits)
     return plan_rows(mask_logits.shape[0], mask_logits.shape[1],
                      cls_prob.shape[2], size, mask_logits.device,
                      dtype.itemsize, budget)
@@ -319,7 +333,7 @@ def combine_resized_masks(cls_prob: Tensor,
     if rows >= size[0]:
         return next(_combine_bands(cls_prob, mask_logits, size,
                                    align_corners, rows))[2]
-    dtype = torch.promote_types(cls_prob.dtype, mask_logits.dtype)
+    dtype = _compute_dtype(cls_prob, mask_logits)
     out = mask_logits.new_empty(
         mask_logits.shape[0], cls_prob.shape[2], *size, dtype=dtype)
     for top, bottom, scores in _combine_bands(cls_prob, mask_logits, size,
@@ -411,8 +425,9 @@ def combine(cls_logits: Tensor,
             see :func:`plan_rows`. Default: the device's.
 
     Returns:
-        Tensor: (B, K, H, W) scores in the promoted dtype of the inputs, or
-        (B, H, W) long labels.
+        Tensor: (B, K, H, W) scores in the promoted dtype of the inputs
+        (under autocast: the masks' dtype, or autocast's where the product
+        casts), or (B, H, W) long labels.
 
     Raises:
         ValueError: On an unknown ``order`` / ``output``, ``fast_scale`` < 1
