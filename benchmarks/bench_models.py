@@ -38,7 +38,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch  # noqa: E402
@@ -198,6 +198,20 @@ def build_model(spec: Spec, crop: int) -> nn.Module:
         head_cfg.pop('type')
         model.decode_head = spec.head_type(**head_cfg, **spec.head_kwargs)
         model.decode_head.init_weights()
+    return model
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """Compile (inductor) every method the benchmark calls, in place.
+
+    mmengine's ``compile=True`` compiles the runner's ``train_step``; here
+    the same ``torch.compile`` wraps ``extract_feat``, ``encode_decode``,
+    ``loss`` and the head's ``predict`` (dynamo inlines the nested ones), so
+    latency, throughput and the training step all run compiled.
+    """
+    for owner, name in ((model, 'extract_feat'), (model, 'encode_decode'),
+                        (model, 'loss'), (model.decode_head, 'predict')):
+        setattr(owner, name, torch.compile(getattr(owner, name)))
     return model
 
 
@@ -596,6 +610,11 @@ def parse_args(argv=None):
                         '8192)')
     parser.add_argument('--tag', default='', help='suffix of the outputs')
     parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='add a row per model run under torch.compile (inductor), as '
+        'mmengine\'s compile=True; its warm-up rounds include compiling')
+    parser.add_argument(
         '--profile-head',
         action='store_true',
         help='add the top ops of each decode head (torch.profiler)')
@@ -662,6 +681,14 @@ def main(argv=None) -> None:
             row.add(name, value)
         rows.append(row)
         print(f'built {key}: {row.fixed}', flush=True)
+        if args.compile:
+            compiled = compile_model(build_model(spec, crop).to(device))
+            label = f'{spec.label}, torch.compile'
+            twin = Row(f'{key}+compile', replace(spec, label=label),
+                       compiled, crop, fixed=dict(row.fixed))
+            if device.type == 'cpu':  # inductor's C++ kernels are no aten ops
+                twin.fixed.update(infer_ops='-', train_ops='-')
+            rows.append(twin)
 
     rate = matmul_rate(device, args.dtype, args.matmul_size, 3)
     rates = [rate]
