@@ -5,9 +5,7 @@ _base_ = [
     '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
 num_classes = 171
-model = dict(
-    decode_head=dict(
-        num_classes=num_classes, loss_decode=dict(num_classes=num_classes)))
+model = dict(decode_head=dict(num_classes=num_classes))
 # The official COCO-Stuff-10K recipe
 # (segvit_vit-l_jax_512x512_80k_cocostuff10k.py): weight decay 0.02 and
 # poly power 2.0 (ADE20K: 0.01 and 1.0).

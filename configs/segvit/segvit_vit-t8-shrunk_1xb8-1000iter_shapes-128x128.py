@@ -29,8 +29,7 @@ model = dict(
         embed_dims=64,
         use_stages=1,
         use_proj=False,
-        mask_mode='per_layer',
-        loss_decode=dict(dec_layers=2)))
+        mask_mode='per_layer'))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, end=100),
     dict(

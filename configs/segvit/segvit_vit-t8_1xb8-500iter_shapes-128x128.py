@@ -24,8 +24,7 @@ model = dict(
         embed_dims=128,
         num_heads=4,
         num_layers=2,
-        num_classes=num_classes,
-        loss_decode=dict(num_classes=num_classes, dec_layers=3)),
+        num_classes=num_classes),
     test_cfg=dict(_delete_=True, mode='whole'))
 optim_wrapper = dict(
     type='OptimWrapper',

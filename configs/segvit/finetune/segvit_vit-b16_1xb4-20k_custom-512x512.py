@@ -27,9 +27,7 @@ load_from = 'checkpoints/segvit_vit-b16_8xb2-160k_ade20k-512x512.pth'
 
 model = dict(
     pretrained=None,  # the backbone comes with load_from
-    decode_head=dict(
-        num_classes=num_classes,
-        loss_decode=dict(num_classes=num_classes)))
+    decode_head=dict(num_classes=num_classes))
 
 # ADE20K's pipelines drop label 0 (reduce_zero_label); these keep it.
 crop_size = (512, 512)
