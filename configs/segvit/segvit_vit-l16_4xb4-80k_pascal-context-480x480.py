@@ -3,7 +3,7 @@
 _base_ = [
     '../_base_/models/segvit_vit-l16_480.py',
     'mmseg::_base_/datasets/pascal_context.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
 num_classes = 60
