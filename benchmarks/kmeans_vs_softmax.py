@@ -50,8 +50,7 @@ VARIANTS = {
     'softmax': (SOFTMAX, {}, 'softmax over tokens, cumulative masks'),
     'kmeans': (KMEANS, {}, 'argmax over queries, every layer supervised'),
     'softmax-per-layer': (SOFTMAX, {
-        'model.decode_head.mask_mode': 'per_layer',
-        'model.decode_head.loss_decode.dec_layers': 6
+        'model.decode_head.mask_mode': 'per_layer'
     }, 'softmax over tokens, every layer supervised'),
 }
 

@@ -46,3 +46,10 @@ def data_samples(labels: torch.Tensor):
                                  ori_shape=(h, w)))
         samples.append(sample)
     return samples
+
+
+def meta_head(head_cfg: dict):
+    """The decode head a config builds, on the meta device (no memory, no
+    initialisation): its settings and its bound loss, at any size."""
+    with torch.device('meta'):
+        return MODELS.build(dict(head_cfg))

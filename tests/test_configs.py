@@ -15,7 +15,7 @@ from mmengine.registry import PARAM_SCHEDULERS
 from mmseg.registry import MODELS
 
 from conftest import REPO
-from helpers import data_samples
+from helpers import data_samples, meta_head
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'segvit', '*.py')))
 PAPER = {
@@ -64,7 +64,7 @@ def test_config_recipe(path):
     head = cfg.model.decode_head
     assert head.type == 'ATMHead'
     assert head.loss_decode.type == 'ATMLoss'
-    assert head.loss_decode.num_classes == head.num_classes
+    assert meta_head(head).loss_decode.num_classes == head.num_classes
     assert cfg.model.backbone.with_cls_token is False
     # the non-official QU locality prior is set by its own demo config only
     qu_cfg = cfg.model.backbone.get('qu_cfg') or {}

@@ -1,6 +1,6 @@
 _base_ = [
     '../_base_/models/segvit_vit-b16.py', 'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_160k.py'
 ]
 # Multi-scale + flip test (`--tta`) at the official scales: mmseg 0.24's

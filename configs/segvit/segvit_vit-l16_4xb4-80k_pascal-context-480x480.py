@@ -3,13 +3,11 @@
 _base_ = [
     '../_base_/models/segvit_vit-l16_480.py',
     'mmseg::_base_/datasets/pascal_context.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
 num_classes = 60
-model = dict(
-    decode_head=dict(
-        num_classes=num_classes, loss_decode=dict(num_classes=num_classes)))
+model = dict(decode_head=dict(num_classes=num_classes))
 optim_wrapper = dict(optimizer=dict(weight_decay=0.03))
 # Test scale of the official pipeline (mmseg 0.24: img_scale (520, 520),
 # Resize(keep_ratio=True, min_size=480)): the SHORT side goes to 520 and

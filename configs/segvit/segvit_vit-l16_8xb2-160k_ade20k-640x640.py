@@ -1,7 +1,7 @@
 _base_ = [
     '../_base_/models/segvit_vit-l16.py',
     'mmseg::_base_/datasets/ade20k_640x640.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_160k.py'
 ]
 crop_size = (640, 640)

@@ -1,26 +1,18 @@
 _base_ = [
     '../_base_/models/segvit_vit-l16.py',
     'mmseg::_base_/datasets/coco-stuff10k.py',
-    'mmseg::_base_/default_runtime.py',
+    '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
 num_classes = 171
-model = dict(
-    decode_head=dict(
-        num_classes=num_classes, loss_decode=dict(num_classes=num_classes)))
+model = dict(decode_head=dict(num_classes=num_classes))
 # The official COCO-Stuff-10K recipe
 # (segvit_vit-l_jax_512x512_80k_cocostuff10k.py): weight decay 0.02 and
 # poly power 2.0 (ADE20K: 0.01 and 1.0).
 optim_wrapper = dict(optimizer=dict(weight_decay=0.02))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, end=1500),
-    dict(
-        type='PolyLR',
-        power=2.0,
-        eta_min=0.0,
-        by_epoch=False,
-        begin=1500,
-        end={{_base_.max_iters}})
+    _base_.param_scheduler[0],
+    dict(_base_.param_scheduler[1], power=2.0)
 ]
 # Test scale of the official pipeline (mmseg 0.24: img_scale (2048, 512),
 # Resize(keep_ratio=True, min_size=512)): the short side goes to 512 and

@@ -29,17 +29,10 @@ model = dict(
         embed_dims=64,
         use_stages=1,
         use_proj=False,
-        mask_mode='per_layer',
-        loss_decode=dict(dec_layers=2)))
+        mask_mode='per_layer'))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, end=100),
-    dict(
-        type='PolyLR',
-        power=1.0,
-        eta_min=0.0,
-        by_epoch=False,
-        begin=100,
-        end=max_iters)
+    _base_.param_scheduler[0],
+    dict(_base_.param_scheduler[1], end=max_iters)
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

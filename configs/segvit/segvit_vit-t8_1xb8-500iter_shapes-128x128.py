@@ -2,7 +2,7 @@
 # embedded shapes dataset; trains and tests on 2 CPU cores in minutes.
 _base_ = [
     '../_base_/models/segvit_vit-b16.py', '../_base_/datasets/segvit_shapes.py',
-    'mmseg::_base_/default_runtime.py'
+    '../_base_/default_runtime.py'
 ]
 num_classes = 12
 max_iters = 500
@@ -24,8 +24,7 @@ model = dict(
         embed_dims=128,
         num_heads=4,
         num_layers=2,
-        num_classes=num_classes,
-        loss_decode=dict(num_classes=num_classes, dec_layers=3)),
+        num_classes=num_classes),
     test_cfg=dict(_delete_=True, mode='whole'))
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -63,5 +62,3 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)
-# Exact resume: also restore the model's random state (dropout, drop-path).
-custom_hooks = [dict(type='RNGStateHook')]

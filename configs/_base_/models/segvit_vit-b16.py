@@ -48,6 +48,7 @@ model = dict(
         num_layers=3,
         num_heads=12,
         use_stages=3,
-        loss_decode=dict(type='ATMLoss', num_classes=150, dec_layers=3)),
+        # the head gives ATMLoss num_classes and the number of outputs
+        loss_decode=dict(type='ATMLoss')),
     train_cfg=dict(),
     test_cfg=dict(mode='slide', crop_size=(512, 512), stride=(341, 341)))

@@ -1,6 +1,8 @@
 # SegViT optimisation: AdamW, no decay on norms, head lr x10, grad clip 35,
-# 1500 linear warm-up iterations from 1e-6 then poly decay (power 1.0),
-# 160k iterations (mmseg's stock 160k schedule otherwise).
+# 1500 linear warm-up iterations from 1e-6 then poly decay (power 1.0) to
+# max_iters (160k), validation and checkpoints every tenth of the run
+# (mmseg's stock 160k schedule otherwise). A shorter run sets max_iters and
+# these three (see segvit_adamw-poly_80k.py).
 _base_ = ['mmseg::_base_/schedules/schedule_160k.py']
 optim_wrapper = dict(
     _delete_=True,
@@ -31,5 +33,5 @@ param_scheduler = [
         begin=warmup_iters,
         end=max_iters)
 ]
-# Exact resume: also restore the model's random state (dropout, drop-path).
-custom_hooks = [dict(type='RNGStateHook')]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 10)
+default_hooks = dict(checkpoint=dict(interval=max_iters // 10))

@@ -3,13 +3,11 @@
 # the last three and predicts masks at 1/8. The layer-wise lr decay of the
 # stock config treats every non-backbone parameter as the head (lr x 1).
 # The FCN auxiliary head reads pyramid level 2 on its own and is kept.
-_base_ = ['mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py']
+_base_ = [
+    'mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py',
+    '../../_base_/models/atm_head.py'
+]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     decode_head=dict(
-        _delete_=True,
-        type='ATMHead',
-        in_channels=768,
-        in_index=[1, 2, 3],
-        embed_dims=384,
-        num_classes=150))
+        _base_.atm_head, _delete_=True, in_channels=768))

@@ -2,13 +2,11 @@
 # The plain ViT gives four 384-channel maps at 1/16 (after layers 2, 5, 8
 # and 11); ATMHead reads the last three, as SegViT does on a plain ViT.
 # The FCN auxiliary head reads backbone output 3 on its own and is kept.
-_base_ = ['mmseg::vit/vit_deit-s16_upernet_8xb2-160k_ade20k-512x512.py']
+_base_ = [
+    'mmseg::vit/vit_deit-s16_upernet_8xb2-160k_ade20k-512x512.py',
+    '../../_base_/models/atm_head.py'
+]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     decode_head=dict(
-        _delete_=True,
-        type='ATMHead',
-        in_channels=384,
-        in_index=[1, 2, 3],
-        embed_dims=192,
-        num_classes=150))
+        _base_.atm_head, _delete_=True, in_channels=384, embed_dims=192))

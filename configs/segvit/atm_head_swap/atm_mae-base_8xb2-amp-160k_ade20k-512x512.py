@@ -3,13 +3,11 @@
 # the last three and predicts masks at 1/8. ATMHead computes its loss in
 # fp32 under autocast, so `--amp` keeps working.
 # The FCN auxiliary head reads pyramid level 2 on its own and is kept.
-_base_ = ['mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py']
+_base_ = [
+    'mmseg::mae/mae-base_upernet_8xb2-amp-160k_ade20k-512x512.py',
+    '../../_base_/models/atm_head.py'
+]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     decode_head=dict(
-        _delete_=True,
-        type='ATMHead',
-        in_channels=768,
-        in_index=[1, 2, 3],
-        embed_dims=384,
-        num_classes=150))
+        _base_.atm_head, _delete_=True, in_channels=768))

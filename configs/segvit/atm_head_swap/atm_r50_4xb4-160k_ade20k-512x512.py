@@ -2,13 +2,11 @@
 # ResNet gives maps of 256, 512, 1024 and 2048 channels at 1/4 to 1/32;
 # ATMHead reads the last three and predicts masks at 1/8.
 # The FCN auxiliary head reads stage 2 on its own and is kept.
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py']
+_base_ = [
+    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+    '../../_base_/models/atm_head.py'
+]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     decode_head=dict(
-        _delete_=True,
-        type='ATMHead',
-        in_channels=[512, 1024, 2048],
-        in_index=[1, 2, 3],
-        embed_dims=384,
-        num_classes=150))
+        _base_.atm_head, _delete_=True, in_channels=[512, 1024, 2048]))

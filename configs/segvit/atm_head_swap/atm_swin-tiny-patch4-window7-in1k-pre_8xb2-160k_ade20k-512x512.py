@@ -5,14 +5,10 @@
 # The FCN auxiliary head reads stage 2 on its own and is kept.
 _base_ = [
     'mmseg::swin/'
-    'swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
+    'swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+    '../../_base_/models/atm_head.py'
 ]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     decode_head=dict(
-        _delete_=True,
-        type='ATMHead',
-        in_channels=[192, 384, 768],
-        in_index=[1, 2, 3],
-        embed_dims=384,
-        num_classes=150))
+        _base_.atm_head, _delete_=True, in_channels=[192, 384, 768]))

@@ -27,9 +27,7 @@ load_from = 'checkpoints/segvit_vit-b16_8xb2-160k_ade20k-512x512.pth'
 
 model = dict(
     pretrained=None,  # the backbone comes with load_from
-    decode_head=dict(
-        num_classes=num_classes,
-        loss_decode=dict(num_classes=num_classes)))
+    decode_head=dict(num_classes=num_classes))
 
 # ADE20K's pipelines drop label 0 (reduce_zero_label); these keep it.
 crop_size = (512, 512)
@@ -77,20 +75,14 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# A shorter schedule: 20k iterations, 500 warm-up, checkpoints and
-# validation every 2k.
+# The SegViT schedule, shorter: 20k iterations, 500 warm-up, checkpoints
+# and validation every tenth (2k).
 max_iters = 20000
+warmup_iters = 500
 param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
-        end=500),
-    dict(
-        type='PolyLR',
-        power=1.0,
-        eta_min=0.0,
-        by_epoch=False,
-        begin=500,
-        end=max_iters)
+    dict(_base_.param_scheduler[0], end=warmup_iters),
+    dict(_base_.param_scheduler[1], begin=warmup_iters, end=max_iters)
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=2000)
-default_hooks = dict(checkpoint=dict(interval=2000, max_keep_ckpts=2))
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 10)
+default_hooks = dict(
+    checkpoint=dict(interval=max_iters // 10, max_keep_ckpts=2))

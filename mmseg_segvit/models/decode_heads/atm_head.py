@@ -13,8 +13,9 @@ from torch import Tensor
 from ..layers import ATMDecoder
 from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
-from .head_checks import (check_fresh_modules, check_inherited_args,
-                          check_loaded_head, check_loss, check_own_args,
+from .head_checks import (bind_loss, check_fresh_modules,
+                          check_inherited_args, check_loaded_head,
+                          check_own_args, check_unused_args,
                           num_supervised_outputs, stage_tokens)
 
 __all__ = ['ATMHead']
@@ -43,8 +44,9 @@ class ATMHead(BaseDecodeHead):
     Args:
         in_channels (int | Sequence[int]): Channels of each used input; an
             int means the same for every stage.
-        channels (int, optional): Kept for ``BaseDecodeHead``; defaults to
-            ``embed_dims``. Unused otherwise.
+        channels (int, optional): ``BaseDecodeHead``'s classifier width;
+            ATMHead's width is ``embed_dims``. Accepted if None or equal to
+            ``embed_dims``, refused otherwise. Default: None.
         num_classes (int): K, also the number of queries.
         embed_dims (int): Width D of queries and decoders. Default: 384.
         num_layers (int): Decoder layers per stage. Default: 3.
@@ -83,10 +85,19 @@ class ATMHead(BaseDecodeHead):
             tensors (``q``, ``class_embed``) always may. Any other missing,
             extra or differently shaped head weight is a ``ValueError``
             naming the modules (:func:`check_loaded_head`). Default: ().
-        loss_decode (dict): Config of the loss. Default: ``ATMLoss``.
-        dropout_ratio (float): Dropout of ``BaseDecodeHead``'s classifier,
-            which this head does not have. Default: 0.
-        init_cfg (dict, optional): Unused; see :meth:`init_weights`.
+        loss_decode (dict): Config of the loss, an :class:`ATMLoss`. The
+            head gives it ``num_classes`` and ``dec_layers`` (the number of
+            supervised outputs: ``use_stages``, times ``num_layers`` with
+            ``mask_mode='per_layer'``), so a config leaves them out; given
+            values must agree. Default: ``dict(type='ATMLoss')``.
+        dropout_ratio (float): Dropout before ``BaseDecodeHead``'s
+            classifier, which ATMHead does not have (its decoder dropout is
+            ``dropout``). 0 and MMSeg's default 0.1, which stock head
+            configs carry, are accepted and have no effect; other values
+            are refused. Default: 0.
+        init_cfg (dict, optional): Must be None: :meth:`init_weights`
+            initialises the head; a checkpoint is loaded into the whole
+            model (``load_from``, ``model.init_cfg``). Default: None.
         **kwargs: Other arguments of ``BaseDecodeHead`` (``ignore_index``,
             ``align_corners``, ...). Those ATMHead cannot honour raise a
             ``ValueError`` naming them when the head is built:
@@ -145,26 +156,26 @@ class ATMHead(BaseDecodeHead):
                 "cross_attn='kmeans' trains q and k of a layer only through "
                 "its supervised mask, and mask_mode='cumulative' supervises "
                 "only the last layer of each stage: use mask_mode='per_layer'"
-                ' (ATMLoss dec_layers = use_stages * num_layers) or '
-                'num_layers=1')
+                ' or num_layers=1')
         if not use_proj and any(c != embed_dims for c in in_channels):
             raise ValueError(f'use_proj=False needs inputs with embed_dims '
                              f'({embed_dims}) channels, got {in_channels}')
         check_own_args(num_layers, dropout, ffn_ratio)
+        check_unused_args(channels, embed_dims, dropout_ratio, init_cfg)
         kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
             in_channels,
-            embed_dims if channels is None else channels,
+            embed_dims,
             num_classes=num_classes,
             in_index=in_index,
             input_transform='multiple_select',
             loss_decode=loss_decode,
-            dropout_ratio=dropout_ratio,
-            init_cfg=init_cfg,
+            dropout_ratio=0.0,
+            init_cfg=None,
             **kwargs)
         del self.conv_seg  # masks and class logits replace the classifier
-        check_loss(self.loss_decode, num_classes,
-                   num_supervised_outputs(use_stages, num_layers, mask_mode))
+        bind_loss(self.loss_decode, num_classes,
+                  num_supervised_outputs(use_stages, num_layers, mask_mode))
         self.embed_dims = embed_dims
         self.use_stages = use_stages
         self.mask_mode = mask_mode
@@ -220,8 +231,7 @@ class ATMHead(BaseDecodeHead):
                     f'checkpoint has {found} classes ({prefix}{name} of '
                     f'shape {tuple(weight.shape)}) but the model has '
                     f'num_classes={self.num_classes}. To evaluate it, set '
-                    f'decode_head.num_classes (and loss_decode.num_classes) '
-                    f'to {found}. To fine-tune it with {self.num_classes} '
+                    f'decode_head.num_classes to {found}. To fine-tune it with {self.num_classes} '
                     'classes, drop its class weights first: `python -m '
                     'mmseg_segvit.tools.drop_class_weights CKPT OUT`, then '
                     'load_from=OUT')

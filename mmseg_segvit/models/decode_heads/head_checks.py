@@ -16,7 +16,11 @@ failing later inside MMSegmentation or torch:
   ``dropout`` outside [0, 1) and ``ffn_ratio <= 0`` (:func:`check_own_args`).
 * a ``loss_decode`` that is not :class:`ATMLoss` (the outputs are
   per-query class logits and masks, which pixel losses cannot take), or an
-  ``ATMLoss`` built for another class count or number of outputs.
+  ``ATMLoss`` built for another class count or number of outputs
+  (:func:`bind_loss`, which also gives the loss the head's values).
+* ``channels``, ``dropout_ratio`` and ``init_cfg`` (the width of, the
+  dropout before and the initialisation of the 1x1 classifier ATMHead does
+  not have) set to a value that would matter (:func:`check_unused_args`).
 
 :func:`stage_tokens` reads one backbone output: a (B, C, H, W) map, a
 ``(tokens, (H, W))`` pair or MMSeg's ``[map, cls_token]`` pair (a
@@ -37,8 +41,8 @@ from torch import Tensor
 from ..load_checks import compare_keys, modules_of
 
 __all__ = [
-    'check_inherited_args', 'check_own_args', 'check_loss',
-    'num_supervised_outputs', 'stage_tokens', 'CLASS_MODULES',
+    'check_inherited_args', 'check_unused_args', 'check_own_args',
+    'bind_loss', 'num_supervised_outputs', 'stage_tokens', 'CLASS_MODULES',
     'check_fresh_modules', 'check_loaded_head'
 ]
 
@@ -118,6 +122,41 @@ def check_inherited_args(num_classes: int, kwargs: dict) -> dict:
     return kwargs
 
 
+def check_unused_args(channels: Optional[int], embed_dims: int,
+                      dropout_ratio: float, init_cfg: Optional[dict]) -> None:
+    """Refuse values of ``BaseDecodeHead`` arguments that ATMHead has no
+    use for, where a value would say something the head does not do.
+
+    ``BaseDecodeHead`` sizes, regularises and initialises a 1x1 classifier
+    with them; ATMHead has none (its width is ``embed_dims``, its dropout
+    ``dropout``, its initialisation :meth:`ATMHead.init_weights`). A decode
+    head dict taken from a stock MMSeg config keeps working: ``channels``
+    equal to ``embed_dims``, ``dropout_ratio`` 0 or MMSeg's default 0.1 and
+    no ``init_cfg`` are accepted and have no effect.
+
+    Raises:
+        ValueError: Naming ``decode_head.channels``, ``dropout_ratio`` or
+            ``init_cfg`` and saying what to set instead.
+    """
+    if channels is not None and channels != embed_dims:
+        raise ValueError(
+            f'decode_head.channels={channels} but ATMHead\'s width is '
+            f'decode_head.embed_dims={embed_dims}: remove channels (or set '
+            f'embed_dims={channels} for a head of that width)')
+    if dropout_ratio not in (0, 0.1):
+        raise ValueError(
+            f'decode_head.dropout_ratio={dropout_ratio} is the dropout before '
+            "BaseDecodeHead's 1x1 classifier, which ATMHead does not have: "
+            'remove it and set decode_head.dropout (the dropout of the '
+            'decoder layers, default 0.1)')
+    if init_cfg is not None:
+        raise ValueError(
+            f'decode_head.init_cfg={init_cfg} is not used: ATMHead '
+            'initialises itself (truncated-normal linear layers, unit '
+            'LayerNorms). Remove it; to start the head from a checkpoint, '
+            'load the whole model (load_from or model.init_cfg)')
+
+
 def check_own_args(num_layers: int, dropout: float, ffn_ratio: int) -> None:
     """Refuse decoder settings torch would refuse without naming them, or
     accept and silently degenerate (an FFN of width 0).
@@ -144,8 +183,18 @@ def num_supervised_outputs(use_stages: int, num_layers: int,
     return use_stages * num_layers if mask_mode == 'per_layer' else use_stages
 
 
-def check_loss(loss: nn.Module, num_classes: int, num_outputs: int) -> None:
-    """Check the built ``loss_decode`` of an ATMHead.
+def bind_loss(loss: nn.Module, num_classes: int, num_outputs: int) -> None:
+    """Check the built ``loss_decode`` of an ATMHead and give it the head's
+    class count and number of supervised outputs.
+
+    ``ATMLoss`` learns K (``num_classes``) and L (``dec_layers``) from the
+    head, so a config states them once, on the head. A value the config
+    does give must agree with the head.
+
+    Args:
+        loss (nn.Module): The head's built ``loss_decode``.
+        num_classes (int): K, ``decode_head.num_classes``.
+        num_outputs (int): L, see :func:`num_supervised_outputs`.
 
     Raises:
         ValueError: A list of losses, a loss that is not ``ATMLoss``, or an
@@ -153,9 +202,10 @@ def check_loss(loss: nn.Module, num_classes: int, num_outputs: int) -> None:
             the head.
     """
     from ..losses import ATMLoss
-    fix = ("set decode_head.loss_decode=dict(type='ATMLoss', "
-           f'num_classes={num_classes}) (its cls_weight, mask_weight and '
-           'dice_weight weigh the cross-entropy, focal and dice terms)')
+    fix = ("set decode_head.loss_decode=dict(type='ATMLoss') (the head "
+           'gives it the class count and the number of outputs; its '
+           'cls_weight, mask_weight and dice_weight weigh the '
+           'cross-entropy, focal and dice terms)')
     if isinstance(loss, nn.ModuleList):
         raise ValueError(
             'decode_head.loss_decode is a list; ATMHead takes one loss '
@@ -168,16 +218,19 @@ def check_loss(loss: nn.Module, num_classes: int, num_outputs: int) -> None:
     if loss.num_classes is not None and loss.num_classes != num_classes:
         raise ValueError(
             f'decode_head.loss_decode.num_classes={loss.num_classes} but '
-            f'decode_head.num_classes={num_classes}: set both to the '
-            'number of classes of the dataset (or leave '
-            'loss_decode.num_classes out)')
+            f'decode_head.num_classes={num_classes}: leave '
+            'loss_decode.num_classes out (the head sets it) and set '
+            'decode_head.num_classes to the number of classes of the '
+            'dataset')
     if loss.dec_layers is not None and loss.dec_layers != num_outputs:
         raise ValueError(
             f'decode_head.loss_decode.dec_layers={loss.dec_layers} but the '
             f'head gives {num_outputs} supervised outputs (one per stage '
             "with mask_mode='cumulative', one per stage and decoder layer "
-            f"with 'per_layer'): set dec_layers={num_outputs} or leave it "
-            'out')
+            f"with 'per_layer'): set dec_layers={num_outputs} or, better, "
+            'leave it out (the head sets it)')
+    loss.num_classes = num_classes
+    loss.dec_layers = num_outputs
 
 
 def _is_grid(grid: object) -> bool:

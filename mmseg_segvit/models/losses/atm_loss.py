@@ -146,10 +146,19 @@ class ATMLoss(nn.Module):
     Auxiliary outputs are named ``loss_ce_{i}`` etc., ``i`` counting from the
     first output.
 
+    The class count K and the number of supervised outputs L are facts of
+    the head: :class:`ATMHead` sets both when it builds its loss, so a
+    config leaves them out. A loss used on its own takes them from the
+    logits it is given.
+
     Args:
-        num_classes (int, optional): K. Checked against the logits if given.
-        dec_layers (int, optional): Number of outputs supervised. Checked
-            against the logits if given.
+        num_classes (int, optional): K. None (the default) takes it from the
+            logits; a value is checked against them (and, inside ATMHead,
+            against ``decode_head.num_classes`` when the head is built).
+        dec_layers (int, optional): L, the number of supervised outputs.
+            None (the default) takes it from the logits; a value is checked
+            against them (and, inside ATMHead, against the outputs that
+            ``use_stages``, ``num_layers`` and ``mask_mode`` give).
         cls_weight (float): Weight of ``loss_ce``. Default: 1.0.
         mask_weight (float): Weight of ``loss_mask``. Default: 20.0.
         dice_weight (float): Weight of ``loss_dice``. Default: 1.0.
@@ -157,8 +166,6 @@ class ATMLoss(nn.Module):
         focal_alpha (float): Focal loss alpha. Default: 0.25.
         focal_gamma (float): Focal loss gamma. Default: 2.0.
         loss_weight (float): Multiplies every term. Default: 1.0.
-        loss_name (str): Name of the module, for mmseg's loss listing.
-            Default: 'loss_atm'.
         num_points (int, optional): Memory-lean mode: point-sampled mask
             losses with this many points per mask (Mask2Former uses 12544).
             None (the default, the official loss) resizes the masks.
@@ -178,7 +185,6 @@ class ATMLoss(nn.Module):
                  focal_alpha: float = 0.25,
                  focal_gamma: float = 2.0,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_atm',
                  num_points: Optional[int] = None,
                  oversample_ratio: float = 3.0,
                  importance_sample_ratio: float = 0.75) -> None:
@@ -202,11 +208,6 @@ class ATMLoss(nn.Module):
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.loss_weight = loss_weight
-        self._loss_name = loss_name
-
-    @property
-    def loss_name(self) -> str:
-        return self._loss_name
 
     def _check(self, cls_logits: Tensor, mask_logits: Tensor) -> int:
         if cls_logits.dim() != 4 or mask_logits.dim() != 5:

@@ -1,0 +1,9 @@
+# ATMHead as the decode head of a stock MMSeg config (ADE20K, 150 classes).
+# A head-swap config lists this file after the stock config in `_base_` and
+# replaces the stock decode head with it, adding what its backbone gives:
+#   model = dict(decode_head=dict(_base_.atm_head, _delete_=True,
+#                                 in_channels=768))
+# ATMHead reads the last three of the four backbone (or neck) outputs,
+# deepest first; on a 1/4-1/32 pyramid it predicts masks at 1/8.
+atm_head = dict(
+    type='ATMHead', in_index=[1, 2, 3], embed_dims=384, num_classes=150)
