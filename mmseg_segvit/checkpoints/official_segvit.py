@@ -34,11 +34,12 @@ exactly (names and shapes), otherwise :class:`ConversionError` names what
 is wrong.
 """
 import re
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from torch import Tensor
 
+from ..typing_utils import StateDict
 from .errors import ConversionError
 from .pos_embed import patch_grid, resize_pos_embed
 
@@ -48,7 +49,6 @@ __all__ = [
     'is_shrunk_official', 'ATM_RULES', 'SHRUNK_RULES', 'DROPPED_KEYS'
 ]
 
-StateDict = Dict[str, Tensor]
 Rule = Tuple[str, Callable[[re.Match], str]]
 
 # Parameter names inside one mmseg ViT layer (0.24 and 1.x alike).

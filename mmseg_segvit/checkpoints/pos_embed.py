@@ -16,10 +16,11 @@ tokens  grid     released as
 1600    40x40    SegViT ViT-L on ADE20K (640 crop)
 ======  =======  ==========================================
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from torch import Tensor
 
+from ..typing_utils import Grid
 from ..models.layers.vit_layer import patch_grid as vit_patch_grid
 from .errors import ConversionError
 
@@ -27,7 +28,6 @@ __all__ = [
     'RELEASED_GRIDS', 'patch_grid', 'source_grid', 'resize_pos_embed'
 ]
 
-Grid = Tuple[int, int]
 
 RELEASED_GRIDS = {
     196: (14, 14),

@@ -21,6 +21,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..typing_utils import Size
 from ..models.layers.mask_combination import memory_budget
 
 __all__ = [
@@ -32,7 +33,6 @@ __all__ = [
 OUTPUTS = ('scores', 'labels')
 ORDERS = ('faithful', 'fast')
 EXPORTERS = ('auto', 'torchscript', 'dynamo')
-Size = Tuple[int, int]
 
 
 class SegmentorForExport(nn.Module):

@@ -6,14 +6,13 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...typing_utils import Grid
 from ..layers import QDEncoderLayer, QueryUpsample
 from ..layers.vit_layer import build_vit_layers, patch_grid
 from ..load_checks import compare_keys, modules_of
 from .fused_vit import FusedVisionTransformer
 
 __all__ = ['ShrunkViT']
-
-Grid = Tuple[int, int]
 
 
 def check_loaded_qu(backbone: 'ShrunkViT', state_dict: dict, prefix: str,

@@ -10,6 +10,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from torch import Tensor
 
+from ...typing_utils import Grid, Size
 from ..layers import ATMDecoder
 from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
@@ -19,7 +20,6 @@ from .head_checks import (check_fresh_modules, check_inherited_args,
 
 __all__ = ['ATMHead']
 
-Grid = Tuple[int, int]
 HeadOutput = Tuple[Tensor, Tensor]
 
 
@@ -299,7 +299,7 @@ class ATMHead(BaseDecodeHead):
 
     def combine_outputs(self,
                         seg_logits: HeadOutput,
-                        size: Tuple[int, int],
+                        size: Size,
                         order: Optional[str] = None,
                         **kwargs) -> Tensor:
         """:func:`combine` of the last output, with this head's settings.

@@ -6,10 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import constant_init, trunc_normal_init
 from torch import Tensor
+from ...typing_utils import Grid
 
 __all__ = ['QueryUpsample']
 
-Grid = Tuple[int, int]
 
 
 class QueryUpsample(nn.Module):

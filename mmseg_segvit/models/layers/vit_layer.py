@@ -1,7 +1,7 @@
 """mmseg's ViT encoder layer with a ``fused_attn`` switch, and the layer
 list of a ViT built from its arguments."""
 import inspect
-from typing import Optional, Sequence, Tuple, Type
+from typing import Optional, Sequence, Type
 
 import torch
 from mmcv.cnn.bricks.transformer import MultiheadAttention
@@ -9,6 +9,7 @@ from mmseg.models.backbones.vit import (TransformerEncoderLayer,
                                         VisionTransformer)
 from torch import nn
 
+from ...typing_utils import Grid
 from .fused_mha import FusedMultiheadAttention, use_fused_attn
 
 __all__ = [
@@ -16,7 +17,7 @@ __all__ = [
 ]
 
 
-def patch_grid(img_size: Sequence[int], patch_size: int) -> Tuple[int, int]:
+def patch_grid(img_size: Sequence[int], patch_size: int) -> Grid:
     """The (H // patch, W // patch) grid of a ViT trained at ``img_size``:
     the grid its ``pos_embed`` (and ShrunkViT's QU queries) are laid on.
 
