@@ -41,9 +41,9 @@ from torch import Tensor
 
 from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
-from .official_segvit import VIT_KEY
 from .pos_embed import patch_grid, resize_pos_embed
 from .safe_load import UnsafeCheckpointError
+from .vit_keys import VIT_KEY
 
 __all__ = [
     'vit2mmseg_converter', 'load_jax_npz', 'checkpoint_layout',
