@@ -38,7 +38,8 @@ from torch import Tensor
 
 from ..typing_utils import StateDict
 from .errors import ConversionError
-from .pos_embed import patch_grid, resize_pos_embed
+from ..models.layers.vit_layer import patch_grid
+from .pos_embed import resize_pos_embed
 from .vit_keys import VIT_KEY
 
 __all__ = [
@@ -251,7 +252,7 @@ def _resize_pos_embed(pos_embed: Tensor, target: Tensor,
         raise ConversionError(
             f'backbone.pos_embed has {pos_embed.shape[1]} tokens, the model '
             f'{target.shape[1]}; a ViT backbone is needed to resize them')
-    new = patch_grid(backbone)
+    new = patch_grid(backbone.img_size, backbone.patch_size)
     if new[0] * new[1] + 1 != target.shape[1]:
         raise ConversionError(
             f'the model\'s backbone.pos_embed {tuple(target.shape)} does not '

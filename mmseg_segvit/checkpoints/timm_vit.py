@@ -41,7 +41,8 @@ from torch import Tensor
 
 from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
-from .pos_embed import patch_grid, resize_pos_embed
+from ..models.layers.vit_layer import patch_grid
+from .pos_embed import resize_pos_embed
 from .safe_load import UnsafeCheckpointError
 from .vit_keys import VIT_KEY
 
@@ -256,7 +257,7 @@ class ViTPretrained:
             raise TypeError('ViTPretrained initialises mmseg '
                             f'VisionTransformer, not {type(module).__name__}')
         state_dict, notes = load_pretrained_vit(
-            self.checkpoint, patch_grid(module),
+            self.checkpoint, patch_grid(module.img_size, module.patch_size),
             getattr(module, 'final_norm', False),
             getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid,
             self.prefix)

@@ -28,6 +28,7 @@ from mmseg_segvit.checkpoints import (PACKAGE, ConversionError, ViTInfo,
                                       converted_dataset_meta,
                                       describe_official, get_state_dict,
                                       load_weights_file, segvit_layout)
+from mmseg_segvit.models.layers.vit_layer import patch_grid
 
 __all__ = [
     'CONFIG_DIR', 'config_signature', 'find_config', 'build_model',
@@ -58,10 +59,9 @@ def config_signature(cfg: Config) -> Signature:
     """(embed_dims, num_layers, num_classes, position tokens, shrunk) of a
     config."""
     backbone = cfg.model.backbone
-    size = backbone.get('img_size', 224)
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    patch = backbone.get('patch_size', 16)
-    tokens = (size[0] // patch) * (size[1] // patch) + 1
+    grid = patch_grid(
+        backbone.get('img_size', 224), backbone.get('patch_size', 16))
+    tokens = grid[0] * grid[1] + 1
     return (backbone.get('embed_dims'), backbone.get('num_layers'),
             cfg.model.decode_head.get('num_classes'), tokens,
             backbone.get('type') == 'ShrunkViT')
