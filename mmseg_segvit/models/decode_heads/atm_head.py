@@ -11,7 +11,7 @@ from mmseg.utils import SampleList
 from torch import Tensor
 
 from ...typing_utils import Grid, Size
-from ..layers import ATMDecoder
+from ..layers import ATMDecoder, build_level_projections
 from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
 from .head_checks import (check_fresh_modules, check_inherited_args,
@@ -147,9 +147,6 @@ class ATMHead(BaseDecodeHead):
                 "only the last layer of each stage: use mask_mode='per_layer'"
                 ' (ATMLoss dec_layers = use_stages * num_layers) or '
                 'num_layers=1')
-        if not use_proj and any(c != embed_dims for c in in_channels):
-            raise ValueError(f'use_proj=False needs inputs with embed_dims '
-                             f'({embed_dims}) channels, got {in_channels}')
         check_own_args(num_layers, dropout, ffn_ratio)
         kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
@@ -175,13 +172,8 @@ class ATMHead(BaseDecodeHead):
         self.fast_inference_scale = fast_inference_scale
 
         # Stage i works on the i-th deepest input.
-        deep_first = in_channels[::-1]
-        self.input_projs = nn.ModuleList(
-            nn.Linear(c, embed_dims) if use_proj else nn.Identity()
-            for c in deep_first)
-        self.proj_norms = nn.ModuleList(
-            nn.LayerNorm(embed_dims) if use_proj else nn.Identity()
-            for _ in deep_first)
+        self.input_projs, self.proj_norms = build_level_projections(
+            in_channels[::-1], embed_dims, use_proj)
         self.decoders = nn.ModuleList(
             ATMDecoder(
                 num_layers,
@@ -189,7 +181,7 @@ class ATMHead(BaseDecodeHead):
                 num_heads=num_heads,
                 ffn_ratio=ffn_ratio,
                 dropout=dropout,
-                cross_attn=cross_attn) for _ in deep_first)
+                cross_attn=cross_attn) for _ in self.input_projs)
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
         self.fresh_modules = check_fresh_modules(self, fresh_modules)
