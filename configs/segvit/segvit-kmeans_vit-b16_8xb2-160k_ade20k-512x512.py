@@ -6,6 +6,6 @@
 _base_ = ['./segvit_vit-b16_8xb2-160k_ade20k-512x512.py']
 model = dict(
     decode_head=dict(
-        cross_attn='kmeans',
+        cross_attn_cfg=dict(type='KMeansCrossAttention'),
         mask_mode='per_layer',
         loss_decode=dict(dec_layers=9)))

@@ -6,6 +6,6 @@
 _base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
 model = dict(
     decode_head=dict(
-        cross_attn='kmeans',
+        cross_attn_cfg=dict(type='KMeansCrossAttention'),
         mask_mode='per_layer',
         loss_decode=dict(dec_layers=6)))

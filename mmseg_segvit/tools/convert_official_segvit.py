@@ -90,8 +90,9 @@ def find_config(info: ViTInfo, config_dir: str = CONFIG_DIR) -> str:
         cfg = _load_config(path)
         # The released models use SegViT's softmax cross-attention; configs
         # of variants (e.g. k-means) share their shapes but not their model.
-        variant = cfg.model.decode_head.get('cross_attn', 'softmax')
-        if variant == 'softmax' and config_signature(cfg) == want:
+        variant = cfg.model.decode_head.get('cross_attn_cfg') or {}
+        if variant.get('type', 'ATMCrossAttention') == 'ATMCrossAttention' \
+                and config_signature(cfg) == want:
             found.append(path)
     if len(found) != 1:
         what = 'no config' if not found else f'{len(found)} configs'

@@ -71,11 +71,16 @@ class ATMHead(BaseDecodeHead):
             size), combine there, then resize the scores: a trade between
             cost and agreement with the faithful order (a scale reaching
             the output size is the faithful order). Default: 4.
-        cross_attn (str): Cross-attention of the decoder layers:
-            ``'softmax'`` (SegViT) or ``'kmeans'`` (kMaX-DeepLab's k-means
-            cross-attention, :class:`KMeansCrossAttention`). k-means needs
+        cross_attn_cfg (dict, optional): Cross-attention of the decoder
+            layers, built from mmseg's ``MODELS``:
+            ``dict(type='ATMCrossAttention')`` (softmax, SegViT; the
+            default), ``dict(type='KMeansCrossAttention')`` (kMaX-DeepLab's
+            k-means cross-attention; options such as ``update='sum'`` go in
+            the dict) or a registered class of one's own
+            (:func:`build_cross_attention`). One whose ``q`` and ``k`` learn
+            only through the mask (``mask_trains_qk``, as k-means) needs
             the mask of every layer supervised (``mask_mode='per_layer'`` or
-            ``num_layers=1``). Default: 'softmax'.
+            ``num_layers=1``). Default: None.
         fresh_modules (Sequence[str]): Head modules (``'decoders.2'``,
             ``'input_projs'``, ...) that a checkpoint loaded into the whole
             model (``load_from``, ``init_cfg``, ``init_model``) may lack;
@@ -113,7 +118,7 @@ class ATMHead(BaseDecodeHead):
                  dropout: float = 0.1,
                  fast_inference: bool = False,
                  fast_inference_scale: int = 4,
-                 cross_attn: str = 'softmax',
+                 cross_attn_cfg: Optional[dict] = None,
                  fresh_modules: Sequence[str] = (),
                  loss_decode: dict = dict(type='ATMLoss'),
                  dropout_ratio: float = 0.0,
@@ -139,14 +144,13 @@ class ATMHead(BaseDecodeHead):
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')
-        if (cross_attn == 'kmeans' and mask_mode == 'cumulative'
-                and num_layers > 1):
+        if 'cross_attn' in kwargs:
             raise ValueError(
-                "cross_attn='kmeans' trains q and k of a layer only through "
-                "its supervised mask, and mask_mode='cumulative' supervises "
-                "only the last layer of each stage: use mask_mode='per_layer'"
-                ' (ATMLoss dec_layers = use_stages * num_layers) or '
-                'num_layers=1')
+                'ATMHead takes cross_attn_cfg=dict(type=...) instead of '
+                f"cross_attn={kwargs['cross_attn']!r}: "
+                "cross_attn_cfg=dict(type='KMeansCrossAttention') for "
+                "k-means, dict(type='ATMCrossAttention') (the default) for "
+                'softmax')
         check_own_args(num_layers, dropout, ffn_ratio)
         kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
@@ -181,7 +185,16 @@ class ATMHead(BaseDecodeHead):
                 num_heads=num_heads,
                 ffn_ratio=ffn_ratio,
                 dropout=dropout,
-                cross_attn=cross_attn) for _ in self.input_projs)
+                cross_attn_cfg=cross_attn_cfg) for _ in self.input_projs)
+        cross_attn = self.decoders[0].layers[0].multihead_attn
+        if (getattr(cross_attn, 'mask_trains_qk', False)
+                and mask_mode == 'cumulative' and num_layers > 1):
+            raise ValueError(
+                f'{type(cross_attn).__name__} (cross_attn_cfg) trains q and k '
+                'of a layer only through its supervised mask, and '
+                "mask_mode='cumulative' supervises only the last layer of "
+                "each stage: use mask_mode='per_layer' (ATMLoss dec_layers = "
+                'use_stages * num_layers) or num_layers=1')
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
         self.fresh_modules = check_fresh_modules(self, fresh_modules)

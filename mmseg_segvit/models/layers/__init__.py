@@ -1,6 +1,7 @@
 """Small reusable layers of SegViT."""
 from .atm_attention import ATMCrossAttention
-from .atm_decoder import ATMDecoder, ATMDecoderLayer
+from .atm_decoder import (ATMDecoder, ATMDecoderLayer,
+                          build_cross_attention)
 from .fused_mha import (FusedMultiheadAttention, set_fused_attn,
                         use_fused_attn)
 from .kmeans_attention import KMeansCrossAttention
@@ -14,6 +15,7 @@ from .vit_layer import ViTEncoderLayer, build_vit_layers, vit_arguments
 
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
+    'build_cross_attention',
     'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
     'QueryUpsample', 'build_level_projections', 'set_fused_attn',
     'use_fused_attn', 'ViTEncoderLayer',
