@@ -19,7 +19,8 @@ import torch
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
 from mmseg_segvit.models.layers.vit_layer import patch_grid
-from .convert_official_segvit import add_src_grid_argument, build_model
+from mmseg_segvit.utils.cli import add_src_grid_argument
+from mmseg_segvit.utils.configs import build_model
 
 __all__ = ['convert_file', 'main']
 
