@@ -30,8 +30,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
                                       load_weights_file)
 from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
-                                    add_shape_argument, input_shape)
-from mmseg_segvit.utils.configs import build_model, load_config  # noqa: E402
+                                    add_shape_argument, model_and_shape)
 from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
                                  check_onnx, check_shapes, choose_exporter,
                                  export_onnx)
@@ -74,9 +73,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
-    shape = input_shape(cfg, args.shape)
-    model = build_model(cfg, device='cpu')
+    model, shape = model_and_shape(args)
     if args.checkpoint.lower() == 'none':
         model.init_weights()
         print('random weights')

@@ -18,8 +18,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_segvit.utils import count_flops, flops_summary  # noqa: E402
 from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
-                                    add_shape_argument, input_shape)
-from mmseg_segvit.utils.configs import build_model, load_config  # noqa: E402
+                                    add_shape_argument, model_and_shape)
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,9 +39,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
-    shape = input_shape(cfg, args.shape)
-    model = build_model(cfg, device='cpu')
+    model, shape = model_and_shape(args)
     count = count_flops(model, shape, mode=args.mode)
     params = sum(p.numel() for p in model.parameters())
 

@@ -2,15 +2,17 @@
 and how they read them (``tools/get_flops.py``, ``tools/export_onnx.py``,
 the checkpoint converters)."""
 import argparse
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
+import torch.nn as nn
 from mmengine.config import Config, DictAction
 
 from ..typing_utils import Size
+from .configs import build_model, load_config
 
 __all__ = [
     'add_shape_argument', 'add_cfg_options_argument',
-    'add_src_grid_argument', 'input_shape'
+    'add_src_grid_argument', 'input_shape', 'model_and_shape'
 ]
 
 
@@ -60,3 +62,11 @@ def input_shape(cfg: Config, shape: Optional[Sequence[int]] = None) -> Size:
     if not crop:
         raise SystemExit('the config has no crop_size; pass --shape H W')
     return tuple(crop)
+
+
+def model_and_shape(args: argparse.Namespace) -> Tuple[nn.Module, Size]:
+    """The model of ``args.config`` (``--cfg-options`` merged) built on the
+    CPU without pretrained weights, and the input size (``--shape`` or the
+    config's crop, :func:`input_shape`)."""
+    cfg = load_config(args.config, args.cfg_options)
+    return build_model(cfg, device='cpu'), input_shape(cfg, args.shape)
