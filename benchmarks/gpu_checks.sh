@@ -37,7 +37,7 @@ if run tests; then
   step "tests on CUDA"
   workers=$(python3 -c 'import os; print(min(8, os.cpu_count() or 1))')
   xdist=$(python3 -c 'import xdist' 2>/dev/null && echo "-n $workers")
-  timeout 180 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
+  timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts="" \
     --tb=short -m "not slow" $xdist 2>&1 | tail -15
 fi
 if run bf16; then
@@ -49,7 +49,7 @@ if run bf16; then
 fi
 if run compile; then
   step "bf16, eager beside torch.compile"
-  timeout 180 python3 benchmarks/bench_models.py --device cuda --dtype bf16 \
+  timeout 240 python3 benchmarks/bench_models.py --device cuda --dtype bf16 \
     --models segvit-b,segmenter-b --compile --iters 3 --tag compile \
     --metrics latency,throughput,train,memory,ops --out-dir "$RESULTS" \
     2>&1 | table

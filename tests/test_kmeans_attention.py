@@ -10,6 +10,8 @@ from helpers import data_samples, feature_maps, meta_head, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoderLayer,
                                         KMeansCrossAttention)
 
+KMEANS = dict(type='KMeansCrossAttention')
+
 
 def _pair(update='mean'):
     """A k-means and a softmax cross-attention with the same weights."""
@@ -125,15 +127,16 @@ def test_fp32_accumulation_under_autocast():
 
 def test_decoder_layer_switch_and_softmax_default_unchanged():
     assert type(ATMDecoderLayer(32, 4).multihead_attn) is ATMCrossAttention
-    layer = ATMDecoderLayer(32, 4, cross_attn='kmeans').eval()
+    layer = ATMDecoderLayer(32, 4, cross_attn_cfg=KMEANS).eval()
     assert isinstance(layer.multihead_attn, KMeansCrossAttention)
     with pytest.raises(ValueError, match='cross_attn'):
-        ATMDecoderLayer(32, 4, cross_attn='sinkhorn')
+        ATMDecoderLayer(32, 4, cross_attn_cfg=dict(type='Sinkhorn'))
 
     torch.manual_seed(1)
     default = ATMDecoderLayer(32, 4).eval()
     torch.manual_seed(1)
-    softmax = ATMDecoderLayer(32, 4, cross_attn='softmax').eval()
+    softmax = ATMDecoderLayer(
+        32, 4, cross_attn_cfg=dict(type='ATMCrossAttention')).eval()
     q, t = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
     for a, b in zip(default(q, t), softmax(q, t)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -148,12 +151,13 @@ def test_decoder_layer_switch_and_softmax_default_unchanged():
 
 def test_head_needs_every_layer_supervised():
     with pytest.raises(ValueError, match='per_layer'):
-        tiny_head(cross_attn='kmeans', num_layers=2)
-    tiny_head(cross_attn='kmeans', num_layers=1)  # cumulative is fine
+        tiny_head(cross_attn_cfg=KMEANS, num_layers=2)
+    tiny_head(cross_attn_cfg=KMEANS, num_layers=1)  # cumulative is fine
 
 
 def test_head_with_kmeans_trains_every_parameter():
-    head = tiny_head(num_classes=4, cross_attn='kmeans', mask_mode='per_layer',
+    head = tiny_head(num_classes=4, cross_attn_cfg=KMEANS,
+                     mask_mode='per_layer',
                      loss_decode=dict(type='ATMLoss', dec_layers=6))
     head.train()
     inputs = feature_maps(batch=2, grids=((4, 6), (4, 6), (4, 6)))
@@ -188,12 +192,12 @@ def test_kmeans_configs_differ_from_softmax_only_in_the_head(pair):
     kmeans = Config.fromfile(osp.join(REPO, 'configs', 'segvit',
                                       kmeans_name + '.py'))
     head = kmeans.model.decode_head
-    assert head.cross_attn == 'kmeans' and head.mask_mode == 'per_layer'
+    assert head.cross_attn_cfg == KMEANS and head.mask_mode == 'per_layer'
     assert meta_head(head).loss_decode.dec_layers == outputs
     assert head.use_stages * head.num_layers == outputs
-    assert softmax.model.decode_head.get('cross_attn', 'softmax') == 'softmax'
+    assert 'cross_attn_cfg' not in softmax.model.decode_head  # softmax
     # same budget and recipe: only the head's two entries differ
-    for key in ('cross_attn', 'mask_mode'):
+    for key in ('cross_attn_cfg', 'mask_mode'):
         head.pop(key)
     assert kmeans.model.to_dict() == softmax.model.to_dict()
     for key in ('train_cfg', 'optim_wrapper', 'param_scheduler',

@@ -22,7 +22,8 @@ CONFIGS = sorted(
     (dict(use_stages=2), 2),
     (dict(mask_mode='per_layer'), 6),  # 3 stages x 2 layers
     (dict(mask_mode='per_layer', num_layers=1), 3),
-    (dict(cross_attn='kmeans', mask_mode='per_layer'), 6),
+    (dict(cross_attn_cfg=dict(type='KMeansCrossAttention'),
+          mask_mode='per_layer'), 6),
 ])
 def test_the_head_gives_its_loss_the_class_count_and_outputs(
         kwargs, outputs):

@@ -9,6 +9,7 @@ from mmseg_segvit.checkpoints import (ConversionError,
                                       convert_official_state_dict,
                                       describe_official)
 from mmseg_segvit.tools import convert_official_segvit as tool
+from mmseg_segvit.utils.configs import build_device
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
 from test_official_checkpoint import (assert_computes_like, randomize,
@@ -189,7 +190,7 @@ def test_real_shrunk_config_takes_an_official_shrunk_layout():
     path = osp.join(tool.CONFIG_DIR,
                     'segvit_vit-l16-shrunk_8xb2-160k_ade20k-640x640.py')
     model = tool.build_model(path)
-    with torch.device('meta'), tool._ScalarsOnCPU():
+    with build_device('meta'):
         backbone = OfficialViTShrink(
             shrink_idx=8,
             img_size=(640, 640),

@@ -25,13 +25,12 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
                                       load_weights_file)
-from mmseg_segvit.utils.cli import input_shape, load_config  # noqa: E402
+from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
+                                    add_shape_argument, model_and_shape)
 from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
                                  check_onnx, check_shapes, choose_exporter,
                                  export_onnx)
@@ -45,11 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help="checkpoint file, or 'none' for "
                         'random weights')
     parser.add_argument('out', help='output .onnx file')
-    parser.add_argument(
-        '--shape',
-        type=int,
-        nargs='+',
-        help='input size H [W] (default: the config crop_size)')
+    add_shape_argument(parser)
     parser.add_argument(
         '--dynamic',
         action='store_true',
@@ -72,23 +67,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--min-agreement', type=float, default=0.999,
         help='smallest arg-max agreement accepted')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
+    add_cfg_options_argument(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
-    shape = input_shape(cfg, args.shape)
-
-    from mmseg.registry import MODELS
-    cfg.model.pretrained = None
-    cfg.model.backbone.pop('init_cfg', None)  # no download
-    model = MODELS.build(cfg.model)
+    model, shape = model_and_shape(args)
     if args.checkpoint.lower() == 'none':
         model.init_weights()
         print('random weights')

@@ -14,23 +14,18 @@ import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_segvit.utils import count_flops, flops_summary  # noqa: E402
-from mmseg_segvit.utils.cli import input_shape, load_config  # noqa: E402
+from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
+                                    add_shape_argument, model_and_shape)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Count the FLOPs of a segmentor on one image')
     parser.add_argument('config', help='config file')
-    parser.add_argument(
-        '--shape',
-        type=int,
-        nargs='+',
-        help='input size H [W] (default: the config crop_size)')
+    add_shape_argument(parser)
     parser.add_argument(
         '--mode',
         choices=['predict', 'tensor'],
@@ -38,22 +33,13 @@ def parse_args() -> argparse.Namespace:
         help="'predict': inference of one crop incl. the mask resize and the "
         "class combination (default); 'tensor': backbone + head forward, "
         'as mmseg get_flops counts')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
+    add_cfg_options_argument(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
-    shape = input_shape(cfg, args.shape)
-
-    from mmseg.registry import MODELS
-    cfg.model.pretrained = None
-    model = MODELS.build(cfg.model)
+    model, shape = model_and_shape(args)
     count = count_flops(model, shape, mode=args.mode)
     params = sum(p.numel() for p in model.parameters())
 

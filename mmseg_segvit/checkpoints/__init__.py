@@ -1,5 +1,5 @@
 """Loading and converting checkpoints: released SegViT models, timm ViTs."""
-from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES, VIT_KEY,
+from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES,
                               ConversionError, ViTInfo,
                               convert_official_state_dict, describe_model,
                               describe_official, is_shrunk_official,
@@ -13,6 +13,7 @@ from .safe_load import (UnsafeCheckpointError, get_state_dict,
 from .timm_vit import (ViTPretrained, checkpoint_layout,
                        convert_pretrained_vit, load_pretrained_vit,
                        vit2mmseg_converter)
+from .vit_keys import VIT_KEY
 
 __all__ = [
     'ATM_RULES', 'SHRUNK_RULES', 'is_shrunk_official', 'DROPPED_KEYS',

@@ -3,11 +3,8 @@
 The official models (github zbwxp/SegVit) were trained with MMSegmentation
 0.24. Their checkpoints hold ``state_dict`` with
 
-* ``backbone.*``: mmseg's ``VisionTransformer``. mmseg 0.24 and 1.x name its
-  parameters identically (``patch_embed.projection``, ``cls_token``,
-  ``pos_embed``, ``layers.{i}.ln1/ln2``, ``layers.{i}.attn.attn.in_proj_*``,
-  ``layers.{i}.attn.attn.out_proj``, ``layers.{i}.ffn.layers.0.0`` and
-  ``ffn.layers.1``, ``ln1`` for a final norm), so they keep their names.
+* ``backbone.*``: mmseg's ``VisionTransformer``, whose parameter names
+  mmseg 0.24 and 1.x share (:data:`.vit_keys.VIT_KEY`), so they keep them.
 * ``decode_head.*``: the official ``ATMHead``, whose modules are attributes
   numbered from 1 (``input_proj_{n}``, ``proj_norm_{n}``, ``decoder_{n}``)
   where this package uses lists numbered from 0 (``input_projs.{n-1}``,
@@ -34,32 +31,25 @@ exactly (names and shapes), otherwise :class:`ConversionError` names what
 is wrong.
 """
 import re
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from torch import Tensor
 
+from ..typing_utils import StateDict
 from .errors import ConversionError
-from .pos_embed import patch_grid, resize_pos_embed
+from ..models.layers.vit_layer import patch_grid
+from .pos_embed import resize_pos_embed
+from .vit_keys import VIT_KEY
 
 __all__ = [
-    'VIT_KEY', 'ConversionError', 'ViTInfo', 'rename_official_keys',
+    'ConversionError', 'ViTInfo', 'rename_official_keys',
     'describe_official', 'describe_model', 'convert_official_state_dict',
     'is_shrunk_official', 'ATM_RULES', 'SHRUNK_RULES', 'DROPPED_KEYS'
 ]
 
-StateDict = Dict[str, Tensor]
 Rule = Tuple[str, Callable[[re.Match], str]]
 
-# Parameter names inside one mmseg ViT layer (0.24 and 1.x alike).
-_VIT_LAYER = (r'(?:ln1|ln2)\.(?:weight|bias)'
-              r'|attn\.attn\.(?:in_proj_weight|in_proj_bias'
-              r'|out_proj\.weight|out_proj\.bias)'
-              r'|ffn\.layers\.(?:0\.0|1)\.(?:weight|bias)')
-#: Parameter names of mmseg's VisionTransformer (no prefix).
-VIT_KEY = (r'(?:patch_embed\.projection\.(?:weight|bias)|cls_token'
-           r'|pos_embed|ln1\.(?:weight|bias)|layers\.\d+\.(?:' + _VIT_LAYER +
-           '))')
 _VIT = r'backbone\.' + VIT_KEY
 # Parameter names inside one ATM decoder layer (official and ours alike).
 _ATM_LAYER = (r'self_attn\.(?:in_proj_weight|in_proj_bias|out_proj\.weight'
@@ -262,7 +252,7 @@ def _resize_pos_embed(pos_embed: Tensor, target: Tensor,
         raise ConversionError(
             f'backbone.pos_embed has {pos_embed.shape[1]} tokens, the model '
             f'{target.shape[1]}; a ViT backbone is needed to resize them')
-    new = patch_grid(backbone)
+    new = patch_grid(backbone.img_size, backbone.patch_size)
     if new[0] * new[1] + 1 != target.shape[1]:
         raise ConversionError(
             f'the model\'s backbone.pos_embed {tuple(target.shape)} does not '

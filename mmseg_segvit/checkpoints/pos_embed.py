@@ -16,18 +16,17 @@ tokens  grid     released as
 1600    40x40    SegViT ViT-L on ADE20K (640 crop)
 ======  =======  ==========================================
 """
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from torch import Tensor
 
-from ..models.layers.vit_layer import patch_grid as vit_patch_grid
+from ..typing_utils import Grid
 from .errors import ConversionError
 
 __all__ = [
-    'RELEASED_GRIDS', 'patch_grid', 'source_grid', 'resize_pos_embed'
+    'RELEASED_GRIDS', 'source_grid', 'resize_pos_embed'
 ]
 
-Grid = Tuple[int, int]
 
 RELEASED_GRIDS = {
     196: (14, 14),
@@ -36,12 +35,6 @@ RELEASED_GRIDS = {
     1024: (32, 32),
     1600: (40, 40),
 }
-
-
-def patch_grid(backbone) -> Grid:
-    """The (H / patch, W / patch) grid of an mmseg ViT's ``img_size``: the
-    grid its ``pos_embed`` is laid on."""
-    return vit_patch_grid(backbone.img_size, backbone.patch_size)
 
 
 def source_grid(pos_embed: Tensor,

@@ -8,14 +8,14 @@ with :class:`UnsafeCheckpointError`, which names the file.
 """
 import os.path as osp
 import pickle
-from typing import Any, Dict, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
 
-__all__ = ['UnsafeCheckpointError', 'load_weights_file', 'get_state_dict']
+from ..typing_utils import StateDict
 
-StateDict = Dict[str, Tensor]
+__all__ = ['UnsafeCheckpointError', 'load_weights_file', 'get_state_dict']
 
 
 class UnsafeCheckpointError(RuntimeError):

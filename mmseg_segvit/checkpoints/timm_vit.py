@@ -32,25 +32,24 @@ the classifier (``head``), which ``vit2mmseg`` drops, and the final norm
 import importlib.util
 import os.path as osp
 import re
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmseg.registry import WEIGHT_INITIALIZERS
 from torch import Tensor
 
+from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
-from .official_segvit import VIT_KEY
-from .pos_embed import patch_grid, resize_pos_embed
+from ..models.layers.vit_layer import patch_grid
+from .pos_embed import resize_pos_embed
 from .safe_load import UnsafeCheckpointError
+from .vit_keys import VIT_KEY
 
 __all__ = [
     'vit2mmseg_converter', 'load_jax_npz', 'checkpoint_layout',
     'convert_pretrained_vit', 'load_pretrained_vit', 'ViTPretrained'
 ]
-
-StateDict = Dict[str, Tensor]
-Grid = Tuple[int, int]
 
 
 def _packaged_converter(script: str, name: str) -> Callable:
@@ -258,7 +257,7 @@ class ViTPretrained:
             raise TypeError('ViTPretrained initialises mmseg '
                             f'VisionTransformer, not {type(module).__name__}')
         state_dict, notes = load_pretrained_vit(
-            self.checkpoint, patch_grid(module),
+            self.checkpoint, patch_grid(module.img_size, module.patch_size),
             getattr(module, 'final_norm', False),
             getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid,
             self.prefix)

@@ -21,7 +21,9 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..typing_utils import Size
 from ..models.layers.mask_combination import memory_budget
+from ..models.layers.vit_layer import patch_grid
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
@@ -32,7 +34,6 @@ __all__ = [
 OUTPUTS = ('scores', 'labels')
 ORDERS = ('faithful', 'fast')
 EXPORTERS = ('auto', 'torchscript', 'dynamo')
-Size = Tuple[int, int]
 
 
 class SegmentorForExport(nn.Module):
@@ -98,9 +99,10 @@ def trace_shape(segmentor: nn.Module, shape: Size) -> Size:
     if native is None:
         return tuple(shape)
     h, w = shape
-    if h // patch == native[0] // patch:
+    grid, trained = patch_grid(shape, patch), patch_grid(native, patch)
+    if grid[0] == trained[0]:
         h += patch
-    if w // patch == native[1] // patch:
+    if grid[1] == trained[1]:
         w += 2 * patch
     return h, w
 

@@ -12,56 +12,35 @@ the class names and palette (the official ``CLASSES`` / ``PALETTE``, else
 the config's dataset's), which ``init_model`` and ``MMSegInferencer`` use.
 """
 import argparse
-import copy
-import functools
 import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 from mmengine.config import Config
-from torch.overrides import TorchFunctionMode
 
 from mmseg_segvit.checkpoints import (PACKAGE, ConversionError, ViTInfo,
                                       convert_official_state_dict,
                                       converted_dataset_meta,
                                       describe_official, get_state_dict,
                                       load_weights_file, segvit_layout)
+from mmseg_segvit.models.layers.vit_layer import patch_grid
+from mmseg_segvit.utils.cli import add_src_grid_argument
+from mmseg_segvit.utils.configs import CONFIG_DIR, build_model, load_config
 
-__all__ = [
-    'CONFIG_DIR', 'config_signature', 'find_config', 'build_model',
-    'convert_file', 'main'
-]
-
-#: The package's configs (a source checkout or an editable install).
-CONFIG_DIR = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
-    'segvit')
+__all__ = ['config_signature', 'find_config', 'convert_file', 'main']
 
 Signature = Tuple[Optional[int], Optional[int], Optional[int], Optional[int],
                   bool]
-
-
-@functools.lru_cache(maxsize=None)
-def _load_config_cached(path: str, mtime: float) -> Config:
-    return Config.fromfile(path)
-
-
-def _load_config(path: str) -> Config:
-    """A config file, parsed once per modification time (a copy)."""
-    path = osp.abspath(path)
-    return copy.deepcopy(_load_config_cached(path, osp.getmtime(path)))
 
 
 def config_signature(cfg: Config) -> Signature:
     """(embed_dims, num_layers, num_classes, position tokens, shrunk) of a
     config."""
     backbone = cfg.model.backbone
-    size = backbone.get('img_size', 224)
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    patch = backbone.get('patch_size', 16)
-    tokens = (size[0] // patch) * (size[1] // patch) + 1
+    grid = patch_grid(
+        backbone.get('img_size', 224), backbone.get('patch_size', 16))
+    tokens = grid[0] * grid[1] + 1
     return (backbone.get('embed_dims'), backbone.get('num_layers'),
             cfg.model.decode_head.get('num_classes'), tokens,
             backbone.get('type') == 'ShrunkViT')
@@ -87,11 +66,12 @@ def find_config(info: ViTInfo, config_dir: str = CONFIG_DIR) -> str:
         if not name.endswith('.py'):
             continue
         path = osp.join(config_dir, name)
-        cfg = _load_config(path)
+        cfg = load_config(path)
         # The released models use SegViT's softmax cross-attention; configs
         # of variants (e.g. k-means) share their shapes but not their model.
-        variant = cfg.model.decode_head.get('cross_attn', 'softmax')
-        if variant == 'softmax' and config_signature(cfg) == want:
+        variant = cfg.model.decode_head.get('cross_attn_cfg') or {}
+        if variant.get('type', 'ATMCrossAttention') == 'ATMCrossAttention' \
+                and config_signature(cfg) == want:
             found.append(path)
     if len(found) != 1:
         what = 'no config' if not found else f'{len(found)} configs'
@@ -100,41 +80,6 @@ def find_config(info: ViTInfo, config_dir: str = CONFIG_DIR) -> str:
             f"{info['num_classes']} classes and {info['pos_tokens']} "
             'position tokens: pass --config')
     return found[0]
-
-
-class _ScalarsOnCPU(TorchFunctionMode):
-    """Under ``torch.device('meta')``, keep ``linspace`` on the CPU.
-
-    Model constructors read values from it (drop-path rates with
-    ``.item()``), which meta tensors do not have.
-    """
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
-        if func is torch.linspace and kwargs.get('device') is None:
-            kwargs['device'] = 'cpu'
-        return func(*args, **kwargs)
-
-
-def build_model(config: str, device: str = 'meta') -> nn.Module:
-    """The segmentor of ``config`` without pretrained weights.
-
-    Args:
-        config (str): Config file.
-        device (str): ``'meta'`` (default) builds the structure without
-            allocating or initialising weights; converted weights are then
-            loaded with ``assign=True``.
-    """
-    import mmseg_segvit  # noqa: F401  (registers the models)
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    cfg = _load_config(config)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    cfg.model.pretrained = None
-    cfg.model.backbone.init_cfg = None
-    with torch.device(device), _ScalarsOnCPU():
-        return MODELS.build(cfg.model)
 
 
 def convert_file(
@@ -184,7 +129,7 @@ def convert_file(
         official_meta = checkpoint.get('meta')
         meta['dataset_meta'], note = converted_dataset_meta(
             official_meta if isinstance(official_meta, dict) else {},
-            _load_config(config), model.decode_head.num_classes)
+            load_config(config), model.decode_head.num_classes)
         notes.append(note)
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save(dict(state_dict=converted, meta=meta), dst)
@@ -208,19 +153,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'config with another class count')
     add_src_grid_argument(parser)
     return parser.parse_args(argv)
-
-
-def add_src_grid_argument(parser: argparse.ArgumentParser) -> None:
-    """``--src-grid H W``: the patch grid of the input's position
-    embeddings (see :mod:`mmseg_segvit.checkpoints.pos_embed`)."""
-    parser.add_argument(
-        '--src-grid',
-        type=int,
-        nargs=2,
-        metavar=('H', 'W'),
-        help='patch grid of the position embeddings in SRC, needed when '
-        'they are resized (default: the grid of the released checkpoints '
-        'with that many positions: 24 24 for 576, 32 32 for 1024, ...)')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -18,9 +18,9 @@ import torch
 
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
-from mmseg_segvit.checkpoints.pos_embed import patch_grid
-from mmseg_segvit.models.layers.vit_layer import patch_grid as vit_patch_grid
-from .convert_official_segvit import add_src_grid_argument, build_model
+from mmseg_segvit.models.layers.vit_layer import patch_grid
+from mmseg_segvit.utils.cli import add_src_grid_argument
+from mmseg_segvit.utils.configs import build_model
 
 __all__ = ['convert_file', 'main']
 
@@ -40,10 +40,10 @@ def convert_file(src: str,
     final_norm, mode = False, 'bicubic'
     if config is not None:
         backbone = build_model(config).backbone
-        grid = patch_grid(backbone)
+        grid = patch_grid(backbone.img_size, backbone.patch_size)
         final_norm, mode = backbone.final_norm, backbone.interpolate_mode
     elif img_size is not None:
-        grid = vit_patch_grid(img_size, patch_size)
+        grid = patch_grid(img_size, patch_size)
     state_dict, notes = load_pretrained_vit(src, grid, final_norm, mode,
                                          src_grid)
     if backbone is not None:

@@ -13,7 +13,7 @@ IN.pth must be in this package's layout: an official SegViT file (mmseg
 would not load into this package's ATMHead.
 """
 import argparse
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -21,6 +21,7 @@ import mmseg_segvit  # noqa: F401  (weights_only allow-list)
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       get_state_dict, load_weights_file,
                                       require_package_layout)
+from mmseg_segvit.typing_utils import StateDict
 
 __all__ = ['CLASS_KEYS', 'drop_class_weights', 'main']
 
@@ -29,10 +30,10 @@ CLASS_KEYS = ('q.weight', 'class_embed.weight', 'class_embed.bias')
 
 
 def drop_class_weights(
-    state_dict: Dict[str, torch.Tensor],
+    state_dict: StateDict,
     head_prefix: str = 'decode_head.',
     path: str = '<checkpoint>'
-) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+) -> Tuple[StateDict, List[str]]:
     """Remove the class-specific tensors of the head under ``head_prefix``.
 
     Args:

@@ -1,25 +1,53 @@
-"""Pieces shared by the command-line tools that take a config and an input
-size (``tools/get_flops.py``, ``tools/export_onnx.py``)."""
+"""Command-line pieces shared by the tools: arguments several of them take
+and how they read them (``tools/get_flops.py``, ``tools/export_onnx.py``,
+the checkpoint converters)."""
+import argparse
 from typing import Optional, Sequence, Tuple
 
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
+import torch.nn as nn
+from mmengine.config import Config, DictAction
 
-__all__ = ['load_config', 'input_shape']
+from ..typing_utils import Size
+from .configs import build_model, load_config
 
-
-def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """The config at ``path`` with ``--cfg-options`` merged, in its default
-    scope (mmseg)."""
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    return cfg
+__all__ = [
+    'add_shape_argument', 'add_cfg_options_argument',
+    'add_src_grid_argument', 'input_shape', 'model_and_shape'
+]
 
 
-def input_shape(cfg: Config,
-                shape: Optional[Sequence[int]] = None) -> Tuple[int, int]:
+def add_shape_argument(parser: argparse.ArgumentParser) -> None:
+    """``--shape H [W]``: the input size (read with :func:`input_shape`)."""
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs='+',
+        help='input size H [W] (default: the config crop_size)')
+
+
+def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cfg-options key=value ...``: settings merged into the config."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value')
+
+
+def add_src_grid_argument(parser: argparse.ArgumentParser) -> None:
+    """``--src-grid H W``: the patch grid of the input's position
+    embeddings (see :mod:`mmseg_segvit.checkpoints.pos_embed`)."""
+    parser.add_argument(
+        '--src-grid',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='patch grid of the position embeddings in SRC, needed when '
+        'they are resized (default: the grid of the released checkpoints '
+        'with that many positions: 24 24 for 576, 32 32 for 1024, ...)')
+
+
+def input_shape(cfg: Config, shape: Optional[Sequence[int]] = None) -> Size:
     """(H, W) of the input: ``--shape H [W]``, else the config's crop.
 
     Raises:
@@ -34,3 +62,11 @@ def input_shape(cfg: Config,
     if not crop:
         raise SystemExit('the config has no crop_size; pass --shape H W')
     return tuple(crop)
+
+
+def model_and_shape(args: argparse.Namespace) -> Tuple[nn.Module, Size]:
+    """The model of ``args.config`` (``--cfg-options`` merged) built on the
+    CPU without pretrained weights, and the input size (``--shape`` or the
+    config's crop, :func:`input_shape`)."""
+    cfg = load_config(args.config, args.cfg_options)
+    return build_model(cfg, device='cpu'), input_shape(cfg, args.shape)

@@ -34,6 +34,7 @@ from mmengine.analysis.jit_handles import get_shape
 from torch import Tensor
 
 from ..models.layers.mask_combination import memory_budget
+from ..typing_utils import Size
 
 __all__ = [
     'FLOP_HANDLES', 'FlopCount', 'count_flops', 'flops_summary',
@@ -124,7 +125,7 @@ class FlopCount(NamedTuple):
 class _Inference(nn.Module):
     """Wraps a segmentor so that tracing runs its inference on one crop."""
 
-    def __init__(self, segmentor: nn.Module, shape: Tuple[int, int]) -> None:
+    def __init__(self, segmentor: nn.Module, shape: Size) -> None:
         super().__init__()
         self.segmentor = segmentor
         self.metas = [dict(img_shape=shape, pad_shape=shape, ori_shape=shape)]

@@ -6,14 +6,13 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...typing_utils import Grid
 from ..layers import QDEncoderLayer, QueryUpsample
 from ..layers.vit_layer import build_vit_layers, patch_grid
 from ..load_checks import compare_keys, modules_of
 from .fused_vit import FusedVisionTransformer
 
 __all__ = ['ShrunkViT']
-
-Grid = Tuple[int, int]
 
 
 def check_loaded_qu(backbone: 'ShrunkViT', state_dict: dict, prefix: str,
@@ -193,16 +192,16 @@ class ShrunkViT(FusedVisionTransformer):
             with ``return_levels``.
         """
         b = inputs.shape[0]
-        x, patch_grid = self.patch_embed(inputs)
+        x, hw_shape = self.patch_embed(inputs)
         x = torch.cat((self.cls_token.expand(b, -1, -1), x), dim=1)
-        x = self._pos_embeding(x, patch_grid, self.pos_embed)
+        x = self._pos_embeding(x, hw_shape, self.pos_embed)
         prefix = 1 if self.with_cls_token else 0
         if not self.with_cls_token:
             x = x[:, 1:]
         if self.pre_norm:
             x = self.pre_ln(x)
 
-        grid = tuple(patch_grid)
+        grid = tuple(hw_shape)
         levels: List[Tuple[Tensor, Grid]] = []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -215,7 +214,7 @@ class ShrunkViT(FusedVisionTransformer):
             if i in self.out_indices:
                 levels.append((x[:, prefix:], grid))
 
-        qu_map = self._to_map(self.qu(levels, patch_grid), patch_grid)
+        qu_map = self._to_map(self.qu(levels, hw_shape), hw_shape)
         if not self.return_levels:
             return (qu_map, )
         return tuple(self._to_map(t, g) for t, g in levels) + (qu_map, )

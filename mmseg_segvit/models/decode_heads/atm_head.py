@@ -10,7 +10,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from torch import Tensor
 
-from ..layers import ATMDecoder
+from ...typing_utils import Grid, Size
+from ..layers import ATMDecoder, build_level_projections
 from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
 from .head_checks import (bind_loss, check_fresh_modules,
@@ -20,7 +21,6 @@ from .head_checks import (bind_loss, check_fresh_modules,
 
 __all__ = ['ATMHead']
 
-Grid = Tuple[int, int]
 HeadOutput = Tuple[Tensor, Tensor]
 
 
@@ -73,11 +73,16 @@ class ATMHead(BaseDecodeHead):
             size), combine there, then resize the scores: a trade between
             cost and agreement with the faithful order (a scale reaching
             the output size is the faithful order). Default: 4.
-        cross_attn (str): Cross-attention of the decoder layers:
-            ``'softmax'`` (SegViT) or ``'kmeans'`` (kMaX-DeepLab's k-means
-            cross-attention, :class:`KMeansCrossAttention`). k-means needs
+        cross_attn_cfg (dict, optional): Cross-attention of the decoder
+            layers, built from mmseg's ``MODELS``:
+            ``dict(type='ATMCrossAttention')`` (softmax, SegViT; the
+            default), ``dict(type='KMeansCrossAttention')`` (kMaX-DeepLab's
+            k-means cross-attention; options such as ``update='sum'`` go in
+            the dict) or a registered class of one's own
+            (:func:`build_cross_attention`). One whose ``q`` and ``k`` learn
+            only through the mask (``mask_trains_qk``, as k-means) needs
             the mask of every layer supervised (``mask_mode='per_layer'`` or
-            ``num_layers=1``). Default: 'softmax'.
+            ``num_layers=1``). Default: None.
         fresh_modules (Sequence[str]): Head modules (``'decoders.2'``,
             ``'input_projs'``, ...) that a checkpoint loaded into the whole
             model (``load_from``, ``init_cfg``, ``init_model``) may lack;
@@ -124,7 +129,7 @@ class ATMHead(BaseDecodeHead):
                  dropout: float = 0.1,
                  fast_inference: bool = False,
                  fast_inference_scale: int = 4,
-                 cross_attn: str = 'softmax',
+                 cross_attn_cfg: Optional[dict] = None,
                  fresh_modules: Sequence[str] = (),
                  loss_decode: dict = dict(type='ATMLoss'),
                  dropout_ratio: float = 0.0,
@@ -150,16 +155,13 @@ class ATMHead(BaseDecodeHead):
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')
-        if (cross_attn == 'kmeans' and mask_mode == 'cumulative'
-                and num_layers > 1):
+        if 'cross_attn' in kwargs:
             raise ValueError(
-                "cross_attn='kmeans' trains q and k of a layer only through "
-                "its supervised mask, and mask_mode='cumulative' supervises "
-                "only the last layer of each stage: use mask_mode='per_layer'"
-                ' or num_layers=1')
-        if not use_proj and any(c != embed_dims for c in in_channels):
-            raise ValueError(f'use_proj=False needs inputs with embed_dims '
-                             f'({embed_dims}) channels, got {in_channels}')
+                'ATMHead takes cross_attn_cfg=dict(type=...) instead of '
+                f"cross_attn={kwargs['cross_attn']!r}: "
+                "cross_attn_cfg=dict(type='KMeansCrossAttention') for "
+                "k-means, dict(type='ATMCrossAttention') (the default) for "
+                'softmax')
         check_own_args(num_layers, dropout, ffn_ratio)
         check_unused_args(channels, embed_dims, dropout_ratio, init_cfg)
         kwargs = check_inherited_args(num_classes, kwargs)
@@ -186,13 +188,8 @@ class ATMHead(BaseDecodeHead):
         self.fast_inference_scale = fast_inference_scale
 
         # Stage i works on the i-th deepest input.
-        deep_first = in_channels[::-1]
-        self.input_projs = nn.ModuleList(
-            nn.Linear(c, embed_dims) if use_proj else nn.Identity()
-            for c in deep_first)
-        self.proj_norms = nn.ModuleList(
-            nn.LayerNorm(embed_dims) if use_proj else nn.Identity()
-            for _ in deep_first)
+        self.input_projs, self.proj_norms = build_level_projections(
+            in_channels[::-1], embed_dims, use_proj)
         self.decoders = nn.ModuleList(
             ATMDecoder(
                 num_layers,
@@ -200,7 +197,16 @@ class ATMHead(BaseDecodeHead):
                 num_heads=num_heads,
                 ffn_ratio=ffn_ratio,
                 dropout=dropout,
-                cross_attn=cross_attn) for _ in deep_first)
+                cross_attn_cfg=cross_attn_cfg) for _ in self.input_projs)
+        cross_attn = self.decoders[0].layers[0].multihead_attn
+        if (getattr(cross_attn, 'mask_trains_qk', False)
+                and mask_mode == 'cumulative' and num_layers > 1):
+            raise ValueError(
+                f'{type(cross_attn).__name__} (cross_attn_cfg) trains q and k '
+                'of a layer only through its supervised mask, and '
+                "mask_mode='cumulative' supervises only the last layer of "
+                "each stage: use mask_mode='per_layer' (use_stages * "
+                'num_layers supervised outputs) or num_layers=1')
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
         self.fresh_modules = check_fresh_modules(self, fresh_modules)
@@ -309,7 +315,7 @@ class ATMHead(BaseDecodeHead):
 
     def combine_outputs(self,
                         seg_logits: HeadOutput,
-                        size: Tuple[int, int],
+                        size: Size,
                         order: Optional[str] = None,
                         **kwargs) -> Tensor:
         """:func:`combine` of the last output, with this head's settings.

@@ -38,6 +38,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from torch import Tensor
 
+from ...typing_utils import Grid
 from ..load_checks import compare_keys, modules_of
 
 __all__ = [
@@ -56,7 +57,6 @@ _CONVERT = ('convert the file first with `python tools/'
             'mmseg_segvit.tools.convert_official_segvit SRC DST`) and load '
             'DST')
 
-Grid = Tuple[int, int]
 
 _BINARY_HINT = (
     'ATMHead scores every class with its own query and predicts the '

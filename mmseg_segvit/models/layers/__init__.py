@@ -1,9 +1,11 @@
 """Small reusable layers of SegViT."""
 from .atm_attention import ATMCrossAttention
-from .atm_decoder import ATMDecoder, ATMDecoderLayer
+from .atm_decoder import (ATMDecoder, ATMDecoderLayer,
+                          build_cross_attention)
 from .fused_mha import (FusedMultiheadAttention, set_fused_attn,
                         use_fused_attn)
 from .kmeans_attention import KMeansCrossAttention
+from .level_projection import build_level_projections
 from .mask_combination import (combine, combine_resized_masks,
                                combined_labels, memory_budget, plan_rows,
                                resize_in_bands, resized_labels)
@@ -13,8 +15,10 @@ from .vit_layer import ViTEncoderLayer, build_vit_layers, vit_arguments
 
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
+    'build_cross_attention',
     'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
-    'QueryUpsample', 'set_fused_attn', 'use_fused_attn', 'ViTEncoderLayer',
+    'QueryUpsample', 'build_level_projections', 'set_fused_attn',
+    'use_fused_attn', 'ViTEncoderLayer',
     'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',
     'combine', 'combine_resized_masks', 'combined_labels', 'memory_budget',
     'plan_rows', 'resize_in_bands', 'resized_labels'

@@ -4,11 +4,13 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmseg.registry import MODELS
 from torch import Tensor
 
 __all__ = ['ATMCrossAttention']
 
 
+@MODELS.register_module()
 class ATMCrossAttention(nn.Module):
     """Multi-head cross-attention from queries to tokens (Attention-to-Mask).
 
@@ -26,7 +28,18 @@ class ATMCrossAttention(nn.Module):
             Default: True.
         attn_drop (float): Dropout on the attention weights. Default: 0.1.
         proj_drop (float): Dropout after the output projection. Default: 0.
+
+    A variant for :class:`ATMDecoderLayer` (its ``cross_attn_cfg``) is
+    registered in mmseg's ``MODELS``, takes these arguments and returns
+    ``(out, mask)`` from ``forward(query, key, need_mask=...)`` as below.
+    It sets :attr:`mask_trains_qk` when its ``q`` and ``k`` learn only
+    through the returned mask.
     """
+
+    #: Whether ``q`` and ``k`` learn only through the returned mask (the
+    #: output does not depend on them differentiably), so that every layer's
+    #: mask must be supervised. False here: the softmax weights train them.
+    mask_trains_qk: bool = False
 
     def __init__(self,
                  embed_dims: int,

@@ -1,20 +1,54 @@
 """Post-norm transformer decoder whose cross-attention yields ATM masks."""
-from typing import Dict, List, Optional, Tuple, Type
+from typing import List, Optional, Tuple
 
 import torch.nn as nn
 import torch.nn.functional as F
+from mmseg.registry import MODELS
 from torch import Tensor
 
-from .atm_attention import ATMCrossAttention
-from .kmeans_attention import KMeansCrossAttention
+__all__ = ['ATMDecoderLayer', 'ATMDecoder', 'build_cross_attention']
 
-__all__ = ['ATMDecoderLayer', 'ATMDecoder', 'CROSS_ATTENTIONS']
 
-# The cross-attentions a decoder layer can use, by config name.
-CROSS_ATTENTIONS: Dict[str, Type[ATMCrossAttention]] = {
-    'softmax': ATMCrossAttention,
-    'kmeans': KMeansCrossAttention,
-}
+def build_cross_attention(cfg: Optional[dict], embed_dims: int,
+                          num_heads: int, dropout: float) -> nn.Module:
+    """Build an ATM cross-attention from mmseg's ``MODELS``.
+
+    Args:
+        cfg (dict, optional): ``dict(type=..., **options)`` of a registered
+            cross-attention (:class:`ATMCrossAttention`, the default, or
+            :class:`KMeansCrossAttention`, or a class of one's own with
+            ``@MODELS.register_module()``). ``embed_dims`` and ``num_heads``
+            come from the decoder; ``qkv_bias`` defaults to True and
+            ``attn_drop`` to ``dropout``.
+        embed_dims (int): Channels D.
+        num_heads (int): Attention heads.
+        dropout (float): Default ``attn_drop``.
+
+    Returns:
+        nn.Module: The cross-attention.
+
+    Raises:
+        ValueError: ``type`` is missing or not registered, or ``cfg`` sets
+            ``embed_dims`` / ``num_heads`` to other values than the
+            decoder's.
+    """
+    cfg = dict(type='ATMCrossAttention') if cfg is None else dict(cfg)
+    kind = cfg.get('type')
+    if not isinstance(kind, type) and (not isinstance(kind, str)
+                                       or MODELS.get(kind) is None):
+        raise ValueError(
+            f'cross_attn_cfg type {kind!r} is not in mmseg\'s MODELS: use '
+            "'ATMCrossAttention' (softmax, SegViT), 'KMeansCrossAttention' "
+            '(k-means, kMaX-DeepLab) or a class registered with '
+            '@MODELS.register_module()')
+    for key, value in (('embed_dims', embed_dims), ('num_heads', num_heads)):
+        if cfg.setdefault(key, value) != value:
+            raise ValueError(
+                f'cross_attn_cfg sets {key}={cfg[key]} but the decoder has '
+                f'{key}={value}: leave it out, the decoder passes its own')
+    cfg.setdefault('qkv_bias', True)
+    cfg.setdefault('attn_drop', dropout)
+    return MODELS.build(cfg)
 
 
 class ATMDecoderLayer(nn.Module):
@@ -32,10 +66,11 @@ class ATMDecoderLayer(nn.Module):
         ffn_ratio (int): FFN hidden size as a multiple of D. Default: 4.
         dropout (float): Dropout on residual branches, inside the FFN and on
             both attention maps. Default: 0.1.
-        cross_attn (str): ``'softmax'``: :class:`ATMCrossAttention` (softmax
-            over tokens, SegViT). ``'kmeans'``: :class:`KMeansCrossAttention`
-            (argmax over queries, kMaX-DeepLab); same parameters.
-            Default: 'softmax'.
+        cross_attn_cfg (dict, optional): The cross-attention, built from
+            mmseg's ``MODELS`` (:func:`build_cross_attention`):
+            ``dict(type='ATMCrossAttention')`` (softmax over tokens, SegViT;
+            the default) or ``dict(type='KMeansCrossAttention')`` (argmax
+            over queries, kMaX-DeepLab; same parameters). Default: None.
     """
 
     def __init__(self,
@@ -43,15 +78,13 @@ class ATMDecoderLayer(nn.Module):
                  num_heads: int = 8,
                  ffn_ratio: int = 4,
                  dropout: float = 0.1,
-                 cross_attn: str = 'softmax') -> None:
+                 cross_attn_cfg: Optional[dict] = None) -> None:
         super().__init__()
-        if cross_attn not in CROSS_ATTENTIONS:
-            raise ValueError(f'cross_attn must be one of '
-                             f'{sorted(CROSS_ATTENTIONS)}, got {cross_attn!r}')
         self.self_attn = nn.MultiheadAttention(
             embed_dims, num_heads, dropout=dropout, batch_first=True)
-        self.multihead_attn = CROSS_ATTENTIONS[cross_attn](
-            embed_dims, num_heads, qkv_bias=True, attn_drop=dropout)
+        self.multihead_attn = build_cross_attention(cross_attn_cfg,
+                                                    embed_dims, num_heads,
+                                                    dropout)
         self.linear1 = nn.Linear(embed_dims, embed_dims * ffn_ratio)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(embed_dims * ffn_ratio, embed_dims)

@@ -63,6 +63,7 @@ class KMeansCrossAttention(ATMCrossAttention):
     """
 
     UPDATES = ('mean', 'sum')
+    mask_trains_qk = True
 
     def __init__(self,
                  embed_dims: int,

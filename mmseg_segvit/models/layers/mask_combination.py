@@ -41,6 +41,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from ...typing_utils import Size
 
 __all__ = [
     'combine', 'class_probabilities', 'plan_rows', 'memory_budget',
@@ -63,7 +64,6 @@ _FALLBACK_CACHE_BYTES = 1 << 20
 # torch.compile traces through it without a graph break.
 _budget_override: Optional[float] = None
 
-Size = Tuple[int, int]
 
 
 def _dims(size: Size) -> Size:

@@ -5,11 +5,10 @@ import torch
 import torch.utils.checkpoint as cp
 from torch import Tensor
 
+from ...typing_utils import Grid
 from .vit_layer import ViTEncoderLayer
 
 __all__ = ['stride2_grid_tokens', 'QDEncoderLayer']
-
-Grid = Tuple[int, int]
 
 
 def stride2_grid_tokens(tokens: Tensor, grid: Grid) -> Tuple[Tensor, Grid]:

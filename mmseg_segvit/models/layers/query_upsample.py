@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from mmengine.model import constant_init, trunc_normal_init
 from torch import Tensor
 
-__all__ = ['QueryUpsample']
+from ...typing_utils import Grid
+from .level_projection import build_level_projections
 
-Grid = Tuple[int, int]
+__all__ = ['QueryUpsample']
 
 
 class QueryUpsample(nn.Module):
@@ -81,9 +82,6 @@ class QueryUpsample(nn.Module):
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
                              f'num_heads ({num_heads})')
-        if not use_proj and any(c != embed_dims for c in in_channels):
-            raise ValueError(f'use_proj=False needs levels with embed_dims '
-                             f'({embed_dims}) channels, got {in_channels}')
         if len(query_grid) != 2 or min(query_grid) < 1:
             raise ValueError(f'query_grid must be (h, w) with h, w >= 1, got '
                              f'{query_grid}')
@@ -93,12 +91,8 @@ class QueryUpsample(nn.Module):
         self.interpolate_mode = interpolate_mode
         self.q = nn.Embedding(self.query_grid[0] * self.query_grid[1],
                               embed_dims)
-        self.input_projs = nn.ModuleList(
-            nn.Linear(c, embed_dims) if use_proj else nn.Identity()
-            for c in in_channels)
-        self.proj_norms = nn.ModuleList(
-            nn.LayerNorm(embed_dims) if use_proj else nn.Identity()
-            for _ in in_channels)
+        self.input_projs, self.proj_norms = build_level_projections(
+            in_channels, embed_dims, use_proj, what='levels')
         self.decoders = nn.ModuleList(
             nn.TransformerDecoder(
                 nn.TransformerDecoderLayer(

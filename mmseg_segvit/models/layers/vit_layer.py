@@ -1,14 +1,16 @@
 """mmseg's ViT encoder layer with a ``fused_attn`` switch, and the layer
 list of a ViT built from its arguments."""
 import inspect
-from typing import Optional, Sequence, Tuple, Type
+from typing import Optional, Sequence, Type, Union
 
 import torch
 from mmcv.cnn.bricks.transformer import MultiheadAttention
+from mmengine.utils import to_2tuple
 from mmseg.models.backbones.vit import (TransformerEncoderLayer,
                                         VisionTransformer)
 from torch import nn
 
+from ...typing_utils import Grid
 from .fused_mha import FusedMultiheadAttention, use_fused_attn
 
 __all__ = [
@@ -16,15 +18,25 @@ __all__ = [
 ]
 
 
-def patch_grid(img_size: Sequence[int], patch_size: int) -> Tuple[int, int]:
-    """The (H // patch, W // patch) grid of a ViT trained at ``img_size``:
-    the grid its ``pos_embed`` (and ShrunkViT's QU queries) are laid on.
+def patch_grid(img_size: Union[int, Sequence[int]],
+               patch_size: Union[int, Sequence[int]]) -> Grid:
+    """The (H // patch, W // patch) grid of patches of an image.
+
+    For the ``img_size`` a ViT was trained at, the grid its ``pos_embed``
+    (and ShrunkViT's QU queries) are laid on; for another input size, the
+    grid it runs on (mmseg's ``PatchEmbed`` drops a partial last patch
+    unless it pads). The one place this package divides a size by a patch.
 
     Args:
-        img_size (Sequence[int]): (H, W) in pixels; an int-like pair.
-        patch_size (int): Patch side in pixels.
+        img_size (int | Sequence[int]): H and W in pixels (an int: square).
+        patch_size (int | Sequence[int]): Patch side in pixels, or
+            (height, width).
+
+    Returns:
+        tuple[int, int]: Patches along H and W.
     """
-    return (int(img_size[0]) // patch_size, int(img_size[-1]) // patch_size)
+    (h, w), (ph, pw) = to_2tuple(img_size), to_2tuple(patch_size)
+    return int(h) // int(ph), int(w) // int(pw)
 
 
 class ViTEncoderLayer(TransformerEncoderLayer):

@@ -1,0 +1,44 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from helpers import tiny_head
+from mmseg_segvit.models.layers import QueryUpsample, build_level_projections
+
+
+def test_projects_each_level_to_embed_dims():
+    projs, norms = build_level_projections([8, 16], embed_dims=12)
+    assert [type(m) for m in projs] == [nn.Linear, nn.Linear]
+    assert [m.in_features for m in projs] == [8, 16]
+    assert all(isinstance(m, nn.LayerNorm) for m in norms)
+    out = norms[1](projs[1](torch.randn(2, 5, 16)))
+    assert out.shape == (2, 5, 12)
+    # LayerNorm at its initial scale: zero mean, unit variance per token
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5,
+                               rtol=0)
+
+
+def test_identity_without_projection_and_channel_check():
+    projs, norms = build_level_projections([12, 12], 12, use_proj=False)
+    x = torch.randn(1, 3, 12)
+    assert torch.equal(norms[0](projs[0](x)), x)
+    assert sum(p.numel() for p in projs.parameters()) == 0
+    with pytest.raises(ValueError, match=r'use_proj=False needs levels .*'
+                       r'\(12\) channels, got \[12, 8\]'):
+        build_level_projections([12, 8], 12, use_proj=False, what='levels')
+
+
+def test_head_and_qu_keep_their_state_dict_keys():
+    head = tiny_head(in_channels=[16, 24, 32])
+    keys = [k for k in head.state_dict() if k.startswith(('input_projs',
+                                                          'proj_norms'))]
+    assert keys == [f'{m}.{i}.{p}' for m in ('input_projs', 'proj_norms')
+                    for i in range(3) for p in ('weight', 'bias')]
+    # deepest stage first
+    assert [m.in_features for m in head.input_projs] == [32, 24, 16]
+    qu = QueryUpsample([16, 24], embed_dims=16, num_heads=2)
+    assert [m.in_features for m in qu.input_projs] == [16, 24]
+    assert {k for k in qu.state_dict() if k.startswith('proj_norms')} == {
+        'proj_norms.0.weight', 'proj_norms.0.bias', 'proj_norms.1.weight',
+        'proj_norms.1.bias'
+    }
