@@ -1,6 +1,5 @@
 """Shared fixtures. mmseg_segvit is imported first, as a config would."""
 import os
-import os.path as osp
 
 # Tiny models gain nothing from intra-op threads, and the test processes
 # (and the mim runs they start) would otherwise oversubscribe small CI
@@ -14,10 +13,6 @@ from mmseg.utils import register_all_modules
 
 register_all_modules(init_default_scope=True)
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
-                       'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import data_samples
+from fixtures import REPO, data_samples
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'segvit', '*.py')))
 PAPER = {

@@ -9,10 +9,9 @@ from hypothesis import strategies as st
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from helpers import data_samples
+from fixtures import data_samples, tiny_segmentor_cfg
 from mmseg_segvit.models import (QDEncoderLayer, QueryUpsample,
                                  stride2_grid_tokens)
-from tiny_models import tiny_segmentor_cfg
 
 grids = st.tuples(st.integers(1, 9), st.integers(1, 9))
 

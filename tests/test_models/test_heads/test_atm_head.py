@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers import data_samples, feature_maps, tiny_head
+from fixtures import data_samples, feature_maps, tiny_head
 
 
 @pytest.mark.parametrize('grid', [(4, 4), (3, 7)])

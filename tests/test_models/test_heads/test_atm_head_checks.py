@@ -8,9 +8,9 @@ import torch
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from helpers import data_samples, feature_maps, tiny_head
+from fixtures import (data_samples, feature_maps, tiny_head, tiny_segmentor,
+                      tiny_segmentor_cfg)
 from mmseg_segvit.models.decode_heads.head_checks import stage_tokens
-from tiny_models import tiny_segmentor, tiny_segmentor_cfg
 
 SLIDE = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
 

@@ -7,7 +7,7 @@ from mmengine.config import ConfigDict
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
-from tiny_models import tiny_segmentor, tiny_segmentor_cfg
+from fixtures import tiny_segmentor, tiny_segmentor_cfg
 from mmseg_segvit.checkpoints import ConversionError
 from mmseg_segvit.tools import drop_class_weights as tool
 

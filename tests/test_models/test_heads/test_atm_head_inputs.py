@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.config import ConfigDict
 
-from helpers import data_samples, feature_maps, tiny_head
-from tiny_models import tiny_segmentor
+from fixtures import data_samples, feature_maps, tiny_head, tiny_segmentor
 
 
 def _predict(model, img):

@@ -5,8 +5,7 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import data_samples, feature_maps, tiny_head
+from fixtures import REPO, data_samples, feature_maps, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoderLayer,
                                         KMeansCrossAttention)
 

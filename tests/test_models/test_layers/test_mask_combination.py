@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.models.losses import accuracy
 
-from helpers import feature_maps, tiny_head
+from fixtures import feature_maps, tiny_head
 from mmseg_segvit.models.layers import (combine_resized_masks,
                                         combined_labels, resize_in_bands,
                                         resized_labels)

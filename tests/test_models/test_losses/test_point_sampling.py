@@ -8,7 +8,7 @@ from mmcv.ops import point_sample
 from mmseg.models.losses import accuracy
 from mmseg.registry import MODELS
 
-from helpers import data_samples, feature_maps, tiny_head
+from fixtures import data_samples, feature_maps, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoder,
                                         FusedMultiheadAttention,
                                         ViTEncoderLayer, set_fused_attn)
