@@ -188,3 +188,36 @@ def test_vectorised_loss_matches_loop_reference():
     for i, suffix in enumerate(['_0', '']):
         for j, name in enumerate(['loss_ce', 'loss_mask', 'loss_dice']):
             torch.testing.assert_close(got[name + suffix], ref[i][j])
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(num_classes=0), 'num_classes must be None or an int >= 1'),
+    (dict(dec_layers=0), 'dec_layers must be None or an int >= 1'),
+    (dict(oversample_ratio=0.5), 'oversample_ratio must be >= 1'),
+    (dict(importance_sample_ratio=1.5), r'importance_sample_ratio .*\[0, 1\]'),
+    (dict(eos_coef=-0.1), 'eos_coef'),
+    (dict(focal_gamma=-1.0), 'focal_gamma must be >= 0'),
+    (dict(mask_weight=-20.0), 'mask_weight must be >= 0'),
+])
+def test_atm_loss_settings_are_checked_at_build(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(dict(type='ATMLoss', **kwargs))
+
+
+def test_atm_loss_refuses_labels_that_are_not_class_index_maps():
+    loss = MODELS.build(dict(type='ATMLoss'))
+    cls = torch.randn(1, 2, 3, 4)
+    masks = torch.randn(1, 2, 3, 4, 4)
+    colour = torch.randint(0, 3, (2, 8, 8, 3))  # an RGB label image
+    with pytest.raises(
+            ValueError,
+            match=r'labels of shape \(B=2, H, W\), got \(2, 8, 8, 3\).*'
+            'single-channel'):
+        loss(cls, masks, colour)
+    with pytest.raises(ValueError, match=r'\(B=2, H, W\), got \(3, 8, 8\)'):
+        loss(cls, masks, torch.zeros(3, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match='integer class indices'):
+        loss(cls, masks, torch.zeros(2, 8, 8))
+    assert torch.isfinite(
+        sum(loss(cls, masks, torch.zeros(2, 8, 8, dtype=torch.long))
+            .values()))
