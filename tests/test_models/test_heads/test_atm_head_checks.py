@@ -203,3 +203,9 @@ def test_unknown_input_pairs_are_refused_with_their_shapes():
     maps = feature_maps(batch=2)
     pairs = [[m, m.mean((2, 3))] for m in maps]
     torch.testing.assert_close(head(pairs)[1], head(maps)[1])
+
+
+def test_head_needs_every_layer_supervised():
+    with pytest.raises(ValueError, match='per_layer'):
+        tiny_head(cross_attn='kmeans', num_layers=2)
+    tiny_head(cross_attn='kmeans', num_layers=1)  # cumulative is fine
