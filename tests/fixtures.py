@@ -56,6 +56,15 @@ def data_samples(labels: torch.Tensor):
     return samples
 
 
+def predict_image(model, img: torch.Tensor):
+    """``model.predict`` on one (C, H, W) image through its data
+    preprocessor, without gradients; returns the SegDataSample."""
+    sample = data_samples(torch.zeros(1, *img.shape[-2:], dtype=torch.long))
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
+        return model.predict(data['inputs'], data['data_samples'])[0]
+
+
 def tiny_segmentor_cfg(num_classes: int = 5,
                        size: Tuple[int, int] = (32, 32),
                        patch_size: int = 8,

@@ -8,8 +8,8 @@ import torch
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from fixtures import (data_samples, feature_maps, tiny_head, tiny_segmentor,
-                      tiny_segmentor_cfg)
+from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
+                      tiny_segmentor, tiny_segmentor_cfg)
 from mmseg_segvit.models.decode_heads.head_checks import stage_tokens
 
 SLIDE = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
@@ -17,13 +17,6 @@ SLIDE = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
 
 def _build(**head_kwargs):
     return MODELS.build(ConfigDict(tiny_segmentor_cfg(**head_kwargs)))
-
-
-def _predict(model, img):
-    sample = data_samples(torch.zeros(1, *img.shape[-2:], dtype=torch.long))
-    with torch.no_grad():
-        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
-        return model.predict(data['inputs'], data['data_samples'])[0]
 
 
 def _train_step(model, imgs, labels):
@@ -74,7 +67,7 @@ def test_binary_as_two_classes_trains_and_infers_whole_and_slide():
     img = torch.randint(0, 255, (3, 50, 70)).float()
     for test_cfg in (dict(mode='whole'), SLIDE):
         model.test_cfg = ConfigDict(test_cfg)
-        out = _predict(model, img)
+        out = predict_image(model, img)
         assert out.seg_logits.data.shape == (2, 50, 70)
         pred = out.pred_sem_seg.data
         assert pred.shape == (1, 50, 70)
@@ -84,7 +77,7 @@ def test_binary_as_two_classes_trains_and_infers_whole_and_slide():
 
 def test_one_class_slide_inference_predicts_that_class():
     model = tiny_segmentor(num_classes=1, test_cfg=SLIDE).eval()
-    out = _predict(model, torch.randint(0, 255, (3, 50, 70)).float())
+    out = predict_image(model, torch.randint(0, 255, (3, 50, 70)).float())
     assert out.seg_logits.data.shape == (1, 50, 70)
     assert (out.pred_sem_seg.data == 0).all()
 
@@ -182,8 +175,8 @@ def test_backbone_that_outputs_its_class_token():
     img = torch.randint(0, 255, (3, 50, 70)).float()
     for test_cfg in (dict(mode='whole'), SLIDE):
         with_token.test_cfg = without.test_cfg = ConfigDict(test_cfg)
-        got = _predict(with_token, img).seg_logits.data
-        want = _predict(without, img).seg_logits.data
+        got = predict_image(with_token, img).seg_logits.data
+        want = predict_image(without, img).seg_logits.data
         assert got.shape == (4, 50, 70)
         torch.testing.assert_close(got, want)
 
