@@ -1,6 +1,6 @@
-"""Shared fixtures. mmseg_segvit is imported first, as a config would."""
+"""Shared pytest fixtures (plain builders are in fixtures.py).
+mmseg_segvit is imported first, as a config would."""
 import os
-import os.path as osp
 
 # Tiny models gain nothing from intra-op threads, and the test processes
 # (and the mim runs they start) would otherwise oversubscribe small CI
@@ -12,12 +12,10 @@ import pytest
 import torch
 from mmseg.utils import register_all_modules
 
+from fixtures import tiny_segmentor
+
 register_all_modules(init_default_scope=True)
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
-                       'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +29,12 @@ def demo_data_root(tmp_path_factory):
     from mmseg_segvit.datasets import generate_shapes_dataset
     root = str(tmp_path_factory.mktemp('data') / 'segvit_shapes')
     return generate_shapes_dataset(root)
+
+
+@pytest.fixture
+def five_class_checkpoint(tmp_path):
+    """A tiny 5-class segmentor and its checkpoint file."""
+    model = tiny_segmentor(num_classes=5)
+    path = tmp_path / 'five.pth'
+    torch.save(dict(meta=dict(iter=8), state_dict=model.state_dict()), path)
+    return model, path

@@ -7,8 +7,9 @@ import textwrap
 
 import pytest
 
-BENCH = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                 'benchmarks')
+from fixtures import REPO
+
+BENCH = osp.join(REPO, 'benchmarks')
 sys.path.insert(0, BENCH)
 import cpu_memory  # noqa: E402
 

@@ -22,7 +22,7 @@ from mmseg.registry import MODELS
 from mmseg_segvit.checkpoints import UnsafeCheckpointError, load_weights_file
 from mmseg_segvit.compat import NUMPY_MULTIARRAY_MODULES
 from mmseg_segvit.tools import drop_class_weights
-from tiny_models import tiny_segmentor_cfg
+from fixtures import tiny_segmentor_cfg
 
 NUMPY2 = b'numpy._core.multiarray\n'
 NUMPY1 = b'numpy.core.multiarray\n'

@@ -8,13 +8,14 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO
+from fixtures import REPO
 from mmseg_segvit.checkpoints import (config_dataset_meta,
                                       converted_dataset_meta,
                                       load_weights_file)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from test_checkpoint_numpy import NUMPY1, NUMPY2, rewrite_globals
-from test_official_checkpoint import official_checkpoint
+from test_checkpoints.test_checkpoint_numpy import (NUMPY1, NUMPY2,
+                                                   rewrite_globals)
+from test_checkpoints.test_official_segvit import official_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'segvit')
 RELEASED = {  # class count: (config, mmseg dataset)

@@ -12,8 +12,9 @@ from mmseg_segvit.tools import convert_official_segvit as tool
 from mmseg_segvit.utils.configs import build_device
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
-from test_official_checkpoint import (assert_computes_like, randomize,
-                                      tiny_cfg, vit_shapes)
+from test_checkpoints.test_official_segvit import (assert_computes_like,
+                                                  randomize, tiny_cfg,
+                                                  vit_shapes)
 
 NUM_CLASSES, LAYERS, EMBED, DIM, HEADS = 5, 2, 32, 16, 4
 VIT = dict(

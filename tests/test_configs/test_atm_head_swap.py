@@ -14,8 +14,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import data_samples
+from fixtures import REPO, data_samples
 
 SWAP_DIR = osp.join(REPO, 'configs', 'segvit', 'atm_head_swap')
 CONFIGS = sorted(glob.glob(osp.join(SWAP_DIR, '*.py')))

@@ -16,7 +16,7 @@ from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmseg.registry import DATASETS
 
-from conftest import REPO
+from fixtures import REPO
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
 # config stem -> official test settings: MultiScaleFlipAug's img_scale and

@@ -15,8 +15,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner, save_checkpoint
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import meta_head
+from fixtures import REPO, meta_head
 from mmseg_segvit.tools.drop_class_weights import drop_class_weights
 
 CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',

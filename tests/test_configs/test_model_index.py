@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from fixtures import REPO
 
 METAFILE = osp.join(REPO, 'configs', 'segvit', 'metafile.yaml')
 

@@ -14,8 +14,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import data_samples, meta_head
+from fixtures import REPO, data_samples, meta_head
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'segvit', '*.py')))
 PAPER = {

@@ -1,7 +1,7 @@
 """The Shrunk configs: the paper's settings on top of the plain configs.
 
 Building, one train step and inference of every config (tiny sizes) are in
-test_configs.py, whose generic tests cover these configs too.
+test_paper_configs.py, whose generic tests cover these configs too.
 """
 import os.path as osp
 
@@ -11,8 +11,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import meta_head
+from fixtures import REPO, meta_head
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
 # shrunk config -> the plain config it shrinks

@@ -12,7 +12,7 @@ from mmseg.datasets import ADE20KDataset, BaseSegDataset
 
 from mmseg_segvit.datasets import (CheckedSegDataset, DataFilesCheckMixin,
                                    DataFilesError, check_data_files)
-from test_finetune_config import CONFIG, SIZE, _tiny
+from test_configs.test_finetune_config import CONFIG, SIZE, _tiny
 
 
 def _write(root, img_suffix='.png', seg_suffix='.png', count=4):

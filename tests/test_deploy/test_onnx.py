@@ -15,13 +15,10 @@ from mmseg.registry import MODELS
 from mmseg_segvit.deploy import (SegmentorForExport, check_onnx,
                                  check_shapes, choose_exporter, export_onnx,
                                  trace_shape)
-from tiny_models import tiny_segmentor, tiny_segmentor_cfg
+from fixtures import REPO, tiny_segmentor, tiny_segmentor_cfg
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
 
 def _tiny():
     torch.manual_seed(0)
@@ -143,11 +140,11 @@ def test_cli_exports_the_demo_config(tmp_path):
     out = str(tmp_path / 'demo.onnx')
     proc = subprocess.run([
         sys.executable,
-        osp.join(ROOT, 'tools', 'export_onnx.py'),
-        osp.join(ROOT, 'configs', 'segvit',
+        osp.join(REPO, 'tools', 'export_onnx.py'),
+        osp.join(REPO, 'configs', 'segvit',
                  'segvit_vit-t8_1xb8-500iter_shapes-128x128.py'), 'none', out,
         '--shape', '64', '--dynamic'
-    ], capture_output=True, text=True, cwd=ROOT)
+    ], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
     assert len(lines) == 2 and all(line.endswith('ok') for line in lines)

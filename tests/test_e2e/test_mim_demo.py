@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import DEMO_CONFIG
+from fixtures import DEMO_CONFIG
 
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
 

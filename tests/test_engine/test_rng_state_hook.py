@@ -6,7 +6,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from tiny_models import tiny_segmentor_cfg
+from fixtures import tiny_segmentor_cfg
 
 ITERS, SAVE_AT = 6, 3
 

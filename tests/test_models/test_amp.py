@@ -5,8 +5,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.optim.optimizer import amp_optimizer_wrapper
 from mmengine.runner.amp import autocast
 
-from helpers import data_samples
-from tiny_models import tiny_segmentor
+from fixtures import data_samples, tiny_segmentor
 
 CUDA = torch.cuda.is_available()
 

@@ -4,8 +4,7 @@ computes what eager mode computes."""
 import pytest
 import torch
 
-from helpers import data_samples
-from tiny_models import tiny_segmentor
+from fixtures import data_samples, tiny_segmentor
 
 SIZE = 64
 METAS = [dict(img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE),

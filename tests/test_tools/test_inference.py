@@ -15,8 +15,7 @@ from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
-from conftest import DEMO_CONFIG
-from helpers import data_samples
+from fixtures import DEMO_CONFIG, data_samples
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.datasets.shapes_generator import render_scene
 from mmseg_segvit.tools import atm_masks

@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import DEMO_CONFIG
+from fixtures import DEMO_CONFIG
 from mmseg_segvit.tools import mmseg_tool
 
 

@@ -13,7 +13,7 @@ from mmseg.registry import MODELS
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import atm_masks, visualize_demo
 from mmseg_segvit.utils import displayable, load_for_test
-from tiny_models import tiny_segmentor_cfg
+from fixtures import tiny_segmentor_cfg
 
 META = SegVitShapesDataset.METAINFO
 

@@ -12,7 +12,7 @@ from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from conftest import DEMO_CONFIG, REPO
+from fixtures import DEMO_CONFIG, REPO
 from mmseg_segvit.models import ATMDecoderLayer
 from mmseg_segvit.utils import FLOP_HANDLES, count_flops, flops_summary
 

@@ -1,6 +1,5 @@
-"""Property-based checks of QD, QU and the Shrunk segmentor on odd grids."""
+"""The Shrunk segmentor (ShrunkViT + ATMHead) on odd image sizes."""
 import functools
-import math
 
 import pytest
 import torch
@@ -9,51 +8,7 @@ from hypothesis import strategies as st
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from helpers import data_samples
-from mmseg_segvit.models import (QDEncoderLayer, QueryUpsample,
-                                 stride2_grid_tokens)
-from tiny_models import tiny_segmentor_cfg
-
-grids = st.tuples(st.integers(1, 9), st.integers(1, 9))
-
-
-@settings(max_examples=15, deadline=None)
-@given(grid=grids, prefix=st.integers(0, 1), batch=st.integers(1, 2))
-def test_qd_layer_shapes_property(grid, prefix, batch):
-    layer = QDEncoderLayer(
-        embed_dims=16, num_heads=2, feedforward_channels=32).eval()
-    h, w = grid
-    x = torch.randn(batch, prefix + h * w, 16)
-    sub, sub_grid = stride2_grid_tokens(x[:, prefix:], grid)
-    assert sub_grid == (math.ceil(h / 2), math.ceil(w / 2))
-    with torch.no_grad():
-        out, out_grid = layer(x, grid, num_prefix_tokens=prefix)
-    assert out_grid == sub_grid
-    assert out.shape == (batch, prefix + sub_grid[0] * sub_grid[1], 16)
-    assert torch.isfinite(out).all()
-
-
-@settings(max_examples=15, deadline=None)
-@given(
-    levels=st.lists(grids, min_size=1, max_size=3),
-    out_grid=grids,
-    query_grid=st.tuples(st.integers(2, 6), st.integers(2, 6)),
-    batch=st.integers(1, 2))
-def test_qu_shapes_property(levels, out_grid, query_grid, batch):
-    qu = QueryUpsample(
-        in_channels=16,
-        num_levels=len(levels),
-        embed_dims=16,
-        num_heads=2,
-        num_layers=1,
-        query_grid=query_grid)
-    qu.init_weights()
-    qu.eval()
-    inputs = [(torch.randn(batch, h * w, 16), (h, w)) for h, w in levels]
-    with torch.no_grad():
-        out = qu(inputs, out_grid)
-    assert out.shape == (batch, out_grid[0] * out_grid[1], 16)
-    assert torch.isfinite(out).all()
+from fixtures import data_samples, tiny_segmentor_cfg
 
 
 @functools.lru_cache(maxsize=None)

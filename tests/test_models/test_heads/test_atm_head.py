@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers import data_samples, feature_maps, tiny_head
+from fixtures import data_samples, feature_maps, tiny_head
 
 
 @pytest.mark.parametrize('grid', [(4, 4), (3, 7)])
@@ -115,3 +115,28 @@ def test_loss_runs_in_fp32_under_autocast():
         losses = head.loss(feats, data_samples(labels), train_cfg=None)
     assert all(v.dtype == torch.float32 for v in losses.values())
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_head_with_kmeans_trains_every_parameter():
+    head = tiny_head(num_classes=4,
+                     cross_attn_cfg=dict(type='KMeansCrossAttention'),
+                     mask_mode='per_layer',
+                     loss_decode=dict(type='ATMLoss', dec_layers=6))
+    head.train()
+    inputs = feature_maps(batch=2, grids=((4, 6), (4, 6), (4, 6)))
+    cls_logits, mask_logits = head(inputs)
+    assert cls_logits.shape == (6, 2, 4, 5)
+    assert mask_logits.shape == (6, 2, 4, 4, 6)
+    labels = torch.randint(0, 4, (2, 32, 48))
+    losses = head.loss_by_feat((cls_logits, mask_logits),
+                               data_samples(labels))
+    loss = sum(v for k, v in losses.items() if k.startswith('loss'))
+    assert torch.isfinite(loss)
+    loss.backward()
+    # every parameter learns (no unused parameters under DDP)
+    for name, p in head.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    # the state dict matches the softmax head's, key for key
+    softmax = tiny_head(num_classes=4, mask_mode='per_layer')
+    assert head.state_dict().keys() == softmax.state_dict().keys()

@@ -8,22 +8,15 @@ import torch
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from helpers import data_samples, feature_maps, tiny_head
+from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
+                      tiny_segmentor, tiny_segmentor_cfg)
 from mmseg_segvit.models.decode_heads.head_checks import stage_tokens
-from tiny_models import tiny_segmentor, tiny_segmentor_cfg
 
 SLIDE = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
 
 
 def _build(**head_kwargs):
     return MODELS.build(ConfigDict(tiny_segmentor_cfg(**head_kwargs)))
-
-
-def _predict(model, img):
-    sample = data_samples(torch.zeros(1, *img.shape[-2:], dtype=torch.long))
-    with torch.no_grad():
-        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
-        return model.predict(data['inputs'], data['data_samples'])[0]
 
 
 def _train_step(model, imgs, labels):
@@ -74,7 +67,7 @@ def test_binary_as_two_classes_trains_and_infers_whole_and_slide():
     img = torch.randint(0, 255, (3, 50, 70)).float()
     for test_cfg in (dict(mode='whole'), SLIDE):
         model.test_cfg = ConfigDict(test_cfg)
-        out = _predict(model, img)
+        out = predict_image(model, img)
         assert out.seg_logits.data.shape == (2, 50, 70)
         pred = out.pred_sem_seg.data
         assert pred.shape == (1, 50, 70)
@@ -84,7 +77,7 @@ def test_binary_as_two_classes_trains_and_infers_whole_and_slide():
 
 def test_one_class_slide_inference_predicts_that_class():
     model = tiny_segmentor(num_classes=1, test_cfg=SLIDE).eval()
-    out = _predict(model, torch.randint(0, 255, (3, 50, 70)).float())
+    out = predict_image(model, torch.randint(0, 255, (3, 50, 70)).float())
     assert out.seg_logits.data.shape == (1, 50, 70)
     assert (out.pred_sem_seg.data == 0).all()
 
@@ -151,39 +144,6 @@ def test_other_inherited_settings_are_refused_at_build(kwargs, match):
         _build(**kwargs)
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(num_classes=0), 'num_classes must be None or an int >= 1'),
-    (dict(dec_layers=0), 'dec_layers must be None or an int >= 1'),
-    (dict(oversample_ratio=0.5), 'oversample_ratio must be >= 1'),
-    (dict(importance_sample_ratio=1.5), r'importance_sample_ratio .*\[0, 1\]'),
-    (dict(eos_coef=-0.1), 'eos_coef'),
-    (dict(focal_gamma=-1.0), 'focal_gamma must be >= 0'),
-    (dict(mask_weight=-20.0), 'mask_weight must be >= 0'),
-])
-def test_atm_loss_settings_are_checked_at_build(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        MODELS.build(dict(type='ATMLoss', **kwargs))
-
-
-def test_atm_loss_refuses_labels_that_are_not_class_index_maps():
-    loss = MODELS.build(dict(type='ATMLoss'))
-    cls = torch.randn(1, 2, 3, 4)
-    masks = torch.randn(1, 2, 3, 4, 4)
-    colour = torch.randint(0, 3, (2, 8, 8, 3))  # an RGB label image
-    with pytest.raises(
-            ValueError,
-            match=r'labels of shape \(B=2, H, W\), got \(2, 8, 8, 3\).*'
-            'single-channel'):
-        loss(cls, masks, colour)
-    with pytest.raises(ValueError, match=r'\(B=2, H, W\), got \(3, 8, 8\)'):
-        loss(cls, masks, torch.zeros(3, 8, 8, dtype=torch.long))
-    with pytest.raises(ValueError, match='integer class indices'):
-        loss(cls, masks, torch.zeros(2, 8, 8))
-    assert torch.isfinite(
-        sum(loss(cls, masks, torch.zeros(2, 8, 8, dtype=torch.long))
-            .values()))
-
-
 # --- backbone outputs ----------------------------------------------------
 
 
@@ -215,8 +175,8 @@ def test_backbone_that_outputs_its_class_token():
     img = torch.randint(0, 255, (3, 50, 70)).float()
     for test_cfg in (dict(mode='whole'), SLIDE):
         with_token.test_cfg = without.test_cfg = ConfigDict(test_cfg)
-        got = _predict(with_token, img).seg_logits.data
-        want = _predict(without, img).seg_logits.data
+        got = predict_image(with_token, img).seg_logits.data
+        want = predict_image(without, img).seg_logits.data
         assert got.shape == (4, 50, 70)
         torch.testing.assert_close(got, want)
 
@@ -238,20 +198,10 @@ def test_unknown_input_pairs_are_refused_with_their_shapes():
     torch.testing.assert_close(head(pairs)[1], head(maps)[1])
 
 
-def test_shrunk_vit_refuses_unknown_qu_settings():
-    cfg = dict(
-        type='ShrunkViT',
-        img_size=(32, 32),
-        patch_size=8,
-        embed_dims=32,
-        num_layers=4,
-        num_heads=2,
-        qd_index=2,
-        out_indices=(1, 3),
-        qu_cfg=dict(embed_dims=16, num_heads=2, num_layer=1))
-    with pytest.raises(ValueError,
-                       match=r"qu_cfg has keys .*\['num_layer'\]"):
-        MODELS.build(cfg)
-    cfg['qu_cfg'] = dict(embed_dims=16, num_heads=2, in_channels=16)
-    with pytest.raises(ValueError, match=r"\['in_channels'\]"):
-        MODELS.build(cfg)
+KMEANS = dict(type='KMeansCrossAttention')
+
+
+def test_head_needs_every_layer_supervised():
+    with pytest.raises(ValueError, match='per_layer'):
+        tiny_head(cross_attn_cfg=KMEANS, num_layers=2)
+    tiny_head(cross_attn_cfg=KMEANS, num_layers=1)  # cumulative is fine

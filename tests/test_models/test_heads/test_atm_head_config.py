@@ -1,15 +1,11 @@
 """Configuration mistakes give errors that name the setting."""
-import sys
-
 import pytest
 import torch
 from mmengine.config import ConfigDict
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
-from tiny_models import tiny_segmentor, tiny_segmentor_cfg
-from mmseg_segvit.checkpoints import ConversionError
-from mmseg_segvit.tools import drop_class_weights as tool
+from fixtures import tiny_segmentor, tiny_segmentor_cfg
 
 
 def _build(**head_kwargs):
@@ -53,14 +49,6 @@ def test_in_channels_list_shorter_than_use_stages_fails_at_build():
         _build(in_channels=[32, 32])
 
 
-@pytest.fixture
-def five_class_checkpoint(tmp_path):
-    model = tiny_segmentor(num_classes=5)
-    path = tmp_path / 'five.pth'
-    torch.save(dict(meta=dict(iter=8), state_dict=model.state_dict()), path)
-    return model, path
-
-
 def test_checkpoint_with_another_class_count_is_refused(five_class_checkpoint):
     """What ``mim test --checkpoint`` (Runner.load_checkpoint) runs into."""
     _, path = five_class_checkpoint
@@ -76,31 +64,3 @@ def test_checkpoint_with_another_class_count_is_refused(five_class_checkpoint):
     with pytest.raises(ValueError, match='checkpoint has 5 classes'):
         model.load_state_dict(
             torch.load(path, weights_only=True)['state_dict'])
-
-
-def test_drop_class_weights_tool_allows_fine_tuning(five_class_checkpoint,
-                                                    tmp_path, monkeypatch,
-                                                    capsys):
-    old, path = five_class_checkpoint
-    out = tmp_path / 'no_classes.pth'
-    monkeypatch.setattr(sys, 'argv',
-                        ['drop_class_weights',
-                         str(path), str(out)])
-    tool.main()
-    assert 'decode_head.q.weight' in capsys.readouterr().out
-    model = tiny_segmentor(num_classes=7)
-    load_checkpoint(model, str(out), map_location='cpu')
-    old_sd, new_sd = old.state_dict(), model.state_dict()
-    for key, value in new_sd.items():
-        if key.startswith(('decode_head.q.', 'decode_head.class_embed.')):
-            assert value.shape[0] in (7, 8)
-        else:
-            assert torch.equal(value, old_sd[key]), key
-    # the cross-attention's own q projection is not a class weight
-    assert 'decode_head.decoders.0.layers.0.multihead_attn.q.weight' in \
-        torch.load(out, weights_only=True)['state_dict']
-
-
-def test_drop_class_weights_needs_an_atm_checkpoint():
-    with pytest.raises(ConversionError, match='no ATMHead weights'):
-        tool.drop_class_weights({'backbone.w': torch.zeros(1)})

@@ -6,15 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.config import ConfigDict
 
-from helpers import data_samples, feature_maps, tiny_head
-from tiny_models import tiny_segmentor
-
-
-def _predict(model, img):
-    sample = data_samples(torch.zeros(1, *img.shape[-2:], dtype=torch.long))
-    with torch.no_grad():
-        data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
-        return model.predict(data['inputs'], data['data_samples'])[0]
+from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
+                      tiny_segmentor)
 
 
 def _train_step(model, imgs, labels):
@@ -37,7 +30,7 @@ def _grads_finite(model):
 @pytest.mark.parametrize('size', [(36, 53), (64, 40), (17, 90), (8, 8)])
 def test_whole_inference_off_the_patch_grid(size):
     model = tiny_segmentor(num_classes=5).eval()
-    out = _predict(model, torch.randint(0, 255, (3, *size)).float())
+    out = predict_image(model, torch.randint(0, 255, (3, *size)).float())
     assert out.seg_logits.data.shape == (5, *size)
     assert out.pred_sem_seg.data.shape == (1, *size)
     assert torch.isfinite(out.seg_logits.data).all()
@@ -52,7 +45,7 @@ def test_slide_inference_non_square_and_smaller_than_the_crop(size):
         test_cfg=dict(mode='slide', crop_size=(32, 32),
                       stride=(24, 24))).eval()
     img = torch.randint(0, 255, (3, *size)).float()
-    out = _predict(model, img)
+    out = predict_image(model, img)
     assert out.seg_logits.data.shape == (4, *size)
     assert torch.isfinite(out.seg_logits.data).all()
     # Scores are probability-weighted sigmoids: in [0, 1] after averaging.
@@ -63,10 +56,10 @@ def test_slide_inference_non_square_and_smaller_than_the_crop(size):
 def test_slide_with_one_window_equals_whole_off_the_patch_grid():
     model = tiny_segmentor(num_classes=3).eval()
     img = torch.randint(0, 255, (3, 37, 51)).float()
-    whole = _predict(model, img).seg_logits.data
+    whole = predict_image(model, img).seg_logits.data
     model.test_cfg = ConfigDict(
         mode='slide', crop_size=(40, 56), stride=(40, 56))
-    slide = _predict(model, img).seg_logits.data
+    slide = predict_image(model, img).seg_logits.data
     torch.testing.assert_close(slide, whole, rtol=1e-4, atol=1e-5)
 
 
@@ -99,7 +92,7 @@ def test_extreme_class_counts_train_and_infer(num_classes):
     loss, losses = _train_step(model, imgs, labels)
     assert torch.isfinite(loss) and _grads_finite(model)
     model.eval()
-    out = _predict(model, imgs[0, :, :, :27])
+    out = predict_image(model, imgs[0, :, :, :27])
     assert out.seg_logits.data.shape == (num_classes, 32, 27)
     pred = out.pred_sem_seg.data
     assert pred.shape == (1, 32, 27)
@@ -109,7 +102,7 @@ def test_extreme_class_counts_train_and_infer(num_classes):
 def test_one_class_predicts_that_class():
     """One channel is binary to MMSeg; ATMHead keeps label 0 (argmax)."""
     model = tiny_segmentor(num_classes=1).eval()
-    out = _predict(model, torch.randint(0, 255, (3, 24, 40)).float())
+    out = predict_image(model, torch.randint(0, 255, (3, 24, 40)).float())
     assert (out.pred_sem_seg.data == 0).all()
 
 

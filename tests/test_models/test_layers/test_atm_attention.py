@@ -1,8 +1,9 @@
+"""ATMCrossAttention: the attention mask of the paper (head mean of the
+scaled similarity), and the fused path that skips it when not needed."""
 import pytest
 import torch
 
-from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoder,
-                                        ATMDecoderLayer)
+from mmseg_segvit.models.layers import ATMCrossAttention
 
 
 def test_cross_attention_mask_is_head_mean_of_scaled_similarity():
@@ -31,29 +32,22 @@ def test_heads_must_divide_dims():
         ATMCrossAttention(30, num_heads=4)
 
 
-def test_decoder_layer_matches_torch_layer_names_and_post_norm():
-    layer = ATMDecoderLayer(32, num_heads=4).eval()
-    names = {n.split('.')[0] for n, _ in layer.named_parameters()}
-    assert names == {
-        'self_attn', 'multihead_attn', 'linear1', 'linear2', 'norm1',
-        'norm2', 'norm3'
-    }
-    q, t = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
-    out, mask = layer(q, t)
-    # post-norm: the output is the output of a LayerNorm
-    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5,
-                               rtol=0)
-    assert mask.shape == (2, 5, 9)
+def test_cross_attention_fused_path_matches_explicit():
+    attn = ATMCrossAttention(32, num_heads=4).eval()
+    q, k = torch.randn(2, 5, 32), torch.randn(2, 11, 32)
+    explicit, mask = attn(q, k, need_mask=True)
+    fused, none = attn(q, k, need_mask=False)
+    assert none is None and mask.shape == (2, 5, 11)
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-6)
 
 
-def test_decoder_returns_last_or_all_layers():
-    dec = ATMDecoder(3, embed_dims=32, num_heads=4).eval()
-    q, t = torch.randn(1, 4, 32), torch.randn(1, 6, 32)
-    qs, masks = dec(q, t)
-    assert len(qs) == len(masks) == 1
-    qs_all, masks_all = dec(q, t, all_layers=True)
-    assert len(qs_all) == len(masks_all) == 3
-    torch.testing.assert_close(qs_all[-1], qs[0])
-    torch.testing.assert_close(masks_all[-1], masks[0])
-    with pytest.raises(ValueError):
-        ATMDecoder(0, embed_dims=32, num_heads=4)
+def test_cross_attention_fused_path_gradients_match():
+    attn = ATMCrossAttention(16, num_heads=2).eval()
+    q = torch.randn(1, 3, 16, requires_grad=True)
+    k = torch.randn(1, 6, 16, requires_grad=True)
+    grads = []
+    for need_mask in (True, False):
+        out, _ = attn(q, k, need_mask=need_mask)
+        grads.append(torch.autograd.grad(out.square().sum(), (q, k)))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

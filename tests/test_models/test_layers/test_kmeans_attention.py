@@ -1,12 +1,9 @@
-import os.path as osp
-
+"""KMeansCrossAttention (the k-means variant of ATM cross-attention):
+hard assignment, query updates, gradients and the decoder-layer switch."""
 import pytest
 import torch
-from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import data_samples, feature_maps, meta_head, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoderLayer,
                                         KMeansCrossAttention)
 
@@ -147,59 +144,3 @@ def test_decoder_layer_switch_and_softmax_default_unchanged():
     torch.testing.assert_close(mask, mask_softmax)
     assert out.shape == out_softmax.shape
     assert not torch.allclose(out, out_softmax)
-
-
-def test_head_needs_every_layer_supervised():
-    with pytest.raises(ValueError, match='per_layer'):
-        tiny_head(cross_attn_cfg=KMEANS, num_layers=2)
-    tiny_head(cross_attn_cfg=KMEANS, num_layers=1)  # cumulative is fine
-
-
-def test_head_with_kmeans_trains_every_parameter():
-    head = tiny_head(num_classes=4, cross_attn_cfg=KMEANS,
-                     mask_mode='per_layer',
-                     loss_decode=dict(type='ATMLoss', dec_layers=6))
-    head.train()
-    inputs = feature_maps(batch=2, grids=((4, 6), (4, 6), (4, 6)))
-    cls_logits, mask_logits = head(inputs)
-    assert cls_logits.shape == (6, 2, 4, 5)
-    assert mask_logits.shape == (6, 2, 4, 4, 6)
-    labels = torch.randint(0, 4, (2, 32, 48))
-    losses = head.loss_by_feat((cls_logits, mask_logits),
-                               data_samples(labels))
-    loss = sum(v for k, v in losses.items() if k.startswith('loss'))
-    assert torch.isfinite(loss)
-    loss.backward()
-    # every parameter learns (no unused parameters under DDP)
-    for name, p in head.named_parameters():
-        assert p.grad is not None, name
-        assert torch.isfinite(p.grad).all(), name
-    # the state dict matches the softmax head's, key for key
-    softmax = tiny_head(num_classes=4, mask_mode='per_layer')
-    assert head.state_dict().keys() == softmax.state_dict().keys()
-
-
-@pytest.mark.parametrize('pair', [
-    ('segvit_vit-t8_1xb8-500iter_shapes-128x128',
-     'segvit-kmeans_vit-t8_1xb8-500iter_shapes-128x128', 6),
-    ('segvit_vit-b16_8xb2-160k_ade20k-512x512',
-     'segvit-kmeans_vit-b16_8xb2-160k_ade20k-512x512', 9),
-])
-def test_kmeans_configs_differ_from_softmax_only_in_the_head(pair):
-    softmax_name, kmeans_name, outputs = pair
-    softmax = Config.fromfile(osp.join(REPO, 'configs', 'segvit',
-                                       softmax_name + '.py'))
-    kmeans = Config.fromfile(osp.join(REPO, 'configs', 'segvit',
-                                      kmeans_name + '.py'))
-    head = kmeans.model.decode_head
-    assert head.cross_attn_cfg == KMEANS and head.mask_mode == 'per_layer'
-    assert meta_head(head).loss_decode.dec_layers == outputs
-    assert head.use_stages * head.num_layers == outputs
-    assert 'cross_attn_cfg' not in softmax.model.decode_head  # softmax
-    # same budget and recipe: only the head's two entries differ
-    for key in ('cross_attn_cfg', 'mask_mode'):
-        head.pop(key)
-    assert kmeans.model.to_dict() == softmax.model.to_dict()
-    for key in ('train_cfg', 'optim_wrapper', 'param_scheduler',
-                'train_dataloader', 'randomness'):
-        assert kmeans.get(key) == softmax.get(key), key

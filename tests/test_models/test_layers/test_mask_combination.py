@@ -3,13 +3,11 @@ resize-sigmoid-einsum and MMSeg's accuracy."""
 import pytest
 import torch
 import torch.nn.functional as F
-from mmseg.models.losses import accuracy
 
-from helpers import feature_maps, tiny_head
+from fixtures import feature_maps, tiny_head
 from mmseg_segvit.models.layers import (combine_resized_masks,
                                         combined_labels, resize_in_bands,
                                         resized_labels)
-from mmseg_segvit.models.losses import label_accuracy
 
 
 def literal(cls_prob, masks, size, align_corners):
@@ -102,27 +100,6 @@ def test_labels_are_the_argmax_of_the_scores(band):
                          align_corners=True).argmax(1)
     assert torch.equal(
         resized_labels(small, (17, 30), True, rows=band), want)
-
-
-def test_label_accuracy_equals_mmseg_accuracy():
-    torch.manual_seed(2)
-    scores = torch.randn(2, 4, 5, 6)
-    target = torch.randint(0, 4, (2, 5, 6))
-    target[0, 0] = 255
-    for ignore in (255, None):
-        want = accuracy(scores, target.clamp(max=3) if ignore is None
-                        else target, ignore_index=ignore)
-        got = label_accuracy(scores.argmax(1), target.clamp(max=3)
-                             if ignore is None else target, ignore)
-        torch.testing.assert_close(got, want)
-    perfect = label_accuracy(target, target, 255)
-    torch.testing.assert_close(perfect, torch.tensor([100.0]))
-    ignored = torch.full_like(target, 255)  # MMSeg gives eps / eps
-    torch.testing.assert_close(
-        label_accuracy(target, ignored, 255),
-        accuracy(scores, ignored, ignore_index=255))
-    with pytest.raises(ValueError, match='differ in shape'):
-        label_accuracy(target[:, :4], target)
 
 
 # --- how the work is chunked: by device and size, never one constant ---

@@ -2,9 +2,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS
 
 from mmseg_segvit.models.losses import ATMLoss
-from mmseg_segvit.models.losses.atm_loss import present_classes
+from mmseg_segvit.models.losses.atm_loss import (dice_loss, present_classes,
+                                                 sigmoid_focal_loss)
 
 
 def _sigmoid(x):
@@ -134,3 +137,87 @@ def test_present_classes():
     label = torch.tensor([[[0, 2], [255, 2]], [[1, 1], [1, 1]]])
     present = present_classes(label, 3, 255)
     assert present.tolist() == [[True, False, True], [False, True, False]]
+
+
+def test_present_classes_matches_a_loop():
+    labels = torch.randint(0, 7, (3, 9, 5))
+    labels[labels == 6] = 255
+    labels[2] = 255
+    present = present_classes(labels, 6, ignore_index=255)
+    for b in range(3):
+        for c in range(6):
+            assert present[b, c].item() == bool((labels[b] == c).any())
+
+
+def _loop_reference(cls_logits, mask_logits, labels, eos_coef=0.1):
+    """The ATM loss written with loops over outputs, images and classes."""
+    num_outputs, batch, k = cls_logits.shape[:3]
+    out = []
+    pairs = [(b, c) for b in range(batch) for c in range(k)
+             if (labels[b] == c).any()]
+    weight = torch.ones(k + 1)
+    weight[-1] = eos_coef
+    for i in range(num_outputs):
+        target = torch.full((batch, k), k)
+        for b, c in pairs:
+            target[b, c] = c
+        ce = F.cross_entropy(cls_logits[i].transpose(1, 2), target, weight)
+        focal = dice = 0
+        for b, c in pairs:
+            pred = F.interpolate(
+                mask_logits[i, b, c][None, None],
+                size=labels.shape[-2:],
+                mode='bilinear',
+                align_corners=False).flatten()
+            gt = (labels[b] == c).flatten().float()
+            focal = focal + sigmoid_focal_loss(pred, gt)
+            dice = dice + dice_loss(pred, gt)
+        n = max(len(pairs), 1)
+        out.append((ce, 20 * focal / n, dice / n))
+    return out
+
+
+def test_vectorised_loss_matches_loop_reference():
+    loss = MODELS.build(dict(type='ATMLoss'))
+    cls = torch.randn(2, 2, 4, 5)
+    masks = torch.randn(2, 2, 4, 3, 5)
+    labels = torch.randint(0, 3, (2, 12, 20))
+    labels[0, :4] = 255
+    got = loss(cls, masks, labels)
+    ref = _loop_reference(cls, masks, labels)
+    for i, suffix in enumerate(['_0', '']):
+        for j, name in enumerate(['loss_ce', 'loss_mask', 'loss_dice']):
+            torch.testing.assert_close(got[name + suffix], ref[i][j])
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(num_classes=0), 'num_classes must be None or an int >= 1'),
+    (dict(dec_layers=0), 'dec_layers must be None or an int >= 1'),
+    (dict(oversample_ratio=0.5), 'oversample_ratio must be >= 1'),
+    (dict(importance_sample_ratio=1.5), r'importance_sample_ratio .*\[0, 1\]'),
+    (dict(eos_coef=-0.1), 'eos_coef'),
+    (dict(focal_gamma=-1.0), 'focal_gamma must be >= 0'),
+    (dict(mask_weight=-20.0), 'mask_weight must be >= 0'),
+])
+def test_atm_loss_settings_are_checked_at_build(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(dict(type='ATMLoss', **kwargs))
+
+
+def test_atm_loss_refuses_labels_that_are_not_class_index_maps():
+    loss = MODELS.build(dict(type='ATMLoss'))
+    cls = torch.randn(1, 2, 3, 4)
+    masks = torch.randn(1, 2, 3, 4, 4)
+    colour = torch.randint(0, 3, (2, 8, 8, 3))  # an RGB label image
+    with pytest.raises(
+            ValueError,
+            match=r'labels of shape \(B=2, H, W\), got \(2, 8, 8, 3\).*'
+            'single-channel'):
+        loss(cls, masks, colour)
+    with pytest.raises(ValueError, match=r'\(B=2, H, W\), got \(3, 8, 8\)'):
+        loss(cls, masks, torch.zeros(3, 8, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match='integer class indices'):
+        loss(cls, masks, torch.zeros(2, 8, 8))
+    assert torch.isfinite(
+        sum(loss(cls, masks, torch.zeros(2, 8, 8, dtype=torch.long))
+            .values()))

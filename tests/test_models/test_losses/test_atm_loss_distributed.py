@@ -24,8 +24,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 from mmseg.registry import MODELS
 
-from helpers import data_samples
-from tiny_models import tiny_segmentor_cfg
+from fixtures import data_samples, tiny_segmentor_cfg
 
 WORLD, B, SIZE, K, STEPS, LR = 2, 2, 32, 6, 2, 0.1
 # Present classes per image (None: all pixels ignored).

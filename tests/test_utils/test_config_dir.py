@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import REPO
+from fixtures import REPO
 from mmseg_segvit.utils.configs import (CONFIG_DIR, build_model, config_dir,
                                         load_config)
 

@@ -8,8 +8,7 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from conftest import REPO
-from helpers import data_samples, feature_maps, meta_head, tiny_head
+from fixtures import REPO, data_samples, feature_maps, meta_head, tiny_head
 from mmseg_segvit.models import ATMLoss
 
 CONFIGS = sorted(

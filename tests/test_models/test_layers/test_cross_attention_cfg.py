@@ -2,7 +2,7 @@
 import pytest
 from mmseg.registry import MODELS
 
-from helpers import feature_maps, tiny_head
+from fixtures import feature_maps, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoderLayer,
                                         KMeansCrossAttention,
                                         build_cross_attention)

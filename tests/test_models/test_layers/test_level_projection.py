@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import tiny_head
+from fixtures import tiny_head
 from mmseg_segvit.models.layers import QueryUpsample, build_level_projections
 
 
