@@ -2,8 +2,8 @@
 from .atm_attention import ATMCrossAttention
 from .atm_decoder import (ATMDecoder, ATMDecoderLayer,
                           build_cross_attention)
-from .fused_mha import (FusedMultiheadAttention, set_fused_attn,
-                        use_fused_attn)
+from .fused_mha import (FusedMultiheadAttention, packed_self_attention,
+                        set_fused_attn, use_fused_attn)
 from .kmeans_attention import KMeansCrossAttention
 from .level_projection import build_level_projections
 from .mask_combination import (combine, combine_resized_masks,
@@ -16,7 +16,8 @@ from .vit_layer import ViTEncoderLayer, build_vit_layers, vit_arguments
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
     'build_cross_attention',
-    'FusedMultiheadAttention', 'KMeansCrossAttention', 'QDEncoderLayer',
+    'FusedMultiheadAttention', 'packed_self_attention',
+    'KMeansCrossAttention', 'QDEncoderLayer',
     'QueryUpsample', 'build_level_projections', 'set_fused_attn',
     'use_fused_attn', 'ViTEncoderLayer',
     'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .fused_mha import packed_self_attention
+
 __all__ = ['ATMDecoderLayer', 'ATMDecoder', 'build_cross_attention']
 
 
@@ -109,8 +111,8 @@ class ATMDecoderLayer(nn.Module):
         Returns:
             tuple: Queries (B, Q, D) and the mask (B, Q, N) or None.
         """
-        # need_weights=False lets torch take its fused attention kernel.
-        x = self.self_attn(query, query, query, need_weights=False)[0]
+        # torch's attention without weights, in fewer kernels
+        x = packed_self_attention(self.self_attn, query)
         query = self.norm1(query + self.dropout1(x))
         x, mask = self.multihead_attn(query, tokens, need_mask=need_mask)
         query = self.norm2(query + self.dropout2(x))
