@@ -15,7 +15,11 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ['read_scalars', 'loss_terms', 'plot_loss_terms']
+from .panels import figure_to_rgb, new_figure
+
+__all__ = [
+    'read_scalars', 'loss_terms', 'plot_loss_terms', 'loss_terms_figure'
+]
 
 # an output index: ``_0`` at the end (ATMLoss) or ``.d0.`` inside a key
 _OUTPUT_SUFFIX = re.compile(r'_\d+$')
@@ -83,18 +87,23 @@ def loss_terms(records: Sequence[dict]
 
 def plot_loss_terms(records: Sequence[dict],
                     title: str = 'training loss') -> np.ndarray:
-    """Draw the total loss and its terms, each summed over the outputs.
+    """Render :func:`loss_terms_figure` (same arguments): RGB uint8."""
+    return figure_to_rgb(loss_terms_figure(records, title))
+
+
+def loss_terms_figure(records: Sequence[dict],
+                      title: str = 'training loss'):
+    """The total loss and its terms, each summed over the outputs.
 
     Args:
         records (Sequence[dict]): From :func:`read_scalars`.
         title (str): The plot's title.
 
     Returns:
-        np.ndarray: The picture, RGB uint8. The legend names each kind with
+        matplotlib.figure.Figure: The legend names each kind with
         the number of logged terms it sums (``decode.loss_mask (3
         outputs)``), so that the drawn terms add up to the drawn total.
     """
-    from .panels import _figure, figure_to_rgb
     steps, total, terms = loss_terms(records)
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot()
@@ -109,4 +118,4 @@ def plot_loss_terms(records: Sequence[dict],
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
-    return figure_to_rgb(fig)
+    return fig

@@ -13,7 +13,8 @@ from .atm_outputs import AtmOutputs, output_titles
 
 __all__ = [
     'colorize', 'legend_patches', 'new_figure', 'figure_to_rgb',
-    'draw_demo_panel', 'draw_mask_grid', 'DEMO_COLUMNS', 'IGNORE_COLOUR'
+    'draw_demo_panel', 'demo_panel_figure', 'draw_mask_grid',
+    'mask_grid_figure', 'DEMO_COLUMNS', 'IGNORE_COLOUR'
 ]
 
 #: Column titles of :func:`draw_demo_panel`.
@@ -94,6 +95,15 @@ def draw_demo_panel(rows: Sequence[Tuple[np.ndarray, np.ndarray,
                     names: Sequence[str],
                     palette: Sequence[Sequence[int]],
                     cell: float = 1.8) -> np.ndarray:
+    """Render :func:`demo_panel_figure` (same arguments): RGB uint8."""
+    return figure_to_rgb(demo_panel_figure(rows, names, palette, cell))
+
+
+def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
+                                           np.ndarray]],
+                      names: Sequence[str],
+                      palette: Sequence[Sequence[int]],
+                      cell: float = 1.8):
     """Image | ground truth | prediction, with titles and a class legend.
 
     Args:
@@ -105,7 +115,7 @@ def draw_demo_panel(rows: Sequence[Tuple[np.ndarray, np.ndarray,
         cell (float): Size of one picture in inches (100 dpi). Default: 1.8.
 
     Returns:
-        np.ndarray: The picture, RGB uint8. The columns are titled
+        matplotlib.figure.Figure: The columns are titled
         :data:`DEMO_COLUMNS`; the legend lists every class of the palette
         in its colour, and ``ignored`` in :data:`IGNORE_COLOUR` when a
         ground truth has ignored pixels.
@@ -138,7 +148,7 @@ def draw_demo_panel(rows: Sequence[Tuple[np.ndarray, np.ndarray,
     fig.legend(handles=handles, loc='outside lower center',
                ncol=min(len(handles), ncol), fontsize=9, frameon=False,
                handlelength=1.2, columnspacing=1.0)
-    return figure_to_rgb(fig)
+    return fig
 
 
 def draw_mask_grid(image_rgb: np.ndarray,
@@ -149,7 +159,21 @@ def draw_mask_grid(image_rgb: np.ndarray,
                    pred: np.ndarray,
                    mask_mode: str = 'cumulative',
                    alpha: float = 0.6) -> np.ndarray:
-    """Draw the ATM masks of some classes as a labelled grid.
+    """Render :func:`mask_grid_figure` (same arguments): RGB uint8."""
+    return figure_to_rgb(
+        mask_grid_figure(image_rgb, outputs, classes, names, palette, pred,
+                         mask_mode, alpha))
+
+
+def mask_grid_figure(image_rgb: np.ndarray,
+                     outputs: AtmOutputs,
+                     classes: Sequence[int],
+                     names: Sequence[str],
+                     palette: Sequence[Sequence[int]],
+                     pred: np.ndarray,
+                     mask_mode: str = 'cumulative',
+                     alpha: float = 0.6):
+    """The ATM masks of some classes as a labelled grid.
 
     One row per class: a colour swatch with the class name and its share of
     the predicted pixels, then ``sigmoid(mask)`` of every output over the
@@ -168,7 +192,8 @@ def draw_mask_grid(image_rgb: np.ndarray,
         alpha (float): Opacity of the mask heat map. Default: 0.6.
 
     Returns:
-        np.ndarray: The picture, RGB uint8, shape (H', W', 3).
+        matplotlib.figure.Figure: Axes ``[r][0]`` hold the row labels
+        (swatch, name, area), ``[r][1:]`` the heat maps.
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -227,5 +252,5 @@ def draw_mask_grid(image_rgb: np.ndarray,
         label='sigmoid(mask) / class score')
     fig.suptitle('ATM masks: sigmoid(query-token similarity) per output; '
                  'p = class probability of the query', fontsize=10)
-    return figure_to_rgb(fig)
+    return fig
 
