@@ -16,10 +16,10 @@ from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import plot_losses
 from mmseg_segvit.visualization import (DEMO_COLUMNS, IGNORE_COLOUR,
                                         AtmOutputs, colorize,
-                                        demo_panel_figure, draw_demo_panel,
-                                        draw_mask_grid, loss_terms,
-                                        loss_terms_figure, mask_grid_figure,
-                                        output_titles, read_scalars)
+                                        demo_panel_figure, figure_to_rgb,
+                                        loss_terms, loss_terms_figure,
+                                        mask_grid_figure, output_titles,
+                                        read_scalars)
 
 META = SegVitShapesDataset.METAINFO
 NAMES, PALETTE = list(META['classes']), [list(c) for c in META['palette']]
@@ -88,7 +88,7 @@ def test_demo_panel_render_shows_the_legend_colours():
     rows = _rows(ignored=False)
     fig = demo_panel_figure(rows, NAMES, PALETTE)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == NAMES
-    picture = draw_demo_panel(rows, NAMES, PALETTE)
+    picture = figure_to_rgb(fig)
     assert picture.dtype == np.uint8 and picture.ndim == 3
     height, width = picture.shape[:2]
     assert width > 3 * 32 and height > 2 * 32
@@ -96,8 +96,8 @@ def test_demo_panel_render_shows_the_legend_colours():
     legend = picture[int(height * 0.8):].reshape(-1, 3)
     found = {tuple(c) for c in np.unique(legend, axis=0)}
     assert {tuple(c) for c in PALETTE} <= found
-    with pytest.raises(ValueError, match='at least one row'):
-        draw_demo_panel([], NAMES, PALETTE)
+    with pytest.raises(ValueError, match="at least one row"):
+        demo_panel_figure([], NAMES, PALETTE)
 
 
 def _outputs(num_outputs=3, num_classes=12, size=32):
@@ -139,9 +139,8 @@ def test_mask_grid_labels_rows_and_columns(mask_mode, titles):
         for text in ax.texts:
             extent = text.get_window_extent(renderer)
             assert box.x0 <= extent.x0 and extent.x1 <= box.x1
-    picture = draw_mask_grid(image, outputs, [2, 5], NAMES, PALETTE, pred,
-                             mask_mode)
-    assert picture.shape[1] > picture.shape[0]
+    picture = figure_to_rgb(fig)
+    assert picture.dtype == np.uint8 and picture.shape[1] > picture.shape[0]
 
 
 def _records(num_outputs=3, steps=(50, 100)):

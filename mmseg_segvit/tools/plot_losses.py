@@ -25,12 +25,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     import cv2
 
-    from mmseg_segvit.visualization import plot_loss_terms, read_scalars
+    from mmseg_segvit.visualization import (figure_to_rgb, loss_terms_figure,
+                                            read_scalars)
     try:
         records = read_scalars(args.scalars)
     except (OSError, ValueError) as err:
         raise SystemExit(f'error: {err}')
-    picture = plot_loss_terms(records, args.title)
+    picture = figure_to_rgb(loss_terms_figure(records, args.title))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     cv2.imwrite(args.out, picture[..., ::-1])
     print(f'wrote {args.out}')

@@ -6,7 +6,7 @@ Each row shows one test image as the config's test pipeline loads it, its
 ground truth and the model's prediction, under the column titles image /
 ground truth / prediction, with a legend of the classes in the palette's
 colours (ignored pixels black); see
-:func:`mmseg_segvit.visualization.draw_demo_panel`.
+:func:`mmseg_segvit.visualization.demo_panel_figure`.
 """
 import argparse
 import os
@@ -29,7 +29,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
 
-    from mmseg_segvit.visualization import demo_rows, draw_demo_panel
+    from mmseg_segvit.visualization import (demo_panel_figure, demo_rows,
+                                            figure_to_rgb)
     register_all_modules()
 
     model = init_model(args.config, args.checkpoint, device=args.device)
@@ -38,8 +39,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         rows = demo_rows(model, dataset, args.num)
     except ValueError as err:
         raise SystemExit(f'error: {err} (--num {args.num})')
-    picture = draw_demo_panel(rows, dataset.metainfo['classes'],
-                              dataset.metainfo['palette'])
+    picture = figure_to_rgb(
+        demo_panel_figure(rows, dataset.metainfo['classes'],
+                          dataset.metainfo['palette']))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     cv2.imwrite(args.out, picture[..., ::-1])
     print(f'wrote {args.out}: {len(rows)} rows of image | ground truth | '

@@ -6,7 +6,7 @@ term. ``ATMLoss`` supervises every output of ``ATMHead`` (one per stage, or
 per decoder layer), so its terms come as ``decode.loss_ce`` (last output)
 and ``decode.loss_ce_0``, ``decode.loss_ce_1``, ... (earlier outputs).
 :func:`loss_terms` adds the outputs of each kind, so that the curves drawn
-by :func:`plot_loss_terms` add up to the total they are drawn with.
+by :func:`loss_terms_figure` add up to the total they are drawn with.
 """
 import json
 import re
@@ -15,11 +15,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .panels import figure_to_rgb, new_figure
+from .panels import new_figure
 
-__all__ = [
-    'read_scalars', 'loss_terms', 'plot_loss_terms', 'loss_terms_figure'
-]
+__all__ = ['read_scalars', 'loss_terms', 'loss_terms_figure']
 
 # an output index: ``_0`` at the end (ATMLoss) or ``.d0.`` inside a key
 _OUTPUT_SUFFIX = re.compile(r'_\d+$')
@@ -83,12 +81,6 @@ def loss_terms(records: Sequence[dict]
                            for r in records], float)
         terms[kind] = dict(values=values, keys=keys)
     return steps, total, terms
-
-
-def plot_loss_terms(records: Sequence[dict],
-                    title: str = 'training loss') -> np.ndarray:
-    """Render :func:`loss_terms_figure` (same arguments): RGB uint8."""
-    return figure_to_rgb(loss_terms_figure(records, title))
 
 
 def loss_terms_figure(records: Sequence[dict],

@@ -1,8 +1,9 @@
 """Labelled pictures of SegViT's predictions and ATM masks (matplotlib).
 
 Every function draws on its own ``matplotlib.figure.Figure`` with the Agg
-canvas and returns an RGB array: no pyplot state and no global backend
-change, so they run in scripts, tests and notebooks alike. Colours come
+canvas and returns it (:func:`figure_to_rgb` renders it to an RGB array):
+no pyplot state and no global backend change, so they run in scripts,
+tests and notebooks alike. Colours come
 from the dataset's palette (``dataset_meta['palette']``, RGB).
 """
 from typing import List, Optional, Sequence, Tuple
@@ -13,11 +14,10 @@ from .atm_outputs import AtmOutputs, output_titles
 
 __all__ = [
     'colorize', 'legend_patches', 'new_figure', 'figure_to_rgb',
-    'draw_demo_panel', 'demo_panel_figure', 'draw_mask_grid',
-    'mask_grid_figure', 'DEMO_COLUMNS', 'IGNORE_COLOUR'
+    'demo_panel_figure', 'mask_grid_figure', 'DEMO_COLUMNS', 'IGNORE_COLOUR'
 ]
 
-#: Column titles of :func:`draw_demo_panel`.
+#: Column titles of :func:`demo_panel_figure`.
 DEMO_COLUMNS = ('image', 'ground truth', 'prediction')
 #: Colour of pixels outside the palette (the ignore index 255), RGB.
 IGNORE_COLOUR = (0, 0, 0)
@@ -90,15 +90,6 @@ def _bare(ax) -> None:
     ax.set_yticks([])
 
 
-def draw_demo_panel(rows: Sequence[Tuple[np.ndarray, np.ndarray,
-                                         np.ndarray]],
-                    names: Sequence[str],
-                    palette: Sequence[Sequence[int]],
-                    cell: float = 1.8) -> np.ndarray:
-    """Render :func:`demo_panel_figure` (same arguments): RGB uint8."""
-    return figure_to_rgb(demo_panel_figure(rows, names, palette, cell))
-
-
 def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
                                            np.ndarray]],
                       names: Sequence[str],
@@ -121,7 +112,7 @@ def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
         ground truth has ignored pixels.
     """
     if not rows:
-        raise ValueError('draw_demo_panel needs at least one row')
+        raise ValueError('demo_panel_figure needs at least one row')
     height, width = rows[0][0].shape[:2]
     aspect = width / height
     ncol = min(len(names), 6)
@@ -149,20 +140,6 @@ def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
                ncol=min(len(handles), ncol), fontsize=9, frameon=False,
                handlelength=1.2, columnspacing=1.0)
     return fig
-
-
-def draw_mask_grid(image_rgb: np.ndarray,
-                   outputs: AtmOutputs,
-                   classes: Sequence[int],
-                   names: Sequence[str],
-                   palette: Sequence[Sequence[int]],
-                   pred: np.ndarray,
-                   mask_mode: str = 'cumulative',
-                   alpha: float = 0.6) -> np.ndarray:
-    """Render :func:`mask_grid_figure` (same arguments): RGB uint8."""
-    return figure_to_rgb(
-        mask_grid_figure(image_rgb, outputs, classes, names, palette, pred,
-                         mask_mode, alpha))
 
 
 def mask_grid_figure(image_rgb: np.ndarray,

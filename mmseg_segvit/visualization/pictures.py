@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .atm_outputs import atm_outputs, rank_classes
-from .panels import draw_mask_grid
+from .panels import figure_to_rgb, mask_grid_figure
 
 __all__ = ['demo_rows', 'save_atm_pictures']
 
@@ -69,7 +69,7 @@ def save_atm_pictures(model: torch.nn.Module,
     ``{name}_pred.png`` is the prediction over the image at the image's
     size, drawn by MMSeg's ``SegLocalVisualizer`` (``show_result_pyplot``)
     in the palette's colours; ``{name}_atm_masks.png`` is
-    :func:`~.panels.draw_mask_grid` of the top-k classes
+    :func:`~.panels.mask_grid_figure` of the top-k classes
     (:func:`~.atm_outputs.rank_classes`), whose rows name the classes
     beside a swatch of their colour.
 
@@ -110,14 +110,15 @@ def save_atm_pictures(model: torch.nn.Module,
     outputs = atm_outputs(model, data)
     classes = rank_classes(pred, outputs.cls_prob[-1], topk)
     meta = model.dataset_meta
-    grid = draw_mask_grid(
-        shown,
-        outputs,
-        classes,
-        meta['classes'],
-        meta['palette'],
-        pred,
-        mask_mode=getattr(model.decode_head, 'mask_mode', 'cumulative'))
+    grid = figure_to_rgb(
+        mask_grid_figure(
+            shown,
+            outputs,
+            classes,
+            meta['classes'],
+            meta['palette'],
+            pred,
+            mask_mode=getattr(model.decode_head, 'mask_mode', 'cumulative')))
     grid_file = osp.join(out_dir, f'{name}_atm_masks.png')
     mmcv.imwrite(grid[..., ::-1], grid_file)
     return pred_file, grid_file
