@@ -21,9 +21,9 @@ $(BIN)/.installed: setup.py
 install: $(BIN)/.installed
 
 # Train + test SegViT on the embedded dataset through mim, then draw
-# image | ground truth | prediction for a few validation images, and the
-# prediction and ATM masks (top-k classes, per stage) of one image, and
-# the training loss curves (MMSeg's analyze_logs).
+# image | ground truth | prediction for a few validation images (with a
+# class legend), the prediction and ATM masks (top-k classes, per stage) of
+# one image, and the training loss with the terms it sums (every output's).
 demo: install
 	$(BIN)/python -m mmseg_segvit.tools.make_demo_data $(DEMO_DATA)
 	$(BIN)/mim train mmsegmentation $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
@@ -35,10 +35,9 @@ demo: install
 	$(BIN)/python -m mmseg_segvit.tools.atm_masks $(DEMO_CONFIG) \
 		"$$(cat $(DEMO_DIR)/last_checkpoint)" \
 		$(DEMO_DATA)/img_dir/val/00000.png $(DEMO_DIR)/atm_masks --topk 4
-	$(BIN)/mim run mmsegmentation analyze_logs \
+	$(BIN)/python -m mmseg_segvit.tools.plot_losses \
 		"$$(ls -t $(DEMO_DIR)/*/vis_data/scalars.json | head -1)" \
-		--keys loss decode.loss_ce decode.loss_mask decode.loss_dice \
-		--legend loss loss_ce loss_mask loss_dice --out $(DEMO_DIR)/loss.png
+		$(DEMO_DIR)/loss.png
 
 # The Shrunk demo: its ViT starts from the plain demo's trained backbone
 # (as the paper's Shrunk models start from a pretrained ViT), so `make demo`

@@ -12,6 +12,7 @@ import yaml
 from fixtures import REPO
 
 METAFILE = osp.join(REPO, 'configs', 'segvit', 'metafile.yaml')
+CONFIGS_README = osp.join(REPO, 'configs', 'segvit', 'README.md')
 
 
 def _models():
@@ -20,8 +21,9 @@ def _models():
 
 
 def _readme_table():
-    """Rows of the README's results table as {config stem: cells}."""
-    lines = open(osp.join(REPO, 'README.md')).read().splitlines()
+    """Rows of the parameters and FLOPs table of configs/segvit/README.md
+    as {config stem: cells}, with ``path`` relative to the repository."""
+    lines = open(CONFIGS_README).read().splitlines()
     start = next(i for i, line in enumerate(lines)
                  if line.startswith('| config |') and 'paper mIoU' in line)
     header = [c.strip() for c in lines[start].strip('|').split('|')]
@@ -34,7 +36,8 @@ def _readme_table():
         link = re.fullmatch(r'\[(.+)\]\((.+)\)', cells['config'])
         assert link, f'config cell is not a link: {cells["config"]}'
         assert osp.splitext(osp.basename(link.group(2)))[0] == link.group(1)
-        rows[link.group(1)] = dict(cells, path=link.group(2))
+        path = osp.normpath(osp.join('configs', 'segvit', link.group(2)))
+        rows[link.group(1)] = dict(cells, path=path)
     return rows
 
 
@@ -92,7 +95,7 @@ def test_readme_results_table_matches_metafile():
 
 def _configs_readme_results():
     """Rows of the results tables in configs/segvit/README.md."""
-    text = open(osp.join(REPO, 'configs', 'segvit', 'README.md')).read()
+    text = open(CONFIGS_README).read()
     rows, header = {}, None
     for line in text.splitlines():
         if line.startswith('| Method |'):
@@ -133,7 +136,7 @@ def test_configs_readme_results_match_metafile_and_names():
 def test_configs_readme_demo_table_matches_metafile():
     """The measured demo figures (plain, Shrunk, Shrunk + locality prior)
     are the metafile's."""
-    text = open(osp.join(REPO, 'configs', 'segvit', 'README.md')).read()
+    text = open(CONFIGS_README).read()
     demo = text[text.index('## Demo'):]
     models = {m['Name']: m for m in _models()}
     rows = re.findall(r'^\| \[(\S+)\]\(\1\.py\)[^|]*\|[^|]*\|\s*(\d+)\s*\|'

@@ -18,6 +18,7 @@ from mmseg.registry import MODELS
 from fixtures import DEMO_CONFIG, data_samples
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.datasets.shapes_generator import render_scene
+from mmseg_segvit import visualization
 from mmseg_segvit.tools import atm_masks
 
 META = SegVitShapesDataset.METAINFO
@@ -112,7 +113,7 @@ def test_atm_outputs_reproduce_the_model_prediction(checkpoint, images):
     from mmseg.apis import inference_model, init_model
     model = init_model(DEMO_CONFIG, checkpoint, device='cpu')
     image = cv2.imread(osp.join(images, 'scene0.png'))
-    outputs = atm_masks.atm_outputs(model, image)
+    outputs = visualization.atm_outputs(model, image)
     num_classes = len(META['classes'])
     assert outputs.cls_prob.shape == (3, num_classes, num_classes + 1)
     assert outputs.masks.shape == (3, num_classes, SIZE, SIZE)
@@ -130,11 +131,11 @@ def test_rank_classes_by_area_then_probability():
     cls_prob = torch.full((4, 5), 0.1)
     cls_prob[3, 3] = 0.9
     cls_prob[1, 1] = 0.5
-    assert atm_masks.rank_classes(pred, cls_prob, 4) == [2, 0, 3, 1]
-    assert atm_masks.rank_classes(pred, cls_prob, 2) == [2, 0]
-    assert atm_masks.rank_classes(pred, cls_prob, 10) == [2, 0, 3, 1]
+    assert visualization.rank_classes(pred, cls_prob, 4) == [2, 0, 3, 1]
+    assert visualization.rank_classes(pred, cls_prob, 2) == [2, 0]
+    assert visualization.rank_classes(pred, cls_prob, 10) == [2, 0, 3, 1]
     with pytest.raises(ValueError, match='topk'):
-        atm_masks.rank_classes(pred, cls_prob, 0)
+        visualization.rank_classes(pred, cls_prob, 0)
 
 
 def test_atm_masks_command_on_an_image_and_a_folder(checkpoint, images,
@@ -166,7 +167,7 @@ def test_atm_masks_errors(tmp_path):
         atm_masks.list_images(str(tmp_path))
     model = types.SimpleNamespace(decode_head=torch.nn.Identity())
     with pytest.raises(TypeError, match='not an ATMHead'):
-        atm_masks.atm_outputs(model, np.zeros((8, 8, 3), np.uint8))
+        visualization.atm_outputs(model, np.zeros((8, 8, 3), np.uint8))
 
 
 def test_atm_masks_names_classes_from_the_config_without_checkpoint_meta(

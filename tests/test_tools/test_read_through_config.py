@@ -11,6 +11,7 @@ from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
 from mmseg_segvit.datasets import SegVitShapesDataset
+from mmseg_segvit import visualization
 from mmseg_segvit.tools import atm_masks, visualize_demo
 from mmseg_segvit.utils import displayable, load_for_test
 from fixtures import tiny_segmentor_cfg
@@ -100,7 +101,7 @@ def test_atm_masks_reads_the_image_as_the_config_does(reader_model,
     assert osp.getsize(out / 'red_atm_masks.png') > 1000
 
     model = init_model(config, ckpt, device='cpu')
-    outputs = atm_masks.atm_outputs(model, image)
+    outputs = visualization.atm_outputs(model, image)
     result = inference_model(model, image)
     assert outputs.scores.shape == (12, 40, 56)
     torch.testing.assert_close(
@@ -111,15 +112,24 @@ def test_atm_masks_reads_the_image_as_the_config_does(reader_model,
 def test_visualize_demo_reads_the_test_pipeline(reader_model, tmp_path):
     """The demo's colour images through a grayscale model's config: the
     picture's image column is what the model saw, in gray."""
+    from mmseg.apis import init_model
+    from mmseg.registry import DATASETS
     _, config, ckpt = reader_model
     out = str(tmp_path / 'demo.png')
     visualize_demo.main([config, ckpt, out, '--num', '2'])
     picture = cv2.imread(out)
-    assert picture.shape == (2 * 128, 3 * 128, 3)
-    image = picture[:, :128]
-    assert (image[..., 0] == image[..., 1]).all()
-    assert (image[..., 1] == image[..., 2]).all()
-    assert image.std() > 10
+    assert picture.shape[0] > 2 * 128 and picture.shape[1] > 3 * 128
+    # the rows the picture draws: image | ground truth | prediction
+    model = init_model(config, ckpt, device='cpu')
+    rows = visualization.demo_rows(
+        model, DATASETS.build(model.cfg.test_dataloader.dataset), 2)
+    assert len(rows) == 2
+    for image, gt, pred in rows:
+        assert image.shape == (128, 128, 3)
+        assert gt.shape == pred.shape == (128, 128)
+        assert (image[..., 0] == image[..., 1]).all()
+        assert (image[..., 1] == image[..., 2]).all()
+        assert image.std() > 10
 
 
 def test_load_for_test_keeps_the_decoded_image(tmp_path):
