@@ -5,16 +5,11 @@
 _base_ = ['./segvit_pascal-context-59-480x480.py']
 dataset_type = 'PascalContextDataset'
 
-
-def keep_zero_label(pipeline):
-    return [
-        dict(type='LoadAnnotations') if t.type == 'LoadAnnotations' else t
-        for t in pipeline
-    ]
-
-
-train_pipeline = keep_zero_label(_base_.train_pipeline)
-test_pipeline = keep_zero_label(_base_.test_pipeline)
+# PC-59's pipelines with the labels loaded as they are
+train_pipeline = [*_base_.train_pipeline]
+train_pipeline[1] = dict(type='LoadAnnotations')
+test_pipeline = [*_base_.test_pipeline]
+test_pipeline[2] = dict(type='LoadAnnotations')
 tta_pipeline = [
     _base_.tta_pipeline[0],
     dict(

@@ -29,18 +29,12 @@ model = dict(
     pretrained=None,  # the backbone comes with load_from
     decode_head=dict(num_classes=num_classes))
 
-
-# ADE20K's pipelines with the labels loaded as they are (ADE20K's drop
-# label 0 with reduce_zero_label).
-def keep_zero_label(pipeline):
-    return [
-        dict(type='LoadAnnotations') if t.type == 'LoadAnnotations' else t
-        for t in pipeline
-    ]
-
-
-train_pipeline = keep_zero_label(_base_.train_pipeline)
-test_pipeline = keep_zero_label(_base_.test_pipeline)
+# ADE20K's pipelines, with the labels loaded as they are (ADE20K's drop
+# label 0 with reduce_zero_label)
+train_pipeline = [*_base_.train_pipeline]
+train_pipeline[1] = dict(type='LoadAnnotations')
+test_pipeline = [*_base_.test_pipeline]
+test_pipeline[2] = dict(type='LoadAnnotations')
 dataset = dict(
     _delete_=True,
     # any folder of images + label PNGs (mmseg's BaseSegDataset); checks
