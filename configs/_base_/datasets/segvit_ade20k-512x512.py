@@ -7,7 +7,6 @@
 # Resize(scale_factor=r) would scale the raw image instead); each of the 12
 # views (6 scales, as is and flipped) is averaged with equal weight.
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
@@ -17,7 +16,7 @@ tta_pipeline = [
                 dict(
                     type='Resize',
                     scale=(int(2048 * r), int(512 * r)),
-                    keep_ratio=True) for r in img_ratios
+                    keep_ratio=True) for r in _base_.img_ratios
             ],
             [
                 dict(type='RandomFlip', prob=0., direction='horizontal'),

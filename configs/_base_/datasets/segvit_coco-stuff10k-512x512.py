@@ -16,7 +16,6 @@ test_pipeline = [
 # --aug-test scales (2048, 512) by each ratio and keeps min_size=512, so
 # the short sides are 512, 512, 512, 640, 768, 896 (512 three times, as
 # there: each view is averaged with equal weight).
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
@@ -26,7 +25,7 @@ tta_pipeline = [
                 dict(
                     type='Resize',
                     scale=(8192, max(int(512 * r), 512)),
-                    keep_ratio=True) for r in img_ratios
+                    keep_ratio=True) for r in _base_.img_ratios
             ],
             [
                 dict(type='RandomFlip', prob=0., direction='horizontal'),

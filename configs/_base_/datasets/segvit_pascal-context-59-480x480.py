@@ -19,7 +19,6 @@ test_pipeline = [
 # --aug-test scales img_scale by [0.5, ..., 1.75] and keeps min_size=480,
 # so the short sides are 480, 480, 520, 650, 780, 910 (480 twice, as
 # there: each view is averaged with equal weight).
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
@@ -29,7 +28,7 @@ tta_pipeline = [
                 dict(
                     type='Resize',
                     scale=(8192, max(int(520 * r), 480)),
-                    keep_ratio=True) for r in img_ratios
+                    keep_ratio=True) for r in _base_.img_ratios
             ],
             [
                 dict(type='RandomFlip', prob=0., direction='horizontal'),
