@@ -1,11 +1,15 @@
-# SegViT Shrunk ViT-L/16 (QD at layer 8, QU, ATM head with one mask per
-# decoder layer; configs/_base_/models/segvit_shrunk_vit-l16.py) on the
-# data and schedule of the plain ViT-L/16 config.
+# SegViT Shrunk ViT-L/16 (configs/_base_/models/segvit_shrunk_vit-l16.py)
+# on the data and schedule of
+# segvit_vit-l16_4xb4-80k_pascal-context-480x480.py.
 _base_ = [
-    './segvit_vit-l16_4xb4-80k_pascal-context-480x480.py',
-    '../_base_/models/segvit_shrunk_vit-l16.py'
+    '../_base_/models/segvit_shrunk_vit-l16.py',
+    '../_base_/datasets/segvit_pascal-context-480x480.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
 model = dict(
-    backbone={{_base_.shrunk_backbone}},
-    decode_head={{_base_.shrunk_decode_head}})
-optim_wrapper = {{_base_.shrunk_optim_wrapper}}
+    data_preprocessor=dict(size=_base_.crop_size),
+    backbone=dict(img_size=_base_.crop_size),
+    decode_head=dict(num_classes=60),
+    test_cfg=dict(crop_size=_base_.crop_size, stride=(320, 320)))
+optim_wrapper = dict(optimizer=dict(weight_decay=0.03))

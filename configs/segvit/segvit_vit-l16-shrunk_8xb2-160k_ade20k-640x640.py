@@ -1,11 +1,13 @@
-# SegViT Shrunk ViT-L/16 (QD at layer 8, QU, ATM head with one mask per
-# decoder layer; configs/_base_/models/segvit_shrunk_vit-l16.py) on the
-# data and schedule of the plain ViT-L/16 config.
+# SegViT Shrunk ViT-L/16 (configs/_base_/models/segvit_shrunk_vit-l16.py)
+# on the data and schedule of
+# segvit_vit-l16_8xb2-160k_ade20k-640x640.py.
 _base_ = [
-    './segvit_vit-l16_8xb2-160k_ade20k-640x640.py',
-    '../_base_/models/segvit_shrunk_vit-l16.py'
+    '../_base_/models/segvit_shrunk_vit-l16.py',
+    '../_base_/datasets/segvit_ade20k-640x640.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/segvit_adamw-poly_160k.py'
 ]
 model = dict(
-    backbone={{_base_.shrunk_backbone}},
-    decode_head={{_base_.shrunk_decode_head}})
-optim_wrapper = {{_base_.shrunk_optim_wrapper}}
+    data_preprocessor=dict(size=_base_.crop_size),
+    backbone=dict(img_size=_base_.crop_size),
+    test_cfg=dict(crop_size=_base_.crop_size, stride=(608, 608)))

@@ -1,50 +1,13 @@
 # PASCAL-Context with 59 classes (background ignored), mmseg's PC-59 data.
 _base_ = [
-    '../_base_/models/segvit_vit-l16_480.py',
-    'mmseg::_base_/datasets/pascal_context_59.py',
+    '../_base_/models/segvit_vit-l16.py',
+    '../_base_/datasets/segvit_pascal-context-59-480x480.py',
     '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
-num_classes = 59
-model = dict(decode_head=dict(num_classes=num_classes))
+model = dict(
+    data_preprocessor=dict(size=_base_.crop_size),
+    backbone=dict(img_size=_base_.crop_size),
+    decode_head=dict(num_classes=59),
+    test_cfg=dict(crop_size=_base_.crop_size, stride=(320, 320)))
 optim_wrapper = dict(optimizer=dict(weight_decay=0.03))
-# Test scale of the official pipeline (mmseg 0.24: img_scale (520, 520),
-# Resize(keep_ratio=True, min_size=480)): the SHORT side goes to 520 and
-# the long side follows (375x500 -> 520x693). mmseg 1.x's
-# Resize(scale=(520, 520)) would cap the long side at 520 instead
-# (375x500 -> 390x520). The 8192 cap binds only beyond 15:1.
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(8192, 520), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs')
-]
-# Multi-scale + flip test (`--tta`) at the official scales: mmseg 0.24's
-# --aug-test scales img_scale by [0.5, ..., 1.75] and keeps min_size=480,
-# so the short sides are 480, 480, 520, 650, 780, 910 (480 twice, as
-# there: each view is averaged with equal weight).
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(
-        type='TestTimeAug',
-        transforms=[
-            [
-                dict(
-                    type='Resize',
-                    scale=(8192, max(int(520 * r), 480)),
-                    keep_ratio=True) for r in img_ratios
-            ],
-            [
-                dict(type='RandomFlip', prob=0., direction='horizontal'),
-                dict(type='RandomFlip', prob=1., direction='horizontal')
-            ],
-            [dict(type='LoadAnnotations', reduce_zero_label=True)],
-            [dict(type='PackSegInputs')],
-        ])
-]
-# 4 GPUs x 4 images = 16 per iteration, as the official PASCAL-Context run
-# (one node of 4 GPUs). On 8 GPUs use batch_size=2 to keep 16.
-train_dataloader = dict(batch_size=4)
-val_dataloader = dict(batch_size=1, dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader

@@ -64,6 +64,31 @@ def test_shrunk_config_has_the_paper_settings(stem):
         assert backbone[key] == plain.model.backbone[key], key
 
 
+def test_shrunk_model_base_is_the_vit_l_base_with_qd_qu_and_the_head_input():
+    """_base_/models/segvit_shrunk_vit-l16.py inherits the plain ViT-L/16
+    model base and changes only what the Shrunk structure changes."""
+    models = osp.join(REPO, 'configs', '_base_', 'models')
+    shrunk = Config.fromfile(osp.join(models, 'segvit_shrunk_vit-l16.py'))
+    plain = Config.fromfile(osp.join(models, 'segvit_vit-l16.py'))
+    assert shrunk.keys() == plain.keys()
+    for key in plain:
+        if key != 'model':
+            assert shrunk[key] == plain[key], key
+
+    def changed(part):
+        new, old = shrunk.model[part], plain.model[part]
+        assert set(old) <= set(new)
+        return {k for k in new if new[k] != old.get(k)}
+
+    assert changed('backbone') == {
+        'type', 'qd_index', 'out_indices', 'qu_cfg'}
+    assert changed('decode_head') == {
+        'in_channels', 'use_stages', 'use_proj', 'mask_mode'}
+    for key in plain.model:
+        if key not in ('backbone', 'decode_head'):
+            assert shrunk.model[key] == plain.model[key], key
+
+
 def test_qu_trains_with_the_head_learning_rate():
     """QU is part of the official decode head: lr x10 like the head."""
     cfg = _load('segvit_vit-l16-shrunk_8xb2-160k_ade20k-640x640')

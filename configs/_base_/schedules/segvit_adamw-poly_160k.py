@@ -2,7 +2,8 @@
 # 1500 linear warm-up iterations from 1e-6 then poly decay (power 1.0) to
 # max_iters (160k), validation and checkpoints every tenth of the run
 # (mmseg's stock 160k schedule otherwise). A shorter run sets max_iters and
-# these three (see segvit_adamw-poly_80k.py).
+# these three (see segvit_adamw-poly_80k.py). QU (`backbone.qu`, Shrunk
+# models only) is part of the decode head in the official model: lr x10 too.
 _base_ = ['mmseg::_base_/schedules/schedule_160k.py']
 optim_wrapper = dict(
     _delete_=True,
@@ -13,7 +14,8 @@ optim_wrapper = dict(
         custom_keys={
             'norm': dict(decay_mult=0.0),
             'ln': dict(decay_mult=0.0),
-            'head': dict(lr_mult=10.0)
+            'head': dict(lr_mult=10.0),
+            'backbone.qu': dict(lr_mult=10.0)
         }),
     clip_grad=dict(max_norm=35, norm_type=2))
 warmup_iters = 1500

@@ -29,27 +29,12 @@ model = dict(
     pretrained=None,  # the backbone comes with load_from
     decode_head=dict(num_classes=num_classes))
 
-# ADE20K's pipelines drop label 0 (reduce_zero_label); these keep it.
-crop_size = (512, 512)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(
-        type='RandomResize',
-        scale=(2048, 512),
-        ratio_range=(0.5, 2.0),
-        keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
+# ADE20K's pipelines, with the labels loaded as they are (ADE20K's drop
+# label 0 with reduce_zero_label)
+train_pipeline = [*_base_.train_pipeline]
+train_pipeline[1] = dict(type='LoadAnnotations')
+test_pipeline = [*_base_.test_pipeline]
+test_pipeline[2] = dict(type='LoadAnnotations')
 dataset = dict(
     _delete_=True,
     # any folder of images + label PNGs (mmseg's BaseSegDataset); checks

@@ -1,0 +1,30 @@
+# ADE20K (150 classes) at 512x512 crops, as the official SegViT models were
+# trained and tested: mmseg's ADE20K settings and pipelines (training:
+# resize to (2048, 512) by 0.5-2.0, 512 crops, flip, photometric
+# distortion; test: resize to (2048, 512)), 8 GPUs x 2 images = 16 per
+# iteration, and the official multi-scale + flip test (`--tta`): mmseg
+# 0.24's --aug-test scales (2048, 512) by each of mmseg's img_ratios (0.5
+# to 1.75, as there; mmseg 1.x's stock Resize(scale_factor=r) would scale
+# the raw image instead); each of the 12 views (6 scales, as is and
+# flipped) is averaged with equal weight.
+_base_ = ['mmseg::_base_/datasets/ade20k.py']
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(
+                    type='Resize',
+                    scale=(int(2048 * r), int(512 * r)),
+                    keep_ratio=True) for r in _base_.img_ratios
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ],
+            [dict(type='LoadAnnotations', reduce_zero_label=True)],
+            [dict(type='PackSegInputs')],
+        ])
+]
+train_dataloader = dict(batch_size=2)
