@@ -68,6 +68,25 @@ def test_config_fits_a_five_class_dataset():
     assert cfg.param_scheduler[-1].end == cfg.train_cfg.max_iters == 20000
 
 
+def test_tta_keeps_label_zero(tmp_path):
+    """``--tta`` reads labels as the train and test pipelines do: class 0
+    (background) stays 0, not ADE20K's "reduce zero label" ignore."""
+    from mmcv.transforms import Compose
+    _write_dataset(str(tmp_path))
+    cfg = Config.fromfile(CONFIG)
+    tta = Compose(cfg.tta_pipeline)
+    out = tta(dict(img_path=str(tmp_path / 'img_dir/val/0.jpg'),
+                   seg_map_path=str(tmp_path / 'ann_dir/val/0.png'),
+                   reduce_zero_label=False, seg_fields=[]))
+    label = cv2.imread(str(tmp_path / 'ann_dir/val/0.png'),
+                       cv2.IMREAD_UNCHANGED)
+    assert len(out['data_samples']) == 12  # 6 scales x 2 flips
+    for sample in out['data_samples']:
+        gt = sample.gt_sem_seg.data[0].numpy()
+        assert gt.shape == label.shape
+        assert set(np.unique(gt)) == set(np.unique(label))
+
+
 def test_fine_tune_from_a_150_class_checkpoint(tmp_path):
     root = str(tmp_path / 'my_dataset')
     _write_dataset(root)

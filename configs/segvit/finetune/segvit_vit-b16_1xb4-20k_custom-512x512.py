@@ -35,6 +35,17 @@ train_pipeline = [*_base_.train_pipeline]
 train_pipeline[1] = dict(type='LoadAnnotations')
 test_pipeline = [*_base_.test_pipeline]
 test_pipeline[2] = dict(type='LoadAnnotations')
+# --tta: the same scales and flips, labels kept as they are
+tta_pipeline = [
+    _base_.tta_pipeline[0],
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            step if step[0]['type'] != 'LoadAnnotations' else
+            [dict(type='LoadAnnotations')]
+            for step in _base_.tta_pipeline[1]['transforms']
+        ])
+]
 dataset = dict(
     _delete_=True,
     # any folder of images + label PNGs (mmseg's BaseSegDataset); checks
