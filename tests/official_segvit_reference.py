@@ -129,6 +129,17 @@ class _Loss(nn.Module):
         self.criterion = _Criterion(num_classes)
 
 
+def _add_stage(head: nn.Module, i: int, proj: nn.Module, norm: nn.Module,
+               decoder: nn.Module) -> None:
+    """Register stage ``i``'s modules under the official numbered names
+    (``input_proj_{i + 1}``, ...) and in the head's per-stage lists."""
+    for name, module, stages in (('input_proj', proj, head.input_proj),
+                                 ('proj_norm', norm, head.proj_norm),
+                                 ('decoder', decoder, head.decoder)):
+        head.add_module(f'{name}_{i + 1}', module)
+        stages.append(module)
+
+
 class OfficialATMHead(nn.Module):
     """The official ATM head at eval time (see the module docstring).
 
@@ -154,12 +165,7 @@ class OfficialATMHead(nn.Module):
             norm = nn.LayerNorm(embed_dims)
             layer = OfficialDecoderLayer(embed_dims, num_heads, embed_dims * 4)
             decoder = OfficialDecoder(layer, num_layers)
-            self.add_module(f'input_proj_{i + 1}', proj)
-            self.add_module(f'proj_norm_{i + 1}', norm)
-            self.add_module(f'decoder_{i + 1}', decoder)
-            self.input_proj.append(proj)
-            self.proj_norm.append(norm)
-            self.decoder.append(decoder)
+            _add_stage(self, i, proj, norm, decoder)
         self.q = nn.Embedding(num_classes, embed_dims)
         self.class_embed = nn.Linear(embed_dims, num_classes + 1)
         self.loss_decode = _Loss(num_classes)
@@ -286,12 +292,7 @@ class OfficialTPNATMHead(nn.Module):
                     d_model=embed_dims,
                     nhead=num_heads,
                     dim_feedforward=embed_dims * 4), num_layers)
-            self.add_module(f'input_proj_{i + 1}', proj)
-            self.add_module(f'proj_norm_{i + 1}', norm)
-            self.add_module(f'decoder_{i + 1}', decoder)
-            self.input_proj.append(proj)
-            self.proj_norm.append(norm)
-            self.decoder.append(decoder)
+            _add_stage(self, i, proj, norm, decoder)
         self.q = nn.Embedding((img_size // shrink_ratio)**2, embed_dims)
         self.atm = OfficialATMSingleHead(img_size, embed_dims, num_classes,
                                          num_layers, num_heads)

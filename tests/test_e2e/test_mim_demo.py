@@ -20,19 +20,8 @@ def _run(args, cwd):
 
 @pytest.mark.slow
 def test_mim_train_then_mim_test(tmp_path, demo_data_root):
-    config = tmp_path / 'demo_short.py'
-    config.write_text(f"""
-_base_ = [{DEMO_CONFIG!r}]
-data_root = {demo_data_root!r}
-train_dataloader = dict(num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, indices=8))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters=4, val_interval=4)
-default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=4))
-""")
+    config = _short(tmp_path, 'demo_short', DEMO_CONFIG, demo_data_root, 4,
+                    val_images=8)
     work_dir = tmp_path / 'work'
     log = _run([MIM, 'train', 'mmsegmentation', str(config), '--work-dir',
                 str(work_dir)], cwd=tmp_path)
@@ -49,7 +38,9 @@ default_hooks = dict(logger=dict(interval=1),
     assert 0.0 <= float(miou.group(1)) <= 100.0
 
 
-def _short(tmp_path, name, base, data_root, iters):
+def _short(tmp_path, name, base, data_root, iters, val_images=4):
+    """A config that runs ``base`` for ``iters`` iterations on the data at
+    ``data_root``, validating on ``val_images`` images."""
     config = tmp_path / f'{name}.py'
     config.write_text(f"""
 _base_ = [{base!r}]
@@ -57,7 +48,7 @@ data_root = {data_root!r}
 train_dataloader = dict(num_workers=0, persistent_workers=False,
                         dataset=dict(data_root=data_root))
 val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, indices=4))
+                      dataset=dict(data_root=data_root, indices={val_images}))
 test_dataloader = val_dataloader
 train_cfg = dict(max_iters={iters}, val_interval={iters})
 default_hooks = dict(logger=dict(interval=1),
@@ -79,7 +70,8 @@ def test_shrunk_demo_trains_from_the_plain_demo_checkpoint(
 
     shrunk = _short(
         tmp_path, 'shrunk',
-        osp.join(segvit, 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py'),
+        osp.join(segvit,
+                 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py'),
         demo_data_root, 2)
     log = _run([
         MIM, 'train', 'mmsegmentation',

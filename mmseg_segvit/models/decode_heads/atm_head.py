@@ -11,7 +11,8 @@ from mmseg.utils import SampleList
 from torch import Tensor
 
 from ...typing_utils import Grid, Size
-from ..layers import ATMDecoder, build_level_projections
+from ..layers import (ATMDecoder, build_level_projections,
+                      level_channels)
 from ..layers.mask_combination import combine, metric_budget
 from ..losses import label_accuracy
 from .head_checks import (bind_loss, check_fresh_modules,
@@ -143,15 +144,8 @@ class ATMHead(BaseDecodeHead):
                              f'and the number of inputs in in_index '
                              f'({len(in_index)})')
         in_index = in_index[:use_stages]
-        if isinstance(in_channels, int):
-            in_channels = [in_channels] * use_stages
-        in_channels = list(in_channels)[:use_stages]
-        if len(in_channels) != use_stages:
-            raise ValueError(f'in_channels lists {len(in_channels)} stages '
-                             f'but use_stages is {use_stages}')
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
-                             f'num_heads ({num_heads})')
+        in_channels = level_channels(in_channels, use_stages, embed_dims,
+                                     num_heads, ('stages', 'use_stages'))
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')
@@ -237,7 +231,8 @@ class ATMHead(BaseDecodeHead):
                     f'checkpoint has {found} classes ({prefix}{name} of '
                     f'shape {tuple(weight.shape)}) but the model has '
                     f'num_classes={self.num_classes}. To evaluate it, set '
-                    f'decode_head.num_classes to {found}. To fine-tune it with {self.num_classes} '
+                    f'decode_head.num_classes to {found}. To fine-tune it '
+                    f'with {self.num_classes} '
                     'classes, drop its class weights first: `python -m '
                     'mmseg_segvit.tools.drop_class_weights CKPT OUT`, then '
                     'load_from=OUT')

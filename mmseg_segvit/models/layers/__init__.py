@@ -5,7 +5,7 @@ from .atm_decoder import (ATMDecoder, ATMDecoderLayer,
 from .fused_mha import (FusedMultiheadAttention, packed_self_attention,
                         set_fused_attn, use_fused_attn)
 from .kmeans_attention import KMeansCrossAttention
-from .level_projection import build_level_projections
+from .level_projection import build_level_projections, level_channels
 from .mask_combination import (combine, combine_resized_masks,
                                combined_labels, memory_budget, plan_rows,
                                resize_in_bands, resized_labels)
@@ -18,7 +18,8 @@ __all__ = [
     'build_cross_attention',
     'FusedMultiheadAttention', 'packed_self_attention',
     'KMeansCrossAttention', 'QDEncoderLayer',
-    'QueryUpsample', 'build_level_projections', 'set_fused_attn',
+    'QueryUpsample', 'build_level_projections', 'level_channels',
+    'set_fused_attn',
     'use_fused_attn', 'ViTEncoderLayer',
     'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',
     'combine', 'combine_resized_masks', 'combined_labels', 'memory_budget',

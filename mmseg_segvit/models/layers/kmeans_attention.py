@@ -116,17 +116,11 @@ class KMeansCrossAttention(ATMCrossAttention):
                 key: Tensor,
                 value: Optional[Tensor] = None,
                 need_mask: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
-        """Assign tokens to queries and update the queries from them.
+        """Assign tokens to queries (the cluster centres) and update the
+        queries from them.
 
-        Args:
-            query (Tensor): Queries (cluster centres), shape (B, Q, D).
-            key (Tensor): Tokens, shape (B, N, D).
-            value (Tensor, optional): Values, shape (B, N, D); ``key`` if None.
-            need_mask (bool): Whether to return the affinity.
-
-        Returns:
-            tuple: ``out`` of shape (B, Q, D) and the affinity (the ATM mask)
-            of shape (B, Q, N), None if ``need_mask`` is False.
+        Arguments and shapes as :meth:`ATMCrossAttention.forward`; the mask
+        returned is the affinity (B, Q, N).
         """
         value = key if value is None else value
         affinity = self.affinity(query, key)

@@ -1,9 +1,43 @@
 """Per-level input projections of ATMHead and QueryUpsample."""
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple, Union
 
 import torch.nn as nn
 
-__all__ = ['build_level_projections']
+__all__ = ['build_level_projections', 'level_channels']
+
+
+def level_channels(in_channels: Union[int, Sequence[int]], num_levels: int,
+                   embed_dims: int, num_heads: int,
+                   names: Tuple[str, str] = ('levels', 'num_levels')
+                   ) -> List[int]:
+    """The channels of each of ``num_levels`` levels, checked.
+
+    Args:
+        in_channels (int | Sequence[int]): One int for every level, or one
+            per level (a longer list is cut to ``num_levels``).
+        num_levels (int): Levels read.
+        embed_dims (int): Width D of the attention that reads them.
+        num_heads (int): Its heads; must divide D.
+        names (tuple[str, str]): What a level is and the setting that
+            counts them, for the error message.
+
+    Returns:
+        list[int]: ``num_levels`` channel counts.
+
+    Raises:
+        ValueError: Fewer channel counts than levels, or ``num_heads`` does
+            not divide ``embed_dims``.
+    """
+    if isinstance(in_channels, int):
+        in_channels = [in_channels] * num_levels
+    in_channels = list(in_channels)[:num_levels]
+    if len(in_channels) != num_levels:
+        raise ValueError(f'in_channels lists {len(in_channels)} {names[0]} '
+                         f'but {names[1]} is {num_levels}')
+    if embed_dims % num_heads != 0:
+        raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
+                         f'num_heads ({num_heads})')
+    return in_channels
 
 
 def build_level_projections(

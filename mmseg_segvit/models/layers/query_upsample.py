@@ -8,7 +8,7 @@ from mmengine.model import constant_init, trunc_normal_init
 from torch import Tensor
 
 from ...typing_utils import Grid
-from .level_projection import build_level_projections
+from .level_projection import build_level_projections, level_channels
 
 __all__ = ['QueryUpsample']
 
@@ -73,15 +73,12 @@ class QueryUpsample(nn.Module):
             raise ValueError(f'locality_sigma must be None or > 0, got '
                              f'{locality_sigma}')
         self.locality_sigma = locality_sigma
-        if isinstance(in_channels, int):
-            in_channels = [in_channels] * num_levels
-        in_channels = list(in_channels)
-        if len(in_channels) != num_levels:
+        if not isinstance(in_channels, int) \
+                and len(in_channels) != num_levels:
             raise ValueError(f'in_channels lists {len(in_channels)} levels '
                              f'but num_levels is {num_levels}')
-        if embed_dims % num_heads != 0:
-            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
-                             f'num_heads ({num_heads})')
+        in_channels = level_channels(in_channels, num_levels, embed_dims,
+                                     num_heads)
         if len(query_grid) != 2 or min(query_grid) < 1:
             raise ValueError(f'query_grid must be (h, w) with h, w >= 1, got '
                              f'{query_grid}')

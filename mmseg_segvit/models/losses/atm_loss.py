@@ -37,15 +37,8 @@ def sigmoid_focal_loss(logits: Tensor,
 
 
 def dice_loss(logits: Tensor, targets: Tensor, smooth: float = 1.0) -> Tensor:
-    """Dice loss on sigmoid probabilities.
-
-    Args:
-        logits (Tensor): Mask logits, shape (..., M, P).
-        targets (Tensor): Binary targets broadcastable to ``logits``.
-
-    Returns:
-        Tensor: Loss per mask, shape (..., M).
-    """
+    """Dice loss on sigmoid probabilities, ``smooth`` added to both sides
+    of the ratio; arguments and shapes as :func:`sigmoid_focal_loss`."""
     prob = logits.sigmoid()
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
