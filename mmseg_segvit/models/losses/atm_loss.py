@@ -273,10 +273,16 @@ class ATMLoss(nn.Module):
         target[b_idx, c_idx] = c_idx
         class_weight = cls_logits.new_ones(num_classes + 1)
         class_weight[-1] = self.eos_coef
-        loss_ce = torch.stack([
-            F.cross_entropy(logits.transpose(1, 2), target, class_weight)
-            for logits in cls_logits
-        ])
+        # weighted mean per output (F.cross_entropy's weighted 'mean': the
+        # same targets, hence the same denominator, for every output), all
+        # outputs in one call
+        weighted_nll = F.cross_entropy(
+            cls_logits.flatten(0, 2),
+            target.expand(num_outputs, -1, -1).flatten(),
+            class_weight,
+            reduction='none')  # (L * B * Q, )
+        loss_ce = weighted_nll.view(num_outputs, -1).sum(1) / class_weight[
+            target].sum()
 
         # Masks of present classes only, resized once to the label size
         # (or sampled at points).
@@ -311,10 +317,11 @@ class ATMLoss(nn.Module):
             dtype=loss_ce.dtype) * self.loss_weight
         terms = torch.stack((loss_ce, loss_mask, loss_dice)) * weights.to(
             loss_ce.device, non_blocking=True)[:, None]
+        # one unbind (its backward is one stack), not 3 L selections
+        values = iter(terms.flatten().unbind(0))
         losses = {}
-        for name, values in zip(('loss_ce', 'loss_mask', 'loss_dice'),
-                                terms):
+        for name in ('loss_ce', 'loss_mask', 'loss_dice'):
             for i in range(num_outputs):
                 key = name if i == num_outputs - 1 else f'{name}_{i}'
-                losses[key] = values[i]
+                losses[key] = next(values)
         return losses

@@ -221,3 +221,25 @@ def test_atm_loss_refuses_labels_that_are_not_class_index_maps():
     assert torch.isfinite(
         sum(loss(cls, masks, torch.zeros(2, 8, 8, dtype=torch.long))
             .values()))
+
+
+def test_class_loss_of_every_output_is_its_own_weighted_cross_entropy():
+    """All outputs in one call equal one F.cross_entropy per output (the
+    official loss loops over them), values and gradients."""
+    torch.manual_seed(0)
+    cls = torch.randn(3, 2, 4, 5, requires_grad=True)
+    masks = torch.randn(3, 2, 4, 4, 4)
+    label = torch.tensor([[[0, 0, 1, 1]] * 4, [[2, 2, 255, 1]] * 4])
+    losses = ATMLoss(eos_coef=0.1)(cls, masks, label)
+    # present classes target themselves, the rest "no object" (4)
+    target = torch.tensor([[0, 1, 4, 4], [4, 1, 2, 4]])
+    weight = torch.tensor([1., 1., 1., 1., 0.1])
+    expected = [
+        F.cross_entropy(cls[i].transpose(1, 2), target, weight)
+        for i in range(3)
+    ]
+    got = [losses['loss_ce_0'], losses['loss_ce_1'], losses['loss_ce']]
+    torch.testing.assert_close(torch.stack(got), torch.stack(expected))
+    (grad, ) = torch.autograd.grad(sum(got), cls)
+    (ref, ) = torch.autograd.grad(sum(expected), cls)
+    torch.testing.assert_close(grad, ref)
