@@ -1,7 +1,9 @@
-"""Builders of tiny models and inputs, and the repository paths the tests
-read: one module, imported by name (``pytest.ini`` puts ``tests/`` on the
-path)."""
+"""Builders of tiny models and inputs, the repository paths the tests
+read, and checkpoint files rewritten as another numpy writes them: one
+module, imported by name (``pytest.ini`` puts ``tests/`` on the path).
+Tiny official SegViT checkpoints are in ``official_checkpoints.py``."""
 import os.path as osp
+import zipfile
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -13,6 +15,14 @@ from mmengine.structures import PixelData
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
                        'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
+# the fine-tuning example (5 classes); its tests run it at FINETUNE_SIZE
+FINETUNE_CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',
+                           'segvit_vit-b16_1xb4-20k_custom-512x512.py')
+FINETUNE_SIZE = 64
+# the module of numpy's array and scalar rebuilders in a pickle, as
+# numpy 2.x and numpy 1.x spell it
+NUMPY2 = b'numpy._core.multiarray\n'
+NUMPY1 = b'numpy.core.multiarray\n'
 
 
 def tiny_head(num_classes: int = 5,
@@ -129,3 +139,36 @@ def tiny_segmentor(*args, **kwargs):
     model = MODELS.build(ConfigDict(tiny_segmentor_cfg(*args, **kwargs)))
     model.init_weights()
     return model
+
+
+def make_finetune_model_tiny(model):
+    """Make the model of :data:`FINETUNE_CONFIG` (its ``model`` config,
+    changed in place) a 3-layer, 32-dim ViT + ATMHead for
+    :data:`FINETUNE_SIZE` square images (one sliding window)."""
+    model.data_preprocessor.size = (FINETUNE_SIZE, FINETUNE_SIZE)
+    model.backbone.update(img_size=(FINETUNE_SIZE, FINETUNE_SIZE),
+                          embed_dims=32, num_layers=3, num_heads=2,
+                          out_indices=[0, 1, 2], drop_path_rate=0.0)
+    model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
+                             num_layers=2)
+    model.test_cfg.update(crop_size=(FINETUNE_SIZE, FINETUNE_SIZE),
+                          stride=(48, 48))
+
+
+def rewrite_globals(src, dst, old: bytes, new: bytes) -> bytes:
+    """Copy a ``torch.save`` file, renaming a pickled global's module.
+
+    ``torch.save`` writes pickle protocol 2, where a global is the text
+    ``c<module>\\n<name>\\n``; renaming it changes nothing else.
+    Returns the new pickle.
+    """
+    with zipfile.ZipFile(src) as zin, \
+            zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.endswith('data.pkl'):
+                assert old in data, 'nothing to rewrite'
+                data = data.replace(old, new)
+                pickled = data
+            zout.writestr(info, data)
+    return pickled

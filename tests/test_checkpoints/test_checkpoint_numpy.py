@@ -8,7 +8,6 @@ message hub, custom hooks' state) and are rewritten to carry each spelling.
 """
 import os.path as osp
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
@@ -22,29 +21,7 @@ from mmseg.registry import MODELS
 from mmseg_segvit.checkpoints import UnsafeCheckpointError, load_weights_file
 from mmseg_segvit.compat import NUMPY_MULTIARRAY_MODULES
 from mmseg_segvit.tools import drop_class_weights
-from fixtures import tiny_segmentor_cfg
-
-NUMPY2 = b'numpy._core.multiarray\n'
-NUMPY1 = b'numpy.core.multiarray\n'
-
-
-def rewrite_globals(src, dst, old: bytes, new: bytes) -> bytes:
-    """Copy a ``torch.save`` file, renaming a pickled global's module.
-
-    ``torch.save`` writes pickle protocol 2, where a global is the text
-    ``c<module>\\n<name>\\n``; renaming it changes nothing else.
-    Returns the new pickle.
-    """
-    with zipfile.ZipFile(src) as zin, \
-            zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename.endswith('data.pkl'):
-                assert old in data, 'nothing to rewrite'
-                data = data.replace(old, new)
-                pickled = data
-            zout.writestr(info, data)
-    return pickled
+from fixtures import NUMPY1, NUMPY2, rewrite_globals, tiny_segmentor_cfg
 
 
 def _pipeline(train):

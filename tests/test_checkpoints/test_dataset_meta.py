@@ -8,14 +8,12 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from fixtures import REPO
+from fixtures import NUMPY1, NUMPY2, REPO, rewrite_globals
 from mmseg_segvit.checkpoints import (config_dataset_meta,
                                       converted_dataset_meta,
                                       load_weights_file)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from test_checkpoints.test_checkpoint_numpy import (NUMPY1, NUMPY2,
-                                                   rewrite_globals)
-from test_checkpoints.test_official_segvit import official_checkpoint
+from official_checkpoints import official_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'segvit')
 RELEASED = {  # class count: (config, mmseg dataset)

@@ -12,59 +12,8 @@ from mmseg_segvit.checkpoints import (ConversionError,
                                       describe_official, load_weights_file,
                                       rename_official_keys)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from official_segvit_reference import OfficialATMHead
-
-NUM_CLASSES, LAYERS, EMBED, DIM, HEADS = 5, 2, 32, 16, 4
-
-
-def tiny_cfg(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
-    return dict(
-        type='EncoderDecoder',
-        backbone=dict(
-            type='VisionTransformer',
-            img_size=(img, img),
-            patch_size=16,
-            patch_bias=True,
-            embed_dims=embed,
-            num_layers=depth,
-            num_heads=HEADS,
-            out_indices=[depth - 3, depth - 2, depth - 1],
-            final_norm=False,
-            norm_cfg=dict(type='LN', eps=1e-6),
-            with_cls_token=False,
-            interpolate_mode='bicubic'),
-        decode_head=dict(
-            type='ATMHead',
-            in_channels=embed,
-            embed_dims=DIM,
-            num_classes=num_classes,
-            num_layers=LAYERS,
-            num_heads=HEADS,
-            use_stages=3),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
-
-
-def randomize(module):
-    """Random values everywhere (norms included), fixed by the seed."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.randn_like(p) * (0.5 if 'norm' in name else 0.2))
-            if 'norm' in name and name.endswith('weight'):
-                p.add_(1.0)
-    return module
-
-
-def official_checkpoint(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
-    """An official-layout state dict: mmseg ViT keys + reference head."""
-    backbone = randomize(
-        MODELS.build(tiny_cfg(num_classes, img, embed, depth)).backbone)
-    head = randomize(
-        OfficialATMHead(img, embed, DIM, num_classes, LAYERS, HEADS, 3))
-    sd = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
-    sd.update({f'decode_head.{k}': v for k, v in head.state_dict().items()})
-    return sd, backbone, head
-
+from official_checkpoints import (DIM, EMBED, LAYERS, assert_computes_like,
+                                  official_checkpoint, tiny_cfg, vit_shapes)
 
 def test_official_reference_has_the_official_keys():
     sd, _, _ = official_checkpoint()
@@ -100,22 +49,6 @@ def test_converted_model_computes_what_the_official_head_computes():
     with torch.no_grad():
         want = ref(list(model.extract_feat(img)))
     assert_computes_like(model, img, want, num_outputs=3)
-
-
-def assert_computes_like(model, img, want, num_outputs):
-    """Class logits, masks and prediction of ``model`` on (2, 3, 64, 64)
-    images equal the reference ones (``want``: classes, masks, pred)."""
-    with torch.no_grad():
-        cls, masks = model.decode_head(model.extract_feat(img))
-        metas = [dict(img_shape=(64, 64), pad_shape=(64, 64))] * 2
-        pred = model.encode_decode(img, metas)
-    assert cls.shape == want['classes'].shape == (num_outputs, 2, 5, 6)
-    assert masks.shape == want['masks'].shape == (num_outputs, 2, 5, 4, 4)
-    torch.testing.assert_close(cls, want['classes'], rtol=0, atol=1e-5)
-    torch.testing.assert_close(masks, want['masks'], rtol=0, atol=1e-5)
-    torch.testing.assert_close(pred, want['pred'], rtol=0, atol=1e-6)
-    # the check is not vacuous: outputs vary across classes and pixels
-    assert want['pred'].std() > 1e-3 and masks.std() > 1e-2
 
 
 def test_every_tensor_lands_where_it_belongs():
@@ -221,22 +154,6 @@ def test_wrong_class_count_says_how_to_fine_tune():
     converted, _ = convert_official_state_dict(sd, model, backbone_only=True)
     model.backbone.load_state_dict(converted, strict=True)
     assert 'layers.0.ln1.weight' in converted
-
-
-def vit_shapes(dims, depth, classes, tokens):
-    """Just enough of an official state dict to describe it (no memory)."""
-    sd = {
-        'backbone.patch_embed.projection.weight':
-        torch.empty(dims, 3, 16, 16, device='meta'),
-        'backbone.pos_embed':
-        torch.empty(1, tokens, dims, device='meta'),
-        'decode_head.q.weight':
-        torch.empty(classes, dims // 2, device='meta'),
-    }
-    for i in range(depth):
-        sd[f'backbone.layers.{i}.ln1.weight'] = torch.empty(
-            dims, device='meta')
-    return sd
 
 
 def test_real_vit_b_checkpoint_into_vit_l_config_is_refused():

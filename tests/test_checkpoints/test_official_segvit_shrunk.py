@@ -10,57 +10,11 @@ from mmseg_segvit.checkpoints import (ConversionError,
                                       describe_official)
 from mmseg_segvit.tools import convert_official_segvit as tool
 from mmseg_segvit.utils.configs import build_device
+from official_checkpoints import (DIM, EMBED, HEADS, LAYERS, NUM_CLASSES,
+                                  assert_computes_like, official_shrunk,
+                                  shrunk_cfg, tiny_cfg, vit_shapes)
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
-from test_checkpoints.test_official_segvit import (assert_computes_like,
-                                                  randomize, tiny_cfg,
-                                                  vit_shapes)
-
-NUM_CLASSES, LAYERS, EMBED, DIM, HEADS = 5, 2, 32, 16, 4
-VIT = dict(
-    img_size=(64, 64),
-    patch_size=16,
-    patch_bias=True,
-    embed_dims=EMBED,
-    num_layers=4,
-    num_heads=HEADS,
-    out_indices=[1, 3],
-    final_norm=False,
-    norm_cfg=dict(type='LN', eps=1e-6),
-    with_cls_token=False,
-    interpolate_mode='bicubic')
-
-
-def shrunk_cfg(num_classes=NUM_CLASSES):
-    return dict(
-        type='EncoderDecoder',
-        backbone=dict(
-            type='ShrunkViT',
-            qd_index=2,
-            qu_cfg=dict(embed_dims=DIM, num_heads=HEADS, num_layers=LAYERS),
-            **VIT),
-        decode_head=dict(
-            type='ATMHead',
-            in_channels=DIM,
-            embed_dims=DIM,
-            num_classes=num_classes,
-            num_layers=LAYERS,
-            num_heads=HEADS,
-            use_stages=1,
-            use_proj=False,
-            mask_mode='per_layer'),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
-
-
-def official_shrunk(num_classes=NUM_CLASSES):
-    backbone = randomize(OfficialViTShrink(shrink_idx=2, **VIT))
-    head = randomize(
-        OfficialTPNATMHead(64, EMBED, DIM, num_classes, LAYERS, HEADS, 2))
-    sd = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
-    sd.update({f'decode_head.{k}': v for k, v in head.state_dict().items()})
-    return sd, backbone, head
-
 
 def test_reference_has_the_official_shrunk_keys():
     sd, _, _ = official_shrunk()

@@ -6,7 +6,7 @@ from mmseg.models.backbones.vit import VisionTransformer
 from mmseg_segvit.checkpoints import (RELEASED_GRIDS, ConversionError,
                                       resize_pos_embed, source_grid)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from test_checkpoints.test_official_segvit import official_checkpoint, tiny_cfg
+from official_checkpoints import official_checkpoint, tiny_cfg
 
 
 def rows_embed(h, w, dims=8):

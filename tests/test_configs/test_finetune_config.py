@@ -15,12 +15,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner, save_checkpoint
 from mmseg.registry import MODELS
 
-from fixtures import REPO, meta_head
+from fixtures import (FINETUNE_CONFIG, FINETUNE_SIZE, make_finetune_model_tiny,
+                      meta_head)
 from mmseg_segvit.tools.drop_class_weights import drop_class_weights
-
-CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',
-                  'segvit_vit-b16_1xb4-20k_custom-512x512.py')
-SIZE = 64
 
 
 def _write_dataset(root):
@@ -29,29 +26,19 @@ def _write_dataset(root):
         os.makedirs(osp.join(root, 'img_dir', split))
         os.makedirs(osp.join(root, 'ann_dir', split))
         for i in range(count):
-            label = np.zeros((SIZE, SIZE), np.uint8)
+            label = np.zeros((FINETUNE_SIZE, FINETUNE_SIZE), np.uint8)
             for c in range(1, 5):
-                y, x = rng.integers(0, SIZE - 16, 2)
+                y, x = rng.integers(0, FINETUNE_SIZE - 16, 2)
                 label[y:y + 16, x:x + 16] = c
             label[:2] = 255
             img = (label[..., None] * 40 + rng.integers(
-                0, 30, (SIZE, SIZE, 3))).astype(np.uint8)
+                0, 30, (FINETUNE_SIZE, FINETUNE_SIZE, 3))).astype(np.uint8)
             cv2.imwrite(osp.join(root, 'img_dir', split, f'{i}.jpg'), img)
             cv2.imwrite(osp.join(root, 'ann_dir', split, f'{i}.png'), label)
 
 
-def _tiny(model):
-    model.data_preprocessor.size = (SIZE, SIZE)
-    model.backbone.update(img_size=(SIZE, SIZE), embed_dims=32,
-                          num_layers=3, num_heads=2, out_indices=[0, 1, 2],
-                          drop_path_rate=0.0)
-    model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
-                             num_layers=2)
-    model.test_cfg.update(crop_size=(SIZE, SIZE), stride=(48, 48))
-
-
 def test_config_fits_a_five_class_dataset():
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(FINETUNE_CONFIG)
     head = cfg.model.decode_head
     assert head.num_classes == meta_head(head).loss_decode.num_classes == 5
     assert len(cfg.metainfo['classes']) == len(cfg.metainfo['palette']) == 5
@@ -73,7 +60,7 @@ def test_tta_keeps_label_zero(tmp_path):
     (background) stays 0, not ADE20K's "reduce zero label" ignore."""
     from mmcv.transforms import Compose
     _write_dataset(str(tmp_path))
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(FINETUNE_CONFIG)
     tta = Compose(cfg.tta_pipeline)
     out = tta(dict(img_path=str(tmp_path / 'img_dir/val/0.jpg'),
                    seg_map_path=str(tmp_path / 'ann_dir/val/0.png'),
@@ -90,8 +77,8 @@ def test_tta_keeps_label_zero(tmp_path):
 def test_fine_tune_from_a_150_class_checkpoint(tmp_path):
     root = str(tmp_path / 'my_dataset')
     _write_dataset(root)
-    cfg = Config.fromfile(CONFIG)
-    _tiny(cfg.model)
+    cfg = Config.fromfile(FINETUNE_CONFIG)
+    make_finetune_model_tiny(cfg.model)
 
     # The "ADE20K" checkpoint: the same network with 150 classes.
     source_cfg = cfg.model.copy()
@@ -117,9 +104,10 @@ def test_fine_tune_from_a_150_class_checkpoint(tmp_path):
         loader.update(num_workers=0, persistent_workers=False)
         loader.dataset.data_root = root
     cfg.train_dataloader.batch_size = 2
-    cfg.train_dataloader.dataset.pipeline[2].scale = (SIZE, SIZE)
-    cfg.train_dataloader.dataset.pipeline[3].crop_size = (SIZE, SIZE)
-    cfg.val_dataloader.dataset.pipeline[1].scale = (SIZE, SIZE)
+    size = (FINETUNE_SIZE, FINETUNE_SIZE)
+    cfg.train_dataloader.dataset.pipeline[2].scale = size
+    cfg.train_dataloader.dataset.pipeline[3].crop_size = size
+    cfg.val_dataloader.dataset.pipeline[1].scale = size
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg.update(max_iters=2, val_interval=2)
     cfg.param_scheduler = []

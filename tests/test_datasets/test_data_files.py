@@ -10,20 +10,21 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmseg.datasets import ADE20KDataset, BaseSegDataset
 
+from fixtures import FINETUNE_CONFIG, FINETUNE_SIZE, make_finetune_model_tiny
 from mmseg_segvit.datasets import (CheckedSegDataset, DataFilesCheckMixin,
                                    DataFilesError, check_data_files)
-from test_configs.test_finetune_config import CONFIG, SIZE, _tiny
 
 
 def _write(root, img_suffix='.png', seg_suffix='.png', count=4):
     """A folder dataset in the fine-tuning recipe's layout."""
     rng = np.random.default_rng(0)
+    shape = (FINETUNE_SIZE, FINETUNE_SIZE)
     for split in ('train', 'val'):
         for sub in ('img_dir', 'ann_dir'):
             os.makedirs(osp.join(root, sub, split))
         for i in range(count):
-            label = rng.integers(0, 5, (SIZE, SIZE)).astype(np.uint8)
-            img = rng.integers(0, 255, (SIZE, SIZE, 3)).astype(np.uint8)
+            label = rng.integers(0, 5, shape).astype(np.uint8)
+            img = rng.integers(0, 255, (*shape, 3)).astype(np.uint8)
             cv2.imwrite(osp.join(root, 'img_dir', split, f'{i}{img_suffix}'),
                         img)
             cv2.imwrite(osp.join(root, 'ann_dir', split, f'{i}{seg_suffix}'),
@@ -33,8 +34,8 @@ def _write(root, img_suffix='.png', seg_suffix='.png', count=4):
 
 def _recipe_runner(root, work_dir):
     """The fine-tuning config (tiny model) on ``root``, no checkpoint."""
-    cfg = Config.fromfile(CONFIG)
-    _tiny(cfg.model)
+    cfg = Config.fromfile(FINETUNE_CONFIG)
+    make_finetune_model_tiny(cfg.model)
     cfg.load_from = None
     cfg.work_dir = str(work_dir)
     for loader in (cfg.train_dataloader, cfg.val_dataloader):

@@ -12,9 +12,8 @@ from mmseg.registry import MODELS
 from mmseg_segvit.checkpoints import ConversionError
 from mmseg_segvit.models.decode_heads import head_checks
 from mmseg_segvit.tools import convert_official_segvit, drop_class_weights
-from test_checkpoints.test_official_segvit import official_checkpoint, tiny_cfg
-from test_checkpoints.test_official_segvit_shrunk import (official_shrunk,
-                                                         shrunk_cfg)
+from official_checkpoints import (official_checkpoint, official_shrunk,
+                                  shrunk_cfg, tiny_cfg)
 
 
 def _model(**head):
