@@ -257,6 +257,11 @@ class ATMHead(BaseDecodeHead):
             stage_tokens(x, idx, channels) for idx, x, channels in zip(
                 self.in_index, selected, self.in_channels)
         ]
+        if any(t.shape[0] != out[0][0].shape[0] for t, _ in out):
+            raise ValueError(
+                f'ATMHead inputs {self.in_index} (in_index) hold batches of '
+                f'{[t.shape[0] for t, _ in out]} images: every backbone '
+                'output must hold the same images')
         return out[::-1]
 
     def forward(self, inputs: Sequence) -> HeadOutput:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .atm_attention import ATMCrossAttention
 from .fused_mha import packed_self_attention
 
 __all__ = ['ATMDecoderLayer', 'ATMDecoder', 'build_cross_attention']
@@ -30,7 +31,8 @@ def build_cross_attention(cfg: Optional[dict], embed_dims: int,
         nn.Module: The cross-attention.
 
     Raises:
-        ValueError: ``type`` is missing or not registered, or ``cfg`` sets
+        ValueError: ``type`` is missing, not registered or not a subclass
+            of :class:`ATMCrossAttention`, or ``cfg`` sets
             ``embed_dims`` / ``num_heads`` to other values than the
             decoder's.
     """
@@ -43,6 +45,12 @@ def build_cross_attention(cfg: Optional[dict], embed_dims: int,
             "'ATMCrossAttention' (softmax, SegViT), 'KMeansCrossAttention' "
             '(k-means, kMaX-DeepLab) or a class registered with '
             '@MODELS.register_module()')
+    cls = kind if isinstance(kind, type) else MODELS.get(kind)
+    if not (isinstance(cls, type) and issubclass(cls, ATMCrossAttention)):
+        raise ValueError(
+            f'cross_attn_cfg type {kind!r} is not an ATMCrossAttention: a '
+            'cross-attention variant subclasses it (same forward: queries, '
+            'tokens, need_mask -> queries and the (B, Q, N) mask)')
     for key, value in (('embed_dims', embed_dims), ('num_heads', num_heads)):
         if cfg.setdefault(key, value) != value:
             raise ValueError(

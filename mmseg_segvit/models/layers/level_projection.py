@@ -34,9 +34,9 @@ def level_channels(in_channels: Union[int, Sequence[int]], num_levels: int,
     if len(in_channels) != num_levels:
         raise ValueError(f'in_channels lists {len(in_channels)} {names[0]} '
                          f'but {names[1]} is {num_levels}')
-    if embed_dims % num_heads != 0:
+    if num_heads < 1 or embed_dims % num_heads != 0:
         raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
-                         f'num_heads ({num_heads})')
+                         f'num_heads ({num_heads}), a positive count')
     return in_channels
 
 

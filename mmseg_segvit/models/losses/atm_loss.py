@@ -111,9 +111,13 @@ def _check_labels(seg_label: Tensor, batch: int) -> None:
             f'{tuple(seg_label.shape)}. Label maps must be single-channel '
             'images of class indices (one value per pixel, 255 = ignore), '
             'not colour images: convert colour labels to index PNGs')
-    if seg_label.is_floating_point() or seg_label.is_complex():
+    if seg_label.is_floating_point() or seg_label.is_complex() \
+            or seg_label.dtype == torch.bool:
         raise ValueError(f'ATMLoss expects integer class indices as labels, '
                          f'got {seg_label.dtype}')
+    if batch == 0:
+        raise ValueError('ATMLoss got an empty batch (B=0): there is '
+                         'nothing to average over')
 
 
 @MODELS.register_module()
@@ -180,8 +184,17 @@ class ATMLoss(nn.Module):
                  loss_weight: float = 1.0,
                  num_points: Optional[int] = None,
                  oversample_ratio: float = 3.0,
-                 importance_sample_ratio: float = 0.75) -> None:
+                 importance_sample_ratio: float = 0.75,
+                 **unknown) -> None:
         super().__init__()
+        if unknown:
+            raise TypeError(
+                f'ATMLoss has no setting {", ".join(sorted(unknown))}: '
+                'remove it from decode_head.loss_decode (settings of MMSeg '
+                "losses such as loss_name, use_sigmoid or class_weight do "
+                'not apply; ATMLoss logs loss_ce, loss_mask and loss_dice '
+                'per output and weighs them by cls_weight, mask_weight, '
+                'dice_weight and eos_coef)')
         if num_points is not None and num_points < 1:
             raise ValueError(f'num_points must be None or >= 1, got '
                              f'{num_points}')

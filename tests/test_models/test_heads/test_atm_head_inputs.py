@@ -154,3 +154,11 @@ def test_atm_head_shapes_property(num_classes, use_stages, batch, deep, factor,
     assert logits.shape == (batch, num_classes, *out_size)
     assert torch.isfinite(logits).all()
     assert logits.min() >= 0 and logits.max() <= 1
+
+
+def test_inputs_of_different_batch_sizes_are_refused():
+    head = tiny_head()
+    maps = feature_maps(batch=2)
+    maps[1] = maps[1][:1]
+    with pytest.raises(ValueError, match=r'batches of \[2, 1, 2\] images'):
+        head(maps)

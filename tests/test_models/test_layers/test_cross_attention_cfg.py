@@ -72,3 +72,9 @@ def test_the_former_cross_attn_setting_gives_the_new_spelling():
     head = tiny_head(cross_attn_cfg=dict(type='ATMCrossAttention'))
     assert type(head.decoders[0].layers[0].multihead_attn) is \
         ATMCrossAttention
+
+
+def test_a_registered_module_that_is_no_cross_attention_is_refused():
+    with pytest.raises(ValueError, match="cross_attn_cfg type 'Conv2d' is "
+                       'not an ATMCrossAttention'):
+        tiny_head(cross_attn_cfg=dict(type='Conv2d'))

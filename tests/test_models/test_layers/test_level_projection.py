@@ -3,7 +3,8 @@ import torch
 import torch.nn as nn
 
 from fixtures import tiny_head
-from mmseg_segvit.models.layers import QueryUpsample, build_level_projections
+from mmseg_segvit.models.layers import (QueryUpsample, build_level_projections,
+                                        level_channels)
 
 
 def test_projects_each_level_to_embed_dims():
@@ -42,3 +43,10 @@ def test_head_and_qu_keep_their_state_dict_keys():
         'proj_norms.0.weight', 'proj_norms.0.bias', 'proj_norms.1.weight',
         'proj_norms.1.bias'
     }
+
+
+@pytest.mark.parametrize('num_heads', [0, 3])
+def test_heads_must_divide_the_width(num_heads):
+    with pytest.raises(ValueError, match=r'embed_dims \(32\) must be '
+                       rf'divisible by num_heads \({num_heads}\)'):
+        level_channels(32, 3, 32, num_heads)

@@ -243,3 +243,22 @@ def test_class_loss_of_every_output_is_its_own_weighted_cross_entropy():
     (grad, ) = torch.autograd.grad(sum(got), cls)
     (ref, ) = torch.autograd.grad(sum(expected), cls)
     torch.testing.assert_close(grad, ref)
+
+
+@pytest.mark.parametrize('settings, named', [
+    (dict(loss_name='loss_atm'), 'loss_name'),
+    (dict(use_sigmoid=False, avg_non_ignore=True),
+     'avg_non_ignore, use_sigmoid'),
+])
+def test_settings_of_other_losses_are_named(settings, named):
+    with pytest.raises(TypeError, match=f'ATMLoss has no setting {named}: '
+                       'remove it from decode_head.loss_decode'):
+        MODELS.build(dict(type='ATMLoss', **settings))
+
+
+def test_bool_labels_and_empty_batches_are_refused():
+    cls, masks = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 2, 2)
+    with pytest.raises(ValueError, match='integer class indices'):
+        ATMLoss()(cls, masks, torch.zeros(2, 4, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match='empty batch'):
+        ATMLoss()(cls[:, :0], masks[:, :0], torch.zeros(0, 4, 4).long())
