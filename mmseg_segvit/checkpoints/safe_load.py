@@ -8,6 +8,7 @@ with :class:`UnsafeCheckpointError`, which names the file.
 """
 import os.path as osp
 import pickle
+import re
 from typing import Any, Mapping
 
 import torch
@@ -35,7 +36,8 @@ def load_weights_file(path: str) -> Any:
     Raises:
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The pickle needs globals outside the
-            ``weights_only`` allow-list (it could run code).
+            ``weights_only`` allow-list (it could run code), or the file is
+            no checkpoint at all.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
@@ -45,11 +47,23 @@ def load_weights_file(path: str) -> Any:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
+        # torch's text suggests weights_only=False: pass on only its reason
+        text = str(err)
+        found = re.search(r'GLOBAL ([\w.]+)', text, re.IGNORECASE)
+        if found is None and ('Unsupported operand' in text
+                              or 'invalid load key' in text):
+            raise UnsafeCheckpointError(
+                f'{path} is not a readable PyTorch checkpoint (no pickle '
+                'of tensors, containers and plain values): check the path '
+                'and that the file is a .pth / .pt / .bin checkpoint or a '
+                '.safetensors file') from None
+        needs = found.group(1) if found else 'objects'
         raise UnsafeCheckpointError(
-            f'refused to load {path}: its pickle needs objects that '
-            'weights_only=True loading does not allow (a checkpoint like '
-            'this can run code when unpickled). Only load files from '
-            f'sources you trust. torch said: {err}') from None
+            f'refused to load {path}: its pickle needs {needs}, '
+            'which weights_only=True loading does not allow (a checkpoint '
+            'like this can run code when unpickled). Load only weights '
+            'from sources you trust; the types this package allows are '
+            'listed in docs/compatibility.md') from None
 
 
 def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:

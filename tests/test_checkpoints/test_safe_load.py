@@ -13,6 +13,7 @@ from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmseg_segvit.tools import drop_class_weights
+from mmseg_segvit.checkpoints import UnsafeCheckpointError, load_weights_file
 
 
 class _Payload:
@@ -78,3 +79,14 @@ def test_crafted_checkpoint_is_refused_and_nothing_runs(
         drop_class_weights.main()
     assert not marker.exists()
     assert not (tmp_path / 'out.pth').exists()
+
+
+def test_a_file_that_is_no_checkpoint_is_named_without_unsafe_advice(
+        tmp_path):
+    path = tmp_path / 'model.onnx'
+    path.write_bytes(b'\x08\x07\x12\x07pytorch' * 8)
+    with pytest.raises(UnsafeCheckpointError,
+                       match=f'{path} is not a readable PyTorch '
+                       'checkpoint') as info:
+        load_weights_file(str(path))
+    assert 'weights_only=False' not in str(info.value)
