@@ -42,6 +42,33 @@ STOCK = {
 }
 
 
+# What a drop-in changes in the stock model besides the decode head: it
+# does not build the backbone / neck level that ATMHead does not read, so
+# the auxiliary head's index into the outputs moves with it.
+TRIMS = {
+    'atm_vit-b16_mln_8xb2-160k_ade20k-512x512': {
+        'backbone.out_indices': (5, 8, 11),
+        'neck.in_channels': [768, 768, 768],
+        'neck.scales': [2, 1, 0.5],
+        'auxiliary_head.in_index': 2,
+    },
+    'atm_swin-tiny-patch4-window7-in1k-pre_8xb2-160k_ade20k-512x512': {
+        'backbone.out_indices': (1, 2, 3),
+        'auxiliary_head.in_index': 1,
+    },
+    'atm_convnext-tiny_8xb2-amp-160k_ade20k-512x512': {
+        'backbone.out_indices': [1, 2, 3],
+        'auxiliary_head.in_index': 1,
+    },
+}
+# Feature2Pyramid cannot be built without its 1/4 level, which ATMHead does
+# not read: these configs let DDP find the parameters without a gradient.
+UNUSED = {
+    'atm_beit-base_8xb2-160k_ade20k-640x640': 'neck.upsample_4x.',
+    'atm_mae-base_8xb2-amp-160k_ade20k-512x512': 'neck.upsample_4x.',
+}
+
+
 def _stem(path):
     return osp.splitext(osp.basename(path))[0]
 
@@ -69,14 +96,56 @@ def test_drop_in_inherits_the_stock_config(path):
     assert head.type == 'ATMHead'
     assert head.num_classes == stock.model.decode_head.num_classes == 150
     assert 'mmseg_segvit' in cfg.custom_imports['imports']
-    # Only the decode head (and for timm's ConvNeXt the backbone and the
-    # optimiser) differ from the stock recipe.
+    # Only the decode head, the unread level (TRIMS) and for timm's ConvNeXt
+    # the backbone and the optimiser differ from the stock recipe.
+    trims = TRIMS.get(_stem(path), {})
+    for key, value in trims.items():
+        assert _plain(cfg, 'model.' + key) == _plain(value, ''), key
+        *parents, leaf = key.split('.')
+        _get(stock.model, '.'.join(parents))[leaf] = value
     same = ['train_dataloader', 'test_dataloader', 'param_scheduler',
             'model.auxiliary_head', 'model.neck', 'model.test_cfg']
     if 'timm' not in path:
         same += ['model.backbone', 'optim_wrapper']
     for key in same:
         assert _plain(cfg, key) == _plain(stock, key), key
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_stem)
+def test_drop_in_reads_the_levels_the_stock_heads_read(path):
+    """ATMHead reads the last three stock levels and the auxiliary head its
+    stock level, whether or not the drop-in builds the first level."""
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    stock = Config.fromfile(
+        osp.join(_mmseg_configs(), STOCK[_stem(path)]),
+        import_custom_modules=False)
+    levels, stock_levels = _levels(cfg.model), _levels(stock.model)
+    assert [levels[i] for i in cfg.model.decode_head.in_index] == \
+        stock_levels[1:]
+    assert levels[cfg.model.auxiliary_head.in_index] == \
+        stock_levels[stock.model.auxiliary_head.in_index]
+    # Only the configs that cannot drop the unread level let DDP look for
+    # parameters without a gradient (which costs a graph walk per step).
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    assert wrapper.get('find_unused_parameters', False) == (
+        _stem(path) in UNUSED)
+
+
+def _levels(model):
+    """One entry per backbone / neck output: (backbone output, neck scale)."""
+    outs = model.backbone.get('out_indices', (0, 1, 2, 3))
+    neck = model.get('neck')
+    if not neck:
+        return [(i, None) for i in outs]
+    scales = neck.get('scales', neck.get('rescales'))
+    assert len(scales) == len(outs)
+    return list(zip(outs, scales))
+
+
+def _get(cfg, key):
+    for part in key.split('.') if key else []:
+        cfg = cfg.get(part)
+    return cfg
 
 
 def _plain(cfg, key):
@@ -89,9 +158,7 @@ def _plain(cfg, key):
             return [strip(v) for v in value]
         return value
 
-    for part in key.split('.'):
-        cfg = cfg.get(part)
-    return strip(cfg)
+    return strip(_get(cfg, key))
 
 
 def _mmseg_configs():
@@ -107,18 +174,20 @@ def _tiny(cfg):
     backbone = model.backbone
     backbone.pop('init_cfg', None)
     kind = backbone.type
+    # As many outputs as the config builds: the last ones of a 4-stage net.
+    outs = list(range(4))[-len(backbone.get('out_indices', range(4))):]
     if kind in ('VisionTransformer', 'BEiT', 'MAE'):
         backbone.update(
             img_size=(SIZE, SIZE),
             embed_dims=32,
             num_layers=4,
             num_heads=2,
-            out_indices=(0, 1, 2, 3),
+            out_indices=tuple(outs),
             drop_path_rate=0.0)
         chans = [32] * 4
         neck = model.get('neck')
         if neck and neck.type == 'MultiLevelNeck':
-            neck.update(in_channels=chans, out_channels=32)
+            neck.update(in_channels=[32] * len(outs), out_channels=32)
         elif neck:
             neck.update(embed_dim=32)
     elif kind == 'SwinTransformer':
@@ -139,6 +208,7 @@ def _tiny(cfg):
         backbone.update(depth=18, stem_channels=16, base_channels=32)
     else:
         raise AssertionError(f'no tiny setting for {kind}')
+    chans = [chans[i] for i in outs]  # channels per output
     head = model.decode_head
     head.update(
         in_channels=[chans[i] for i in head.in_index],
@@ -176,6 +246,16 @@ def test_drop_in_trains_a_step_and_infers(path):
     loss.backward()
     head_grad = model.decode_head.q.weight.grad
     assert head_grad is not None and head_grad.abs().sum() > 0
+    # DDP without find_unused_parameters needs a gradient for every
+    # trainable parameter in every step.
+    no_grad = sorted(name for name, p in model.named_parameters()
+                     if p.requires_grad and p.grad is None)
+    if _stem(path) in UNUSED:
+        assert no_grad and all(
+            n.startswith(UNUSED[_stem(path)]) for n in no_grad), no_grad
+        assert cfg.model_wrapper_cfg.find_unused_parameters
+    else:
+        assert no_grad == [], no_grad
     optim.step()
 
     model.eval()

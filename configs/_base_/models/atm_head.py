@@ -4,6 +4,9 @@
 #   model = dict(decode_head=dict(_base_.atm_head, _delete_=True,
 #                                 in_channels=768))
 # ATMHead reads the last three of the four backbone (or neck) outputs,
-# deepest first; on a 1/4-1/32 pyramid it predicts masks at 1/8.
+# deepest first; on a 1/4-1/32 pyramid it predicts masks at 1/8. Where the
+# first level has parameters of its own (Swin's norm0, MultiLevelNeck's
+# convolutions), a config builds only the last three levels and sets
+# in_index=[0, 1, 2]: an unused parameter stops DDP training.
 atm_head = dict(
     type='ATMHead', in_index=[1, 2, 3], embed_dims=384, num_classes=150)

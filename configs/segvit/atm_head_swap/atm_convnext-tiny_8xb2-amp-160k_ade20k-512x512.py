@@ -2,10 +2,12 @@
 # The stock config takes ConvNeXt from mmpretrain: `pip install mmpretrain`
 # (see atm_convnext-tiny-timm_8xb2-amp-160k_ade20k-512x512.py for the same
 # network from timm, which needs no extra package).
-# ConvNeXt gives maps of 96, 192, 384 and 768 channels at 1/4 to 1/32;
-# ATMHead reads the last three and predicts masks at 1/8. The stage-wise lr
-# decay of the stock config treats every non-backbone parameter as the head.
-# The FCN auxiliary head reads stage 2 on its own and is kept.
+# ConvNeXt gives maps of 192, 384 and 768 channels at 1/8 to 1/32 (stages
+# 1-3; stage 0 is not output, so its norm0 is not built and every parameter
+# gets a gradient, as DDP needs); ATMHead reads all three and predicts masks
+# at 1/8. The stage-wise lr decay of the stock config treats every
+# non-backbone parameter as the head.
+# The FCN auxiliary head reads stage 2 (now output 1) on its own and is kept.
 _base_ = [
     'mmseg::convnext/'
     'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py',
@@ -14,5 +16,10 @@ _base_ = [
 custom_imports = dict(
     imports=['mmpretrain.models', 'mmseg_segvit'], allow_failed_imports=False)
 model = dict(
+    backbone=dict(out_indices=[1, 2, 3]),
     decode_head=dict(
-        _base_.atm_head, _delete_=True, in_channels=[192, 384, 768]))
+        _base_.atm_head,
+        _delete_=True,
+        in_index=[0, 1, 2],
+        in_channels=[192, 384, 768]),
+    auxiliary_head=dict(in_index=1))

@@ -1,8 +1,9 @@
 # MMSeg's Swin-T + UPerNet with ATMHead as the decode head.
-# Swin gives maps of 96, 192, 384 and 768 channels at 1/4 to 1/32; ATMHead
-# reads the last three (one Linear + LayerNorm per stage brings each to
-# embed_dims) and predicts masks at 1/8.
-# The FCN auxiliary head reads stage 2 on its own and is kept.
+# Swin gives maps of 192, 384 and 768 channels at 1/8 to 1/32 (stages 1-3;
+# stage 0 is not output, so its norm0 is not built and every parameter gets
+# a gradient, as DDP needs); ATMHead reads all three (one Linear + LayerNorm
+# per stage brings each to embed_dims) and predicts masks at 1/8.
+# The FCN auxiliary head reads stage 2 (now output 1) on its own and is kept.
 _base_ = [
     'mmseg::swin/'
     'swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
@@ -10,5 +11,10 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
+    backbone=dict(out_indices=(1, 2, 3)),
     decode_head=dict(
-        _base_.atm_head, _delete_=True, in_channels=[192, 384, 768]))
+        _base_.atm_head,
+        _delete_=True,
+        in_index=[0, 1, 2],
+        in_channels=[192, 384, 768]),
+    auxiliary_head=dict(in_index=1))

@@ -1,7 +1,10 @@
 # MMSeg's ViT-B/16 + MLN + UPerNet with ATMHead as the decode head.
-# MultiLevelNeck gives four 768-channel maps at 1/4, 1/8, 1/16 and 1/32;
-# ATMHead reads the last three (deepest first) and predicts masks at 1/8.
-# The FCN auxiliary head reads neck output 3 on its own and is kept.
+# MultiLevelNeck gives three 768-channel maps at 1/8, 1/16 and 1/32 (from
+# layers 5, 8 and 11; the stock 1/4 level from layer 2 is not built, so
+# every parameter gets a gradient, as DDP needs); ATMHead reads all three
+# (deepest first) and predicts masks at 1/8.
+# The FCN auxiliary head reads the 1/32 map (now neck output 2) on its own
+# and is kept.
 _base_ = [
     'mmseg::vit/'
     'vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py',
@@ -9,5 +12,8 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
+    backbone=dict(out_indices=(5, 8, 11)),
+    neck=dict(in_channels=[768, 768, 768], scales=[2, 1, 0.5]),
     decode_head=dict(
-        _base_.atm_head, _delete_=True, in_channels=768))
+        _base_.atm_head, _delete_=True, in_index=[0, 1, 2], in_channels=768),
+    auxiliary_head=dict(in_index=2))
