@@ -37,6 +37,14 @@ def test_mim_train_then_mim_test(tmp_path, demo_data_root):
     assert miou is not None, log[-2000:]
     assert 0.0 <= float(miou.group(1)) <= 100.0
 
+    # multi-scale + flip test, as the README shows it
+    log = _run([MIM, 'test', 'mmsegmentation', str(config), '--checkpoint',
+                ckpt, '--work-dir', str(tmp_path / 'tta'), '--tta'],
+               cwd=tmp_path)
+    miou = re.search(r'mIoU: (\d+\.\d+)', log)
+    assert miou is not None, log[-2000:]
+    assert 0.0 <= float(miou.group(1)) <= 100.0
+
 
 def _short(tmp_path, name, base, data_root, iters, val_images=4):
     """A config that runs ``base`` for ``iters`` iterations on the data at
