@@ -52,3 +52,14 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         DATASETS.build(dict(type='SegVitShapesDataset', data_root=missing,
                             generate=False, pipeline=[]))
     assert not osp.exists(missing)
+
+
+def test_make_demo_data_keeps_an_existing_dataset_and_says_so(
+        demo_data_root, capsys, monkeypatch):
+    from mmseg_segvit.tools import make_demo_data
+    monkeypatch.setattr('sys.argv',
+                        ['make_demo_data', demo_data_root, '--seed', '5'])
+    make_demo_data.main()
+    out = capsys.readouterr().out
+    assert 'already holds a complete demo dataset: kept as it is' in out
+    assert '--seed 5' in out
