@@ -47,7 +47,7 @@ def load_weights_file(path: str) -> Any:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's text suggests weights_only=False: pass on only its reason
+        # torch's text advises turning weights_only off: pass on its reason
         text = str(err)
         found = re.search(r'GLOBAL ([\w.]+)', text, re.IGNORECASE)
         if found is None and ('Unsupported operand' in text
