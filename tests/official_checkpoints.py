@@ -115,6 +115,24 @@ def official_shrunk(num_classes=NUM_CLASSES):
     return sd, backbone, head
 
 
+def load_numbered(sd, cfg):
+    """Give every tensor of the official state dict ``sd`` a distinct
+    constant (its index), convert it and load it strictly into the model
+    ``cfg`` builds, so that a swapped tensor cannot go unnoticed.
+
+    Returns:
+        The loaded model.
+    """
+    from mmseg_segvit.checkpoints import convert_official_state_dict
+    with torch.no_grad():
+        for i, v in enumerate(sd.values()):
+            v.fill_(float(i))
+    model = MODELS.build(cfg)
+    converted, _ = convert_official_state_dict(sd, model)
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
 def vit_shapes(dims, depth, classes, tokens):
     """Just enough of an official state dict to describe it (no memory)."""
     sd = {

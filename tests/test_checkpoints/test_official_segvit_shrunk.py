@@ -11,8 +11,9 @@ from mmseg_segvit.checkpoints import (ConversionError,
 from mmseg_segvit.tools import convert_official_segvit as tool
 from mmseg_segvit.utils.configs import build_device
 from official_checkpoints import (DIM, EMBED, HEADS, LAYERS, NUM_CLASSES,
-                                  assert_computes_like, official_shrunk,
-                                  shrunk_cfg, tiny_cfg, vit_shapes)
+                                  assert_computes_like, load_numbered,
+                                  official_shrunk, shrunk_cfg, tiny_cfg,
+                                  vit_shapes)
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
 
@@ -52,12 +53,7 @@ def test_converted_shrunk_model_computes_what_the_official_one_computes():
 
 def test_every_shrunk_tensor_lands_where_it_belongs():
     sd, _, _ = official_shrunk()
-    with torch.no_grad():
-        for i, v in enumerate(sd.values()):
-            v.fill_(float(i))
-    model = MODELS.build(shrunk_cfg())
-    converted, _ = convert_official_state_dict(sd, model)
-    model.load_state_dict(converted, strict=True)
+    model = load_numbered(sd, shrunk_cfg())
     qu, head = model.backbone.qu, model.decode_head
     expected = {
         'decode_head.q.weight':

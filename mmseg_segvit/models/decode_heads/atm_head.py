@@ -145,7 +145,8 @@ class ATMHead(BaseDecodeHead):
                              f'({len(in_index)})')
         in_index = in_index[:use_stages]
         in_channels = level_channels(in_channels, use_stages, embed_dims,
-                                     num_heads, ('stages', 'use_stages'))
+                                     num_heads, ('stages', 'use_stages'),
+                                     exact=False)
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')

@@ -8,29 +8,33 @@ __all__ = ['build_level_projections', 'level_channels']
 
 def level_channels(in_channels: Union[int, Sequence[int]], num_levels: int,
                    embed_dims: int, num_heads: int,
-                   names: Tuple[str, str] = ('levels', 'num_levels')
-                   ) -> List[int]:
+                   names: Tuple[str, str] = ('levels', 'num_levels'),
+                   exact: bool = True) -> List[int]:
     """The channels of each of ``num_levels`` levels, checked.
 
     Args:
         in_channels (int | Sequence[int]): One int for every level, or one
-            per level (a longer list is cut to ``num_levels``).
+            per level.
         num_levels (int): Levels read.
         embed_dims (int): Width D of the attention that reads them.
         num_heads (int): Its heads; must divide D.
         names (tuple[str, str]): What a level is and the setting that
             counts them, for the error message.
+        exact (bool): A list must have ``num_levels`` entries; if False a
+            longer one is cut to ``num_levels``. Default: True.
 
     Returns:
         list[int]: ``num_levels`` channel counts.
 
     Raises:
-        ValueError: Fewer channel counts than levels, or ``num_heads`` does
-            not divide ``embed_dims``.
+        ValueError: Fewer channel counts than levels (or more, if
+            ``exact``), or ``num_heads`` does not divide ``embed_dims``.
     """
     if isinstance(in_channels, int):
         in_channels = [in_channels] * num_levels
-    in_channels = list(in_channels)[:num_levels]
+    in_channels = list(in_channels)
+    if not exact:
+        in_channels = in_channels[:num_levels]
     if len(in_channels) != num_levels:
         raise ValueError(f'in_channels lists {len(in_channels)} {names[0]} '
                          f'but {names[1]} is {num_levels}')

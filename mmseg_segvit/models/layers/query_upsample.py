@@ -73,10 +73,6 @@ class QueryUpsample(nn.Module):
             raise ValueError(f'locality_sigma must be None or > 0, got '
                              f'{locality_sigma}')
         self.locality_sigma = locality_sigma
-        if not isinstance(in_channels, int) \
-                and len(in_channels) != num_levels:
-            raise ValueError(f'in_channels lists {len(in_channels)} levels '
-                             f'but num_levels is {num_levels}')
         in_channels = level_channels(in_channels, num_levels, embed_dims,
                                      num_heads)
         if len(query_grid) != 2 or min(query_grid) < 1:

@@ -50,3 +50,13 @@ def test_heads_must_divide_the_width(num_heads):
     with pytest.raises(ValueError, match=r'embed_dims \(32\) must be '
                        rf'divisible by num_heads \({num_heads}\)'):
         level_channels(32, 3, 32, num_heads)
+
+
+def test_channel_lists_must_match_the_levels_unless_cut():
+    with pytest.raises(ValueError,
+                       match='in_channels lists 3 levels but num_levels is 2'):
+        level_channels([8, 16, 24], 2, 32, 4)
+    with pytest.raises(ValueError, match='in_channels lists 1 levels'):
+        QueryUpsample([8], num_levels=2, embed_dims=32, num_heads=4)
+    assert level_channels([8, 16, 24], 2, 32, 4, exact=False) == [8, 16]
+    assert level_channels(8, 2, 32, 4) == [8, 8]
