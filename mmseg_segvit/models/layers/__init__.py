@@ -11,7 +11,8 @@ from .mask_combination import (combine, combine_resized_masks,
                                resize_in_bands, resized_labels)
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
-from .vit_layer import ViTEncoderLayer, build_vit_layers, vit_arguments
+from .vit_layer import (ViTEncoderLayer, ViTFFN, build_vit_layers,
+                        vit_arguments)
 
 __all__ = [
     'ATMCrossAttention', 'ATMDecoder', 'ATMDecoderLayer',
@@ -20,7 +21,7 @@ __all__ = [
     'KMeansCrossAttention', 'QDEncoderLayer',
     'QueryUpsample', 'build_level_projections', 'level_channels',
     'set_fused_attn',
-    'use_fused_attn', 'ViTEncoderLayer',
+    'use_fused_attn', 'ViTEncoderLayer', 'ViTFFN',
     'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',
     'combine', 'combine_resized_masks', 'combined_labels', 'memory_budget',
     'plan_rows', 'resize_in_bands', 'resized_labels'

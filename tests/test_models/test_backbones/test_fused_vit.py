@@ -51,7 +51,10 @@ def test_fused_vit_layers_follow_mmseg_arguments():
     ref = VisionTransformer(**cfg)
     fused = MODELS.build(dict(type='FusedVisionTransformer', **cfg))
     for a, b in zip(ref.layers, fused.layers):
-        assert repr(a.ffn) == repr(b.ffn)  # same DropPath rates
+        # same stochastic-depth rates (0 for the first layer: no module)
+        assert getattr(a.ffn.dropout_layer, 'drop_prob', 0.0) == getattr(
+            b.ffn.dropout_layer, 'drop_prob', 0.0)
+        assert repr(a.ffn.layers) == repr(b.ffn.layers)
         assert a.attn.attn.dropout == b.attn.attn.dropout
     assert [p.requires_grad for p in ref.parameters()] == [
         p.requires_grad for p in fused.parameters()]
