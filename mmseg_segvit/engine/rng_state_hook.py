@@ -71,8 +71,11 @@ class RNGStateHook(Hook):
                 logger='current',
                 level=30)
             return
-        torch.set_rng_state(states[rank]['torch'])
+        # Runner.resume loads the checkpoint onto the training device (its
+        # map_location is get_device(): 'cuda' where there is a GPU), and
+        # the generators take their states as CPU byte tensors only
+        torch.set_rng_state(states[rank]['torch'].cpu())
         cuda = states[rank].get('cuda')
         if cuda is not None and torch.cuda.is_available():
             if len(cuda) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(cuda)
+                torch.cuda.set_rng_state_all([s.cpu() for s in cuda])

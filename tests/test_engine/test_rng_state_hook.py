@@ -1,5 +1,6 @@
 """Determinism and exact resume through mmengine's Runner."""
 import copy
+import types
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from fixtures import tiny_segmentor_cfg
+from mmseg_segvit.engine import RNGStateHook
 
 ITERS, SAVE_AT = 6, 3
 
@@ -23,6 +25,17 @@ class _RecordLoss(Hook):
                          data_batch=None,
                          outputs=None):
         self.losses[runner.iter + 1] = outputs['loss'].item()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _train_on_the_cpu():
+    """Train on the CPU on every machine. Where there is a GPU the Runner
+    would train (and resume) on it, and ``deterministic=True`` makes CUDA
+    ops without a deterministic kernel raise (the backward of bilinear
+    interpolation; cuBLAS without ``CUBLAS_WORKSPACE_CONFIG``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr('mmengine.runner.runner.get_device', lambda: 'cpu')
+        yield
 
 
 @pytest.fixture
@@ -117,3 +130,30 @@ def test_resume_gives_the_uninterrupted_losses(uninterrupted, demo_data_root,
     runner.train()
     assert list(resumed.losses) == list(range(SAVE_AT + 1, ITERS + 1))
     assert resumed.losses == {i: full[i] for i in resumed.losses}
+
+
+@pytest.mark.parametrize('device', [
+    'cpu',
+    pytest.param('cuda', marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='needs a CUDA device'))
+])
+def test_states_are_restored_from_the_device_a_resume_loads_onto(device):
+    """``Runner.resume`` loads the checkpoint with ``map_location`` set to
+    the training device, so on a CUDA machine the saved states arrive as
+    CUDA tensors; the generators still get them back."""
+    if device == 'cuda':
+        torch.cuda.init()  # the CUDA generator state is saved once in use
+    hook, checkpoint = RNGStateHook(), {}
+    hook.before_save_checkpoint(None, checkpoint)
+    want = torch.rand(4), torch.rand(4, device=device)
+    loaded = [{
+        key: value.to(device) if torch.is_tensor(value) else
+        [v.to(device) for v in value]
+        for key, value in state.items()
+    } for state in checkpoint['rng_state']]
+    assert device == 'cpu' or 'cuda' in loaded[0]
+    hook.after_load_checkpoint(None, dict(rng_state=loaded))
+    torch.rand(4), torch.rand(4, device=device)  # the states move on
+    hook.before_train_iter(types.SimpleNamespace(iter=SAVE_AT), 0)
+    got = torch.rand(4), torch.rand(4, device=device)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
