@@ -6,13 +6,16 @@ count does not depend on the device: ``torch.profiler`` on the CPU counts
 the operators a GPU would launch, provided the computation is chunked as on
 the GPU. On the CPU this script therefore computes the mask combination in
 one piece (``memory_budget(inf)``, what a GPU does when the tensors fit)
-unless ``--device-chunking`` asks for the CPU's cache-sized bands. On CUDA
-it also counts the kernels the device ran.
+and batches autocast's weight casts at inference as on CUDA
+(``set_batched_weight_casts(True)``), unless ``--device-chunking`` asks for
+what the CPU itself does. On CUDA it also counts the kernels the device
+ran.
 
 Columns: ``aten ops`` every ``aten::`` call, nested ones included;
 ``kernel ops`` the ``aten::`` calls that are not views, allocations or
 no-ops and call no such op themselves (matrix products always count):
-about one kernel each, what a launch-bound GPU pays for; ``kernels`` CUDA kernels (CUDA only). Under ``--dtype bf16`` the
+about one kernel each, what a launch-bound GPU pays for (a multi-tensor
+``_foreach_`` op counts once: a few kernels on CUDA); ``kernels`` CUDA kernels (CUDA only). Under ``--dtype bf16`` the
 autocast casts are counted too, as a GPU running AMP launches them.
 
 Examples::
@@ -26,6 +29,7 @@ import collections
 import contextlib
 import os.path as osp
 import sys
+from unittest import mock
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
@@ -38,6 +42,10 @@ try:
     from mmseg_segvit.models.layers import memory_budget  # noqa: E402
 except ImportError:  # a package from before combine(): its own bands only
     memory_budget = None
+try:
+    from mmseg_segvit.models.layers import set_batched_weight_casts
+except ImportError:  # a package from before batched weight casts
+    set_batched_weight_casts = None
 
 
 # Leaf ops that launch no kernel: views, allocations, metadata, no-ops.
@@ -60,15 +68,32 @@ KERNEL_ANYWAY = frozenset('aten::' + name for name in (
     'addmm', 'mm', 'bmm', 'baddbmm', 'addbmm', 'mv', 'addmv', 'dot'))
 
 
+# Multi-tensor ops: CUDA runs one over many tensors in a few kernels (up to
+# about a hundred tensors per launch); the CPU loops over them, op by op.
+FOREACH = 'aten::_foreach_'
+
+
+def _in_foreach(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith(FOREACH):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
 def _launches(event, memo: dict) -> bool:
     """Whether an aten event stands for (about) one kernel: not a view or
-    allocation, and no kernel op below it (GEMMs count regardless)."""
+    allocation, and no kernel op below it (GEMMs count regardless); a
+    multi-tensor ``_foreach_`` op counts once, the ops it loops over on
+    the CPU not at all."""
     key = id(event)
     if key not in memo:
         name = event.name
         memo[key] = name.startswith('aten::') and name not in NO_KERNEL and (
-            name in KERNEL_ANYWAY or not any(
-                _launches(c, memo) for c in event.cpu_children))
+            not _in_foreach(event)) and (
+                name in KERNEL_ANYWAY or name.startswith(FOREACH) or not any(
+                    _launches(c, memo) for c in event.cpu_children))
     return memo[key]
 
 
@@ -102,22 +127,38 @@ def count_ops(fn: Callable[[], object], device: torch.device,
         if not event.name.startswith('aten::'):
             continue
         aten += 1
-        if _launches(event, memo) and (event.name in KERNEL_ANYWAY or not any(
-                _launches(c, memo) for c in event.cpu_children)):
+        if _launches(event, memo) and (
+                event.name in KERNEL_ANYWAY or event.name.startswith(FOREACH)
+                or not any(_launches(c, memo) for c in event.cpu_children)):
             leaf += 1
             names[event.name] += 1
     return OpCount(aten, leaf, kernels, names.most_common(top))
 
 
+@contextlib.contextmanager
 def chunking(device: torch.device, device_chunking: bool):
-    """One piece on CPU (as on a GPU) unless the device's own plan is
-    asked for."""
-    if device.type == 'cpu' and not device_chunking:
-        if memory_budget is None:
-            raise SystemExit('this package has no memory_budget: use '
-                             '--device-chunking')
-        return memory_budget(float('inf'))
-    return contextlib.nullcontext()
+    """On CPU, as on a GPU: the combination in one piece and the weight
+    casts batched, unless the device's own behaviour is asked for."""
+    if device.type != 'cpu' or device_chunking:
+        yield
+        return
+    if memory_budget is None:
+        raise SystemExit('this package has no memory_budget: use '
+                         '--device-chunking')
+    patches = contextlib.ExitStack()
+    if set_batched_weight_casts is not None:
+        set_batched_weight_casts(True)
+        # as under CUDA autocast, where torch's MultiheadAttention never
+        # takes its fp32 fast path, so its weights are batched as well
+        from mmseg_segvit.models.layers import weight_casts
+        patches.enter_context(mock.patch.object(
+            weight_casts, '_mha_in_autocast', lambda: True))
+    try:
+        with patches, memory_budget(float('inf')):
+            yield
+    finally:
+        if set_batched_weight_casts is not None:
+            set_batched_weight_casts(None)
 
 
 def inference_and_step(model, crop: int, batch: int, train_batch: int,
@@ -129,9 +170,16 @@ def inference_and_step(model, crop: int, batch: int, train_batch: int,
     x, metas, _ = bench_models.fake_batch(batch, crop, num_classes, device)
     with chunking(device, device_chunking):
         model.eval()
-        with torch.no_grad(), bench_models.autocast(device, dtype):
-            model.encode_decode(x, metas)  # warm-up
-            infer = count_ops(lambda: model.encode_decode(x, metas), device)
+
+        def infer_once():
+            # a fresh autocast region per call, as a test loop enters one
+            # per batch: its weight casts are counted (autocast caches them
+            # only until the region ends)
+            with torch.no_grad(), bench_models.autocast(device, dtype):
+                model.encode_decode(x, metas)
+
+        infer_once()  # warm-up
+        infer = count_ops(infer_once, device)
         model.train()
         x, _, samples = bench_models.fake_batch(train_batch, crop,
                                                 num_classes, device)

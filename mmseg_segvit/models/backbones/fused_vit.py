@@ -1,10 +1,12 @@
 """mmseg's plain ViT with a ``fused_attn`` switch."""
-from typing import Optional
+from typing import Optional, Tuple
 
 from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS
+from torch import Tensor
 
 from ..layers.vit_layer import build_vit_layers, vit_arguments
+from ..layers.weight_casts import batched_weight_casts
 
 __all__ = ['FusedVisionTransformer']
 
@@ -21,7 +23,10 @@ class FusedVisionTransformer(VisionTransformer):
     when ``fused_attn`` is on: the same parameters and state-dict keys
     (checkpoints of ``VisionTransformer`` load unchanged) and the same
     outputs within float tolerance, without the (B, heads, N, N) weights in
-    memory.
+    memory. At inference under autocast its weights are cast to the
+    autocast dtype in one multi-tensor copy per call
+    (:func:`~mmseg_segvit.models.layers.batched_weight_casts`; same
+    outputs).
 
     Args:
         fused_attn (bool, optional): Use the fused attention; False gives
@@ -40,3 +45,21 @@ class FusedVisionTransformer(VisionTransformer):
     def _build_layers(self, fused_attn: Optional[bool]):
         """The encoder layers (subclasses put their own at some indices)."""
         return build_vit_layers(self._vit_args, fused_attn)
+
+    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """The backbone's outputs (:meth:`_forward_features`), with the
+        weight casts batched at inference under autocast.
+
+        Args:
+            inputs (Tensor): Images, shape (B, 3, H, W).
+
+        Returns:
+            tuple[Tensor]: As mmseg's ``VisionTransformer``: (B, C, h, w)
+            maps of the ``out_indices`` layers.
+        """
+        with batched_weight_casts(self):
+            return self._forward_features(inputs)
+
+    def _forward_features(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """mmseg's ``VisionTransformer.forward`` (subclasses replace it)."""
+        return super().forward(inputs)

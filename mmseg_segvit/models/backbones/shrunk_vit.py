@@ -180,8 +180,8 @@ class ShrunkViT(FusedVisionTransformer):
         b, _, c = tokens.shape
         return tokens.transpose(1, 2).reshape(b, c, grid[0], grid[1])
 
-    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
-        """Run the ViT with QD, then QU.
+    def _forward_features(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """Run the ViT with QD, then QU (``forward`` calls this).
 
         Args:
             inputs (Tensor): Images, shape (B, 3, H_img, W_img).

@@ -14,6 +14,7 @@ from ...typing_utils import Grid, Size
 from ..layers import (ATMDecoder, build_level_projections,
                       level_channels)
 from ..layers.mask_combination import combine, metric_budget
+from ..layers.weight_casts import batched_weight_casts
 from ..losses import label_accuracy
 from .head_checks import (bind_loss, check_fresh_modules,
                           check_inherited_args, check_loaded_head,
@@ -278,6 +279,11 @@ class ATMHead(BaseDecodeHead):
             (shallowest) stage; L is the number of supervised outputs and
             the last one is the prediction.
         """
+        with batched_weight_casts(self):  # at inference under autocast
+            return self._decode(inputs)
+
+    def _decode(self, inputs: Sequence) -> HeadOutput:
+        """:meth:`forward`'s computation."""
         stages = self._to_tokens(inputs)
         batch = stages[0][0].shape[0]
         query = self.q.weight.unsqueeze(0).expand(batch, -1, -1)

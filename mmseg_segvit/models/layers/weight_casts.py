@@ -1,0 +1,172 @@
+"""Autocast's weight casts of one inference call in one multi-tensor copy.
+
+Under ``torch.autocast`` every matrix product casts its fp32 weight (and
+bias) to the autocast dtype, one small kernel per tensor, and autocast
+keeps the casts only until its region ends; MMSeg's test loop and
+inferencer enter one region per batch. A ViT-B SegViT inference thus
+launches about 250 cast kernels beside about 580 others, on a GPU where
+inference is launch-bound at small and moderate batches. Here the module's
+casts are made by one ``torch._foreach_copy_`` into low-precision buffers
+kept while the module stays in eval mode (a few multi-tensor kernels on
+CUDA), and the module runs with those buffers in place of its weights: the
+same values autocast would give (the same fp32 -> bf16 / fp16 rounding),
+so the same outputs.
+"""
+import contextlib
+from typing import Iterator, List, NamedTuple, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+__all__ = ['batched_weight_casts', 'set_batched_weight_casts']
+
+_ENABLED: Optional[bool] = None
+_STATE = '_batched_weight_casts'
+
+
+def set_batched_weight_casts(enable: Optional[bool] = None) -> None:
+    """Where :func:`batched_weight_casts` batches the casts: None (the
+    default) for modules on CUDA, where inference is launch-bound; True on
+    every device (a CPU loops over the tensors anyway, so there it only
+    keeps the copies); False nowhere: autocast casts each weight itself on
+    every call and no low-precision copy is kept between calls (ViT-B's is
+    172 MB in bf16). Nothing else changes global state.
+
+    Args:
+        enable (bool, optional): See above. Default: None.
+    """
+    global _ENABLED
+    _ENABLED = None if enable is None else bool(enable)
+
+
+class _Casts(NamedTuple):
+    slots: List[Tuple[dict, str]]  # (module._parameters, name)
+    params: List[Tensor]
+    casts: List[Tensor]
+    dtype: torch.dtype
+    inference_mode: bool
+    with_mha: bool
+
+    def fits(self, dtype: torch.dtype) -> bool:
+        """Whether the buffers still serve ``module``: same dtype and
+        inference mode, the same parameter objects on the same device."""
+        return (self.dtype == dtype and self.inference_mode
+                == torch.is_inference_mode_enabled()
+                and self.with_mha == _mha_in_autocast()
+                and all(d.get(name) is p and c.device == p.device
+                        for (d, name), p, c in zip(
+                            self.slots, self.params, self.casts)))
+
+
+def _mha_in_autocast() -> bool:
+    """Whether ``nn.MultiheadAttention`` runs its projections under
+    autocast. Its eval-mode fast path (torch's native kernel, in the
+    weights' dtype) is off only under CUDA autocast (``torch.
+    is_autocast_enabled()``); elsewhere it may run in fp32 with the fp32
+    weights, which low-precision copies would change."""
+    return torch.is_autocast_enabled()
+
+
+def _cast_slots(module: nn.Module,
+                device: torch.device) -> List[Tuple[dict, str]]:
+    """``(module._parameters, name)`` of every fp32 parameter on ``device``
+    that autocast casts to its low-precision dtype: the weights and biases
+    of linear and convolution layers and the input projections of
+    ``nn.MultiheadAttention`` (its output projection is a Linear; both only
+    where :func:`_mha_in_autocast`). Norms, embeddings and position tables
+    run in fp32 and are left alone."""
+    skip = set()
+    if not _mha_in_autocast():
+        for sub in module.modules():
+            if isinstance(sub, nn.MultiheadAttention):
+                skip.update(id(m) for m in sub.modules())
+    slots = []
+    for sub in module.modules():
+        if id(sub) in skip:
+            continue
+        if isinstance(sub, (nn.Linear, nn.modules.conv._ConvNd)):
+            names: Tuple[str, ...] = ('weight', 'bias')
+        elif isinstance(sub, nn.MultiheadAttention):
+            names = ('in_proj_weight', 'in_proj_bias', 'q_proj_weight',
+                     'k_proj_weight', 'v_proj_weight')
+        else:
+            continue
+        for name in names:
+            p = sub._parameters.get(name)
+            if p is not None and p.dtype == torch.float32 \
+                    and p.device == device:
+                slots.append((sub._parameters, name))
+    return slots
+
+
+def _autocast_dtype(module: nn.Module) -> Optional[torch.dtype]:
+    """The dtype to cast to, or None where the casts are not batched:
+    training, gradients enabled (the casts must stay differentiable),
+    tracing or compiling (the compiler fuses the casts itself), no autocast
+    on the parameters' device, a device other than CUDA unless switched on
+    everywhere, or switched off (:func:`set_batched_weight_casts`)."""
+    if (_ENABLED is False or module.training or torch.is_grad_enabled()
+            or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.compiler.is_compiling()):
+        return None
+    param = next(module.parameters(), None)
+    if param is None or (_ENABLED is None
+                         and param.device.type != 'cuda'):
+        return None
+    try:
+        if not torch.is_autocast_enabled(param.device.type):
+            return None
+    except RuntimeError:  # a device type without autocast (e.g. meta)
+        return None
+    return torch.get_autocast_dtype(param.device.type)
+
+
+@contextlib.contextmanager
+def batched_weight_casts(module: nn.Module) -> Iterator[None]:
+    """Run the body with ``module``'s autocast weight casts made at once.
+
+    At inference (eval mode, no gradients) under autocast on CUDA (on every
+    device where :func:`set_batched_weight_casts` says so), the fp32
+    weights listed by :func:`_cast_slots` are copied into low-precision
+    buffers by one ``torch._foreach_copy_`` and put in their place for the
+    body; the originals are back afterwards, also on an error. The buffers
+    stay with the module while it is in eval mode and are dropped by the
+    first call outside these conditions (a training step). Elsewhere
+    (training, gradients on, no autocast, tracing, compiling, another
+    device, switched off) the body runs unchanged.
+
+    Every call copies the current weights, so in-place updates (an
+    optimizer step, EMA swaps through ``.data``) are always seen.
+
+    Args:
+        module (nn.Module): The module whose ``forward`` runs in the body.
+    """
+    state = module.__dict__
+    dtype = _autocast_dtype(module)
+    if dtype is None or state.get(_STATE + '_active'):
+        if dtype is None:
+            state.pop(_STATE, None)
+        yield
+        return
+    entry: Optional[_Casts] = state.get(_STATE)
+    if entry is None or not entry.fits(dtype):
+        device = next(module.parameters()).device
+        slots = _cast_slots(module, device)
+        params = [d[name] for d, name in slots]
+        entry = _Casts(slots, params,
+                       [torch.empty_like(p, dtype=dtype) for p in params],
+                       dtype, torch.is_inference_mode_enabled(),
+                       _mha_in_autocast())
+        state[_STATE] = entry
+    if entry.params:
+        torch._foreach_copy_(entry.casts, entry.params)
+    for (d, name), cast in zip(entry.slots, entry.casts):
+        d[name] = cast
+    state[_STATE + '_active'] = True
+    try:
+        yield
+    finally:
+        for (d, name), p in zip(entry.slots, entry.params):
+            d[name] = p
+        state[_STATE + '_active'] = False
