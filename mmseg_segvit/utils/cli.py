@@ -51,12 +51,15 @@ def input_shape(cfg: Config, shape: Optional[Sequence[int]] = None) -> Size:
     """(H, W) of the input: ``--shape H [W]``, else the config's crop.
 
     Raises:
-        SystemExit: If ``shape`` has other than 1 or 2 values, or neither it
-            nor the config gives a size.
+        SystemExit: If ``shape`` has other than 1 or 2 values or a value
+            below 1, or neither it nor the config gives a size.
     """
     if shape:
         if len(shape) not in (1, 2):
             raise SystemExit('--shape takes H or H W')
+        if min(shape) < 1:
+            raise SystemExit(f'--shape {" ".join(map(str, shape))}: the '
+                             'input height and width must be >= 1 pixel')
         return tuple(shape) * (2 // len(shape))
     crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
     if not crop:

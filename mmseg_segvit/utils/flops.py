@@ -166,8 +166,9 @@ def count_flops(model: nn.Module,
         shape = tuple(int(s) for s in shape)
         if len(shape) == 2:
             shape = (3, ) + shape
-        if len(shape) != 3:
-            raise ValueError(f'shape must be (H, W) or (C, H, W), got {shape}')
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f'shape must be (H, W) or (C, H, W) with sizes '
+                             f'>= 1, got {shape}')
         param = next(model.parameters(), None)
         device = param.device if param is not None else 'cpu'
         inputs = torch.randn(1, *shape, device=device)

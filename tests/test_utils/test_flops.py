@@ -204,3 +204,15 @@ def test_get_flops_tool_prints_the_table():
     for row in ('backbone (ViT layers)', 'QD (backbone.layers.2)',
                 'QU (backbone.qu)', 'decode_head', 'total'):
         assert any(line.startswith(row) for line in lines), row
+
+
+def test_empty_or_negative_shapes_are_refused():
+    """Sizes < 1 failed inside torch (``randn``, the patch convolution);
+    a size below the patch is valid (the ViT pads it)."""
+    from mmseg_segvit.utils.cli import input_shape
+    with pytest.raises(ValueError, match=r'sizes >= 1, got \(3, 0, 10\)'):
+        count_flops(nn.Conv2d(3, 2, 1), (0, 10))
+    with pytest.raises(SystemExit, match=r'--shape -3 8: .* >= 1 pixel'):
+        input_shape(Config(), [-3, 8])
+    assert input_shape(Config(), [5]) == (5, 5)
+    assert count_flops(nn.Conv2d(3, 2, 1), (1, 5)).total == 30

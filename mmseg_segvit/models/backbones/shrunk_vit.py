@@ -119,8 +119,12 @@ class ShrunkViT(FusedVisionTransformer):
                  fused_attn: Optional[bool] = None,
                  **kwargs) -> None:
         if kwargs.get('output_cls_token') or kwargs.get('out_origin'):
-            raise ValueError('ShrunkViT supports neither output_cls_token '
-                             'nor out_origin')
+            raise ValueError(
+                'ShrunkViT supports neither output_cls_token nor out_origin: '
+                'it outputs the QU map on the patch grid (and, with '
+                'return_levels, the levels QU reads); remove them from the '
+                'backbone config (with_cls_token=True keeps a class token '
+                'inside the ViT)')
         out_indices = ([out_indices]
                        if isinstance(out_indices, int) else list(out_indices))
         num_layers = kwargs.get('num_layers', 12)
@@ -148,6 +152,16 @@ class ShrunkViT(FusedVisionTransformer):
                 f'and out_indices); it takes {sorted(allowed)}')
         qu_cfg.setdefault('embed_dims', embed_dims // 2)
         qu_cfg.setdefault('num_heads', self._vit_args['num_heads'])
+        if qu_cfg['num_heads'] >= 1 and \
+                qu_cfg['embed_dims'] % qu_cfg['num_heads']:
+            raise ValueError(
+                f"ShrunkViT's query up-sampling has embed_dims="
+                f"{qu_cfg['embed_dims']} (qu_cfg.embed_dims; default half "
+                f"the ViT width {embed_dims}) and num_heads="
+                f"{qu_cfg['num_heads']} (qu_cfg.num_heads; default the "
+                "ViT's), which does not divide it: set "
+                'backbone.qu_cfg=dict(embed_dims=..., num_heads=...) with '
+                'num_heads dividing embed_dims')
         qu_cfg.setdefault('query_grid',
                           patch_grid(self.img_size, self.patch_size))
         qu_cfg.setdefault('interpolate_mode', self.interpolate_mode)

@@ -13,12 +13,14 @@ from torch import Tensor
 from ...typing_utils import Grid, Size
 from ..layers import (ATMDecoder, build_level_projections,
                       level_channels)
+from ..layers.amp import autocast_disabled
 from ..layers.mask_combination import combine, metric_budget
 from ..layers.weight_casts import batched_weight_casts
 from ..losses import label_accuracy
 from .head_checks import (bind_loss, check_fresh_modules,
-                          check_inherited_args, check_loaded_head,
-                          check_own_args, check_unused_args,
+                          check_inherited_args, check_label_sizes,
+                          check_loaded_head, check_own_args,
+                          check_unused_args,
                           num_supervised_outputs, stage_tokens)
 
 __all__ = ['ATMHead']
@@ -138,8 +140,11 @@ class ATMHead(BaseDecodeHead):
                  init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         if in_index is None:
-            in_index = list(range(use_stages))
+            in_index = list(range(use_stages)) if isinstance(use_stages,
+                                                             int) else []
         in_index = [in_index] if isinstance(in_index, int) else list(in_index)
+        check_own_args(num_layers, dropout, ffn_ratio, embed_dims, num_heads,
+                       use_stages, in_index)
         if not 1 <= use_stages <= len(in_index):
             raise ValueError(f'use_stages ({use_stages}) must be between 1 '
                              f'and the number of inputs in in_index '
@@ -158,7 +163,6 @@ class ATMHead(BaseDecodeHead):
                 "cross_attn_cfg=dict(type='KMeansCrossAttention') for "
                 "k-means, dict(type='ATMCrossAttention') (the default) for "
                 'softmax')
-        check_own_args(num_layers, dropout, ffn_ratio)
         check_unused_args(channels, embed_dims, dropout_ratio, init_cfg)
         kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
@@ -287,6 +291,11 @@ class ATMHead(BaseDecodeHead):
         stages = self._to_tokens(inputs)
         batch = stages[0][0].shape[0]
         query = self.q.weight.unsqueeze(0).expand(batch, -1, -1)
+        if not torch.is_grad_enabled():
+            # a view of a parameter made without grad says requires_grad
+            # but has no grad_fn, which module hooks such as those of
+            # torch.utils.flop_counter.FlopCounterMode cannot take
+            query = query.detach()
         all_queries, all_masks = [], []
         per_layer = self.mask_mode == 'per_layer'
         for (tokens, grid), proj, norm, decoder in zip(
@@ -370,11 +379,15 @@ class ATMHead(BaseDecodeHead):
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> dict:
         """ATMLoss on every output (in fp32, also under autocast) and the
-        pixel accuracy of the prediction (in the inference order)."""
+        pixel accuracy of the prediction (in the inference order).
+
+        Each label map must have the size of its padded image
+        (:func:`check_label_sizes`).
+        """
         cls_logits, mask_logits = seg_logits
+        check_label_sizes(batch_data_samples)
         seg_label = self._stack_batch_gt(batch_data_samples).squeeze(1)
-        with torch.autocast(device_type=cls_logits.device.type,
-                            enabled=False):
+        with autocast_disabled(cls_logits.device):
             cls_logits = cls_logits.float()
             mask_logits = mask_logits.float()
             losses = self.loss_decode(

@@ -12,8 +12,10 @@ failing later inside MMSegmentation or torch:
   is ``num_classes=2``.
 * ``sampler`` (OHEM pixel sampling of a pixel loss), an
   ``input_transform`` other than ``'multiple_select'`` and
-  ``ignore_index=None``; and the head's own ``num_layers < 1``,
-  ``dropout`` outside [0, 1) and ``ffn_ratio <= 0`` (:func:`check_own_args`).
+  ``ignore_index=None``; and the head's own counts that are no int >= 1
+  (``num_layers``, ``embed_dims``, ``num_heads``, ``use_stages``,
+  ``ffn_ratio``), ``in_index`` entries that are no int and ``dropout``
+  outside [0, 1) (:func:`check_own_args`).
 * a ``loss_decode`` that is not :class:`ATMLoss` (the outputs are
   per-query class logits and masks, which pixel losses cannot take), or an
   ``ATMLoss`` built for another class count or number of outputs
@@ -44,7 +46,7 @@ from ..load_checks import compare_keys, modules_of
 __all__ = [
     'check_inherited_args', 'check_unused_args', 'check_own_args',
     'bind_loss', 'num_supervised_outputs', 'stage_tokens', 'CLASS_MODULES',
-    'check_fresh_modules', 'check_loaded_head'
+    'check_fresh_modules', 'check_loaded_head', 'check_label_sizes'
 ]
 
 #: The head's modules whose shapes depend on the class count.
@@ -157,24 +159,43 @@ def check_unused_args(channels: Optional[int], embed_dims: int,
             'load the whole model (load_from or model.init_cfg)')
 
 
-def check_own_args(num_layers: int, dropout: float, ffn_ratio: int) -> None:
-    """Refuse decoder settings torch would refuse without naming them, or
-    accept and silently degenerate (an FFN of width 0).
+def _is_count(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) \
+        and value >= 1
+
+
+def check_own_args(num_layers: int,
+                   dropout: float,
+                   ffn_ratio: int,
+                   embed_dims: int = 1,
+                   num_heads: int = 1,
+                   use_stages: int = 1,
+                   in_index: Sequence[int] = ()) -> None:
+    """Refuse head settings torch would refuse without naming them (a
+    float width such as ``embed_dims=768 / 2``, an FFN of width 0), or
+    accept and silently degenerate.
 
     Raises:
-        ValueError: Naming ``decode_head.num_layers``, ``dropout`` or
-            ``ffn_ratio``.
+        ValueError: Naming ``decode_head.num_layers``, ``dropout``,
+            ``ffn_ratio``, ``embed_dims``, ``num_heads``, ``use_stages`` or
+            ``in_index``.
     """
-    if isinstance(num_layers, bool) or not isinstance(num_layers,
-                                                      int) or num_layers < 1:
-        raise ValueError(f'decode_head.num_layers must be an int >= 1, got '
-                         f'{num_layers!r}')
+    for name, value in (('num_layers', num_layers), ('embed_dims',
+                                                     embed_dims),
+                        ('num_heads', num_heads), ('use_stages', use_stages)):
+        if not _is_count(value):
+            raise ValueError(f'decode_head.{name} must be an int >= 1, got '
+                             f'{value!r}')
+    if not _is_count(ffn_ratio):
+        raise ValueError(f'decode_head.ffn_ratio must be > 0 and an int (the '
+                         f'FFN width is ffn_ratio * embed_dims), got '
+                         f'{ffn_ratio!r}')
     if not 0 <= dropout < 1:
         raise ValueError(f'decode_head.dropout must be in [0, 1), got '
                          f'{dropout}')
-    if not ffn_ratio > 0:
-        raise ValueError(f'decode_head.ffn_ratio must be > 0, got '
-                         f'{ffn_ratio}')
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in in_index):
+        raise ValueError(f'decode_head.in_index must hold ints (indices of '
+                         f'backbone outputs), got {list(in_index)}')
 
 
 def num_supervised_outputs(use_stages: int, num_layers: int,
@@ -308,6 +329,46 @@ def stage_tokens(x: object, idx: int,
             'decode_head.in_channels to the backbone output '
             'channels')
     return tokens, grid
+
+
+def check_label_sizes(batch_data_samples: Sequence) -> None:
+    """Refuse a label map whose size is not its (padded) image's.
+
+    The image size is the sample's ``img_shape`` plus the ``padding_size``
+    (left, right, top, bottom) that MMSeg's data preprocessor adds to image
+    and label alike; a sample without ``img_shape`` is not checked. A label
+    of another size would otherwise be stretched onto the image by the
+    loss's resize (a silent misalignment) or, in a batch of several sizes,
+    fail inside ``torch.stack``.
+
+    Args:
+        batch_data_samples (Sequence[SegDataSample]): With ``gt_sem_seg``.
+
+    Raises:
+        ValueError: Naming the sample (and its files where known), the two
+            sizes and what to check.
+    """
+    for i, sample in enumerate(batch_data_samples):
+        img_shape = sample.metainfo.get('img_shape')
+        if img_shape is None:
+            continue
+        left, right, top, bottom = sample.metainfo.get('padding_size',
+                                                       (0, 0, 0, 0))
+        image = (int(img_shape[0]) + top + bottom,
+                 int(img_shape[1]) + left + right)
+        label = tuple(sample.gt_sem_seg.shape[-2:])
+        if label != image:
+            files = ', '.join(
+                str(sample.metainfo[k]) for k in ('img_path', 'seg_map_path')
+                if k in sample.metainfo)
+            raise ValueError(
+                f'the label map of training sample {i}'
+                f'{f" ({files})" if files else ""} is {label[0]}x{label[1]}'
+                f' but its image is {image[0]}x{image[1]}: a label map must '
+                'have the size of its image. Check that the dataset pairs '
+                'each image with its own label file (data_prefix, '
+                'seg_map_suffix) and that every pipeline step that resizes '
+                'or crops the image comes after LoadAnnotations')
 
 
 def _in_modules(key: str, modules: Sequence[str]) -> bool:

@@ -12,6 +12,7 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .amp import autocast_disabled
 from .atm_attention import ATMCrossAttention
 
 __all__ = ['KMeansCrossAttention']
@@ -127,7 +128,7 @@ class KMeansCrossAttention(ATMCrossAttention):
         assignment = self.assign(affinity)
         v = self.v(value)
         # Sums over up to N tokens: accumulate in fp32, also under autocast.
-        with torch.autocast(device_type=v.device.type, enabled=False):
+        with autocast_disabled(v.device):
             weights = assignment.float()
             if self.update == 'mean':
                 weights = weights / weights.sum(-1, keepdim=True).clamp(min=1)

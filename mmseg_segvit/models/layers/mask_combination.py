@@ -41,7 +41,9 @@ from typing import Iterator, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
 from ...typing_utils import Size
+from .amp import autocast_enabled
 
 __all__ = [
     'combine', 'class_probabilities', 'plan_rows', 'memory_budget',
@@ -255,7 +257,7 @@ def _compute_dtype(cls_prob: Tensor, mask_logits: Tensor) -> torch.dtype:
     class softmax (an autocast fp32 op on CUDA) would only double their
     memory and traffic. Otherwise the promoted dtype of the inputs.
     """
-    if torch.is_autocast_enabled(mask_logits.device.type):
+    if autocast_enabled(mask_logits.device):
         return mask_logits.dtype
     return torch.promote_types(cls_prob.dtype, mask_logits.dtype)
 

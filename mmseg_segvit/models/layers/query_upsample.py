@@ -149,6 +149,11 @@ class QueryUpsample(nn.Module):
                              f'levels, got {len(levels)}')
         batch = levels[0][0].shape[0]
         query = self.queries(grid).unsqueeze(0).expand(batch, -1, -1)
+        if not torch.is_grad_enabled():
+            # a view of a parameter made without grad says requires_grad
+            # but has no grad_fn, which module hooks such as those of
+            # torch.utils.flop_counter.FlopCounterMode cannot take
+            query = query.detach()
         for (tokens,
              level_grid), proj, norm, decoder in zip(levels, self.input_projs,
                                                      self.proj_norms,

@@ -64,11 +64,16 @@ def present_classes(seg_label: Tensor, num_classes: int,
     bad = valid & ((seg_label < 0) | (seg_label >= num_classes))
     if bad.any():
         value = seg_label[bad][0].item()
+        hint = ''
+        if value == 255:
+            hint = (', or set the seg_pad_val of the data preprocessor (the '
+                    'label of padded pixels, default 255) to ignore_index')
         raise ValueError(
             f'label value {value} is outside [0, {num_classes}) and is not '
             f'ignore_index ({ignore_index}): check num_classes or the '
-            'dataset (reduce_zero_label)')
-    index = torch.where(valid, seg_label, num_classes).flatten(1).long()
+            f'dataset (reduce_zero_label){hint}')
+    # long first: K may not fit the labels' dtype (uint8 labels, K > 255)
+    index = torch.where(valid, seg_label.long(), num_classes).flatten(1)
     present = seg_label.new_zeros((seg_label.shape[0], num_classes + 1),
                                   dtype=torch.bool)
     present.scatter_(1, index, True)
@@ -104,7 +109,8 @@ def _check_args(num_classes: Optional[int], dec_layers: Optional[int],
 
 
 def _check_labels(seg_label: Tensor, batch: int) -> None:
-    """Labels must be (B, H, W) integer class indices."""
+    """Labels must be (B, H, W) integer class indices with values (not on
+    the meta device)."""
     if seg_label.dim() != 3 or seg_label.shape[0] != batch:
         raise ValueError(
             f'ATMLoss expects labels of shape (B={batch}, H, W), got '
@@ -118,6 +124,13 @@ def _check_labels(seg_label: Tensor, batch: int) -> None:
     if batch == 0:
         raise ValueError('ATMLoss got an empty batch (B=0): there is '
                          'nothing to average over')
+    if seg_label.device.type == 'meta':
+        raise ValueError(
+            'ATMLoss got labels on the meta device, which have no values: '
+            'the loss needs them (which classes are present decides which '
+            'masks are supervised). Run the training step on real labels '
+            '(e.g. a small batch on the CPU) to count its FLOPs; inference '
+            '(predict, encode_decode) runs on meta tensors')
 
 
 @MODELS.register_module()
@@ -195,9 +208,11 @@ class ATMLoss(nn.Module):
                 'not apply; ATMLoss logs loss_ce, loss_mask and loss_dice '
                 'per output and weighs them by cls_weight, mask_weight, '
                 'dice_weight and eos_coef)')
-        if num_points is not None and num_points < 1:
-            raise ValueError(f'num_points must be None or >= 1, got '
-                             f'{num_points}')
+        if num_points is not None and (isinstance(num_points, bool)
+                                       or not isinstance(num_points, int)
+                                       or num_points < 1):
+            raise ValueError(f'ATMLoss num_points must be None or an int >= '
+                             f'1 (points per mask), got {num_points!r}')
         _check_args(num_classes, dec_layers, oversample_ratio,
                      importance_sample_ratio, eos_coef, focal_gamma,
                      dict(cls_weight=cls_weight, mask_weight=mask_weight,
@@ -268,8 +283,9 @@ class ATMLoss(nn.Module):
 
         Raises:
             ValueError: Logits of other shapes than the head's, labels that
-                are not (B, H, W) integers, or label values outside
-                ``[0, K)`` other than ``ignore_index``.
+                are not (B, H, W) integers (or are on the meta device), or
+                label values outside ``[0, K)`` other than
+                ``ignore_index``.
         """
         num_classes = self._check(cls_logits, mask_logits)
         num_outputs, batch, num_queries = cls_logits.shape[:3]

@@ -1,4 +1,5 @@
 """The Shrunk segmentor (ShrunkViT + ATMHead) on odd image sizes."""
+import copy
 import functools
 
 import pytest
@@ -72,4 +73,32 @@ def test_qd_index_outside_the_layers_fails_at_build():
     cfg = ConfigDict(tiny_segmentor_cfg())
     cfg.backbone.update(type='ShrunkViT', qd_index=3, out_indices=[0, 2])
     with pytest.raises(ValueError, match=r'qd_index \(3\).*3 layers'):
+        MODELS.build(cfg)
+
+
+def test_shrunk_segmentor_under_flop_counter_and_on_meta():
+    """QU's batched queries without gradients and the meta device (no
+    autocast there) work as in the plain segmentor."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model = _shrunk_segmentor()
+    metas = [dict(img_shape=(40, 56), pad_shape=(40, 56))]
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.encode_decode(torch.randn(1, 3, 40, 56), metas)
+    assert sum(counter.get_flop_counts()['ShrunkViT.qu'].values()) > 0
+    meta_model = copy.deepcopy(model).to('meta')
+    with torch.no_grad():
+        out = meta_model.encode_decode(
+            torch.empty(1, 3, 40, 56, device='meta'), metas)
+    assert out.is_meta and out.shape == (1, 4, 40, 56)
+
+
+def test_qu_heads_that_do_not_divide_its_default_width_are_named():
+    """The QU width defaults to half the ViT's and its heads to the ViT's:
+    36 dims and 4 heads give QU 18 dims and 4 heads."""
+    cfg = ConfigDict(tiny_segmentor_cfg())
+    cfg.backbone.update(type='ShrunkViT', qd_index=1, out_indices=[0, 2],
+                        embed_dims=36, num_heads=4)
+    with pytest.raises(ValueError, match=r'embed_dims=18 \(qu_cfg\.embed_'
+                       r'dims; default half the ViT width 36\) and '
+                       r'num_heads=4 .*backbone\.qu_cfg='):
         MODELS.build(cfg)

@@ -138,6 +138,13 @@ def test_atm_loss_dec_layers_must_match_the_outputs(head, outputs):
     (dict(dropout=1.5), r'decode_head\.dropout must be in \[0, 1\)'),
     (dict(ffn_ratio=0), r'decode_head\.ffn_ratio must be > 0'),
     (dict(num_layers=0), r'decode_head\.num_layers must be an int >= 1'),
+    # floats, e.g. embed_dims=768 / 2, failed inside torch or range()
+    (dict(embed_dims=32.0), r'decode_head\.embed_dims must be an int >= 1, '
+     r'got 32\.0'),
+    (dict(num_heads=0), r'decode_head\.num_heads must be an int >= 1'),
+    (dict(use_stages=3.0), r'decode_head\.use_stages must be an int >= 1'),
+    (dict(ffn_ratio=2.5), r'decode_head\.ffn_ratio must be > 0 and an int'),
+    (dict(in_index=[0, 1, 2.0]), r'decode_head\.in_index must hold ints'),
 ])
 def test_other_inherited_settings_are_refused_at_build(kwargs, match):
     with pytest.raises(ValueError, match=match):

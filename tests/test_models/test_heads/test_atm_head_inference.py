@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmseg.models.losses import accuracy
 
-from fixtures import data_samples, feature_maps, tiny_head
+from fixtures import data_samples, feature_maps, tiny_head, tiny_segmentor
 
 
 def _metas(h, w):
@@ -100,3 +100,35 @@ def test_faithful_inference_without_grad_matches_with_grad():
     expected = head.semantic_inference(cls[-1], resized)
     torch.testing.assert_close(without, expected.detach())
     torch.testing.assert_close(with_grad, expected)
+
+
+@pytest.mark.parametrize('head', [
+    dict(),
+    dict(fast_inference=True),
+    dict(mask_mode='per_layer', loss_decode=dict(type='ATMLoss'),
+         cross_attn_cfg=dict(type='KMeansCrossAttention')),
+])
+def test_inference_on_the_meta_device(head):
+    """A model moved to ``meta`` (shapes and FLOPs without memory) infers:
+    meta has no autocast, which the mask combination and the k-means
+    attention used to ask torch about (RuntimeError)."""
+    model = tiny_segmentor(**head).eval().to('meta')
+    metas = [dict(img_shape=(37, 29), pad_shape=(37, 29))]
+    with torch.no_grad():
+        out = model.encode_decode(
+            torch.empty(1, 3, 37, 29, device='meta'), metas)
+    assert out.is_meta and out.shape == (1, 5, 37, 29)
+
+
+@pytest.mark.parametrize('grad', [False, True])
+def test_flop_counter_mode_with_and_without_gradients(grad):
+    """``torch.utils.flop_counter.FlopCounterMode`` (whose module hooks
+    cannot take a view of a parameter made under ``no_grad``, such as the
+    batched class queries were) counts the head also without gradients."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model = tiny_segmentor().eval()
+    metas = [dict(img_shape=(32, 48), pad_shape=(32, 48))]
+    with FlopCounterMode(display=False) as counter, \
+            torch.set_grad_enabled(grad):
+        model.encode_decode(torch.randn(1, 3, 32, 48), metas)
+    assert sum(counter.get_flop_counts()['ATMDecoder'].values()) > 0

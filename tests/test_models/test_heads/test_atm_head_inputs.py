@@ -162,3 +162,28 @@ def test_inputs_of_different_batch_sizes_are_refused():
     maps[1] = maps[1][:1]
     with pytest.raises(ValueError, match=r'batches of \[2, 1, 2\] images'):
         head(maps)
+
+
+@pytest.mark.parametrize('label_sizes', [
+    [(64, 64), (64, 64)],  # every label twice the image: stretched
+    [(32, 32), (30, 32)],  # one label short: failed inside torch.stack
+])
+def test_labels_of_another_size_than_their_image_are_refused(label_sizes):
+    """A label map must have the size of its (padded) image."""
+    model = tiny_segmentor(num_classes=5, size=(32, 32))
+    imgs = [torch.randint(0, 255, (3, 32, 32)).float() for _ in label_sizes]
+    labels = [torch.randint(0, 5, size) for size in label_sizes]
+    bad = next(i for i, s in enumerate(label_sizes) if s != (32, 32))
+    h, w = label_sizes[bad]
+    with pytest.raises(ValueError, match=rf'label map of training sample '
+                       rf'{bad} is {h}x{w} but its image is 32x32'):
+        _train_step(model, imgs, labels)
+
+
+def test_padded_labels_of_smaller_images_are_accepted():
+    """The preprocessor pads image and label alike (``padding_size``)."""
+    model = tiny_segmentor(num_classes=5, size=(32, 32))
+    sizes = [(20, 32), (32, 17)]
+    imgs = [torch.randint(0, 255, (3, *s)).float() for s in sizes]
+    loss, _ = _train_step(model, imgs, [torch.randint(0, 5, s) for s in sizes])
+    assert torch.isfinite(loss)

@@ -262,3 +262,48 @@ def test_bool_labels_and_empty_batches_are_refused():
         ATMLoss()(cls, masks, torch.zeros(2, 4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match='empty batch'):
         ATMLoss()(cls[:, :0], masks[:, :0], torch.zeros(0, 4, 4).long())
+
+
+def test_uint8_labels_with_more_than_255_classes():
+    """Labels as uint8 (MMSeg's LoadAnnotations reads them so) with K > 255
+    classes, of which the image shows some below 255: the same loss as
+    int64 labels (K did not fit the labels' dtype: RuntimeError)."""
+    num_classes = 300
+    cls = torch.randn(1, 1, num_classes, num_classes + 1)
+    masks = torch.randn(1, 1, num_classes, 4, 4)
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, :4], labels[0, 4:6] = 255, 3
+    present = present_classes(labels.to(torch.uint8), num_classes, 255)
+    assert present[0].nonzero().flatten().tolist() == [0, 3]
+    want = ATMLoss()(cls, masks, labels)
+    got = ATMLoss()(cls, masks, labels.to(torch.uint8))
+    for name in want:
+        torch.testing.assert_close(got[name], want[name])
+
+
+def test_padding_label_with_another_ignore_index_names_seg_pad_val():
+    cls, masks = torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 2, 2)
+    labels = torch.full((1, 4, 4), 255)
+    labels[0, :2] = 1
+    with pytest.raises(ValueError, match=r'label value 255 .*ignore_index '
+                       r'\(0\).*seg_pad_val .*to ignore_index'):
+        ATMLoss()(cls, masks, labels, ignore_index=0)
+
+
+@pytest.mark.parametrize('num_points', [1e3, 100.5, True])
+def test_num_points_must_be_an_int(num_points):
+    """A float (``1e3`` in a config) failed inside ``torch.rand``."""
+    with pytest.raises(ValueError, match=r'num_points must be None or an '
+                       r'int >= 1 .*got ' + str(num_points)):
+        ATMLoss(num_points=num_points)
+
+
+def test_labels_on_the_meta_device_are_refused():
+    """Which masks are supervised depends on the label values, which meta
+    tensors do not have."""
+    cls = torch.empty(1, 1, 3, 4, device='meta')
+    masks = torch.empty(1, 1, 3, 2, 2, device='meta')
+    labels = torch.empty(1, 4, 4, dtype=torch.long, device='meta')
+    with pytest.raises(ValueError, match='labels on the meta device.*real '
+                       'labels'):
+        ATMLoss()(cls, masks, labels)
