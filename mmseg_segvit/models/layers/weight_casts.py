@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .amp import autocast_enabled
+
 __all__ = ['batched_weight_casts', 'set_batched_weight_casts']
 
 _ENABLED: Optional[bool] = None
@@ -114,10 +116,7 @@ def _autocast_dtype(module: nn.Module) -> Optional[torch.dtype]:
     if param is None or (_ENABLED is None
                          and param.device.type != 'cuda'):
         return None
-    try:
-        if not torch.is_autocast_enabled(param.device.type):
-            return None
-    except RuntimeError:  # a device type without autocast (e.g. meta)
+    if not autocast_enabled(param.device):  # also False on e.g. meta
         return None
     return torch.get_autocast_dtype(param.device.type)
 
