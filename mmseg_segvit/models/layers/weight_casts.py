@@ -45,6 +45,7 @@ def set_batched_weight_casts(enable: Optional[bool] = None) -> None:
 class _Casts(NamedTuple):
     slots: List[Tuple[dict, str]]  # (module._parameters, name)
     params: List[Tensor]
+    data_ptrs: List[int]  # the params' memory when the buffers were made
     casts: List[Tensor]
     dtype: torch.dtype
     inference_mode: bool
@@ -52,13 +53,16 @@ class _Casts(NamedTuple):
 
     def fits(self, dtype: torch.dtype) -> bool:
         """Whether the buffers still serve ``module``: same dtype and
-        inference mode, the same parameter objects on the same device."""
+        inference mode, the same fp32 parameter objects over the same
+        memory (a move to another device, ``.double()`` or a memory-format
+        change gives new memory: buffers laid out as autocast's casts)."""
         return (self.dtype == dtype and self.inference_mode
                 == torch.is_inference_mode_enabled()
                 and self.with_mha == _mha_in_autocast()
-                and all(d.get(name) is p and c.device == p.device
-                        for (d, name), p, c in zip(
-                            self.slots, self.params, self.casts)))
+                and all(d.get(name) is p and p.data_ptr() == ptr
+                        and p.dtype == torch.float32
+                        for (d, name), p, ptr in zip(
+                            self.slots, self.params, self.data_ptrs)))
 
 
 def _mha_in_autocast() -> bool:
@@ -153,7 +157,7 @@ def batched_weight_casts(module: nn.Module) -> Iterator[None]:
         device = next(module.parameters()).device
         slots = _cast_slots(module, device)
         params = [d[name] for d, name in slots]
-        entry = _Casts(slots, params,
+        entry = _Casts(slots, params, [p.data_ptr() for p in params],
                        [torch.empty_like(p, dtype=dtype) for p in params],
                        dtype, torch.is_inference_mode_enabled(),
                        _mha_in_autocast())
