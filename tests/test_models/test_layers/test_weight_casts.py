@@ -204,3 +204,22 @@ def test_buffers_follow_conversions_of_the_module(switch):
             assert conv.weight.dtype == torch.bfloat16
             assert conv.weight.stride() == layout  # as autocast's cast
 
+
+def test_buffers_are_not_shared_by_two_streams(switch, monkeypatch):
+    """On CUDA a call on another stream gets its own buffers: rewriting
+    those of a call on another stream could race with its kernels."""
+    from mmseg_segvit.models.layers import weight_casts
+    stream = ['a']
+    monkeypatch.setattr(weight_casts, '_current_stream',
+                        lambda device: stream[0])
+    linear = torch.nn.Linear(2, 2).eval()
+
+    def cast():
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            with batched_weight_casts(linear):
+                return linear.weight
+
+    first = cast()
+    assert cast() is first  # same stream: the same buffer
+    stream[0] = 'b'
+    assert cast() is not first
