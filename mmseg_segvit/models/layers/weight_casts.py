@@ -45,20 +45,37 @@ def set_batched_weight_casts(enable: Optional[bool] = None) -> None:
 class _Casts(NamedTuple):
     slots: List[Tuple[dict, str]]  # (module._parameters, name)
     params: List[Tensor]
+    data_ptrs: List[int]  # the params' memory when the buffers were made
     casts: List[Tensor]
     dtype: torch.dtype
     inference_mode: bool
     with_mha: bool
+    stream: Optional[torch.cuda.Stream]
 
-    def fits(self, dtype: torch.dtype) -> bool:
-        """Whether the buffers still serve ``module``: same dtype and
-        inference mode, the same parameter objects on the same device."""
+    def fits(self, dtype: torch.dtype,
+             stream: Optional[torch.cuda.Stream]) -> bool:
+        """Whether the buffers still serve ``module``: same dtype, inference
+        mode and stream, the same fp32 parameter objects over the same
+        memory (a move to another device, ``.double()`` or a memory-format
+        change gives new memory: buffers laid out as autocast's casts)."""
         return (self.dtype == dtype and self.inference_mode
                 == torch.is_inference_mode_enabled()
                 and self.with_mha == _mha_in_autocast()
-                and all(d.get(name) is p and c.device == p.device
-                        for (d, name), p, c in zip(
-                            self.slots, self.params, self.casts)))
+                and self.stream == stream
+                and all(d.get(name) is p and p.data_ptr() == ptr
+                        and p.dtype == torch.float32
+                        for (d, name), p, ptr in zip(
+                            self.slots, self.params, self.data_ptrs)))
+
+
+def _current_stream(device: torch.device) -> Optional[torch.cuda.Stream]:
+    """The stream the buffers are written and read on, None off CUDA. The
+    buffers are rewritten on every call, so they must not be shared by two
+    streams: a call on another stream could overwrite them while kernels
+    of the previous call still read them (autocast's own casts are new
+    tensors, ordered by the caching allocator)."""
+    return torch.cuda.current_stream(device) \
+        if device.type == 'cuda' else None
 
 
 def _mha_in_autocast() -> bool:
@@ -148,15 +165,16 @@ def batched_weight_casts(module: nn.Module) -> Iterator[None]:
             state.pop(_STATE, None)
         yield
         return
+    device = next(module.parameters()).device
+    stream = _current_stream(device)
     entry: Optional[_Casts] = state.get(_STATE)
-    if entry is None or not entry.fits(dtype):
-        device = next(module.parameters()).device
+    if entry is None or not entry.fits(dtype, stream):
         slots = _cast_slots(module, device)
         params = [d[name] for d, name in slots]
-        entry = _Casts(slots, params,
+        entry = _Casts(slots, params, [p.data_ptr() for p in params],
                        [torch.empty_like(p, dtype=dtype) for p in params],
                        dtype, torch.is_inference_mode_enabled(),
-                       _mha_in_autocast())
+                       _mha_in_autocast(), stream)
         state[_STATE] = entry
     if entry.params:
         torch._foreach_copy_(entry.casts, entry.params)

@@ -179,3 +179,47 @@ def test_multihead_attention_left_to_autocast_where_its_fast_path_may_run(
             assert layer.self_attn.in_proj_weight.dtype == torch.float32
             assert layer.self_attn.out_proj.weight.dtype == torch.float32
             assert layer.linear1.weight.dtype == torch.bfloat16
+
+
+def test_buffers_follow_conversions_of_the_module(switch):
+    """``.double()`` (kept in fp64 by autocast) or a memory-format change
+    after a call keeps the parameter objects but not their memory: the
+    buffers are made anew, as autocast's casts would be."""
+    model = _segmentor()
+    x = torch.randn(2, 3, SIZE, SIZE)
+    _infer(model, x, True)
+    model.double()
+    batched = _infer(model, x.double(), True)
+    assert batched.dtype == torch.float64
+    assert torch.equal(batched, _infer(model, x.double(), False))
+
+    switch(True)
+    conv = torch.nn.Conv2d(3, 4, 3).eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        with batched_weight_casts(conv):
+            pass
+        conv.to(memory_format=torch.channels_last)
+        layout = conv.weight.stride()
+        with batched_weight_casts(conv):
+            assert conv.weight.dtype == torch.bfloat16
+            assert conv.weight.stride() == layout  # as autocast's cast
+
+
+def test_buffers_are_not_shared_by_two_streams(switch, monkeypatch):
+    """On CUDA a call on another stream gets its own buffers: rewriting
+    those of a call on another stream could race with its kernels."""
+    from mmseg_segvit.models.layers import weight_casts
+    stream = ['a']
+    monkeypatch.setattr(weight_casts, '_current_stream',
+                        lambda device: stream[0])
+    linear = torch.nn.Linear(2, 2).eval()
+
+    def cast():
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            with batched_weight_casts(linear):
+                return linear.weight
+
+    first = cast()
+    assert cast() is first  # same stream: the same buffer
+    stream[0] = 'b'
+    assert cast() is not first
