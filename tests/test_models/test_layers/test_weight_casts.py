@@ -223,3 +223,21 @@ def test_buffers_are_not_shared_by_two_streams(switch, monkeypatch):
     assert cast() is first  # same stream: the same buffer
     stream[0] = 'b'
     assert cast() is not first
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_cuda_by_default_with_autocasts_outputs():
+    """The default (None) batches on CUDA: one foreach copy per module,
+    outputs equal to autocast's own casts."""
+    set_batched_weight_casts(None)
+    model = _segmentor().cuda()
+    x = torch.randn(2, 3, SIZE, SIZE, device='cuda')
+    outs = []
+    for enable in (False, None, None):
+        set_batched_weight_casts(enable)
+        with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16):
+            outs.append(model.encode_decode(x, METAS))
+    assert '_batched_weight_casts' in model.backbone.__dict__
+    set_batched_weight_casts(None)
+    for out in outs[1:]:
+        assert torch.equal(out, outs[0])
