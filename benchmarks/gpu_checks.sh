@@ -18,7 +18,8 @@
 #
 # Usage: bash benchmarks/gpu_checks.sh [WHEEL_DIR]
 #   WHEEL_DIR: wheels to install first (pip --no-index) where the machine has
-#   torch but not the OpenMMLab packages; they go to a private folder put on
+#   torch but not the OpenMMLab packages (`bash benchmarks/gpu_wheels.sh`
+#   downloads them into .whl); they go to a private folder put on
 #   PYTHONPATH.
 # DEVICE=cpu runs the same steps on the CPU at toy sizes (the tools without
 # a launcher), to check this script where no GPU is at hand
