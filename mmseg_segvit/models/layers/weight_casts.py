@@ -119,8 +119,10 @@ def _cast_slots(module: nn.Module,
     return slots
 
 
-def _autocast_dtype(module: nn.Module) -> Optional[torch.dtype]:
-    """The dtype to cast to, or None where the casts are not batched:
+def _cast_target(
+        module: nn.Module) -> Optional[Tuple[torch.dtype, torch.device]]:
+    """The dtype to cast to and the parameters' device, or None where the
+    casts are not batched:
     training, gradients enabled (the casts must stay differentiable),
     tracing or compiling (the compiler fuses the casts itself), no autocast
     on the parameters' device, a device other than CUDA unless switched on
@@ -135,7 +137,7 @@ def _autocast_dtype(module: nn.Module) -> Optional[torch.dtype]:
         return None
     if not autocast_enabled(param.device):  # also False on e.g. meta
         return None
-    return torch.get_autocast_dtype(param.device.type)
+    return torch.get_autocast_dtype(param.device.type), param.device
 
 
 @contextlib.contextmanager
@@ -159,13 +161,13 @@ def batched_weight_casts(module: nn.Module) -> Iterator[None]:
         module (nn.Module): The module whose ``forward`` runs in the body.
     """
     state = module.__dict__
-    dtype = _autocast_dtype(module)
-    if dtype is None or state.get(_STATE + '_active'):
-        if dtype is None:
+    target = _cast_target(module)
+    if target is None or state.get(_STATE + '_active'):
+        if target is None:
             state.pop(_STATE, None)
         yield
         return
-    device = next(module.parameters()).device
+    dtype, device = target
     stream = _current_stream(device)
     entry: Optional[_Casts] = state.get(_STATE)
     if entry is None or not entry.fits(dtype, stream):
