@@ -15,6 +15,7 @@ from ..layers import (ATMDecoder, build_level_projections,
                       level_channels)
 from ..layers.amp import autocast_disabled
 from ..layers.mask_combination import combine, metric_budget
+from ..layers.queries import batch_queries
 from ..layers.weight_casts import batched_weight_casts
 from ..losses import label_accuracy
 from .head_checks import (bind_loss, check_fresh_modules,
@@ -290,12 +291,7 @@ class ATMHead(BaseDecodeHead):
         """:meth:`forward`'s computation."""
         stages = self._to_tokens(inputs)
         batch = stages[0][0].shape[0]
-        query = self.q.weight.unsqueeze(0).expand(batch, -1, -1)
-        if not torch.is_grad_enabled():
-            # a view of a parameter made without grad says requires_grad
-            # but has no grad_fn, which module hooks such as those of
-            # torch.utils.flop_counter.FlopCounterMode cannot take
-            query = query.detach()
+        query = batch_queries(self.q.weight, batch)
         all_queries, all_masks = [], []
         per_layer = self.mask_mode == 'per_layer'
         for (tokens, grid), proj, norm, decoder in zip(

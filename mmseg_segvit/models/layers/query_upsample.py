@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ...typing_utils import Grid
 from .level_projection import build_level_projections, level_channels
+from .queries import batch_queries
 
 __all__ = ['QueryUpsample']
 
@@ -148,12 +149,7 @@ class QueryUpsample(nn.Module):
             raise ValueError(f'QueryUpsample reads {len(self.decoders)} '
                              f'levels, got {len(levels)}')
         batch = levels[0][0].shape[0]
-        query = self.queries(grid).unsqueeze(0).expand(batch, -1, -1)
-        if not torch.is_grad_enabled():
-            # a view of a parameter made without grad says requires_grad
-            # but has no grad_fn, which module hooks such as those of
-            # torch.utils.flop_counter.FlopCounterMode cannot take
-            query = query.detach()
+        query = batch_queries(self.queries(grid), batch)
         for (tokens,
              level_grid), proj, norm, decoder in zip(levels, self.input_projs,
                                                      self.proj_norms,
