@@ -4,10 +4,24 @@ with, measured in one process, interleaved, with warm-up and medians.
 For every model (at its own crop size) the script reports: parameters,
 GFLOPs (multiply-adds, fvcore's convention, as the papers count), inference
 latency at batch 1, throughput at a larger batch, one training step
-(forward + loss + backward, no optimiser), peak memory of inference and of
+(forward + loss + backward + AdamW step), peak memory of inference and of
 the training step, the decode head's share of the inference time, and the
 achieved multiply-add rate as a fraction of a large matrix multiply timed in
 the same run, on the same device and dtype.
+
+Timing: every figure of a round is the mean of one block of calls after
+the warm-up rounds, timed with the device synchronised before and after the
+block: at least ``--min-calls`` calls (20) or at least ``--min-seconds``
+(1 s) of calls, whichever is reached first. The table gives the median over
+the kept rounds and the spread (min-max) beside it. Peak memory is taken in
+a call of its own.
+
+The official SegViT code (github zbwxp/SegVit, unmodified files read from a
+git mirror) runs in the same process and the same table (``off-b``,
+``off-l``, ``off-shrunk-l``) through the harness in ``SEGVIT_PEERS``
+(default ``../shared/gpu/peers`` beside the checkout, else ``.whl/peers``)
+with ``SEGVIT_OFFICIAL`` the mirror's git directory; without them those
+rows are skipped with a message.
 
 Models are built from their configs with random weights (nothing is
 downloaded); SyncBN becomes BN so that single-process training works.
@@ -27,11 +41,15 @@ Examples::
     python benchmarks/bench_models.py --models segvit-b,segvit-b-lean \\
         --metrics train --train-batch 2 --tag loss
     python benchmarks/bench_models.py --device cuda --dtype bf16
+    SEGVIT_OFFICIAL=.whl/SegVit.git python benchmarks/bench_models.py \\
+        --device cuda --dtype bf16 --models off-b,segvit-b,segvit-b-casts
+    python benchmarks/bench_models.py --tiny --models segvit-b  # dry run
 """
 import argparse
 import contextlib
 import datetime
 import glob
+import math
 import os
 import os.path as osp
 import platform
@@ -58,12 +76,19 @@ from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
 
 from mmseg_segvit.models.decode_heads import ATMHead  # noqa: E402
+from mmseg_segvit.models.layers import (  # noqa: E402
+    get_batched_weight_casts, set_batched_weight_casts)
 from mmseg_segvit.utils.flops import count_flops  # noqa: E402
 
 SEGVIT_B = 'configs/segvit/segvit_vit-b16_8xb2-160k_ade20k-512x512.py'
 SEGVIT_L = 'configs/segvit/segvit_vit-l16_8xb2-160k_ade20k-640x640.py'
 SHRUNK_L = 'configs/segvit/segvit_vit-l16-shrunk*ade20k-640x640.py'
 LEAN_POINTS = 12544  # Mask2Former's 112 x 112
+OFFICIAL = '<official code>'  # Spec.config of the official presets
+# --tiny: every model at this depth and width (a dry run of the script)
+TINY_LAYERS, TINY_DIMS, TINY_HEADS = 4, 64, 2
+TINY_OFFICIAL = {'vit-b_512': 'tiny', 'vit-l_640': 'tiny',
+                 'vit-l_640_shrunk': 'tiny_shrunk'}
 
 
 class CropMasksATMHead(ATMHead):
@@ -95,13 +120,17 @@ class CropMasksATMHead(ATMHead):
 
 @dataclass
 class Spec:
-    """A model to measure: a config, its crop and config overrides."""
+    """A model to measure: a config, its crop and config overrides; or a
+    preset of the official code (``official``); ``weight_casts`` sets
+    :func:`set_batched_weight_casts` around every call of the row."""
     label: str
     config: str
     crop: int
     overrides: dict = field(default_factory=dict)
     head_type: Optional[type] = None  # an unregistered ATMHead subclass
     head_kwargs: dict = field(default_factory=dict)
+    official: Optional[str] = None  # a preset of the official harness
+    weight_casts: Optional[bool] = None
 
 
 SPECS: Dict[str, Spec] = {
@@ -128,10 +157,28 @@ SPECS: Dict[str, Spec] = {
     'segvit-b-mmcv-attn':
     Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
          {'model.backbone.fused_attn': False}),
+    'segvit-b-casts':
+    Spec('SegViT ViT-B/16, batched weight casts', SEGVIT_B, 512,
+         weight_casts=True),
     'segvit-l':
     Spec('SegViT ViT-L/16', SEGVIT_L, 640),
+    'segvit-l-casts':
+    Spec('SegViT ViT-L/16, batched weight casts', SEGVIT_L, 640,
+         weight_casts=True),
     'segvit-shrunk-l':
     Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640),
+    'segvit-shrunk-l-casts':
+    Spec('SegViT-Shrunk ViT-L/16, batched weight casts', SHRUNK_L, 640,
+         weight_casts=True),
+    'off-b':
+    Spec('SegViT ViT-B/16 (official code)', OFFICIAL, 512,
+         official='vit-b_512'),
+    'off-l':
+    Spec('SegViT ViT-L/16 (official code)', OFFICIAL, 640,
+         official='vit-l_640'),
+    'off-shrunk-l':
+    Spec('SegViT-Shrunk ViT-L/16 (official code)', OFFICIAL, 640,
+         official='vit-l_640_shrunk'),
     'segmenter-b':
     Spec('Segmenter ViT-B/16 mask (mmseg)',
          'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
@@ -146,12 +193,13 @@ SPECS: Dict[str, Spec] = {
 }
 DEFAULT_MODELS = ('segvit-b,segvit-b-fast,segvit-l,segvit-shrunk-l,'
                   'segmenter-b,upernet-b,setr-l')
-METRICS = ('flops', 'latency', 'throughput', 'train', 'memory', 'ops')
+METRICS = ('flops', 'latency', 'head', 'throughput', 'train', 'memory',
+           'ops')
 # Defaults per device type: throughput batch, training batch, warm-up
 # rounds, kept rounds, matrix-multiply size of the reference rate.
 DEVICE_DEFAULTS = {
     'cpu': dict(batch=2, train_batch=2, warmup=1, iters=3, matmul_size=2048),
-    'cuda': dict(batch=16, train_batch=8, warmup=2, iters=5,
+    'cuda': dict(batch=16, train_batch=8, warmup=1, iters=5,
                  matmul_size=8192),
 }
 
@@ -169,8 +217,62 @@ def _no_sync_bn(cfg):
             _no_sync_bn(value)
 
 
+def official_harness():
+    """The official code's harness module (``official.py`` of the peers
+    folder: ``SEGVIT_PEERS``, else ``../shared/gpu/peers`` beside the
+    checkout, else ``.whl/peers``), or None where it or the mirror of the
+    official repository (``SEGVIT_OFFICIAL``) is missing."""
+    if not os.environ.get('SEGVIT_OFFICIAL'):
+        return None
+    candidates = [os.environ.get('SEGVIT_PEERS', ''),
+                  osp.join(osp.dirname(REPO), 'shared', 'gpu', 'peers'),
+                  osp.join(REPO, '.whl', 'peers')]
+    for folder in candidates:
+        if folder and osp.exists(osp.join(folder, 'official.py')):
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            import official
+            return official
+    return None
+
+
+class OfficialSegmentor(nn.Module):
+    """A preset of the official code (its backbone and head, built and
+    initialised by the harness) behind the calls this benchmark makes of an
+    mmseg segmentor: ``extract_feat``, ``encode_decode`` (mmseg 0.24's
+    whole inference: head, resize to the input), ``loss`` and
+    ``predict_head`` (the head's part of ``encode_decode``)."""
+
+    def __init__(self, preset: str) -> None:
+        super().__init__()
+        harness = official_harness()
+        net = harness.build_official_segvit(preset)
+        self.backbone, self.decode_head = net.backbone, net.decode_head
+        self._forward = harness.official_segmentor_forward
+        self.test_cfg = None
+
+    def extract_feat(self, x: torch.Tensor):
+        return self.backbone(x)
+
+    def predict_head(self, feats, metas: list) -> torch.Tensor:
+        out = self.decode_head(feats)
+        return nn.functional.interpolate(
+            out, size=metas[0]['img_shape'], mode='bilinear',
+            align_corners=self.decode_head.align_corners)
+
+    def encode_decode(self, x: torch.Tensor, metas: list) -> torch.Tensor:
+        return self._forward(self.backbone, self.decode_head, x)
+
+    def loss(self, x: torch.Tensor, samples: list) -> dict:
+        labels = torch.stack([s.gt_sem_seg.data for s in samples])
+        return self._forward(self.backbone, self.decode_head, x, labels)
+
+
 def resolve_config(spec: Spec) -> Optional[str]:
     """Path of the spec's config, or None if it does not exist here."""
+    if spec.official:
+        harness = official_harness()
+        return None if harness is None else harness.__file__
     if spec.config.startswith('mmseg::'):
         import mmseg
         path = osp.join(
@@ -181,8 +283,62 @@ def resolve_config(spec: Spec) -> Optional[str]:
     return matches[0] if matches else None
 
 
-def build_model(spec: Spec, crop: int) -> nn.Module:
-    """The spec's model with random weights, nothing downloaded."""
+def _tiny_indices(indices: List[int], layers: int) -> List[int]:
+    """Block indices of a ``layers``-deep backbone mapped onto
+    ``TINY_LAYERS`` blocks: about the same fraction of the depth, still
+    distinct and increasing."""
+    mapped = [i * (TINY_LAYERS - 1) // max(layers - 1, 1) for i in indices]
+    for j in range(len(mapped) - 2, -1, -1):
+        mapped[j] = min(mapped[j], mapped[j + 1] - 1)
+    if mapped and mapped[0] < 0:
+        raise ValueError(f'{len(indices)} outputs do not fit {TINY_LAYERS} '
+                         'blocks')
+    return mapped
+
+
+def tiny_model_cfg(model_cfg) -> None:
+    """Shrink a ViT segmentor's config in place to ``TINY_LAYERS`` blocks
+    of ``TINY_DIMS`` channels (its head and neck follow: every width that
+    equals the backbone's, or half of it, is scaled), for dry runs that
+    must finish in seconds. Output indices keep their place in the depth;
+    a Shrunk backbone's QD layer follows its first output."""
+    backbone = model_cfg.backbone
+    dims, layers = backbone.embed_dims, backbone.num_layers
+    widths = {dims: TINY_DIMS, dims // 2: TINY_DIMS // 2}
+
+    def scale(cfg):
+        if isinstance(cfg, dict):
+            for key, value in cfg.items():
+                if key == 'num_heads':
+                    cfg[key] = TINY_HEADS
+                elif key in ('in_channels', 'channels', 'embed_dims',
+                             'out_channels'):
+                    if isinstance(value, int):
+                        cfg[key] = widths.get(value, value)
+                    elif isinstance(value, (list, tuple)):
+                        cfg[key] = [widths.get(v, v) for v in value]
+                else:
+                    scale(value)
+        elif isinstance(cfg, (list, tuple)):
+            for value in cfg:
+                scale(value)
+
+    scale(model_cfg)
+    backbone.num_layers = TINY_LAYERS
+    if 'out_indices' in backbone:
+        backbone.out_indices = _tiny_indices(list(backbone.out_indices),
+                                             layers)
+    if 'qd_index' in backbone:
+        backbone.qd_index = backbone.out_indices[0] + 1
+
+
+def build_model(spec: Spec, crop: int, tiny: bool = False) -> nn.Module:
+    """The spec's model with random weights, nothing downloaded; ``tiny``:
+    at reduced depth and width (:func:`tiny_model_cfg`; the official code's
+    tiny presets, whose crop is 64)."""
+    if spec.official:
+        return OfficialSegmentor(
+            TINY_OFFICIAL[spec.official] if tiny else spec.official)
     cfg = Config.fromfile(resolve_config(spec))
     cfg.merge_from_dict(spec.overrides)
     model_cfg = cfg.model
@@ -191,6 +347,8 @@ def build_model(spec: Spec, crop: int) -> nn.Module:
     model_cfg.data_preprocessor = None  # inputs are fed normalised
     if 'img_size' in model_cfg.backbone:
         model_cfg.backbone.img_size = (crop, crop)
+    if tiny:
+        tiny_model_cfg(model_cfg)
     _no_sync_bn(model_cfg)
     model = MODELS.build(model_cfg)
     if spec.head_type is not None:
@@ -201,7 +359,16 @@ def build_model(spec: Spec, crop: int) -> nn.Module:
     return model
 
 
-def compile_model(model: nn.Module) -> nn.Module:
+def spec_crop(spec: Spec, args) -> int:
+    """The crop a row runs at: ``--crop``, else the spec's own; the
+    official presets are built for one size (64 with ``--tiny``)."""
+    if spec.official:
+        return 64 if args.tiny else spec.crop
+    return args.crop or (64 if args.tiny and spec.crop > 64 else spec.crop)
+
+
+def compile_model(model: nn.Module,
+                  mode: Optional[str] = None) -> nn.Module:
     """Compile (inductor) every method the benchmark calls, in place.
 
     mmengine's ``compile=True`` compiles the runner's ``train_step``; here
@@ -211,7 +378,7 @@ def compile_model(model: nn.Module) -> nn.Module:
     """
     for owner, name in ((model, 'extract_feat'), (model, 'encode_decode'),
                         (model, 'loss'), (model.decode_head, 'predict')):
-        setattr(owner, name, torch.compile(getattr(owner, name)))
+        setattr(owner, name, torch.compile(getattr(owner, name), mode=mode))
     return model
 
 
@@ -264,6 +431,32 @@ def measure(fn: Callable[[], object], device: torch.device,
     return seconds, peak
 
 
+def calls_per_block(seconds_per_call: float, min_calls: int,
+                    min_seconds: float) -> int:
+    """How many calls a timed block holds: ``min_calls``, or fewer where
+    they would take longer than ``min_seconds`` (at least one call)."""
+    if seconds_per_call <= 0:
+        return max(min_calls, 1)
+    return max(1, min(min_calls, math.ceil(min_seconds / seconds_per_call)))
+
+
+def time_block(fn: Callable[[], object], device: torch.device,
+               min_calls: int, min_seconds: float) -> float:
+    """Mean seconds per call of ``fn`` over one block of calls (at least
+    ``min_calls`` calls or at least ``min_seconds``), the device
+    synchronised before and after the block only, so that the host queues
+    the calls as a training or test loop does. One call first sizes the
+    block (and is not counted)."""
+    first, _ = measure(fn, device, False)
+    calls = calls_per_block(first, min_calls, min_seconds)
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
 def autocast(device: torch.device, dtype: str):
     if dtype == 'fp32':
         return contextlib.nullcontext()
@@ -304,6 +497,18 @@ class Row:
     crop: int
     results: Dict[str, List[float]] = field(default_factory=dict)
     fixed: Dict[str, float] = field(default_factory=dict)
+    _optimizer: Optional[torch.optim.Optimizer] = None
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The row's AdamW, made at its first training step (its state is
+        part of the training memory, as in a real run)."""
+        if self._optimizer is None:
+            self._optimizer = make_optimizer(self.model)
+        return self._optimizer
+
+    def spread(self, name: str) -> Optional[Tuple[float, float]]:
+        values = self.results.get(name)
+        return (min(values), max(values)) if values else None
 
     def add(self, name: str, value: Optional[float]) -> None:
         if value is not None:
@@ -314,45 +519,93 @@ class Row:
         return statistics.median(values) if values else None
 
 
+def head_call(model: nn.Module, feats, metas: list):
+    """The decode head's part of one inference (the official adapter has
+    its own)."""
+    if isinstance(model, OfficialSegmentor):
+        return model.predict_head(feats, metas)
+    return model.decode_head.predict(feats, metas, model.test_cfg)
+
+
+@contextlib.contextmanager
+def spec_setting(spec: Spec):
+    """The spec's own global settings (batched weight casts) around its
+    calls, the previous setting restored after."""
+    if spec.weight_casts is None:
+        yield
+        return
+    before = get_batched_weight_casts()
+    set_batched_weight_casts(spec.weight_casts)
+    try:
+        yield
+    finally:
+        set_batched_weight_casts(before)
+
+
 def run_round(row: Row, args, device: torch.device, keep: bool) -> None:
     """One interleaved round of every selected measurement of one model."""
+    with spec_setting(row.spec):
+        _run_round(row, args, device, keep)
+
+
+def _run_round(row: Row, args, device: torch.device, keep: bool) -> None:
     model = row.model
     # on CPU memory comes from its own process (cpu_memory)
     memory = 'memory' in args.metrics and device.type == 'cuda'
     num_classes = model.decode_head.num_classes
+    block = dict(min_calls=args.min_calls, min_seconds=args.min_seconds)
     if 'latency' in args.metrics:
         x, metas, _ = fake_batch(1, row.crop, num_classes, device)
         model.eval()
-        with torch.no_grad(), autocast(device, args.dtype):
-            feats = []
-            t_trunk, _ = measure(lambda: feats.append(model.extract_feat(x)),
-                                 device, False)
-            t_head, _ = measure(
-                lambda: model.decode_head.predict(feats[0], metas, model.
-                                                  test_cfg), device, False)
-            if memory:
-                _, peak = measure(lambda: model.encode_decode(x, metas),
-                                  device, True)
+
+        def infer_parts():
+            # one autocast region per call, as a test loop enters one per
+            # batch; with 'head', backbone and head are also timed apart
+            # on the same features (the head's share of the latency)
+            with torch.no_grad(), autocast(device, args.dtype):
+                return model.extract_feat(x)
+
+        def head_part():
+            with torch.no_grad(), autocast(device, args.dtype):
+                head_call(model, feats, metas)
+
+        def whole():
+            with torch.no_grad(), autocast(device, args.dtype):
+                model.encode_decode(x, metas)
+
+        t_whole = time_block(whole, device, **block)
+        if 'head' in args.metrics:
+            feats = infer_parts()
+            t_trunk = time_block(infer_parts, device, **block)
+            t_head = time_block(head_part, device, **block)
+        if memory:
+            _, peak = measure(whole, device, True)
         if keep:
-            row.add('trunk', t_trunk)
-            row.add('head', t_head)
-            row.add('latency', t_trunk + t_head)
+            row.add('latency', t_whole)
+            if 'head' in args.metrics:
+                row.add('trunk', t_trunk)
+                row.add('head', t_head)
             if memory:
                 row.add('infer_mem', peak)
     if 'throughput' in args.metrics:
         x, metas, _ = fake_batch(args.batch, row.crop, num_classes, device)
         model.eval()
-        with torch.no_grad(), autocast(device, args.dtype):
-            seconds, _ = measure(lambda: model.encode_decode(x, metas),
-                                 device, False)
+
+        def batch_call():
+            with torch.no_grad(), autocast(device, args.dtype):
+                model.encode_decode(x, metas)
+
+        seconds = time_block(batch_call, device, **block)
         if keep:
             row.add('throughput', args.batch / seconds)
     if 'train' in args.metrics:
         x, _, samples = fake_batch(args.train_batch, row.crop, num_classes,
                                    device)
         model.train()
-        step = _train_step(model, x, samples, device, args.dtype)
-        seconds, peak = measure(step, device, memory)
+        step = _train_step(model, x, samples, device, args.dtype,
+                           row.optimizer())
+        seconds = time_block(step, device, **block)
+        _, peak = measure(step, device, memory)
         if keep:
             row.add('train', seconds)
             row.add('train_mem', peak)
@@ -377,15 +630,31 @@ def count_row_ops(row: Row, args, device: torch.device) -> None:
 
 
 def _train_step(model: nn.Module, x: torch.Tensor, samples: list,
-                device: torch.device, dtype: str) -> Callable[[], None]:
+                device: torch.device, dtype: str,
+                optimizer: Optional[torch.optim.Optimizer] = None
+                ) -> Callable[[], None]:
+    """One training step: forward and loss under autocast, backward, the
+    optimizer's step (when given), gradients freed."""
+
     def step():
         with autocast(device, dtype):
             losses = model.loss(x, samples)
         total = sum(v for k, v in losses.items() if 'loss' in k)
         total.backward()
+        if optimizer is not None:
+            optimizer.step()
         model.zero_grad(set_to_none=True)
 
     return step
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW as the paper recipes (a tiny lr: the weights are random and
+    only the cost of the step matters); one fused/foreach kernel set on
+    CUDA as torch picks by default."""
+    return torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=1e-8, weight_decay=0.01)
 
 
 def memory_child(args, path: str) -> None:
@@ -393,35 +662,42 @@ def memory_child(args, path: str) -> None:
     training step of every model, after one warm-up call, one model alive
     at a time; JSON to path."""
     check_child()
-    device = torch.device('cpu')
     out = {}
     for key in args.models:
         spec = SPECS[key]
         if resolve_config(spec) is None:
             continue
-        crop = args.crop or spec.crop
-        model = build_model(spec, crop)
-        num_classes = model.decode_head.num_classes
+        crop = spec_crop(spec, args)
         peaks = out.setdefault(key, {})
-        if 'latency' in args.metrics:
-            x, metas, _ = fake_batch(1, crop, num_classes, device)
-            model.eval()
-            with torch.no_grad(), autocast(device, args.dtype):
-                for _ in range(2):
-                    _, peak = measure(lambda: model.encode_decode(x, metas),
-                                      device, True)
-            peaks['infer_mem'] = peak
-        if 'train' in args.metrics:
-            x, _, samples = fake_batch(args.train_batch, crop, num_classes,
-                                       device)
-            model.train()
-            step = _train_step(model, x, samples, device, args.dtype)
-            for _ in range(2):
-                _, peak = measure(step, device, True)
-            peaks['train_mem'] = peak
-        model = step = None  # one model alive at a time
+        with spec_setting(spec):
+            _memory_peaks(build_model(spec, crop, args.tiny), crop, args,
+                          peaks)
         print(f'memory {key}: {peaks}', flush=True)
     write_child_result(path, out)
+
+
+def _memory_peaks(model: nn.Module, crop: int, args, peaks: dict) -> None:
+    """Peak MiB of one inference and one training step (the second call
+    of each) into ``peaks``."""
+    device = torch.device('cpu')
+    num_classes = model.decode_head.num_classes
+    if 'latency' in args.metrics:
+        x, metas, _ = fake_batch(1, crop, num_classes, device)
+        model.eval()
+        with torch.no_grad(), autocast(device, args.dtype):
+            for _ in range(2):
+                _, peak = measure(lambda: model.encode_decode(x, metas),
+                                  device, True)
+        peaks['infer_mem'] = peak
+    if 'train' in args.metrics:
+        x, _, samples = fake_batch(args.train_batch, crop, num_classes,
+                                   device)
+        model.train()
+        step = _train_step(model, x, samples, device, args.dtype,
+                           make_optimizer(model))
+        for _ in range(2):
+            _, peak = measure(step, device, True)
+        peaks['train_mem'] = peak
 
 
 def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
@@ -436,7 +712,7 @@ def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
     with torch.no_grad(), autocast(device, args.dtype):
         feats = model.extract_feat(x)
         with profile(activities=activities) as prof:
-            model.decode_head.predict(feats, metas, model.test_cfg)
+            head_call(model, feats, metas)
             synchronize(device)
     sort = 'self_cuda_time_total' if device.type == 'cuda' else \
         'self_cpu_time_total'
@@ -481,6 +757,68 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
+def _spread(row: Row, name: str, digits: int) -> str:
+    """Median and (min-max) of a measurement's kept rounds."""
+    median = row.median(name)
+    if median is None:
+        return '-'
+    low, high = row.spread(name)
+    if len(row.results[name]) == 1:
+        return _fmt(median, digits)
+    return (f'{_fmt(median, digits)} ({_fmt(low, digits)}-'
+            f'{_fmt(high, digits)})')
+
+
+def official_twin(key: str) -> Optional[str]:
+    """The official code's row for a SegViT row of this package (the same
+    model and crop), or None."""
+    for prefix, twin in (('segvit-shrunk-l', 'off-shrunk-l'),
+                         ('segvit-l', 'off-l'), ('segvit-b', 'off-b')):
+        if key.startswith(prefix):
+            return twin
+    return None
+
+
+def ratio_lines(rows: List[Row]) -> List[str]:
+    """Markdown table of every SegViT row against the official code's row
+    of the same model in this run (and the batch-1 latency against MMSeg's
+    Segmenter ViT-B): speed-ups > 1 and memory < 100% favour this
+    package."""
+    by_key = {row.key: row for row in rows}
+    segmenter = by_key.get('segmenter-b')
+    lines = []
+    for row in rows:
+        twin = by_key.get(official_twin(row.key) or '')
+        if twin is None:
+            continue
+
+        def ratio(name, invert=False):
+            ours, theirs = row.median(name), twin.median(name)
+            if not ours or not theirs:
+                return '-'
+            return f'{(theirs / ours) if invert else (ours / theirs):.2f}x'
+
+        memory = '-'
+        ours_mem, theirs_mem = row.median('train_mem'), twin.median(
+            'train_mem')
+        if ours_mem and theirs_mem:
+            memory = f'{100 * ours_mem / theirs_mem:.0f}%'
+        vs_segmenter = '-'
+        latency = row.median('latency')
+        reference = segmenter.median('latency') if segmenter else None
+        if latency and reference:
+            vs_segmenter = f'{latency / reference:.2f}'
+        lines.append(f'| {row.spec.label} | {twin.spec.label} | '
+                     f'{ratio("throughput")} | {ratio("latency", True)} | '
+                     f'{ratio("train", True)} | {memory} | {vs_segmenter} |')
+    if not lines:
+        return []
+    return ['', '## Against the official code, same run', '',
+            '| model | official row | throughput | latency b1 speed-up | '
+            'train step speed-up | train peak memory | latency / '
+            'Segmenter\'s |', '|---|---|---|---|---|---|---|'] + lines
+
+
 def report(rows: List[Row], args, device: torch.device, rate: float,
            path: str) -> str:
     """Write the markdown table; return it."""
@@ -507,7 +845,12 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
         '- kernels: CUDA kernels in torch.profiler; kernel ops (CPU): '
         'aten ops that are not views or allocations and call no such op '
         '(benchmarks/op_counts.py), mask combination in one piece as on a '
-        'GPU', '',
+        'GPU',
+        f'- times: each round one block of >= {args.min_calls} calls or >= '
+        f'{args.min_seconds:g} s after warm-up, device synchronised around '
+        'the block; cells give the median of the rounds and (min-max); the '
+        'training step includes an AdamW step; peaks from a call of their '
+        'own', '',
         '| ' + ' | '.join(header) + ' |',
         '|' + '---|' * len(header)
     ]
@@ -516,18 +859,19 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
         trunk = row.fixed.get('trunk_gmacs')
         latency = row.median('latency')
         head = row.median('head')
+        parts = (row.median('trunk') or 0) + (head or 0)
         achieved = gmacs * 1e9 / latency if gmacs and latency else None
         cells = [
             row.spec.label,
             str(row.crop),
             _fmt(row.fixed['params'] / 1e6),
             _fmt(gmacs, 1),
-            _fmt(latency, 3),
-            _fmt(row.median('throughput')),
-            _fmt(row.median('train'), 3),
+            _spread(row, 'latency', 3),
+            _spread(row, 'throughput', 2),
+            _spread(row, 'train', 3),
             _fmt(row.median('infer_mem'), 0),
             _fmt(row.median('train_mem'), 0),
-            '-' if head is None else f'{100 * head / latency:.1f}%',
+            '-' if not head or not parts else f'{100 * head / parts:.1f}%',
             '-' if gmacs is None else f'{100 * (gmacs - trunk) / gmacs:.1f}%',
             '-' if achieved is None else f'{achieved / 1e9:.1f}',
             '-' if achieved is None else f'{achieved / rate:.2f}',
@@ -535,6 +879,7 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
             str(row.fixed.get('train_ops', '-')),
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += ratio_lines(rows)
     lines += ['', 'Every kept round (seconds), to judge the noise:', '']
     for row in rows:
         for name in ('latency', 'train'):
@@ -554,7 +899,8 @@ def chart(rows: List[Row], rate: float, path: str, title: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    rows = [r for r in rows if r.median('latency') is not None]
+    rows = [r for r in rows if r.median('latency') is not None
+            and r.median('head') is not None]
     if not rows:
         return
     labels = [f'{r.spec.label}\n@{r.crop}' for r in rows]
@@ -615,6 +961,20 @@ def parse_args(argv=None):
         help='add a row per model run under torch.compile (inductor), as '
         'mmengine\'s compile=True; its warm-up rounds include compiling')
     parser.add_argument(
+        '--compile-mode', default=None,
+        choices=['default', 'reduce-overhead', 'max-autotune'],
+        help='torch.compile mode of the --compile rows (reduce-overhead: '
+        'CUDA graphs)')
+    parser.add_argument('--min-calls', type=int, default=20,
+                        help='calls per timed block (or --min-seconds)')
+    parser.add_argument('--min-seconds', type=float, default=1.0,
+                        help='seconds per timed block (or --min-calls)')
+    parser.add_argument(
+        '--tiny', action='store_true',
+        help='every model at 4 blocks of 64 channels (the official code: '
+        'its tiny presets at 64 px): a dry run of the script in seconds, '
+        'not a measurement')
+    parser.add_argument(
         '--profile-head',
         action='store_true',
         help='add the top ops of each decode head (torch.profiler)')
@@ -664,10 +1024,13 @@ def main(argv=None) -> None:
     for key in args.models:
         spec = SPECS[key]
         if resolve_config(spec) is None:
-            print(f'skip {key}: no config matches {spec.config}')
+            print(f'skip {key}: ' + (
+                'the official code needs SEGVIT_OFFICIAL (a git mirror of '
+                'github zbwxp/SegVit) and its harness (SEGVIT_PEERS)'
+                if spec.official else f'no config matches {spec.config}'))
             continue
-        crop = args.crop or spec.crop
-        model = build_model(spec, crop).to(device)
+        crop = spec_crop(spec, args)
+        model = build_model(spec, crop, args.tiny).to(device)
         row = Row(key, spec, model, crop)
         row.fixed['params'] = sum(p.numel() for p in model.parameters())
         if 'flops' in args.metrics:
@@ -682,8 +1045,11 @@ def main(argv=None) -> None:
         rows.append(row)
         print(f'built {key}: {row.fixed}', flush=True)
         if args.compile:
-            compiled = compile_model(build_model(spec, crop).to(device))
-            label = f'{spec.label}, torch.compile'
+            compiled = compile_model(
+                build_model(spec, crop, args.tiny).to(device),
+                args.compile_mode)
+            label = f'{spec.label}, torch.compile' + (
+                f' ({args.compile_mode})' if args.compile_mode else '')
             twin = Row(f'{key}+compile', replace(spec, label=label),
                        compiled, crop, fixed=dict(row.fixed))
             if device.type == 'cpu':  # inductor's C++ kernels are no aten ops

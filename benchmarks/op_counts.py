@@ -6,9 +6,9 @@ count does not depend on the device: ``torch.profiler`` on the CPU counts
 the operators a GPU would launch, provided the computation is chunked as on
 the GPU. On the CPU this script therefore computes the mask combination in
 one piece (``memory_budget(inf)``, what a GPU does when the tensors fit)
-and batches autocast's weight casts at inference as on CUDA
-(``set_batched_weight_casts(True)``), unless ``--device-chunking`` asks for
-what the CPU itself does. On CUDA it also counts the kernels the device
+and, where the batched weight casts are switched on (off by default; the
+``*-casts`` models of bench_models switch them on), batches them as CUDA
+would, unless ``--device-chunking`` asks for what the CPU itself does. On CUDA it also counts the kernels the device
 ran.
 
 Columns: ``aten ops`` every ``aten::`` call, nested ones included;
@@ -46,6 +46,11 @@ try:
     from mmseg_segvit.models.layers import set_batched_weight_casts
 except ImportError:  # a package from before batched weight casts
     set_batched_weight_casts = None
+try:
+    from mmseg_segvit.models.layers import get_batched_weight_casts
+except ImportError:  # from before their default was off: on for CUDA
+    def get_batched_weight_casts():
+        return None
 
 
 # Leaf ops that launch no kernel: views, allocations, metadata, no-ops.
@@ -146,7 +151,9 @@ def chunking(device: torch.device, device_chunking: bool):
         raise SystemExit('this package has no memory_budget: use '
                          '--device-chunking')
     patches = contextlib.ExitStack()
-    if set_batched_weight_casts is not None:
+    before = get_batched_weight_casts()
+    casts = set_batched_weight_casts is not None and before is not False
+    if casts:  # on for CUDA (None) or everywhere: batched here as on CUDA
         set_batched_weight_casts(True)
         # as under CUDA autocast, where torch's MultiheadAttention never
         # takes its fp32 fast path, so its weights are batched as well
@@ -157,8 +164,8 @@ def chunking(device: torch.device, device_chunking: bool):
         with patches, memory_budget(float('inf')):
             yield
     finally:
-        if set_batched_weight_casts is not None:
-            set_batched_weight_casts(None)
+        if casts:
+            set_batched_weight_casts(before)
 
 
 def inference_and_step(model, crop: int, batch: int, train_batch: int,

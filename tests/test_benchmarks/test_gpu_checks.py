@@ -1,16 +1,32 @@
 """benchmarks/gpu_checks.sh, the prepared GPU run, dry-run on the CPU
-(``DEVICE=cpu``: the same steps at toy sizes), so that the one device call
-a GPU session gets does not fail on the script itself."""
+(``DEVICE=cpu``: the same steps with tiny models and no time limits), so
+that the one device call a GPU session gets does not fail on the script
+itself; and the benchmark pieces it relies on."""
 import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
+from mmengine.config import Config
 
 from fixtures import REPO
 
 SCRIPT = osp.join(REPO, 'benchmarks', 'gpu_checks.sh')
+sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+
+
+def _env(tmp_path, **extra):
+    env = dict(os.environ, OUT=str(tmp_path), CUDA_VISIBLE_DEVICES='',
+               PATH=osp.dirname(sys.executable) + os.pathsep +
+               os.environ['PATH'])
+    env.update(extra)
+    return env
+
+
+def _rows(text, label):
+    return [[c.strip() for c in line.strip().strip('|').split('|')]
+            for line in text.splitlines() if line.startswith(f'| {label} |')]
 
 
 def test_gpu_checks_script_parses():
@@ -18,10 +34,7 @@ def test_gpu_checks_script_parses():
 
 
 def test_gpu_checks_stops_without_cuda_unless_dry_run(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path), STEPS='none',
-               CUDA_VISIBLE_DEVICES='',
-               PATH=osp.dirname(sys.executable) + os.pathsep +
-               os.environ['PATH'])
+    env = _env(tmp_path, STEPS='none')
     proc = subprocess.run(['bash', SCRIPT], env=env, capture_output=True,
                           text=True)
     assert proc.returncode != 0 and 'no CUDA' in proc.stderr
@@ -31,18 +44,108 @@ def test_gpu_checks_stops_without_cuda_unless_dry_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_checks_dry_run_writes_the_bf16_table(tmp_path):
-    env = dict(os.environ, OUT=str(tmp_path), DEVICE='cpu', STEPS='bf16',
-               MODELS='segvit-b', CUDA_VISIBLE_DEVICES='',
-               PATH=osp.dirname(sys.executable) + os.pathsep +
-               os.environ['PATH'])
+def test_gpu_checks_dry_run_writes_the_tables(tmp_path):
+    """The bf16 and fp32 steps at tiny sizes, with no time limit (a slow
+    machine only takes longer): each table has its rows, the kernel-op
+    columns are filled, and the official code's rows run where its mirror
+    is at hand (SEGVIT_OFFICIAL) and are skipped by name otherwise."""
+    models = 'segvit-b,segvit-b-casts,segvit-shrunk-l,off-b,off-shrunk-l'
+    env = _env(tmp_path, DEVICE='cpu', STEPS='bf16,fp32', MODELS=models,
+               FP32_MODELS='segvit-b,off-b')
     proc = subprocess.run(['bash', SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    row = [line for line in proc.stdout.splitlines()
-           if line.startswith('| SegViT ViT-B/16 |')]
-    assert len(row) == 1, proc.stdout
-    cells = [c.strip() for c in row[0].strip('|').split('|')]
-    assert cells[1] == '64'  # the dry run's crop
-    assert int(cells[-1]) > int(cells[-2]) > 0  # kernel ops: step > inference
+    out = proc.stdout
+    rows = _rows(out, 'SegViT ViT-B/16')
+    assert len(rows) == 2, out  # bf16 and fp32
+    bf16 = rows[0]
+    assert bf16[1] == '64'  # the dry run's crop
+    assert int(bf16[-1]) > int(bf16[-2]) > 0  # kernel ops: step > inference
+    assert len(_rows(out, 'SegViT ViT-B/16, batched weight casts')) == 1
     assert list((tmp_path / 'results').glob('cpu-*_bf16.md'))
+    assert list((tmp_path / 'results').glob('cpu-*_fp32.md'))
+    if os.environ.get('SEGVIT_OFFICIAL'):
+        official = _rows(out, 'SegViT ViT-B/16 (official code)')
+        assert len(official) == 2 and float(official[0][5].split()[0]) > 0
+        assert len(_rows(out, 'SegViT-Shrunk ViT-L/16 (official code)')) \
+            == 1
+        assert 'Against the official code, same run' in out
+    else:
+        assert 'skip off-b: the official code needs SEGVIT_OFFICIAL' in out
+
+
+def test_calls_per_block_gives_twenty_calls_or_one_second():
+    import bench_models
+    assert bench_models.calls_per_block(0.001, 20, 1.0) == 20
+    assert bench_models.calls_per_block(0.2, 20, 1.0) == 5
+    assert bench_models.calls_per_block(3.0, 20, 1.0) == 1
+    assert bench_models.calls_per_block(0.0, 20, 1.0) == 20
+    assert bench_models.calls_per_block(0.5, 1, 0.0) == 1
+
+
+def test_tiny_model_cfg_keeps_the_structure_at_small_sizes():
+    import bench_models as bm
+
+    def tiny(key):
+        cfg = Config.fromfile(bm.resolve_config(bm.SPECS[key])).model
+        bm.tiny_model_cfg(cfg)
+        assert cfg.backbone.num_layers == bm.TINY_LAYERS
+        assert cfg.backbone.embed_dims == bm.TINY_DIMS
+        return cfg
+
+    vit_b = tiny('segvit-b')
+    assert list(vit_b.backbone.out_indices) == [0, 1, 3]  # of [5, 7, 11]
+    head = vit_b.decode_head
+    assert (head.in_channels, head.embed_dims, head.num_heads) == (64, 32, 2)
+    shrunk = tiny('segvit-shrunk-l')
+    assert list(shrunk.backbone.out_indices) == [0, 3]  # of [7, 23]
+    assert shrunk.backbone.qd_index == 1  # QD after the first output
+    assert shrunk.backbone.qu_cfg.embed_dims == 32  # half the width, as 512
+    assert shrunk.decode_head.in_channels == 32
+    upernet = tiny('upernet-b')
+    assert list(upernet.backbone.out_indices) == [0, 1, 2, 3]
+    assert list(upernet.neck.in_channels) == [64] * 4
+    assert upernet.neck.out_channels == 64
+    assert list(upernet.decode_head.in_channels) == [64] * 4
+
+
+def test_ratio_table_compares_each_row_with_its_official_twin():
+    import bench_models as bm
+
+    def row(key, **results):
+        r = bm.Row(key, bm.SPECS[key], None, 512)
+        for name, value in results.items():
+            r.add(name, value)
+        return r
+
+    rows = [row('off-b', throughput=100.0, latency=0.02, train=0.2,
+                train_mem=1000.0),
+            row('segvit-b', throughput=250.0, latency=0.01, train=0.1,
+                train_mem=400.0),
+            row('segmenter-b', latency=0.0125),
+            row('segvit-l', throughput=5.0)]  # no official twin in the run
+    lines = bm.ratio_lines(rows)
+    body = [line for line in lines if line.startswith('| SegViT')]
+    assert len(body) == 1
+    cells = [c.strip() for c in body[0].strip('|').split('|')]
+    assert cells[2:] == ['2.50x', '2.00x', '2.00x', '40%', '0.80']
+    assert bm.official_twin('segvit-b-casts') == 'off-b'
+    assert bm.official_twin('segvit-shrunk-l') == 'off-shrunk-l'
+    assert bm.official_twin('segmenter-b') is None
+
+
+def test_demo_miou_compares_a_log_with_the_metafile(tmp_path):
+    import demo_miou
+    config = 'configs/segvit/segvit_vit-t8_1xb8-500iter_shapes-128x128.py'
+    reference = demo_miou.recorded_miou(config)
+    log = tmp_path / 'test.log'
+    log.write_text(f'Iter(test) [10/10]  aAcc: 97.0000  '
+                   f'mIoU: {reference - 0.5:.4f}  mAcc: 90.0000\n')
+    assert demo_miou.main([config, str(log)]) == 0
+    log.write_text(f'mIoU: {reference - 1.5:.4f}\n')
+    assert demo_miou.main([config, str(log)]) == 1
+    assert demo_miou.main([config, str(log), '--dry-run']) == 0
+    log.write_text('no result\n')
+    assert demo_miou.main([config, str(log)]) == 1
+    with pytest.raises(KeyError, match='no mIoU'):
+        demo_miou.recorded_miou('configs/segvit/not_a_config.py')

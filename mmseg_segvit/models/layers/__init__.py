@@ -11,7 +11,8 @@ from .mask_combination import (combine, combine_resized_masks,
                                resize_in_bands, resized_labels)
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
-from .weight_casts import batched_weight_casts, set_batched_weight_casts
+from .weight_casts import (batched_weight_casts, get_batched_weight_casts,
+                           set_batched_weight_casts)
 from .vit_layer import (ViTEncoderLayer, ViTFFN, build_vit_layers,
                         vit_arguments)
 
@@ -26,5 +27,6 @@ __all__ = [
     'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',
     'combine', 'combine_resized_masks', 'combined_labels', 'memory_budget',
     'plan_rows', 'resize_in_bands', 'resized_labels',
-    'batched_weight_casts', 'set_batched_weight_casts'
+    'batched_weight_casts', 'get_batched_weight_casts',
+    'set_batched_weight_casts'
 ]

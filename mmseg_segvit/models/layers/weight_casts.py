@@ -21,25 +21,37 @@ from torch import Tensor
 
 from .amp import autocast_enabled
 
-__all__ = ['batched_weight_casts', 'set_batched_weight_casts']
+__all__ = [
+    'batched_weight_casts', 'get_batched_weight_casts',
+    'set_batched_weight_casts'
+]
 
-_ENABLED: Optional[bool] = None
+# Off by default: the batching was never measured on a GPU, where alone it
+# could pay (benchmarks/gpu_checks.sh measures it beside the default); a
+# default changes only with a GPU measurement that shows it pays.
+_ENABLED: Optional[bool] = False
 _STATE = '_batched_weight_casts'
 
 
-def set_batched_weight_casts(enable: Optional[bool] = None) -> None:
-    """Where :func:`batched_weight_casts` batches the casts: None (the
-    default) for modules on CUDA, where inference is launch-bound; True on
+def set_batched_weight_casts(enable: Optional[bool] = False) -> None:
+    """Where :func:`batched_weight_casts` batches the casts: False (the
+    default) nowhere: autocast casts each weight itself on every call and no
+    low-precision copy is kept between calls (ViT-B's is 172 MB in bf16);
+    None for modules on CUDA, where inference is launch-bound; True on
     every device (a CPU loops over the tensors anyway, so there it only
-    keeps the copies); False nowhere: autocast casts each weight itself on
-    every call and no low-precision copy is kept between calls (ViT-B's is
-    172 MB in bf16). Nothing else changes global state.
+    keeps the copies). Nothing else changes global state.
 
     Args:
-        enable (bool, optional): See above. Default: None.
+        enable (bool, optional): See above. Default: False.
     """
     global _ENABLED
     _ENABLED = None if enable is None else bool(enable)
+
+
+def get_batched_weight_casts() -> Optional[bool]:
+    """The current setting of :func:`set_batched_weight_casts` (to restore
+    it after a temporary change)."""
+    return _ENABLED
 
 
 class _Casts(NamedTuple):
@@ -144,8 +156,9 @@ def _cast_target(
 def batched_weight_casts(module: nn.Module) -> Iterator[None]:
     """Run the body with ``module``'s autocast weight casts made at once.
 
-    At inference (eval mode, no gradients) under autocast on CUDA (on every
-    device where :func:`set_batched_weight_casts` says so), the fp32
+    At inference (eval mode, no gradients) under autocast, where
+    :func:`set_batched_weight_casts` switches it on (off by default; None:
+    on CUDA; True: every device), the fp32
     weights listed by :func:`_cast_slots` are copied into low-precision
     buffers by one ``torch._foreach_copy_`` and put in their place for the
     body; the originals are back afterwards, also on an error. The buffers

@@ -1,6 +1,9 @@
 """batched_weight_casts: at inference under autocast the weights are cast
 in one multi-tensor copy per call; the outputs are autocast's own, the
 module's parameters are untouched, and anywhere else nothing changes."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from mmengine.config import ConfigDict
@@ -8,6 +11,7 @@ from mmseg.registry import MODELS
 
 from fixtures import tiny_segmentor_cfg
 from mmseg_segvit.models.layers import (batched_weight_casts,
+                                        get_batched_weight_casts,
                                         set_batched_weight_casts)
 
 SIZE = 32
@@ -37,10 +41,10 @@ def _shrunk():
 
 @pytest.fixture
 def switch():
-    """Batched casts on every device (by default only on CUDA)."""
+    """Batched casts on every device (off by default)."""
     set_batched_weight_casts(True)
     yield set_batched_weight_casts
-    set_batched_weight_casts(None)
+    set_batched_weight_casts(False)
 
 
 def _infer(model, x, enable, mode=torch.no_grad):
@@ -159,12 +163,22 @@ def test_context_is_a_no_op_without_parameters_or_autocast(switch):
         assert type(linear.weight) is torch.nn.Parameter
 
 
-def test_by_default_only_cuda_modules_are_batched():
+def test_off_by_default_and_none_batches_only_cuda_modules():
+    """Off until a GPU measurement shows the batching pays; None switches
+    it on for CUDA modules only."""
+    code = ('from mmseg_segvit.models.layers import get_batched_weight_casts;'
+            'print(get_batched_weight_casts())')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[-1] == 'False'
+    assert get_batched_weight_casts() is False  # every test restores it
     linear = torch.nn.Linear(2, 2).eval()
-    set_batched_weight_casts(None)
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        with batched_weight_casts(linear):
-            assert linear.weight.dtype == torch.float32  # a CPU module
+    for enable in (False, None):
+        set_batched_weight_casts(enable)
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            with batched_weight_casts(linear):
+                assert linear.weight.dtype == torch.float32  # a CPU module
+    set_batched_weight_casts(False)
 
 
 def test_multihead_attention_left_to_autocast_where_its_fast_path_may_run(
@@ -226,9 +240,9 @@ def test_buffers_are_not_shared_by_two_streams(switch, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-def test_on_cuda_by_default_with_autocasts_outputs():
-    """The default (None) batches on CUDA: one foreach copy per module,
-    outputs equal to autocast's own casts."""
+def test_on_cuda_where_switched_on_with_autocasts_outputs():
+    """None batches on CUDA: one foreach copy per module, outputs equal to
+    autocast's own casts."""
     set_batched_weight_casts(None)
     model = _segmentor().cuda()
     x = torch.randn(2, 3, SIZE, SIZE, device='cuda')
@@ -238,6 +252,6 @@ def test_on_cuda_by_default_with_autocasts_outputs():
         with torch.no_grad(), torch.autocast('cuda', dtype=torch.bfloat16):
             outs.append(model.encode_decode(x, METAS))
     assert '_batched_weight_casts' in model.backbone.__dict__
-    set_batched_weight_casts(None)
+    set_batched_weight_casts(False)
     for out in outs[1:]:
         assert torch.equal(out, outs[0])
