@@ -68,6 +68,7 @@ if [ "$DEVICE" = cuda ]; then
   FP32_BENCH=(--device cuda --warmup 1 --iters 2)
   limit() { timeout "$1" "${@:2}"; }
   DEMO_OPTS=(env_cfg.dist_cfg.backend=nccl)  # the whole demo recipe
+  TEST_OPTS=(env_cfg.dist_cfg.backend=nccl)
   # one process on one GPU through torchrun (mmengine's init needs CUDA)
   RUNNER=(python3 -m torch.distributed.run --standalone --nproc_per_node=1)
   LAUNCHER=pytorch
@@ -77,7 +78,9 @@ else  # the dry run: tiny models, CPU, no limits, tools without a launcher
   FP32_BENCH=("${BENCH[@]}")
   limit() { "${@:2}"; }
   DEMO_OPTS=(train_cfg.max_iters=2 train_cfg.val_interval=2
-             default_hooks.checkpoint.interval=2)
+             default_hooks.checkpoint.interval=2
+             val_dataloader.dataset.indices=2)
+  TEST_OPTS=(test_dataloader.dataset.indices=2)
   RUNNER=(python3) LAUNCHER=none
 fi
 OURS=segvit-b,segvit-b-fast,segvit-b-casts,segvit-l,segvit-l-casts
@@ -128,7 +131,8 @@ if run ddp; then
   grep -E 'Iter\(train\)|aAcc|Error' "$RESULTS/ddp-train.log" | tail -n 2
   limit 45 "${RUNNER[@]}" "$tools/test.py" $config \
     "$(cat "$work/last_checkpoint")" --launcher $LAUNCHER \
-    --work-dir "$work/test" > "$RESULTS/ddp-test.log" 2>&1
+    --work-dir "$work/test" --cfg-options "${TEST_OPTS[@]}" \
+    > "$RESULTS/ddp-test.log" 2>&1
   echo "test exit $?"
   grep -E 'aAcc|Error' "$RESULTS/ddp-test.log" | tail -n 2
   python3 benchmarks/demo_miou.py "$config" "$RESULTS/ddp-test.log" \
