@@ -19,6 +19,7 @@ import warnings
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..typing_utils import Size
@@ -64,13 +65,67 @@ class SegmentorForExport(nn.Module):
         self.order = order
 
     def forward(self, inputs: Tensor) -> Tensor:
-        """Args: inputs (Tensor): normalised images, (B, 3, H, W)."""
+        """Args: inputs (Tensor): normalised images, (B, 3, H, W), of any
+        size: one that is no multiple of the patch is padded as the
+        backbone's patch embedding pads it (:func:`pad_to_patches`)."""
         head = self.segmentor.decode_head
-        outputs = head.forward(self.segmentor.extract_feat(inputs))
+        feats = self.segmentor.extract_feat(
+            pad_to_patches(inputs, self.segmentor.backbone))
+        outputs = head.forward(feats)
         with memory_budget(float('inf')):
             return head.combine_outputs(
                 outputs, inputs.shape[-2:], order=self.order,
                 output=self.output)
+
+
+def pad_to_patches(inputs: Tensor, backbone: nn.Module) -> Tensor:
+    """Pad images as the backbone's patch embedding would, in graph ops.
+
+    mmseg's ``PatchEmbed`` pads an input that is no multiple of the patch
+    (``AdaptivePadding``: zeros at the bottom and right for
+    ``padding='corner'``, split for ``'same'``), with amounts computed in
+    Python: a traced graph would keep the amounts of the example (none
+    for a multiple of the patch) and give other patch grids than PyTorch
+    at other sizes. Here the amounts are computed from the traced size, so
+    the graph pads every size as PyTorch does, and the patch embedding
+    then always sees a multiple of the patch. Backbones without such a
+    padding get ``inputs`` unchanged.
+
+    Args:
+        inputs (Tensor): (B, C, H, W).
+        backbone (nn.Module): The segmentor's backbone.
+
+    Returns:
+        Tensor: (B, C, H', W'), as the patch embedding would pad it.
+    """
+    embed = getattr(backbone, 'patch_embed', None)
+    # mmseg's PatchEmbed calls it adap_padding, mmcv's adaptive_padding
+    padding = getattr(embed, 'adap_padding', None) or getattr(
+        embed, 'adaptive_padding', None)
+    if padding is None:
+        return inputs
+    pads = []
+    for size, kernel, stride, dilation in zip(
+            inputs.shape[-2:], padding.kernel_size, padding.stride,
+            padding.dilation):
+        # AdaptivePadding.get_pad_shape, in ops a trace records
+        steps = (size + stride - 1) // stride
+        pads.append(_sym_max(
+            (steps - 1) * stride + (kernel - 1) * dilation + 1 - size, 0))
+    pad_h, pad_w = pads
+    if padding.padding == 'corner':
+        return F.pad(inputs, [0, pad_w, 0, pad_h])
+    return F.pad(inputs, [
+        pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
+    ])
+
+
+def _sym_max(value, low: int):
+    """``max(value, low)`` that a TorchScript trace or torch.export keeps
+    symbolic."""
+    if isinstance(value, Tensor):
+        return torch.clamp(value, min=low)
+    return torch.sym_max(value, low)
 
 
 def _patch(segmentor: nn.Module) -> Tuple[int, Optional[Size]]:
@@ -109,16 +164,24 @@ def trace_shape(segmentor: nn.Module, shape: Size) -> Size:
 
 def check_shapes(segmentor: nn.Module, shape: Size,
                  dynamic: bool) -> List[Tuple[int, int, int]]:
-    """(B, H, W) sizes :func:`check_onnx` runs: ``shape`` for a static
-    export; for a dynamic one the traced size and another, non-square,
-    with batch 2."""
+    """(B, H, W) sizes :func:`check_onnx` runs.
+
+    A static export takes one size: ``shape``. A dynamic one is checked at
+    sizes far from the traced one, where anything the trace recorded as a
+    constant shows: the traced size (batch 1); half of ``shape`` (batch 2,
+    multiples of the patch); about twice ``shape``, non-square; and a
+    non-square size off the patch grid (e.g. 97x131 for 128x128, padded
+    by the graph as the patch embedding pads it).
+    """
     if not dynamic:
         return [(1, *shape)]
-    traced = trace_shape(segmentor, shape)
     patch, _ = _patch(segmentor)
-    other = tuple(shape) if tuple(shape) != traced else (
-        shape[0] + patch, shape[1] + 2 * patch)
-    return [(1, *traced), (2, *other)]
+    h, w = shape
+    traced = trace_shape(segmentor, shape)
+    half = (max(patch, h // 2 // patch * patch),
+            max(patch, w // 2 // patch * patch))
+    return [(1, *traced), (2, *half), (1, 2 * h, 2 * w + 2 * patch),
+            (1, h * 3 // 4 + 1, w + 3)]
 
 
 @contextlib.contextmanager
