@@ -28,8 +28,8 @@ from ..models.layers.vit_layer import patch_grid
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
-    'trace_shape', 'check_shapes', 'choose_exporter', 'OUTPUTS', 'ORDERS',
-    'EXPORTERS'
+    'trace_shape', 'check_shapes', 'choose_exporter', 'check_exportable',
+    'pad_to_patches', 'OUTPUTS', 'ORDERS', 'EXPORTERS'
 ]
 
 OUTPUTS = ('scores', 'labels')
@@ -45,16 +45,21 @@ class SegmentorForExport(nn.Module):
             (or a head with the same ``forward`` output).
         output (str): ``'scores'``: per-class scores (B, K, H, W);
             ``'labels'``: their arg-max (B, H, W). Default: 'scores'.
-        order (str): ``'faithful'`` (resize the masks, then combine, the
-            official order) or ``'fast'`` (combine near the mask grid, then
-            resize the scores); see :func:`combine`. Default: 'faithful'.
+        order (str, optional): ``'faithful'`` (resize the masks, then
+            combine, the official order) or ``'fast'`` (combine near the
+            mask grid, then resize the scores); see :func:`combine`.
+            Default: the head's own (``fast_inference``), what its
+            ``predict`` computes.
     """
 
     def __init__(self,
                  segmentor: nn.Module,
                  output: str = 'scores',
-                 order: str = 'faithful') -> None:
+                 order: Optional[str] = None) -> None:
         super().__init__()
+        if order is None:
+            order = 'fast' if getattr(segmentor.decode_head,
+                                      'fast_inference', False) else 'faithful'
         if output not in OUTPUTS:
             raise ValueError(
                 f'output must be one of {OUTPUTS}, got {output!r}')
@@ -148,13 +153,14 @@ def trace_shape(segmentor: nn.Module, shape: Size) -> Size:
     the branch it took. So a dynamic export is traced on a grid other than
     the trained one on both axes (``shape`` where it already is; else one
     patch more in height, two in width): the resizes are then in the graph,
-    and at the trained grid they are identities.
+    and at the trained grid they are identities. A ``shape`` off the patch
+    grid is first rounded up to it.
     """
     patch, native = _patch(segmentor)
+    h, w = (-(-int(s) // patch) * patch for s in shape)
     if native is None:
-        return tuple(shape)
-    h, w = shape
-    grid, trained = patch_grid(shape, patch), patch_grid(native, patch)
+        return h, w
+    grid, trained = patch_grid((h, w), patch), patch_grid(native, patch)
     if grid[0] == trained[0]:
         h += patch
     if grid[1] == trained[1]:
@@ -226,13 +232,49 @@ def choose_exporter(segmentor: nn.Module, dynamic: bool,
     return exporter
 
 
-def _check_size(segmentor: nn.Module, shape: Size, dynamic: bool) -> None:
-    patch, _ = _patch(segmentor)
-    if dynamic and (shape[0] % patch or shape[1] % patch):
+def check_exportable(segmentor: nn.Module, shape: Size) -> None:
+    """Refuse, before tracing, what the exported graph would not compute
+    as PyTorch does.
+
+    The graph is the segmentor's whole-image inference of one batch
+    (:class:`SegmentorForExport`). Refused by name:
+
+    * ``model.test_cfg.mode='slide'`` (the paper configs): PyTorch then
+      predicts window by window, which a graph of one forward does not;
+      export with ``--cfg-options model.test_cfg.mode=whole`` to get the
+      whole-image inference, knowing that it differs from ``mim test``.
+    * a decode head without ``combine_outputs`` (not an :class:`ATMHead`),
+      several decode heads (a cascade) and an image size below 1.
+
+    Raises:
+        ValueError: Naming the setting and what to do.
+    """
+    if min(shape) < 1:
+        raise ValueError(f'the example image size must be positive, got '
+                         f'{tuple(shape)}')
+    test_cfg = getattr(segmentor, 'test_cfg', None) or {}
+    mode = test_cfg.get('mode', 'whole')
+    if mode != 'whole':
+        window = ''
+        if mode == 'slide':
+            window = (f" (crop {tuple(test_cfg.get('crop_size', ()))}, "
+                      f"stride {tuple(test_cfg.get('stride', ()))})")
         raise ValueError(
-            f'--dynamic needs an image size that is a multiple of the patch '
-            f'size {patch}, got {tuple(shape)}: the padding of other sizes is '
-            'computed in Python and would be baked into the graph')
+            f"the config predicts with model.test_cfg.mode='{mode}'"
+            f'{window}, and the exported graph computes whole-image '
+            'inference (one forward at the input size), so it would not '
+            'give what mim test and inference_model give. To export the '
+            'whole-image inference of this model anyway, pass '
+            "--cfg-options model.test_cfg.mode=whole (export_onnx: set "
+            "model.test_cfg['mode'] = 'whole'); to reproduce sliding "
+            'windows, run the graph on the crops and merge them as '
+            "mmseg's EncoderDecoder.slide_inference does")
+    head = getattr(segmentor, 'decode_head', None)
+    if not hasattr(head, 'combine_outputs'):
+        raise ValueError(
+            'the exporter takes a segmentor with one ATMHead as its '
+            f'decode_head, got {type(head).__name__}: the graph ends with '
+            "ATMHead's combination of class and mask logits")
 
 
 def export_onnx(segmentor: nn.Module,
@@ -241,7 +283,7 @@ def export_onnx(segmentor: nn.Module,
                 dynamic: bool = False,
                 opset: int = 17,
                 output: str = 'scores',
-                order: str = 'faithful',
+                order: Optional[str] = None,
                 exporter: str = 'auto') -> SegmentorForExport:
     """Write ``segmentor``'s inference to an ONNX file.
 
@@ -250,15 +292,17 @@ def export_onnx(segmentor: nn.Module,
             on CPU. It is put in eval mode.
         path (str): Output ``.onnx`` file.
         shape (tuple[int, int]): Image size (H, W) of the example input.
-        dynamic (bool): Batch, height and width are dynamic axes. Sizes
-            must then be multiples of the patch size; the graph is traced at
-            :func:`trace_shape`. Default: False (the graph takes one
-            (1, 3, H, W) batch).
+        dynamic (bool): Batch, height and width are dynamic axes; every
+            size gives what PyTorch gives (sizes off the patch grid are
+            padded in the graph as the patch embedding pads them). The graph
+            is traced at :func:`trace_shape`. Default: False (the graph
+            takes one (1, 3, H, W) batch).
         opset (int): ONNX opset. Default: 17.
         output (str): ``'scores'`` (B, K, H, W) float or ``'labels'``
             (B, H, W) int64. Default: 'scores'.
-        order (str): ``'faithful'`` or ``'fast'``; see :func:`combine`.
-            Default: 'faithful'.
+        order (str, optional): ``'faithful'`` or ``'fast'``; see
+            :func:`combine`. Default: the head's own (``fast_inference``),
+            what its ``predict`` computes.
         exporter (str): ``'torchscript'``, ``'dynamo'`` (torch.export; the
             example batch is then 2, as torch.export specialises a size 1)
             or ``'auto'`` (:func:`choose_exporter`). Default: 'auto'.
@@ -267,7 +311,7 @@ def export_onnx(segmentor: nn.Module,
         SegmentorForExport: The module that was exported.
     """
     shape = (int(shape[0]), int(shape[1]))
-    _check_size(segmentor, shape, dynamic)
+    check_exportable(segmentor, shape)
     exporter = choose_exporter(segmentor, dynamic, exporter)
     wrapper = SegmentorForExport(segmentor, output, order).eval()
     size = trace_shape(segmentor, shape) if dynamic else shape
@@ -301,13 +345,13 @@ def _export_dynamo(wrapper: SegmentorForExport, path: str, size: Size,
     patch, _ = _patch(wrapper.segmentor)
     example = torch.randn(2 if dynamic else 1, 3, *size)
     shapes = None
-    if dynamic:  # sizes are multiples of the patch
+    if dynamic:  # any size: the graph pads to the patch grid
         dim = torch.export.Dim
         shapes = {
             'inputs': {
                 0: dim('batch', min=1, max=1024),
-                2: patch * dim('height', min=1, max=1024),
-                3: patch * dim('width', min=1, max=1024)
+                2: dim('height', min=1, max=1024 * patch),
+                3: dim('width', min=1, max=1024 * patch)
             }
         }
     with torch.no_grad(), _no_mha_fastpath(), warnings.catch_warnings():
