@@ -315,31 +315,29 @@ class ViTPretrained:
             getattr(module, 'interpolate_mode', 'bicubic'), src_grid,
             self.prefix, extra)
         in_file = [k for k in extra if k in state_dict]
-        if not extra or in_file:
-            missing = [k for k in extra if k not in state_dict]
-            if missing:
-                raise ConversionError(
-                    f'{self.checkpoint} has {len(in_file)} of the '
-                    f'{len(extra)} {type(module).__name__} weights outside '
-                    f'the plain ViT; missing {", ".join(missing[:8])}')
-            # other tables (QU's queries) are resized by the module's load
-            # hook, from the grid given or recorded
-            grids = {k: g for k, g in recorded.items() if k != 'pos_embed'}
-            if self.src_grid:
-                grids = {k: self.src_grid for k in extra}
-            state_dict = OrderedDict(state_dict)
-            state_dict._metadata = {'': {GRIDS_KEY: grids}}
-            module.load_state_dict(state_dict, strict=True)
-        else:
-            missing, unexpected = module.load_state_dict(
-                state_dict, strict=False)
-            missing_vit = [k for k in missing if vit_key.fullmatch(k)]
-            if missing_vit or unexpected:
-                raise ConversionError(
-                    f'{self.checkpoint} does not fit '
-                    f'{type(module).__name__}: missing '
-                    f'{", ".join(missing_vit[:8]) or "nothing"}; unexpected '
-                    f'{", ".join(unexpected[:8]) or "nothing"}')
+        missing_extra = [k for k in extra if k not in state_dict]
+        if in_file and missing_extra:
+            raise ConversionError(
+                f'{self.checkpoint} has {len(in_file)} of the '
+                f'{len(extra)} {type(module).__name__} weights outside '
+                f'the plain ViT; missing {", ".join(missing_extra[:8])}')
+        # other tables (QU's queries) are resized by the module's load
+        # hook, from the grid given or recorded
+        grids = {k: g for k, g in recorded.items() if k != 'pos_embed'}
+        if self.src_grid:
+            grids = {k: self.src_grid for k in extra}
+        state_dict = OrderedDict(state_dict)
+        state_dict._metadata = {'': {GRIDS_KEY: grids}}
+        missing, unexpected = module.load_state_dict(
+            state_dict, strict=False)
+        missing = [k for k in missing if k not in missing_extra]
+        if missing or unexpected:
+            raise ConversionError(
+                f'{self.checkpoint} does not fit '
+                f'{type(module).__name__}: missing '
+                f'{", ".join(missing[:8]) or "nothing"}; unexpected '
+                f'{", ".join(unexpected[:8]) or "nothing"}')
+        if missing_extra:
             parts = sorted({k.split('.')[0] for k in extra})
             notes.append(f'{len(extra)} tensors outside the plain ViT keep '
                          f'their initialisation ({", ".join(parts)})')
