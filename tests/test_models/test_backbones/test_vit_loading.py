@@ -254,3 +254,24 @@ def test_resume_restores_every_tensor_at_another_crop(tmp_path):
     assert second.iter == 1
     torch.testing.assert_close(_scores(second.model.eval(), (48, 64)),
                                _scores(first.model.eval(), (48, 64)))
+
+
+def test_the_package_tools_keep_the_recorded_grid(tmp_path):
+    """drop_class_weights (the fine-tuning recipe) and get_state_dict (the
+    export tool's loader) keep the grids, so a 4x4 model still loads into
+    a 6x8 one afterwards."""
+    from mmseg_segvit.checkpoints import get_state_dict, load_weights_file
+    from mmseg_segvit.tools import drop_class_weights
+    source = _build((32, 32))
+    src = _save(tmp_path / 'a.pth', source.state_dict())
+    dst = str(tmp_path / 'b.pth')
+    drop_class_weights.main([src, dst])
+    target = _build((48, 64))
+    load_checkpoint(target, dst, strict=False)
+    expected = resize_pos_embed(source.backbone.pos_embed, (6, 8), (4, 4))
+    assert torch.equal(target.backbone.pos_embed, expected)
+    sd = get_state_dict(load_weights_file(src), src)
+    assert sd._metadata['backbone'][GRIDS_KEY] == {'pos_embed': (4, 4)}
+    other = _build((48, 64))
+    other.load_state_dict(sd)
+    assert torch.equal(other.backbone.pos_embed, expected)
