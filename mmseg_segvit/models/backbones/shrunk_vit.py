@@ -187,8 +187,8 @@ class ShrunkViT(FusedVisionTransformer):
         qu = self.qu
 
         def resize(table: Tensor, src, dst) -> Tensor:
-            return QueryUpsample.resize_queries(table, src, dst,
-                                                qu.interpolate_mode)
+            return QueryUpsample.resize_queries(
+                table.float(), src, dst, qu.interpolate_mode).to(table.dtype)
 
         return dict(super().position_tables(),
                     **{'qu.q.weight': (qu.query_grid, 0, resize)})

@@ -88,17 +88,15 @@ def fit_position_tables(module: nn.Module, state_dict: dict, prefix: str,
     for key, (grid, prefix_tokens, resize) in \
             module.position_tables().items():
         value = state_dict.get(prefix + key)
-        own = module.state_dict(keep_vars=True).get(key) if value is not None \
-            else None
-        if value is None or own is None or value.dim() != own.dim() \
+        own = module.get_parameter(key)
+        if value is None or value.dim() != own.dim() \
                 or value.shape[-1] != own.shape[-1]:
-            continue
+            continue  # absent, or of another width: the checks name it
         src = recorded.get(key)
         src = None if src is None else tuple(int(s) for s in src)
-        if src is None and tuple(value.shape) == tuple(own.shape):
-            continue  # same length, no other grid recorded
-        if src == tuple(grid) and tuple(value.shape) == tuple(own.shape):
-            continue
+        same_length = tuple(value.shape) == tuple(own.shape)
+        if same_length and src in (None, tuple(grid)):
+            continue  # nothing says it lies on another grid
         src = source_grid(value, src, prefix + key, prefix_tokens,
                           _UNKNOWN_GRID)
         state_dict[prefix + key] = resize(value, src, tuple(grid))
