@@ -268,8 +268,9 @@ def test_cli_refuses_a_slide_config_before_tracing(tmp_path):
     proc = subprocess.run([
         sys.executable,
         osp.join(REPO, 'tools', 'export_onnx.py'), DEMO_CONFIG, 'none',
-        str(out), '--shape', '64', '--cfg-options', 'model.test_cfg.mode=slide',
-        'model.test_cfg.crop_size=(64,64)', 'model.test_cfg.stride=(48,48)'
+        str(out), '--shape', '64', '--cfg-options',
+        'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(64,64)',
+        'model.test_cfg.stride=(48,48)'
     ], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0
     assert "model.test_cfg.mode='slide'" in proc.stderr
