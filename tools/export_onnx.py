@@ -83,7 +83,7 @@ def main() -> None:
     args = parse_args()
     model, shape = model_and_shape(args)
     try:  # before reading weights or tracing
-        check_exportable(model, shape)
+        check_exportable(model, shape, args.dynamic)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
     if args.checkpoint.lower() == 'none':

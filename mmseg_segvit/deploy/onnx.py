@@ -29,7 +29,8 @@ from ..models.layers.vit_layer import patch_grid
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
     'trace_shape', 'check_shapes', 'choose_exporter', 'check_exportable',
-    'pad_to_patches', 'OUTPUTS', 'ORDERS', 'EXPORTERS'
+    'pad_to_patches', 'OUTPUTS', 'ORDERS', 'EXPORTERS',
+    'STATIC_ONLY_BACKBONES'
 ]
 
 OUTPUTS = ('scores', 'labels')
@@ -232,7 +233,21 @@ def choose_exporter(segmentor: nn.Module, dynamic: bool,
     return exporter
 
 
-def check_exportable(segmentor: nn.Module, shape: Size) -> None:
+#: Backbones whose dynamic export would not give PyTorch's result at other
+#: sizes, and why (checked with the drop-in configs of ``atm_head_swap``).
+STATIC_ONLY_BACKBONES = {
+    'SwinTransformer': 'it pads its windows by amounts computed in Python, '
+    'which a trace keeps from the example (the graph is off by 1.8e-3 at '
+    'a size off its window grid)',
+    'BEiT': 'its relative position tables fit its img_size only (PyTorch '
+    'itself runs at that size only)',
+    'MAE': 'its relative position tables fit its img_size only (PyTorch '
+    'itself runs at that size only)',
+}
+
+
+def check_exportable(segmentor: nn.Module, shape: Size,
+                     dynamic: bool = False) -> None:
     """Refuse, before tracing, what the exported graph would not compute
     as PyTorch does.
 
@@ -245,6 +260,8 @@ def check_exportable(segmentor: nn.Module, shape: Size) -> None:
       whole-image inference, knowing that it differs from ``mim test``.
     * a decode head without ``combine_outputs`` (not an :class:`ATMHead`),
       several decode heads (a cascade) and an image size below 1.
+    * ``dynamic`` with a backbone of :data:`STATIC_ONLY_BACKBONES` (Swin,
+      BEiT, MAE), and for BEiT and MAE any size but their ``img_size``.
 
     Raises:
         ValueError: Naming the setting and what to do.
@@ -269,6 +286,21 @@ def check_exportable(segmentor: nn.Module, shape: Size) -> None:
             "model.test_cfg['mode'] = 'whole'); to reproduce sliding "
             'windows, run the graph on the crops and merge them as '
             "mmseg's EncoderDecoder.slide_inference does")
+    backbone = getattr(segmentor, 'backbone', None)
+    kinds = [cls.__name__ for cls in type(backbone).__mro__]
+    kind = next((k for k in kinds if k in STATIC_ONLY_BACKBONES), None)
+    if kind is not None:
+        _, native = _patch(segmentor)
+        if dynamic:
+            raise ValueError(
+                f'--dynamic is refused for a {type(backbone).__name__} '
+                f'backbone: {STATIC_ONLY_BACKBONES[kind]}. Export one size '
+                'per file (without --dynamic, --shape H W)')
+        if kind != 'SwinTransformer' and native and tuple(shape) != native:
+            raise ValueError(
+                f'{type(backbone).__name__} runs at its img_size {native} '
+                f'only ({STATIC_ONLY_BACKBONES[kind]}); got --shape '
+                f'{tuple(shape)}')
     head = getattr(segmentor, 'decode_head', None)
     if not hasattr(head, 'combine_outputs'):
         raise ValueError(
@@ -311,7 +343,7 @@ def export_onnx(segmentor: nn.Module,
         SegmentorForExport: The module that was exported.
     """
     shape = (int(shape[0]), int(shape[1]))
-    check_exportable(segmentor, shape)
+    check_exportable(segmentor, shape, dynamic)
     exporter = choose_exporter(segmentor, dynamic, exporter)
     wrapper = SegmentorForExport(segmentor, output, order).eval()
     size = trace_shape(segmentor, shape) if dynamic else shape

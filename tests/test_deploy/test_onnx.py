@@ -275,3 +275,27 @@ def test_cli_refuses_a_slide_config_before_tracing(tmp_path):
     assert proc.returncode != 0
     assert "model.test_cfg.mode='slide'" in proc.stderr
     assert 'random weights' not in proc.stdout and not out.exists()
+
+
+def test_backbones_that_cannot_export_dynamically_are_refused(tmp_path):
+    """Swin pads its windows by amounts computed in Python: a dynamic graph
+    would be off at other sizes, so it is refused by name before tracing;
+    one size per file works."""
+    from mmengine.config import Config
+    from test_configs.test_atm_head_swap import _tiny as tiny_drop_in
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'segvit', 'atm_head_swap',
+        'atm_swin-tiny-patch4-window7-in1k-pre_8xb2-160k_ade20k-512x512.py'))
+    model_cfg = tiny_drop_in(cfg)
+    model_cfg.test_cfg = dict(mode='whole')
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    model.eval()
+    path = tmp_path / 'swin.onnx'
+    with pytest.raises(ValueError,
+                       match='--dynamic is refused for a SwinTransformer '
+                       'backbone: it pads its windows'):
+        export_onnx(model, str(path), (64, 64), dynamic=True)
+    assert not path.exists()
+    wrapper = export_onnx(model, str(path), (64, 64))
+    _assert_close(check_onnx(str(path), wrapper, [(1, 64, 64)]))
