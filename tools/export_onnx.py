@@ -7,17 +7,24 @@ Usage::
         [--order faithful|fast]
 
 CHECKPOINT may be ``none`` (random weights). The file maps a normalised
-image batch ``inputs`` (B, 3, H, W) (the data preprocessor's mean / std
-already applied) to per-class ``scores`` (B, K, H, W) or ``labels``
-(B, H, W) (:class:`mmseg_segvit.deploy.SegmentorForExport`). Without
-``--dynamic`` the graph takes one (1, 3, H, W) batch (default: the config's
-crop); with it, batch and image size are dynamic (multiples of the patch
-size; a dynamic ShrunkViT goes through torch's dynamo exporter, everything
-else through the TorchScript one, see ``--exporter``). After writing, the
-file is run with onnxruntime (CPU) on random batches (two sizes with
-``--dynamic``) and compared with PyTorch: the tool prints the max abs
-difference of the scores and the arg-max agreement and exits with status 1
-above ``--atol`` or below ``--min-agreement``.
+image batch ``inputs`` (B, 3, H, W) (the config's test pipeline and data
+preprocessor already applied: ``mmseg_segvit.deploy.prepare_inputs``) to
+per-class ``scores`` (B, K, H, W) or ``labels`` (B, H, W)
+(:class:`mmseg_segvit.deploy.SegmentorForExport`); the labels at the
+image's own size come from the scores with
+``mmseg_segvit.deploy.predict_labels``. Without ``--dynamic`` the graph
+takes one (1, 3, H, W) batch (default: the config's crop); with it, batch
+and image size are dynamic, any size (one off the patch grid is padded in
+the graph as the patch embedding pads it; a dynamic ShrunkViT goes through
+torch's dynamo exporter, everything else through the TorchScript one, see
+``--exporter``). A config that predicts with sliding windows
+(``model.test_cfg.mode='slide'``) is refused before tracing, with what to
+do. After writing, the file is run with onnxruntime (CPU) on random
+batches and compared with PyTorch (with ``--dynamic`` at the traced size,
+half, about twice and a size off the patch grid; see
+``mmseg_segvit.deploy.check_shapes``): the tool prints the max abs
+difference of the scores and the arg-max agreement at each and exits with
+status 1 above ``--atol`` or below ``--min-agreement``.
 
 Needs the ``export`` extra: ``pip install 'mmseg_segvit[export]'``.
 """
@@ -32,8 +39,8 @@ from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
 from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
                                     add_shape_argument, model_and_shape)
 from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
-                                 check_onnx, check_shapes, choose_exporter,
-                                 export_onnx)
+                                 check_exportable, check_onnx, check_shapes,
+                                 choose_exporter, export_onnx)
 
 
 def parse_args() -> argparse.Namespace:
@@ -48,15 +55,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--dynamic',
         action='store_true',
-        help='dynamic batch and image size (multiples of the patch size)')
+        help='dynamic batch and image size (any size)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset')
     parser.add_argument(
         '--output', choices=OUTPUTS, default='scores',
         help="'scores' (B, K, H, W) or 'labels' (B, H, W)")
     parser.add_argument(
-        '--order', choices=ORDERS, default='faithful',
+        '--order', choices=ORDERS, default=None,
         help="'faithful' (official: resize the masks, then combine) or "
-        "'fast' (combine near the mask grid, then resize the scores)")
+        "'fast' (combine near the mask grid, then resize the scores); "
+        "default: the config's (decode_head.fast_inference)")
     parser.add_argument(
         '--exporter', choices=EXPORTERS, default='auto',
         help="torch's exporter: 'auto' (dynamo for a dynamic ShrunkViT, "
@@ -74,6 +82,10 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     model, shape = model_and_shape(args)
+    try:  # before reading weights or tracing
+        check_exportable(model, shape, args.dynamic)
+    except ValueError as err:
+        raise SystemExit(f'error: {err}')
     if args.checkpoint.lower() == 'none':
         model.init_weights()
         print('random weights')
@@ -90,7 +102,7 @@ def main() -> None:
         raise SystemExit(str(err))
     opset = max(args.opset, 18) if exporter == 'dynamo' else args.opset
     print(f'wrote {args.out} ({exporter} exporter, opset {opset}, output '
-          f'{args.output}, order {args.order}, ' +
+          f'{args.output}, order {wrapper.order}, ' +
           ('dynamic batch and size)' if args.dynamic else
            f'static 1x3x{shape[0]}x{shape[1]})'))
     ok = True

@@ -7,12 +7,13 @@ from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES,
 from .dataset_meta import config_dataset_meta, converted_dataset_meta
 from .layout import (OFFICIAL, PACKAGE, require_package_layout,
                      segvit_layout)
-from .pos_embed import RELEASED_GRIDS, resize_pos_embed, source_grid
+from .pos_embed import (GRIDS_KEY, RELEASED_GRIDS, resize_pos_embed,
+                        source_grid)
 from .safe_load import (UnsafeCheckpointError, get_state_dict,
                         load_weights_file)
 from .timm_vit import (ViTPretrained, checkpoint_layout,
                        convert_pretrained_vit, load_pretrained_vit,
-                       vit2mmseg_converter)
+                       recorded_grids, vit2mmseg_converter)
 from .vit_keys import VIT_KEY
 
 __all__ = [
@@ -22,7 +23,8 @@ __all__ = [
     'UnsafeCheckpointError', 'get_state_dict', 'load_weights_file', 'VIT_KEY',
     'ViTPretrained', 'checkpoint_layout', 'convert_pretrained_vit',
     'load_pretrained_vit', 'vit2mmseg_converter', 'RELEASED_GRIDS',
-    'resize_pos_embed', 'source_grid', 'OFFICIAL', 'PACKAGE',
+    'resize_pos_embed', 'source_grid', 'GRIDS_KEY', 'recorded_grids',
+    'OFFICIAL', 'PACKAGE',
     'require_package_layout', 'segvit_layout', 'config_dataset_meta',
     'converted_dataset_meta'
 ]

@@ -9,6 +9,7 @@ with :class:`UnsafeCheckpointError`, which names the file.
 import os.path as osp
 import pickle
 import re
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import torch
@@ -71,7 +72,8 @@ def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
 
     Accepts a bare state dict or one nested under ``state_dict`` /
     ``model`` (mmengine, timm, DeiT layouts); strips DDP's ``module.``
-    prefix.
+    prefix. The modules' metadata (``_metadata``: versions and the
+    position grids the backbones record) is kept.
 
     Args:
         checkpoint: What :func:`load_weights_file` returned.
@@ -87,12 +89,18 @@ def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
         if isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
             break
-    state_dict = {}
+    def strip(name: str) -> str:
+        return name[len('module.'):] if name.startswith('module.') else name
+
+    state_dict = OrderedDict()
     for name, value in checkpoint.items():
         if not isinstance(value, Tensor):
             raise TypeError(f'{path}: entry {name!r} is a '
                             f'{type(value).__name__}, not a tensor')
-        if name.startswith('module.'):
-            name = name[len('module.'):]
-        state_dict[name] = value
+        state_dict[strip(name)] = value
+    metadata = getattr(checkpoint, '_metadata', None)
+    if metadata is not None:
+        state_dict._metadata = OrderedDict(
+            ('' if k == 'module' else strip(k), v)
+            for k, v in metadata.items())
     return state_dict

@@ -32,7 +32,8 @@ the classifier (``head``), which ``vit2mmseg`` drops, and the final norm
 import importlib.util
 import os.path as osp
 import re
-from typing import Callable, List, Mapping, Optional, Tuple
+from collections import OrderedDict
+from typing import Callable, Collection, List, Mapping, Optional, Tuple
 
 import torch.nn as nn
 from mmengine.logging import print_log
@@ -110,10 +111,14 @@ def checkpoint_layout(state_dict: Mapping[str, Tensor]) -> str:
         return 'timm'
     if any(k.startswith('layers.') for k in state_dict):
         return 'mmseg'
+    hint = ''
+    if any(k.startswith('backbone.') for k in state_dict):
+        hint = (": it looks like a whole-model checkpoint, read its "
+                "backbone with prefix='backbone.'")
     raise ConversionError(
         'not a ViT state dict in timm (blocks.*) or mmseg (layers.*) layout'
         '; '
-        f'first keys: {", ".join(list(state_dict)[:5])}')
+        f'first keys: {", ".join(list(state_dict)[:5])}{hint}')
 
 
 def convert_pretrained_vit(
@@ -121,7 +126,8 @@ def convert_pretrained_vit(
         grid: Optional[Grid] = None,
         final_norm: bool = False,
         interpolate_mode: str = 'bicubic',
-        src_grid: Optional[Grid] = None) -> Tuple[StateDict, List[str]]:
+        src_grid: Optional[Grid] = None,
+        extra_keys: Collection[str] = ()) -> Tuple[StateDict, List[str]]:
     """A timm or mmseg ViT state dict in mmseg's ViT layout.
 
     Args:
@@ -136,6 +142,9 @@ def convert_pretrained_vit(
             position embeddings were trained on (24x24 for a ViT at 384
             with 16-pixel patches). Default: the released grid for their
             length (see :mod:`.pos_embed`).
+        extra_keys (Collection[str]): Keys of the target outside the plain
+            ViT (ShrunkViT's ``qu.*``), passed on unchanged when the state
+            dict has them. Default: none.
 
     Returns:
         tuple: The state dict and notes on what was dropped or resized.
@@ -144,6 +153,8 @@ def convert_pretrained_vit(
         ConversionError: A key mmseg's ViT does not have (named).
     """
     notes = []
+    extra = {k: state_dict[k] for k in extra_keys if k in state_dict}
+    state_dict = {k: v for k, v in state_dict.items() if k not in extra}
     if checkpoint_layout(state_dict) == 'timm':
         head = [k for k in state_dict if k.startswith('head')]
         state_dict = vit2mmseg_converter()(state_dict)
@@ -168,6 +179,7 @@ def convert_pretrained_vit(
                                                 interpolate_mode)
             notes.append(f'resized pos_embed from {tuple(old.shape)} to '
                          f'{tuple(out["pos_embed"].shape)}')
+    out.update(extra)
     return out, notes
 
 
@@ -177,7 +189,8 @@ def load_pretrained_vit(
         final_norm: bool = False,
         interpolate_mode: str = 'bicubic',
         src_grid: Optional[Grid] = None,
-        prefix: Optional[str] = None) -> Tuple[StateDict, List[str]]:
+        prefix: Optional[str] = None,
+        extra_keys: Collection[str] = ()) -> Tuple[StateDict, List[str]]:
     """Read a timm or mmseg ViT file and convert it (see
     :func:`convert_pretrained_vit`).
 
@@ -200,7 +213,8 @@ def load_pretrained_vit(
         raise FileNotFoundError(f'checkpoint not found: {path}')
     if path.endswith('.npz'):
         return convert_pretrained_vit(
-            load_jax_npz(path), grid, final_norm, interpolate_mode, src_grid)
+            load_jax_npz(path), grid, final_norm, interpolate_mode, src_grid,
+            extra_keys)
     try:
         state_dict = load_state_dict(path, weights_only=True)
     except RuntimeError as err:
@@ -220,18 +234,50 @@ def load_pretrained_vit(
             raise ConversionError(f'{path} has no key starting with '
                                   f'{prefix!r}')
     return convert_pretrained_vit(state_dict, grid, final_norm,
-                                  interpolate_mode, src_grid)
+                                  interpolate_mode, src_grid, extra_keys)
+
+
+def recorded_grids(path: str, prefix: Optional[str] = None) -> dict:
+    """The position grids a checkpoint recorded for the module under
+    ``prefix`` (``{'pos_embed': (h, w), ...}``; see
+    :data:`~mmseg_segvit.checkpoints.pos_embed.GRIDS_KEY`), or ``{}``.
+
+    Reads only the pickle's structure (``torch.load(mmap=True,
+    weights_only=True)``); safetensors and ``.npz`` files record none.
+    """
+    import torch
+    from .pos_embed import GRIDS_KEY
+    if path.endswith(('.npz', '.safetensors')):
+        return {}
+    try:
+        checkpoint = torch.load(path, map_location='cpu', mmap=True,
+                                weights_only=True)
+    except Exception:  # an older format: read by the main loader
+        return {}
+    if isinstance(checkpoint, dict):
+        for key in ('state_dict', 'model'):
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    metadata = getattr(checkpoint, '_metadata', None) or {}
+    name = (prefix or '')[:-1] if prefix else ''
+    local = metadata.get(name) or metadata.get(f'module.{name}'.rstrip('.'))
+    return dict((local or {}).get(GRIDS_KEY) or {})
 
 
 @WEIGHT_INITIALIZERS.register_module()
 class ViTPretrained:
     """Initialise mmseg's ``VisionTransformer`` from a timm or mmseg file.
 
-    Position embeddings are resized to the backbone's ``img_size``. Every
-    ViT weight of the backbone (patch embedding, position embedding,
-    layers) must come from the file; parameters a subclass adds outside
-    the plain ViT (:class:`ShrunkViT`'s query up-sampling ``qu.*``) keep
-    their own initialisation and are listed in the log.
+    Position embeddings are resized to the backbone's ``img_size`` from
+    the grid they were trained on (``src_grid``, else the grid the file
+    recorded, else the released grid for their length). Every ViT weight
+    of the backbone (patch embedding, position embedding, layers) must
+    come from the file. Parameters a subclass adds outside the plain ViT
+    (:class:`ShrunkViT`'s query up-sampling ``qu.*``) come from the file
+    when it has them (all of them; its position tables resized like
+    ``pos_embed``), else keep their own initialisation, which the log
+    says.
 
     Args:
         checkpoint (str): ``.safetensors``, ``.pth`` or ``.npz`` file.
@@ -256,26 +302,42 @@ class ViTPretrained:
                 module, 'patch_size'):
             raise TypeError('ViTPretrained initialises mmseg '
                             f'VisionTransformer, not {type(module).__name__}')
-        state_dict, notes = load_pretrained_vit(
-            self.checkpoint, patch_grid(module.img_size, module.patch_size),
-            getattr(module, 'final_norm', False),
-            getattr(module, 'interpolate_mode', 'bicubic'), self.src_grid,
-            self.prefix)
+        from .pos_embed import GRIDS_KEY
         vit_key = re.compile(VIT_KEY)
         own = module.state_dict()
         extra = sorted(k for k in own if not vit_key.fullmatch(k))
-        if not extra:
-            module.load_state_dict(state_dict, strict=True)
-        else:
-            missing, unexpected = module.load_state_dict(
-                state_dict, strict=False)
-            missing_vit = [k for k in missing if vit_key.fullmatch(k)]
-            if missing_vit or unexpected:
-                raise ConversionError(
-                    f'{self.checkpoint} does not fit '
-                    f'{type(module).__name__}: missing '
-                    f'{", ".join(missing_vit[:8]) or "nothing"}; unexpected '
-                    f'{", ".join(unexpected[:8]) or "nothing"}')
+        recorded = {} if self.src_grid else recorded_grids(
+            self.checkpoint, self.prefix)
+        src_grid = self.src_grid or recorded.get('pos_embed')
+        state_dict, notes = load_pretrained_vit(
+            self.checkpoint, patch_grid(module.img_size, module.patch_size),
+            getattr(module, 'final_norm', False),
+            getattr(module, 'interpolate_mode', 'bicubic'), src_grid,
+            self.prefix, extra)
+        in_file = [k for k in extra if k in state_dict]
+        missing_extra = [k for k in extra if k not in state_dict]
+        if in_file and missing_extra:
+            raise ConversionError(
+                f'{self.checkpoint} has {len(in_file)} of the '
+                f'{len(extra)} {type(module).__name__} weights outside '
+                f'the plain ViT; missing {", ".join(missing_extra[:8])}')
+        # other tables (QU's queries) are resized by the module's load
+        # hook, from the grid given or recorded
+        grids = {k: g for k, g in recorded.items() if k != 'pos_embed'}
+        if self.src_grid:
+            grids = {k: self.src_grid for k in extra}
+        state_dict = OrderedDict(state_dict)
+        state_dict._metadata = {'': {GRIDS_KEY: grids}}
+        missing, unexpected = module.load_state_dict(
+            state_dict, strict=False)
+        missing = [k for k in missing if k not in missing_extra]
+        if missing or unexpected:
+            raise ConversionError(
+                f'{self.checkpoint} does not fit '
+                f'{type(module).__name__}: missing '
+                f'{", ".join(missing[:8]) or "nothing"}; unexpected '
+                f'{", ".join(unexpected[:8]) or "nothing"}')
+        if missing_extra:
             parts = sorted({k.split('.')[0] for k in extra})
             notes.append(f'{len(extra)} tensors outside the plain ViT keep '
                          f'their initialisation ({", ".join(parts)})')

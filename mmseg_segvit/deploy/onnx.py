@@ -19,6 +19,7 @@ import warnings
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..typing_utils import Size
@@ -27,8 +28,9 @@ from ..models.layers.vit_layer import patch_grid
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
-    'trace_shape', 'check_shapes', 'choose_exporter', 'OUTPUTS', 'ORDERS',
-    'EXPORTERS'
+    'trace_shape', 'check_shapes', 'choose_exporter', 'check_exportable',
+    'pad_to_patches', 'OUTPUTS', 'ORDERS', 'EXPORTERS',
+    'STATIC_ONLY_BACKBONES'
 ]
 
 OUTPUTS = ('scores', 'labels')
@@ -44,16 +46,21 @@ class SegmentorForExport(nn.Module):
             (or a head with the same ``forward`` output).
         output (str): ``'scores'``: per-class scores (B, K, H, W);
             ``'labels'``: their arg-max (B, H, W). Default: 'scores'.
-        order (str): ``'faithful'`` (resize the masks, then combine, the
-            official order) or ``'fast'`` (combine near the mask grid, then
-            resize the scores); see :func:`combine`. Default: 'faithful'.
+        order (str, optional): ``'faithful'`` (resize the masks, then
+            combine, the official order) or ``'fast'`` (combine near the
+            mask grid, then resize the scores); see :func:`combine`.
+            Default: the head's own (``fast_inference``), what its
+            ``predict`` computes.
     """
 
     def __init__(self,
                  segmentor: nn.Module,
                  output: str = 'scores',
-                 order: str = 'faithful') -> None:
+                 order: Optional[str] = None) -> None:
         super().__init__()
+        if order is None:
+            order = 'fast' if getattr(segmentor.decode_head,
+                                      'fast_inference', False) else 'faithful'
         if output not in OUTPUTS:
             raise ValueError(
                 f'output must be one of {OUTPUTS}, got {output!r}')
@@ -64,13 +71,67 @@ class SegmentorForExport(nn.Module):
         self.order = order
 
     def forward(self, inputs: Tensor) -> Tensor:
-        """Args: inputs (Tensor): normalised images, (B, 3, H, W)."""
+        """Args: inputs (Tensor): normalised images, (B, 3, H, W), of any
+        size: one that is no multiple of the patch is padded as the
+        backbone's patch embedding pads it (:func:`pad_to_patches`)."""
         head = self.segmentor.decode_head
-        outputs = head.forward(self.segmentor.extract_feat(inputs))
+        feats = self.segmentor.extract_feat(
+            pad_to_patches(inputs, self.segmentor.backbone))
+        outputs = head.forward(feats)
         with memory_budget(float('inf')):
             return head.combine_outputs(
                 outputs, inputs.shape[-2:], order=self.order,
                 output=self.output)
+
+
+def pad_to_patches(inputs: Tensor, backbone: nn.Module) -> Tensor:
+    """Pad images as the backbone's patch embedding would, in graph ops.
+
+    mmseg's ``PatchEmbed`` pads an input that is no multiple of the patch
+    (``AdaptivePadding``: zeros at the bottom and right for
+    ``padding='corner'``, split for ``'same'``), with amounts computed in
+    Python: a traced graph would keep the amounts of the example (none
+    for a multiple of the patch) and give other patch grids than PyTorch
+    at other sizes. Here the amounts are computed from the traced size, so
+    the graph pads every size as PyTorch does, and the patch embedding
+    then always sees a multiple of the patch. Backbones without such a
+    padding get ``inputs`` unchanged.
+
+    Args:
+        inputs (Tensor): (B, C, H, W).
+        backbone (nn.Module): The segmentor's backbone.
+
+    Returns:
+        Tensor: (B, C, H', W'), as the patch embedding would pad it.
+    """
+    embed = getattr(backbone, 'patch_embed', None)
+    # mmseg's PatchEmbed calls it adap_padding, mmcv's adaptive_padding
+    padding = getattr(embed, 'adap_padding', None) or getattr(
+        embed, 'adaptive_padding', None)
+    if padding is None:
+        return inputs
+    pads = []
+    for size, kernel, stride, dilation in zip(
+            inputs.shape[-2:], padding.kernel_size, padding.stride,
+            padding.dilation):
+        # AdaptivePadding.get_pad_shape, in ops a trace records
+        steps = (size + stride - 1) // stride
+        pads.append(_sym_max(
+            (steps - 1) * stride + (kernel - 1) * dilation + 1 - size, 0))
+    pad_h, pad_w = pads
+    if padding.padding == 'corner':
+        return F.pad(inputs, [0, pad_w, 0, pad_h])
+    return F.pad(inputs, [
+        pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
+    ])
+
+
+def _sym_max(value, low: int):
+    """``max(value, low)`` that a TorchScript trace or torch.export keeps
+    symbolic."""
+    if isinstance(value, Tensor):
+        return torch.clamp(value, min=low)
+    return torch.sym_max(value, low)
 
 
 def _patch(segmentor: nn.Module) -> Tuple[int, Optional[Size]]:
@@ -93,13 +154,14 @@ def trace_shape(segmentor: nn.Module, shape: Size) -> Size:
     the branch it took. So a dynamic export is traced on a grid other than
     the trained one on both axes (``shape`` where it already is; else one
     patch more in height, two in width): the resizes are then in the graph,
-    and at the trained grid they are identities.
+    and at the trained grid they are identities. A ``shape`` off the patch
+    grid is first rounded up to it.
     """
     patch, native = _patch(segmentor)
+    h, w = (-(-int(s) // patch) * patch for s in shape)
     if native is None:
-        return tuple(shape)
-    h, w = shape
-    grid, trained = patch_grid(shape, patch), patch_grid(native, patch)
+        return h, w
+    grid, trained = patch_grid((h, w), patch), patch_grid(native, patch)
     if grid[0] == trained[0]:
         h += patch
     if grid[1] == trained[1]:
@@ -109,16 +171,24 @@ def trace_shape(segmentor: nn.Module, shape: Size) -> Size:
 
 def check_shapes(segmentor: nn.Module, shape: Size,
                  dynamic: bool) -> List[Tuple[int, int, int]]:
-    """(B, H, W) sizes :func:`check_onnx` runs: ``shape`` for a static
-    export; for a dynamic one the traced size and another, non-square,
-    with batch 2."""
+    """(B, H, W) sizes :func:`check_onnx` runs.
+
+    A static export takes one size: ``shape``. A dynamic one is checked at
+    sizes far from the traced one, where anything the trace recorded as a
+    constant shows: the traced size (batch 1); half of ``shape`` (batch 2,
+    multiples of the patch); about twice ``shape``, non-square; and a
+    non-square size off the patch grid (e.g. 97x131 for 128x128, padded
+    by the graph as the patch embedding pads it).
+    """
     if not dynamic:
         return [(1, *shape)]
-    traced = trace_shape(segmentor, shape)
     patch, _ = _patch(segmentor)
-    other = tuple(shape) if tuple(shape) != traced else (
-        shape[0] + patch, shape[1] + 2 * patch)
-    return [(1, *traced), (2, *other)]
+    h, w = shape
+    traced = trace_shape(segmentor, shape)
+    half = (max(patch, h // 2 // patch * patch),
+            max(patch, w // 2 // patch * patch))
+    return [(1, *traced), (2, *half), (1, 2 * h, 2 * w + 2 * patch),
+            (1, h * 3 // 4 + 1, w + 3)]
 
 
 @contextlib.contextmanager
@@ -163,13 +233,80 @@ def choose_exporter(segmentor: nn.Module, dynamic: bool,
     return exporter
 
 
-def _check_size(segmentor: nn.Module, shape: Size, dynamic: bool) -> None:
-    patch, _ = _patch(segmentor)
-    if dynamic and (shape[0] % patch or shape[1] % patch):
+#: Backbones whose dynamic export would not give PyTorch's result at other
+#: sizes, and why (checked with the drop-in configs of ``atm_head_swap``).
+STATIC_ONLY_BACKBONES = {
+    'SwinTransformer': 'it pads its windows by amounts computed in Python, '
+    'which a trace keeps from the example (the graph is off by 1.8e-3 at '
+    'a size off its window grid)',
+    'BEiT': 'its relative position tables fit its img_size only (PyTorch '
+    'itself runs at that size only)',
+    'MAE': 'its relative position tables fit its img_size only (PyTorch '
+    'itself runs at that size only)',
+}
+
+
+def check_exportable(segmentor: nn.Module, shape: Size,
+                     dynamic: bool = False) -> None:
+    """Refuse, before tracing, what the exported graph would not compute
+    as PyTorch does.
+
+    The graph is the segmentor's whole-image inference of one batch
+    (:class:`SegmentorForExport`). Refused by name:
+
+    * ``model.test_cfg.mode='slide'`` (the paper configs): PyTorch then
+      predicts window by window, which a graph of one forward does not;
+      export with ``--cfg-options model.test_cfg.mode=whole`` to get the
+      whole-image inference, knowing that it differs from ``mim test``.
+    * a decode head without ``combine_outputs`` (not an :class:`ATMHead`),
+      several decode heads (a cascade) and an image size below 1.
+    * ``dynamic`` with a backbone of :data:`STATIC_ONLY_BACKBONES` (Swin,
+      BEiT, MAE), and for BEiT and MAE any size but their ``img_size``.
+
+    Raises:
+        ValueError: Naming the setting and what to do.
+    """
+    if min(shape) < 1:
+        raise ValueError(f'the example image size must be positive, got '
+                         f'{tuple(shape)}')
+    test_cfg = getattr(segmentor, 'test_cfg', None) or {}
+    mode = test_cfg.get('mode', 'whole')
+    if mode != 'whole':
+        window = ''
+        if mode == 'slide':
+            window = (f" (crop {tuple(test_cfg.get('crop_size', ()))}, "
+                      f"stride {tuple(test_cfg.get('stride', ()))})")
         raise ValueError(
-            f'--dynamic needs an image size that is a multiple of the patch '
-            f'size {patch}, got {tuple(shape)}: the padding of other sizes is '
-            'computed in Python and would be baked into the graph')
+            f"the config predicts with model.test_cfg.mode='{mode}'"
+            f'{window}, and the exported graph computes whole-image '
+            'inference (one forward at the input size), so it would not '
+            'give what mim test and inference_model give. To export the '
+            'whole-image inference of this model anyway, pass '
+            "--cfg-options model.test_cfg.mode=whole (export_onnx: set "
+            "model.test_cfg['mode'] = 'whole'); to reproduce sliding "
+            'windows, run the graph on the crops and merge them as '
+            "mmseg's EncoderDecoder.slide_inference does")
+    backbone = getattr(segmentor, 'backbone', None)
+    kinds = [cls.__name__ for cls in type(backbone).__mro__]
+    kind = next((k for k in kinds if k in STATIC_ONLY_BACKBONES), None)
+    if kind is not None:
+        _, native = _patch(segmentor)
+        if dynamic:
+            raise ValueError(
+                f'--dynamic is refused for a {type(backbone).__name__} '
+                f'backbone: {STATIC_ONLY_BACKBONES[kind]}. Export one size '
+                'per file (without --dynamic, --shape H W)')
+        if kind != 'SwinTransformer' and native and tuple(shape) != native:
+            raise ValueError(
+                f'{type(backbone).__name__} runs at its img_size {native} '
+                f'only ({STATIC_ONLY_BACKBONES[kind]}); got --shape '
+                f'{tuple(shape)}')
+    head = getattr(segmentor, 'decode_head', None)
+    if not hasattr(head, 'combine_outputs'):
+        raise ValueError(
+            'the exporter takes a segmentor with one ATMHead as its '
+            f'decode_head, got {type(head).__name__}: the graph ends with '
+            "ATMHead's combination of class and mask logits")
 
 
 def export_onnx(segmentor: nn.Module,
@@ -178,7 +315,7 @@ def export_onnx(segmentor: nn.Module,
                 dynamic: bool = False,
                 opset: int = 17,
                 output: str = 'scores',
-                order: str = 'faithful',
+                order: Optional[str] = None,
                 exporter: str = 'auto') -> SegmentorForExport:
     """Write ``segmentor``'s inference to an ONNX file.
 
@@ -187,15 +324,17 @@ def export_onnx(segmentor: nn.Module,
             on CPU. It is put in eval mode.
         path (str): Output ``.onnx`` file.
         shape (tuple[int, int]): Image size (H, W) of the example input.
-        dynamic (bool): Batch, height and width are dynamic axes. Sizes
-            must then be multiples of the patch size; the graph is traced at
-            :func:`trace_shape`. Default: False (the graph takes one
-            (1, 3, H, W) batch).
+        dynamic (bool): Batch, height and width are dynamic axes; every
+            size gives what PyTorch gives (sizes off the patch grid are
+            padded in the graph as the patch embedding pads them). The graph
+            is traced at :func:`trace_shape`. Default: False (the graph
+            takes one (1, 3, H, W) batch).
         opset (int): ONNX opset. Default: 17.
         output (str): ``'scores'`` (B, K, H, W) float or ``'labels'``
             (B, H, W) int64. Default: 'scores'.
-        order (str): ``'faithful'`` or ``'fast'``; see :func:`combine`.
-            Default: 'faithful'.
+        order (str, optional): ``'faithful'`` or ``'fast'``; see
+            :func:`combine`. Default: the head's own (``fast_inference``),
+            what its ``predict`` computes.
         exporter (str): ``'torchscript'``, ``'dynamo'`` (torch.export; the
             example batch is then 2, as torch.export specialises a size 1)
             or ``'auto'`` (:func:`choose_exporter`). Default: 'auto'.
@@ -204,7 +343,7 @@ def export_onnx(segmentor: nn.Module,
         SegmentorForExport: The module that was exported.
     """
     shape = (int(shape[0]), int(shape[1]))
-    _check_size(segmentor, shape, dynamic)
+    check_exportable(segmentor, shape, dynamic)
     exporter = choose_exporter(segmentor, dynamic, exporter)
     wrapper = SegmentorForExport(segmentor, output, order).eval()
     size = trace_shape(segmentor, shape) if dynamic else shape
@@ -238,13 +377,13 @@ def _export_dynamo(wrapper: SegmentorForExport, path: str, size: Size,
     patch, _ = _patch(wrapper.segmentor)
     example = torch.randn(2 if dynamic else 1, 3, *size)
     shapes = None
-    if dynamic:  # sizes are multiples of the patch
+    if dynamic:  # any size: the graph pads to the patch grid
         dim = torch.export.Dim
         shapes = {
             'inputs': {
                 0: dim('batch', min=1, max=1024),
-                2: patch * dim('height', min=1, max=1024),
-                3: patch * dim('width', min=1, max=1024)
+                2: dim('height', min=1, max=1024 * patch),
+                3: dim('width', min=1, max=1024 * patch)
             }
         }
     with torch.no_grad(), _no_mha_fastpath(), warnings.catch_warnings():

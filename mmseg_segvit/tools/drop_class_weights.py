@@ -13,6 +13,7 @@ IN.pth must be in this package's layout: an official SegViT file (mmseg
 would not load into this package's ATMHead.
 """
 import argparse
+from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -55,7 +56,9 @@ def drop_class_weights(
     if not removed:
         raise KeyError(f'no class weights ({", ".join(sorted(drop))}) in '
                        f'{path}: is it an ATMHead model?')
-    kept = {k: v for k, v in state_dict.items() if k not in drop}
+    kept = OrderedDict((k, v) for k, v in state_dict.items() if k not in drop)
+    # the modules' metadata (recorded position grids) stays with the weights
+    kept._metadata = getattr(state_dict, '_metadata', OrderedDict())
     return kept, removed
 
 

@@ -14,15 +14,26 @@ from mmseg.registry import MODELS
 
 from mmseg_segvit.deploy import (SegmentorForExport, check_onnx,
                                  check_shapes, choose_exporter, export_onnx,
-                                 trace_shape)
-from fixtures import REPO, tiny_segmentor, tiny_segmentor_cfg
+                                 predict_labels, prepare_inputs, trace_shape)
+from fixtures import DEMO_CONFIG, REPO, tiny_segmentor, tiny_segmentor_cfg
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
-def _tiny():
+def _tiny(**kwargs):
     torch.manual_seed(0)
-    return tiny_segmentor(num_classes=5, size=(32, 32), dropout=0.0).eval()
+    return tiny_segmentor(num_classes=5, size=(32, 32), dropout=0.0,
+                          **kwargs).eval()
+
+
+def _tiny_fused():
+    """The shipped configs' backbone: FusedVisionTransformer, fused."""
+    cfg = ConfigDict(tiny_segmentor_cfg(num_classes=5, dropout=0.0))
+    cfg.backbone.update(type='FusedVisionTransformer', fused_attn=True)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model.eval()
 
 
 def _tiny_shrunk():
@@ -57,15 +68,57 @@ def test_wrapper_is_the_segmentors_inference():
     assert torch.equal(labels, ref.argmax(1))
 
 
-def test_dynamic_export_runs_at_other_sizes(tmp_path):
+def test_check_sizes_are_far_from_the_traced_one():
     model = _tiny()
-    path = str(tmp_path / 'tiny.onnx')
     # the trained grid: traced one patch taller and two wider (non-square)
     assert trace_shape(model, (32, 32)) == (40, 48)
-    assert check_shapes(model, (32, 32), True) == [(1, 40, 48), (2, 32, 32)]
+    assert trace_shape(model, (30, 33)) == (40, 40)  # rounded up to patches
+    # traced, half (batch 2), about twice (non-square), off the patch grid
+    assert check_shapes(model, (32, 32), True) == [(1, 40, 48), (2, 16, 16),
+                                                   (1, 64, 80), (1, 25, 35)]
+    assert check_shapes(model, (128, 128), True)[-1] == (1, 97, 131)
+    assert check_shapes(model, (32, 32), False) == [(1, 32, 32)]
+
+
+@pytest.mark.parametrize('build,order,output', [
+    (_tiny, 'faithful', 'scores'), (_tiny, 'faithful', 'labels'),
+    (_tiny, 'fast', 'scores'), (_tiny, 'fast', 'labels'),
+    (_tiny_fused, 'fast', 'scores')])
+def test_dynamic_export_is_pytorch_at_every_size(tmp_path, build, order,
+                                                 output):
+    """Every export option, at the tool's check sizes (far from the traced
+    one, off the patch grid) and a few more: as PyTorch to 1e-5. The fast
+    order used to keep the traced mask grid (3e-3 at 512x512)."""
+    model = build()
+    path = str(tmp_path / 'tiny.onnx')
+    wrapper = export_onnx(model, path, (32, 32), dynamic=True, order=order,
+                          output=output)
+    shapes = check_shapes(model, (32, 32), True) + [(1, 8, 8), (2, 97, 131),
+                                                     (1, 130, 24)]
+    results = check_onnx(path, wrapper, shapes)
+    for res in results:
+        assert res.agreement == 1.0, res
+        assert res.max_abs_diff is None or res.max_abs_diff < 1e-5, res
+
+
+def test_graph_pads_sizes_off_the_patch_grid_as_pytorch(tmp_path):
+    """97x131 with patch 8: PyTorch's patch embedding pads to 104x136 (a
+    13x17 grid); so does the graph, which used to run on 12x16."""
+    model = _tiny()
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        feats = model.extract_feat(x)
+        assert feats[-1].shape[-2:] == (13, 17)
+        ref = model.encode_decode(x, [dict(img_shape=(97, 131),
+                                           pad_shape=(97, 131))])
+        torch.testing.assert_close(SegmentorForExport(model)(x), ref)
+    path = str(tmp_path / 'tiny.onnx')
     wrapper = export_onnx(model, path, (32, 32), dynamic=True)
-    _assert_close(
-        check_onnx(path, wrapper, [(1, 32, 32), (2, 24, 40), (1, 56, 16)]))
+    (res, ) = check_onnx(path, wrapper, [(1, 97, 131)])
+    assert res.agreement == 1.0 and res.max_abs_diff < 1e-5, res
+    # an example off the grid traces as well
+    wrapper = export_onnx(model, path, (30, 33), dynamic=True)
+    _assert_close(check_onnx(path, wrapper, [(1, 97, 131), (1, 32, 32)]))
 
 
 def _int_constants(path):
@@ -82,15 +135,17 @@ def _int_constants(path):
     }
 
 
-def test_dynamic_graph_has_no_sizes_of_the_example(tmp_path):
+@pytest.mark.parametrize('order', ['faithful', 'fast'])
+def test_dynamic_graph_has_no_sizes_of_the_example(tmp_path, order):
     model = _tiny()
     path = str(tmp_path / 'tiny.onnx')
-    export_onnx(model, path, (32, 32), dynamic=True)  # traced at 40 x 48
-    baked = {40, 48, 5 * 6}  # image size, token count (grid 5 x 6)
+    # traced at 40 x 48: image size, token count (grid 5 x 6), fast grid
+    export_onnx(model, path, (32, 32), dynamic=True, order=order)
+    baked = {40, 48, 5 * 6, 5 * 4 * 6 * 4}
     assert not baked & _int_constants(path)
     # a static export does hold them
     static = str(tmp_path / 'static.onnx')
-    export_onnx(model, static, (40, 48))
+    export_onnx(model, static, (40, 48), order=order)
     assert baked & _int_constants(static)
     inputs = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in inputs] == [
@@ -126,14 +181,69 @@ def test_dynamic_shrunk_goes_through_dynamo(tmp_path):
     with pytest.raises(ValueError, match='needs the dynamo exporter'):
         choose_exporter(model, True, 'torchscript')
     path = str(tmp_path / 'shrunk.onnx')
-    wrapper = export_onnx(model, path, (32, 32), dynamic=True)
-    # the trained grid, and a non-square one with an odd QD grid
-    _assert_close(check_onnx(path, wrapper, [(1, 32, 32), (3, 40, 24)]))
+    wrapper = export_onnx(model, path, (32, 32), dynamic=True, order='fast')
+    # the trained grid, a non-square one with an odd QD grid, the tool's
+    # sizes (half, twice, off the patch grid)
+    results = check_onnx(path, wrapper, [(1, 32, 32), (3, 40, 24)] +
+                         check_shapes(model, (32, 32), True))
+    for res in results:
+        assert res.agreement == 1.0 and res.max_abs_diff < 1e-5, res
 
 
-def test_dynamic_needs_multiples_of_the_patch(tmp_path):
-    with pytest.raises(ValueError, match='multiple of the patch size 8'):
-        export_onnx(_tiny(), str(tmp_path / 'x.onnx'), (30, 32), dynamic=True)
+def test_slide_configs_are_refused_before_tracing(tmp_path):
+    model = _tiny(test_cfg=dict(mode='slide', crop_size=(32, 32),
+                                stride=(24, 24)))
+    path = tmp_path / 'x.onnx'
+    with pytest.raises(ValueError,
+                       match=r"model\.test_cfg\.mode='slide' \(crop "
+                       r"\(32, 32\), stride \(24, 24\)\).*"
+                       r'--cfg-options model\.test_cfg\.mode=whole'):
+        export_onnx(model, str(path), (32, 32))
+    assert not path.exists()
+    model.test_cfg['mode'] = 'whole'
+    export_onnx(model, str(path), (32, 32))
+
+
+def test_the_order_defaults_to_the_heads_own():
+    """A head with fast_inference predicts in the fast order; so does its
+    export unless told otherwise."""
+    model = _tiny(fast_inference=True)
+    assert SegmentorForExport(model).order == 'fast'
+    assert SegmentorForExport(model, order='faithful').order == 'faithful'
+    assert SegmentorForExport(_tiny()).order == 'faithful'
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        ref = model.encode_decode(x, [dict(img_shape=(40, 56),
+                                           pad_shape=(40, 56))])
+        torch.testing.assert_close(SegmentorForExport(model)(x), ref)
+
+
+def test_pipeline_helpers_and_graph_give_inference_models_labels(tmp_path):
+    """A 97x131 image through the demo config (its test pipeline resizes
+    it to 95x128, off the patch grid): prepare_inputs + the graph +
+    predict_labels give inference_model's labels."""
+    import onnxruntime as ort
+    from mmengine.config import Config
+    from mmseg.apis import inference_model, init_model
+    cfg = Config.fromfile(DEMO_CONFIG)
+    cfg.model.backbone.update(num_layers=2, out_indices=[0, 1])
+    cfg.model.decode_head.update(use_stages=2, num_layers=1)
+    torch.manual_seed(0)
+    model = init_model(cfg, None, device='cpu')
+    path = str(tmp_path / 'demo.onnx')
+    export_onnx(model, path, (128, 128), dynamic=True)
+    image = np.random.default_rng(0).integers(
+        0, 256, (97, 131, 3), dtype=np.uint8)
+    inputs, meta = prepare_inputs(model.cfg, image)
+    assert inputs.shape == (1, 3, 95, 128)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    scores = session.run(None, {'inputs': inputs})[0]
+    labels = predict_labels(scores, meta)
+    expected = inference_model(model, image).pred_sem_seg.data[0].numpy()
+    assert labels.shape == expected.shape == (97, 131)
+    assert (labels == expected).mean() == 1.0
+    with pytest.raises(ValueError, match='export --output scores'):
+        predict_labels(scores.argmax(1), meta)
 
 
 def test_cli_exports_the_demo_config(tmp_path):
@@ -147,5 +257,45 @@ def test_cli_exports_the_demo_config(tmp_path):
     ], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
-    assert len(lines) == 2 and all(line.endswith('ok') for line in lines)
-    assert '1x3x64x64' in lines[0] and '2x3x72x80' in lines[1]
+    assert len(lines) == 4 and all(line.endswith('ok') for line in lines)
+    for size, line in zip(['1x3x64x64', '2x3x32x32', '1x3x128x144',
+                           '1x3x49x67'], lines):
+        assert size in line, line
+
+
+def test_cli_refuses_a_slide_config_before_tracing(tmp_path):
+    out = tmp_path / 'demo.onnx'
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(REPO, 'tools', 'export_onnx.py'), DEMO_CONFIG, 'none',
+        str(out), '--shape', '64', '--cfg-options',
+        'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(64,64)',
+        'model.test_cfg.stride=(48,48)'
+    ], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode != 0
+    assert "model.test_cfg.mode='slide'" in proc.stderr
+    assert 'random weights' not in proc.stdout and not out.exists()
+
+
+def test_backbones_that_cannot_export_dynamically_are_refused(tmp_path):
+    """Swin pads its windows by amounts computed in Python: a dynamic graph
+    would be off at other sizes, so it is refused by name before tracing;
+    one size per file works."""
+    from mmengine.config import Config
+    from test_configs.test_atm_head_swap import _tiny as tiny_drop_in
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'segvit', 'atm_head_swap',
+        'atm_swin-tiny-patch4-window7-in1k-pre_8xb2-160k_ade20k-512x512.py'))
+    model_cfg = tiny_drop_in(cfg)
+    model_cfg.test_cfg = dict(mode='whole')
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    model.eval()
+    path = tmp_path / 'swin.onnx'
+    with pytest.raises(ValueError,
+                       match='--dynamic is refused for a SwinTransformer '
+                       'backbone: it pads its windows'):
+        export_onnx(model, str(path), (64, 64), dynamic=True)
+    assert not path.exists()
+    wrapper = export_onnx(model, str(path), (64, 64))
+    _assert_close(check_onnx(str(path), wrapper, [(1, 64, 64)]))

@@ -1,6 +1,6 @@
 """ShrunkViT: SegViT's Shrunk backbone (plain ViT + QD + QU)."""
 import inspect
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmseg.registry import MODELS
@@ -11,6 +11,7 @@ from ..layers import QDEncoderLayer, QueryUpsample
 from ..layers.vit_layer import build_vit_layers, patch_grid
 from ..load_checks import compare_keys, modules_of
 from .fused_vit import FusedVisionTransformer
+from .vit_loading import PositionTable, checkpoint_initializer
 
 __all__ = ['ShrunkViT']
 
@@ -176,10 +177,34 @@ class ShrunkViT(FusedVisionTransformer):
         return build_vit_layers(self._vit_args, fused_attn,
                                 {self.qd_index: QDEncoderLayer})
 
+    #: QU's loading is checked by :func:`check_loaded_qu`.
+    separately_checked = ('qu', )
+
+    def position_tables(self) -> Dict[str, PositionTable]:
+        """``pos_embed`` and QU's queries ``qu.q.weight`` (on
+        ``qu.query_grid``, resized as :meth:`QueryUpsample.queries`
+        resizes them at run time)."""
+        qu = self.qu
+
+        def resize(table: Tensor, src, dst) -> Tensor:
+            return QueryUpsample.resize_queries(
+                table.float(), src, dst, qu.interpolate_mode).to(table.dtype)
+
+        return dict(super().position_tables(),
+                    **{'qu.q.weight': (qu.query_grid, 0, resize)})
+
     def init_weights(self) -> None:
-        """The plain ViT's initialisation (or pretrained weights), then
-        :meth:`QueryUpsample.init_weights` for QU."""
+        """The plain ViT's initialisation, then
+        :meth:`QueryUpsample.init_weights` for QU; or, with a loading
+        ``init_cfg``, QU's initialisation and then the checkpoint (whose
+        QU weights, if it has them, replace it)."""
+        loads, _ = checkpoint_initializer(self.init_cfg)
         super().init_weights()
+        if loads is None:
+            self.qu.init_weights()
+
+    def _init_outside_checkpoint(self) -> None:
+        """QU, before a checkpoint that may not hold it is loaded."""
         self.qu.init_weights()
 
     def train(self, mode: bool = True) -> 'ShrunkViT':

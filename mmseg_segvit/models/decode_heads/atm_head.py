@@ -300,7 +300,12 @@ class ATMHead(BaseDecodeHead):
             queries, masks = decoder(query, lateral, all_layers=per_layer)
             query = queries[-1]
             all_queries.extend(queries)
-            all_masks.extend(m.unflatten(2, grid) for m in masks)
+            # reshape, not unflatten: torch's ONNX exporter loses the
+            # symbolic grid of unflatten's output and would then bake the
+            # shape of every tensor computed from it
+            all_masks.extend(
+                m.reshape(m.shape[0], m.shape[1], grid[0], grid[1])
+                for m in masks)
         size = all_masks[-1].shape[-2:]
         all_masks = torch.stack([
             m if m.shape[-2:] == size else F.interpolate(

@@ -41,6 +41,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from ...typing_utils import Grid
+from ..layers.mask_combination import traceable_size
 from ..load_checks import compare_keys, modules_of
 
 __all__ = [
@@ -308,7 +309,7 @@ def stage_tokens(x: object, idx: int,
                 'the [map, cls_token] pair of a backbone with '
                 'output_cls_token=True (the class token is not used)')
         tokens, grid = x
-        grid = (int(grid[0]), int(grid[1]))
+        grid = traceable_size(grid)
         if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
             raise ValueError(
                 f'ATMHead input {idx}: tokens of shape '

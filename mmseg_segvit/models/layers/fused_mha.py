@@ -65,7 +65,8 @@ def packed_self_attention(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
     batch, tokens, channels = x.shape
     heads = attn.num_heads
     qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = qkv.unflatten(-1, (3, heads, channels // heads)).permute(
+    # reshape, not unflatten: keeps N symbolic in ONNX exports
+    q, k, v = qkv.reshape(batch, tokens, 3, heads, channels // heads).permute(
         2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, N, C / heads)
     out = F.scaled_dot_product_attention(
         q, k, v, dropout_p=attn.dropout if attn.training else 0.0)

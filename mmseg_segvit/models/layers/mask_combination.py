@@ -49,7 +49,7 @@ __all__ = [
     'combine', 'class_probabilities', 'plan_rows', 'memory_budget',
     'cpu_band_bytes', 'metric_budget', 'resize_in_bands',
     'combine_resized_masks', 'combined_labels', 'resized_labels',
-    'CUDA_MEMORY_FRACTION'
+    'traceable_size', 'CUDA_MEMORY_FRACTION'
 ]
 
 #: Share of the available CUDA memory (free on the device plus cached by
@@ -68,9 +68,10 @@ _budget_override: Optional[float] = None
 
 
 
-def _dims(size: Size) -> Size:
-    """``size`` as Python ints; as given while a graph is traced or
-    compiled (ONNX export), where ``int()`` would bake the example's size."""
+def traceable_size(size: Size) -> Size:
+    """``size`` (H, W) as Python ints; as given while a graph is traced or
+    compiled (ONNX export), where ``int()`` would bake the example's size
+    into the graph."""
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return size[0], size[1]
     return int(size[0]), int(size[1])
@@ -171,7 +172,7 @@ def plan_rows(batch: int,
         int: Rows per band, between 1 and H; H means one piece. Bands are
         balanced: ``ceil(H / n)`` rows for the fewest bands ``n`` that fit.
     """
-    height, width = _dims(size)
+    height, width = traceable_size(size)
     if budget is None:
         budget = _budget_override
     if budget is None and torch.compiler.is_compiling():
@@ -213,7 +214,7 @@ def resize_in_bands(maps: Tensor,
         share memory with it: do not modify it in place.
     """
     _, _, h, w = maps.shape
-    out_h, out_w = _dims(size)
+    out_h, out_w = traceable_size(size)
     rows = out_h if rows is None else max(1, min(out_h, int(rows)))
     if rows >= out_h:
         yield 0, out_h, maps if (h, w) == (out_h, out_w) else F.interpolate(
@@ -268,7 +269,9 @@ def _weighted_sum(weights: Tensor, masks: Tensor, fresh: bool) -> Tensor:
     ``fresh``: ``masks`` is a temporary that may be overwritten.
     """
     prob = masks.sigmoid_() if fresh else masks.sigmoid()
-    return torch.bmm(weights, prob.flatten(2)).unflatten(2, masks.shape[2:])
+    # reshape, not unflatten: keeps (r, W) symbolic in ONNX exports
+    return torch.bmm(weights, prob.flatten(2)).reshape(
+        weights.shape[0], weights.shape[1], masks.shape[2], masks.shape[3])
 
 
 def _combine_bands(cls_prob: Tensor, mask_logits: Tensor, size: Size,
@@ -393,7 +396,18 @@ def resized_labels(scores: Tensor,
 
 
 def _fast_grid(mask_grid: Size, size: Size, scale: int) -> Size:
-    return tuple(min(n * scale, m) for n, m in zip(mask_grid, size))
+    """``fast_scale`` times the mask grid, at most ``size``, per axis.
+
+    While a graph is traced (ONNX export) the sizes are traced values and
+    the minimum is one of the graph's ops (a Python ``min`` would record
+    the branch the example took); under ``torch.export`` / ``torch.compile``
+    it is ``torch.sym_min`` of the symbolic sizes.
+    """
+    if torch.jit.is_tracing():
+        return tuple(
+            torch.minimum(torch.as_tensor(n) * scale, torch.as_tensor(m))
+            for n, m in zip(mask_grid, size))
+    return tuple(torch.sym_min(n * scale, m) for n, m in zip(mask_grid, size))
 
 
 def combine(cls_logits: Tensor,
@@ -442,7 +456,7 @@ def combine(cls_logits: Tensor,
             f"output must be 'scores' or 'labels', got {output!r}")
     if fast_scale < 1:
         raise ValueError(f'fast_scale must be >= 1, got {fast_scale}')
-    size = _dims(size)
+    size = traceable_size(size)
     cls_prob = class_probabilities(cls_logits)
     if order == 'faithful':
         fn = combine_resized_masks if output == 'scores' else combined_labels

@@ -123,13 +123,28 @@ class QueryUpsample(nn.Module):
         weight = self.q.weight
         if tuple(grid) == self.query_grid:
             return weight
-        h, w = self.query_grid
+        return self.resize_queries(weight, self.query_grid, grid,
+                                   self.interpolate_mode)
+
+    @staticmethod
+    def resize_queries(weight: Tensor, src_grid: Grid, dst_grid: Grid,
+                       mode: str = 'bicubic') -> Tensor:
+        """Queries laid on ``src_grid`` resized to ``dst_grid``, as a
+        position embedding is (``F.interpolate``, ``align_corners=False``).
+
+        Args:
+            weight (Tensor): (h * w, D), row-major on ``src_grid``.
+            src_grid (tuple[int, int]): (h, w).
+            dst_grid (tuple[int, int]): (H, W).
+            mode (str): Interpolation mode. Default: 'bicubic'.
+
+        Returns:
+            Tensor: (H * W, D).
+        """
+        h, w = src_grid
         weight = weight.reshape(1, h, w, -1).permute(0, 3, 1, 2)
         weight = F.interpolate(
-            weight,
-            size=tuple(grid),
-            mode=self.interpolate_mode,
-            align_corners=False)
+            weight, size=tuple(dst_grid), mode=mode, align_corners=False)
         return weight.flatten(2)[0].transpose(0, 1)
 
     def forward(self, levels: Sequence[Tuple[Tensor, Grid]],
