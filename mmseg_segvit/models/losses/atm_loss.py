@@ -233,6 +233,13 @@ class ATMLoss(nn.Module):
             masks are most uncertain in the lean mode. Default: 0.75.
     """
 
+    #: ``(log key, weight attribute)`` of every term, in log order; the
+    #: term is the method named by its log key. A new term is one method
+    #: and one entry here.
+    terms: Tuple[Tuple[str, str], ...] = (('loss_ce', 'cls_weight'),
+                                          ('loss_mask', 'mask_weight'),
+                                          ('loss_dice', 'dice_weight'))
+
     def __init__(self,
                  num_classes: Optional[int] = None,
                  dec_layers: Optional[int] = None,
@@ -410,13 +417,6 @@ class ATMLoss(nn.Module):
         average number of masks."""
         return dice_loss(masks.logits, masks.targets).sum(-1) / \
             targets.num_masks
-
-    #: ``(log key, weight attribute)`` of every term, in log order; the
-    #: term is the method named by its log key. A new term is one method
-    #: and one entry here.
-    terms: Tuple[Tuple[str, str], ...] = (('loss_ce', 'cls_weight'),
-                                          ('loss_mask', 'mask_weight'),
-                                          ('loss_dice', 'dice_weight'))
 
     def forward(self,
                 cls_logits: Tensor,
