@@ -62,6 +62,7 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
+    license_files=['LICENSE'],
     python_requires='>=3.9',
     packages=find_packages(include=['mmseg_segvit', 'mmseg_segvit.*']),
     package_data={

@@ -33,13 +33,17 @@ def test_inference_traces_as_one_graph():
 def test_training_breaks_only_where_the_data_decides():
     """The loss checks the label range (a clear error needs the host) and
     picks the masks of the classes present (data-dependent count); nothing
-    else breaks the graph."""
+    else breaks the graph. A break inside a nested call breaks every frame
+    on its stack (model.loss down to ATMLoss.get_targets), hence the count.
+    """
     model = _model().train()
     x = torch.randn(2, 3, SIZE, SIZE)
     labels = torch.randint(0, 5, (2, SIZE, SIZE))
     explained = torch._dynamo.explain(model.loss)(x, data_samples(labels))
-    assert set(_break_sites(explained)) <= {'present_classes', 'forward'}
-    assert explained.graph_break_count <= 6
+    assert set(_break_sites(explained)) <= {
+        'present_classes', 'get_targets', 'forward'
+    }
+    assert explained.graph_break_count <= 7
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
-"""Post-norm transformer decoder whose cross-attention yields ATM masks."""
+"""Transformer decoder whose cross-attention yields ATM masks."""
 from typing import List, Optional, Tuple
 
 import torch.nn as nn
-import torch.nn.functional as F
+from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmseg.registry import MODELS
 from torch import Tensor
 
@@ -64,11 +64,17 @@ def build_cross_attention(cfg: Optional[dict], embed_dims: int,
 class ATMDecoderLayer(nn.Module):
     """One decoder layer laid out like ``torch.nn.TransformerDecoderLayer``.
 
-    Query self-attention -> add & norm -> cross-attention to the tokens
-    (:class:`ATMCrossAttention`) -> add & norm -> FFN (D -> ``ffn_ratio`` D ->
-    D, ReLU) -> add & norm. Parameter names follow torch's layer
+    Query self-attention, cross-attention to the tokens
+    (:class:`ATMCrossAttention`, which also gives the attention-to-mask
+    map) and an FFN (D -> ``ffn_ratio`` D -> D), each a residual branch
+    with its own norm. Post-norm (the official SegViT layer, torch's
+    default): ``x = norm(x + branch(x))``; pre-norm (torch's
+    ``norm_first=True``, Mask2Former's ``pre_norm``):
+    ``x = x + branch(norm(x))``, the cross-attention (and its mask) then
+    reading the normalised queries. Parameter names follow torch's layer
     (``self_attn``, ``multihead_attn``, ``linear1``, ``linear2``,
-    ``norm1..3``), so checkpoints of such layers map key by key.
+    ``norm1..3``) whatever the settings, so checkpoints of such layers map
+    key by key.
 
     Args:
         embed_dims (int): Channels D. Default: 256.
@@ -81,6 +87,12 @@ class ATMDecoderLayer(nn.Module):
             ``dict(type='ATMCrossAttention')`` (softmax over tokens, SegViT;
             the default) or ``dict(type='KMeansCrossAttention')`` (argmax
             over queries, kMaX-DeepLab; same parameters). Default: None.
+        act_cfg (dict): Activation inside the FFN (mmcv's
+            ``build_activation_layer``). Default: ``dict(type='ReLU')``.
+        norm_cfg (dict): The three norms (mmcv's ``build_norm_layer``).
+            Default: ``dict(type='LN')``.
+        pre_norm (bool): Pre-norm order instead of the official post-norm.
+            Default: False.
     """
 
     def __init__(self,
@@ -88,22 +100,31 @@ class ATMDecoderLayer(nn.Module):
                  num_heads: int = 8,
                  ffn_ratio: int = 4,
                  dropout: float = 0.1,
-                 cross_attn_cfg: Optional[dict] = None) -> None:
+                 cross_attn_cfg: Optional[dict] = None,
+                 act_cfg: dict = dict(type='ReLU'),
+                 norm_cfg: dict = dict(type='LN'),
+                 pre_norm: bool = False) -> None:
         super().__init__()
+        self.pre_norm = pre_norm
         self.self_attn = nn.MultiheadAttention(
             embed_dims, num_heads, dropout=dropout, batch_first=True)
         self.multihead_attn = build_cross_attention(cross_attn_cfg,
                                                     embed_dims, num_heads,
                                                     dropout)
         self.linear1 = nn.Linear(embed_dims, embed_dims * ffn_ratio)
+        self.activation = build_activation_layer(act_cfg)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(embed_dims * ffn_ratio, embed_dims)
-        self.norm1 = nn.LayerNorm(embed_dims)
-        self.norm2 = nn.LayerNorm(embed_dims)
-        self.norm3 = nn.LayerNorm(embed_dims)
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.norm3 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
+
+    def _ffn(self, query: Tensor) -> Tensor:
+        return self.linear2(self.dropout(self.activation(
+            self.linear1(query))))
 
     def forward(self,
                 query: Tensor,
@@ -119,13 +140,20 @@ class ATMDecoderLayer(nn.Module):
         Returns:
             tuple: Queries (B, Q, D) and the mask (B, Q, N) or None.
         """
-        # torch's attention without weights, in fewer kernels
+        if self.pre_norm:
+            # torch's attention without weights, in fewer kernels
+            query = query + self.dropout1(
+                packed_self_attention(self.self_attn, self.norm1(query)))
+            x, mask = self.multihead_attn(
+                self.norm2(query), tokens, need_mask=need_mask)
+            query = query + self.dropout2(x)
+            query = query + self.dropout3(self._ffn(self.norm3(query)))
+            return query, mask
         x = packed_self_attention(self.self_attn, query)
         query = self.norm1(query + self.dropout1(x))
         x, mask = self.multihead_attn(query, tokens, need_mask=need_mask)
         query = self.norm2(query + self.dropout2(x))
-        x = self.linear2(self.dropout(F.relu(self.linear1(query))))
-        query = self.norm3(query + self.dropout3(x))
+        query = self.norm3(query + self.dropout3(self._ffn(query)))
         return query, mask
 
 

@@ -1,5 +1,5 @@
 """ATMLoss: the SegViT loss on class logits and attention-to-mask maps."""
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,7 +10,46 @@ from torch import Tensor
 
 from .point_sampling import sample_mask_points
 
-__all__ = ['ATMLoss', 'sigmoid_focal_loss', 'dice_loss', 'present_classes']
+__all__ = [
+    'ATMLoss', 'ATMTargets', 'MaskSamples', 'sigmoid_focal_loss', 'dice_loss',
+    'present_classes'
+]
+
+
+class ATMTargets(NamedTuple):
+    """Targets of one batch, from :meth:`ATMLoss.get_targets`.
+
+    Query ``c`` is fixed to class ``c``; the M supervised masks are those
+    of the (image, class) pairs where the class appears.
+
+    Attributes:
+        classes (Tensor): Target class per query, (B, Q), long; K (no
+            object) for classes absent from the image.
+        batch_index (Tensor): Image of each supervised mask, (M, ).
+        class_index (Tensor): Class (= query) of each supervised mask, (M, ).
+        masks (Tensor): Binary target of each supervised mask, (M, H, W).
+        num_masks (Tensor): M averaged over processes, at least 1, 0-dim:
+            the normaliser of the mask terms.
+    """
+    classes: Tensor
+    batch_index: Tensor
+    class_index: Tensor
+    masks: Tensor
+    num_masks: Tensor
+
+
+class MaskSamples(NamedTuple):
+    """Predicted and target masks where the mask terms compare them, from
+    :meth:`ATMLoss.sample_masks`.
+
+    Attributes:
+        logits (Tensor): Mask logits, (L, M, P): P pixels of the label or P
+            sampled points.
+        targets (Tensor): Targets in [0, 1], (M, P), or (L, M, P) when every
+            output has its own points.
+    """
+    logits: Tensor
+    targets: Tensor
 
 
 def sigmoid_focal_loss(logits: Tensor,
@@ -156,6 +195,15 @@ class ATMLoss(nn.Module):
     Auxiliary outputs are named ``loss_ce_{i}`` etc., ``i`` counting from the
     first output.
 
+    :meth:`get_targets` turns the labels into targets, :meth:`sample_masks`
+    picks the supervised masks where they are compared, and each term is a
+    method named by its log key that gives one value per output; the table
+    :attr:`terms` names each term's weight, and :meth:`forward` weighs and
+    names every term of every output from it. A subclass adds a term with
+    one method and one entry in ``terms``.
+    Source: the official ``losses/atm_loss.py`` (``ATMLoss``) and
+    ``losses/criterion.py`` (``SetCriterion``) of zbwxp/SegVit.
+
     The class count K and the number of supervised outputs L are facts of
     the head: :class:`ATMHead` sets both when it builds its loss, so a
     config leaves them out. A loss used on its own takes them from the
@@ -184,6 +232,13 @@ class ATMLoss(nn.Module):
         importance_sample_ratio (float): Share of the points taken where the
             masks are most uncertain in the lean mode. Default: 0.75.
     """
+
+    #: ``(log key, weight attribute)`` of every term, in log order; the
+    #: term is the method named by its log key. A new term is one method
+    #: and one entry here.
+    terms: Tuple[Tuple[str, str], ...] = (('loss_ce', 'cls_weight'),
+                                          ('loss_mask', 'mask_weight'),
+                                          ('loss_dice', 'dice_weight'))
 
     def __init__(self,
                  num_classes: Optional[int] = None,
@@ -265,6 +320,104 @@ class ATMLoss(nn.Module):
         dist.all_reduce(total, op='sum')
         return (total / dist.get_world_size()).clamp_(min=1.0)
 
+    def get_targets(self, seg_label: Tensor, num_classes: int,
+                    ignore_index: int, device: torch.device) -> ATMTargets:
+        """What each query is supervised with, from the label maps.
+
+        Query ``c`` of image ``b`` targets class ``c`` and the binary mask
+        ``seg_label[b] == c`` when class ``c`` appears in the image, else
+        the "no object" class (index K) and no mask.
+
+        Args:
+            seg_label (Tensor): Labels, shape (B, H, W), integer.
+            num_classes (int): K.
+            ignore_index (int): Unlabelled pixels.
+            device (torch.device): Device of the logits.
+
+        Returns:
+            ATMTargets: The targets (shapes in :class:`ATMTargets`).
+        """
+        present = present_classes(seg_label, num_classes, ignore_index)
+        batch_index, class_index = present.nonzero(as_tuple=True)
+        classes = torch.full(present.shape,
+                             num_classes,
+                             dtype=torch.long,
+                             device=device)
+        classes[batch_index, class_index] = class_index
+        masks = seg_label[batch_index] == class_index[:, None, None]
+        return ATMTargets(classes, batch_index, class_index, masks,
+                          self._average_num_masks(len(batch_index), device))
+
+    def sample_masks(self, mask_logits: Tensor,
+                     targets: ATMTargets) -> MaskSamples:
+        """The supervised masks where the mask terms compare them: every
+        pixel of the label (masks resized bilinearly, once for all outputs)
+        or, with ``num_points``, the same points of prediction and target.
+
+        Args:
+            mask_logits (Tensor): Mask logits per output, (L, B, Q, h, w).
+            targets (ATMTargets): From :meth:`get_targets`.
+
+        Returns:
+            MaskSamples: Logits (L, M, P) and targets (M, P) or (L, M, P);
+            with no mask supervised (M = 0) empty, still attached to
+            ``mask_logits`` (zero terms, gradients reach every parameter:
+            DDP needs them).
+        """
+        logits = mask_logits[:, targets.batch_index,
+                             targets.class_index]  # (L, M, h, w)
+        gt = targets.masks  # (M, H, W)
+        if len(gt) == 0:
+            logits = logits.flatten(2)
+            return MaskSamples(logits, logits.new_zeros(logits.shape[1:]))
+        if self.num_points is not None:
+            return MaskSamples(*sample_mask_points(
+                logits, gt, self.num_points, self.oversample_ratio,
+                self.importance_sample_ratio))
+        if logits.shape[-2:] != gt.shape[-2:]:
+            logits = F.interpolate(
+                logits,
+                size=gt.shape[-2:],
+                mode='bilinear',
+                align_corners=False)
+        logits = logits.flatten(2)  # (L, M, H*W)
+        return MaskSamples(logits, gt.flatten(1).to(logits.dtype))
+
+    # The terms: one method each, named by its log key; each gives one value
+    # per output, (L, ), before weighting.
+
+    def loss_ce(self, cls_logits: Tensor, masks: MaskSamples,
+                targets: ATMTargets) -> Tensor:
+        """Cross-entropy over K + 1 classes of every query, "no object"
+        weighted by ``eos_coef``: the weighted mean of each output (the
+        same targets, hence the same denominator, for every output)."""
+        num_outputs, _, _, num_labels = cls_logits.shape
+        class_weight = cls_logits.new_ones(num_labels)
+        class_weight[-1] = self.eos_coef
+        # all outputs in one call
+        weighted_nll = F.cross_entropy(
+            cls_logits.flatten(0, 2),
+            targets.classes.expand(num_outputs, -1, -1).flatten(),
+            class_weight,
+            reduction='none')  # (L * B * Q, )
+        return weighted_nll.view(num_outputs, -1).sum(1) / class_weight[
+            targets.classes].sum()
+
+    def loss_mask(self, cls_logits: Tensor, masks: MaskSamples,
+                  targets: ATMTargets) -> Tensor:
+        """Sigmoid focal loss of the supervised masks (mean over points,
+        sum over masks) per average number of masks."""
+        focal = sigmoid_focal_loss(masks.logits, masks.targets,
+                                   self.focal_alpha, self.focal_gamma)
+        return focal.sum(-1) / targets.num_masks
+
+    def loss_dice(self, cls_logits: Tensor, masks: MaskSamples,
+                  targets: ATMTargets) -> Tensor:
+        """Dice loss of the supervised masks (summed over masks) per
+        average number of masks."""
+        return dice_loss(masks.logits, masks.targets).sum(-1) / \
+            targets.num_masks
+
     def forward(self,
                 cls_logits: Tensor,
                 mask_logits: Tensor,
@@ -279,7 +432,9 @@ class ATMLoss(nn.Module):
             ignore_index (int): Unlabelled pixels. Default: 255.
 
         Returns:
-            dict[str, Tensor]: Weighted loss terms.
+            dict[str, Tensor]: Weighted loss terms, by term then by output:
+            ``loss_ce_0`` ... ``loss_ce`` (the last output), ``loss_mask_0``
+            ...
 
         Raises:
             ValueError: Logits of other shapes than the head's, labels that
@@ -288,69 +443,23 @@ class ATMLoss(nn.Module):
                 ``ignore_index``.
         """
         num_classes = self._check(cls_logits, mask_logits)
-        num_outputs, batch, num_queries = cls_logits.shape[:3]
-        _check_labels(seg_label, batch)
-        present = present_classes(seg_label, num_classes, ignore_index)
-        b_idx, c_idx = present.nonzero(as_tuple=True)
-        num_masks = self._average_num_masks(len(b_idx), cls_logits.device)
-
-        # Classification: present classes target themselves, others EOS.
-        target = torch.full((batch, num_queries),
-                            num_classes,
-                            dtype=torch.long,
-                            device=cls_logits.device)
-        target[b_idx, c_idx] = c_idx
-        class_weight = cls_logits.new_ones(num_classes + 1)
-        class_weight[-1] = self.eos_coef
-        # weighted mean per output (F.cross_entropy's weighted 'mean': the
-        # same targets, hence the same denominator, for every output), all
-        # outputs in one call
-        weighted_nll = F.cross_entropy(
-            cls_logits.flatten(0, 2),
-            target.expand(num_outputs, -1, -1).flatten(),
-            class_weight,
-            reduction='none')  # (L * B * Q, )
-        loss_ce = weighted_nll.view(num_outputs, -1).sum(1) / class_weight[
-            target].sum()
-
-        # Masks of present classes only, resized once to the label size
-        # (or sampled at points).
-        height, width = seg_label.shape[-2:]
-        if len(b_idx) > 0:
-            pred = mask_logits[:, b_idx, c_idx]  # (L, M, h, w)
-            gt = seg_label[b_idx] == c_idx[:, None, None]  # (M, H, W)
-            if self.num_points is not None:
-                pred, gt = sample_mask_points(pred, gt, self.num_points,
-                                              self.oversample_ratio,
-                                              self.importance_sample_ratio)
-            else:
-                if pred.shape[-2:] != (height, width):
-                    pred = F.interpolate(
-                        pred,
-                        size=(height, width),
-                        mode='bilinear',
-                        align_corners=False)
-                pred = pred.flatten(2)  # (L, M, H*W)
-                gt = gt.flatten(1).to(pred.dtype)  # (M, H*W)
-            loss_mask = sigmoid_focal_loss(pred, gt, self.focal_alpha,
-                                           self.focal_gamma).sum(-1)
-            loss_dice = dice_loss(pred, gt).sum(-1)
-            loss_mask = loss_mask / num_masks
-            loss_dice = loss_dice / num_masks
-        else:  # nothing labelled: zero, but keep the graph for DDP
-            loss_mask = loss_dice = mask_logits.sum((1, 2, 3, 4)) * 0
-
-        # every term of every output weighted in one product: (3, L)
+        num_outputs = cls_logits.shape[0]
+        _check_labels(seg_label, cls_logits.shape[1])
+        targets = self.get_targets(seg_label, num_classes, ignore_index,
+                                   cls_logits.device)
+        masks = self.sample_masks(mask_logits, targets)
+        # every term of every output weighted in one product: (T, L)
+        values = torch.stack([
+            getattr(self, name)(cls_logits, masks, targets)
+            for name, _ in self.terms
+        ])
         weights = torch.tensor(
-            [self.cls_weight, self.mask_weight, self.dice_weight],
-            dtype=loss_ce.dtype) * self.loss_weight
-        terms = torch.stack((loss_ce, loss_mask, loss_dice)) * weights.to(
-            loss_ce.device, non_blocking=True)[:, None]
-        # one unbind (its backward is one stack), not 3 L selections
-        values = iter(terms.flatten().unbind(0))
-        losses = {}
-        for name in ('loss_ce', 'loss_mask', 'loss_dice'):
-            for i in range(num_outputs):
-                key = name if i == num_outputs - 1 else f'{name}_{i}'
-                losses[key] = next(values)
-        return losses
+            [getattr(self, weight) for _, weight in self.terms],
+            dtype=values.dtype) * self.loss_weight
+        values = values * weights.to(values.device, non_blocking=True)[:, None]
+        # one unbind (its backward is one stack), not T * L selections
+        flat = iter(values.flatten().unbind(0))
+        return {
+            name if i == num_outputs - 1 else f'{name}_{i}': next(flat)
+            for name, _ in self.terms for i in range(num_outputs)
+        }

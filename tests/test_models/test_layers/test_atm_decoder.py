@@ -44,3 +44,68 @@ def test_decoder_masks_only_where_used():
             with_kwargs=True)
     dec(q, t)
     assert calls == [False, False, True]
+
+
+DEFAULT_KEYS = sorted(ATMDecoderLayer(32, num_heads=4).state_dict())
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(pre_norm=True),
+    dict(act_cfg=dict(type='GELU')),
+    dict(norm_cfg=dict(type='LN', eps=1e-6), pre_norm=True),
+])
+def test_decoder_layer_settings_keep_the_state_dict_keys(kwargs):
+    """Checkpoint converters map torch's layer key by key: the settings
+    change the computation, never the parameter names or shapes."""
+    layer = ATMDecoderLayer(32, num_heads=4, **kwargs)
+    default = ATMDecoderLayer(32, num_heads=4).state_dict()
+    state = layer.state_dict()
+    assert sorted(state) == DEFAULT_KEYS
+    assert all(state[k].shape == default[k].shape for k in state)
+    layer.load_state_dict(default)  # strict
+
+
+def _branches(layer, q, t, act):
+    """The three residual branches of a layer, written out."""
+    def self_attn(x):
+        return layer.self_attn(x, x, x, need_weights=False)[0]
+
+    def ffn(x):
+        return layer.linear2(act(layer.linear1(x)))
+
+    return self_attn, lambda x: layer.multihead_attn(x, t), ffn
+
+
+def test_pre_norm_computes_the_pre_norm_order():
+    torch.manual_seed(0)
+    layer = ATMDecoderLayer(32, num_heads=4, pre_norm=True,
+                            act_cfg=dict(type='GELU'),
+                            norm_cfg=dict(type='LN', eps=1e-6)).eval()
+    assert layer.norm1.eps == 1e-6
+    q, t = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
+    self_attn, cross_attn, ffn = _branches(
+        layer, q, t, torch.nn.functional.gelu)
+    x = q + self_attn(layer.norm1(q))
+    cross, mask = cross_attn(layer.norm2(x))
+    x = x + cross
+    expected = x + ffn(layer.norm3(x))
+    out, got_mask = layer(q, t)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(got_mask, mask)
+    # pre-norm leaves the residual stream unnormalised
+    assert out.mean(-1).abs().max() > 1e-3
+
+
+def test_post_norm_is_the_default_order():
+    torch.manual_seed(0)
+    layer = ATMDecoderLayer(32, num_heads=4).eval()
+    q, t = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
+    self_attn, cross_attn, ffn = _branches(layer, q, t,
+                                           torch.nn.functional.relu)
+    x = layer.norm1(q + self_attn(q))
+    cross, mask = cross_attn(x)
+    x = layer.norm2(x + cross)
+    expected = layer.norm3(x + ffn(x))
+    out, got_mask = layer(q, t)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(got_mask, mask)

@@ -307,3 +307,54 @@ def test_labels_on_the_meta_device_are_refused():
     with pytest.raises(ValueError, match='labels on the meta device.*real '
                        'labels'):
         ATMLoss()(cls, masks, labels)
+
+
+class _WithArea(ATMLoss):
+    """ATMLoss plus a term: one method and one table entry."""
+    terms = ATMLoss.terms + (('loss_area', 'area_weight'), )
+    area_weight = 3.0
+
+    def loss_area(self, cls_logits, masks, targets):
+        # predicted minus true area of each supervised mask, per output
+        diff = masks.logits.sigmoid().mean(-1) - masks.targets.mean(-1)
+        return diff.abs().sum(-1) / targets.num_masks
+
+
+def test_a_new_term_is_one_method_and_one_table_entry():
+    cls = torch.randn(2, 2, 3, 4)
+    masks = torch.randn(2, 2, 3, 4, 4)
+    label = torch.tensor([[[0, 0], [1, 255]], [[2, 2], [2, 2]]])
+    base = ATMLoss(loss_weight=0.5)(cls, masks, label)
+    extended = _WithArea(loss_weight=0.5)(cls, masks, label)
+    assert list(extended) == list(base) + ['loss_area_0', 'loss_area']
+    for key in base:
+        torch.testing.assert_close(extended[key], base[key])
+    # weighted by its own weight and loss_weight, one value per output
+    big = F.interpolate(masks.flatten(0, 1), size=(2, 2), mode='bilinear',
+                        align_corners=False).sigmoid().view(2, 2, 3, 2, 2)
+    pairs = [(0, 0), (0, 1), (1, 2)]
+    for i, key in enumerate(['loss_area_0', 'loss_area']):
+        areas = [(big[i, b, c].mean() - (label[b] == c).float().mean()).abs()
+                 for b, c in pairs]
+        torch.testing.assert_close(extended[key],
+                                   1.5 * torch.stack(areas).sum() / 3)
+
+
+def test_targets_are_split_from_the_terms():
+    label = torch.tensor([[[0, 0], [1, 255]], [[2, 2], [2, 255]]])
+    targets = ATMLoss().get_targets(label, 3, 255, torch.device('cpu'))
+    assert targets.classes.tolist() == [[0, 1, 3], [3, 3, 2]]
+    assert targets.batch_index.tolist() == [0, 0, 1]
+    assert targets.class_index.tolist() == [0, 1, 2]
+    assert targets.masks.tolist() == [[[True, True], [False, False]],
+                                      [[False, False], [True, False]],
+                                      [[True, True], [True, False]]]
+    assert targets.num_masks.item() == 3
+    samples = ATMLoss().sample_masks(torch.randn(2, 2, 3, 1, 1), targets)
+    assert samples.logits.shape == (2, 3, 4)
+    assert samples.targets.shape == (3, 4)
+    none = ATMLoss().get_targets(torch.full((1, 2, 2), 255), 3, 255,
+                                 torch.device('cpu'))
+    assert none.classes.tolist() == [[3, 3, 3]] and none.num_masks == 1
+    empty = ATMLoss().sample_masks(torch.randn(2, 1, 3, 4, 4), none)
+    assert empty.logits.shape == (2, 0, 16)
