@@ -236,6 +236,15 @@ class TimmViT(BaseModule):
             vit._pos_embed = types.MethodType(
                 lambda m, x, rule=self.pos_rule: _official_pos_embed(
                     m, rule, x), vit)
+        rope = getattr(vit, 'rope', None)
+        if rope is not None and isinstance(getattr(rope, 'periods', None),
+                                           Tensor):
+            # DINOv3: the official model keeps its RoPE periods in its
+            # state dict (rounded to bfloat16 in the released files, timm
+            # notes); timm recomputes them in float32 and does not save
+            # them. Saved here, loaded from the file by load_timm_backbone.
+            periods = rope.periods.detach().to(torch.bfloat16).float()
+            rope.register_buffer('periods', periods, persistent=True)
         self.fused_attn = bool(fused_attn)
         for module in vit.modules():
             if hasattr(module, 'fused_attn'):
