@@ -130,6 +130,7 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
     raw = dict(state_dict)
     periods = raw.get('rope_embed.periods')
     _check_dinov3_qkv_bias(raw, vit, backbone.model_name, path)
+    _check_register_tokens(raw, vit, backbone.model_name, path)
 
     table = raw.get('pos_embed')
     resized = None
@@ -152,7 +153,13 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
 
     module = sys.modules[type(vit).__module__]
     filter_fn = getattr(module, 'checkpoint_filter_fn', None)
-    out = dict(filter_fn(raw, vit)) if filter_fn is not None else raw
+    try:
+        out = dict(filter_fn(raw, vit)) if filter_fn is not None else raw
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ConversionError(
+            f'{path} does not fit TimmViT({backbone.model_name}): timm\'s '
+            f'{module.__name__}.checkpoint_filter_fn failed ({err}). Check '
+            'model_name and model_kwargs against the file') from err
     if resized is not None and 'pos_embed' in out:
         # the table was resized above: keep it whatever the filter did
         out['pos_embed'] = torch.cat(
@@ -208,6 +215,23 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
             + '; it '.join(what) + '. Check model_name and model_kwargs '
             'against the file (size, registers, qkv bias)')
     return out, notes
+
+
+def _check_register_tokens(raw: Mapping[str, Tensor], vit: nn.Module,
+                           model_name: str, path: str) -> None:
+    """Refuse a file whose register / storage tokens the model lacks (or
+    the other way round), naming both counts."""
+    stored = next((raw[k] for k in ('register_tokens', 'storage_tokens',
+                                    'reg_token') if k in raw), None)
+    have = 0 if stored is None else stored.shape[1]
+    reg = getattr(vit, 'reg_token', None)
+    want = 0 if reg is None else reg.shape[1]
+    if have != want:
+        raise ConversionError(
+            f'{path} has {have} register tokens (reg_token / '
+            f'register_tokens / storage_tokens) but {model_name} has '
+            f'{want}: use the model of the file (e.g. *_reg4_dinov2 for '
+            'DINOv2 files with registers)')
 
 
 def _check_dinov3_qkv_bias(raw: Mapping[str, Tensor], vit: nn.Module,
