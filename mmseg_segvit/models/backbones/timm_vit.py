@@ -289,6 +289,61 @@ class TimmViT(BaseModule):
             return
         super().init_weights()
 
+    def check_export(self, dynamic: bool, exporter: str = 'auto') -> str:
+        """The ONNX exporter this backbone exports with, or a refusal.
+
+        Called by :func:`mmseg_segvit.deploy.choose_exporter`.
+
+        * BEiT's relative position tables are built for ``img_size``: no
+          dynamic export (export at ``img_size``, run slide inference).
+        * DINOv2 without registers: the official table resize samples at
+          ``scale_factor=(H + 0.1) / h``, which both exporters record as a
+          constant of the traced size, so a dynamic file would be wrong at
+          other sizes: no dynamic export (export one file per size).
+        * A dynamic export that resizes a table by antialiased bicubic
+          (DINOv2 with registers, EVA-02) needs the dynamo exporter (the
+          TorchScript one has no ``_upsample_bicubic2d_aa``); EVA-02's
+          rotary embedding needs it at any size (TorchScript records a
+          zero-sized concatenation that onnxruntime rejects).
+
+        Args:
+            dynamic (bool): Dynamic batch and image size.
+            exporter (str): ``'auto'``, ``'torchscript'`` or ``'dynamo'``.
+
+        Returns:
+            str: ``'torchscript'`` or ``'dynamo'``.
+
+        Raises:
+            ValueError: The combination is not supported (named).
+        """
+        vit = self.vit
+        table = getattr(vit, 'pos_embed', None) is not None
+        if dynamic and not self.dynamic_size:
+            raise ValueError(
+                f'{self.model_name} runs at img_size={self.img_size} only '
+                '(relative position tables of a fixed window): export it '
+                'without --dynamic at that size and tile larger images')
+        if dynamic and table and self.pos_rule.offset:
+            raise ValueError(
+                f'no dynamic ONNX export of {self.model_name}: the official '
+                'DINOv2 position-table resize (scale factor (H + '
+                f'{self.pos_rule.offset}) / h) is traced as a constant of '
+                'the example size; export without --dynamic, one file per '
+                'image size')
+        eva = type(vit).__name__ == 'Eva'
+        needs_dynamo = (eva and getattr(vit, 'rope', None) is not None
+                        and not hasattr(vit.rope, 'periods')) or (
+                            dynamic and table and self.pos_rule.antialias)
+        if needs_dynamo:
+            if exporter == 'torchscript':
+                raise ValueError(
+                    f'{self.model_name} needs the dynamo exporter here '
+                    '(antialiased bicubic table resize or rotary embedding '
+                    'concatenations the TorchScript exporter cannot '
+                    "write): use --exporter dynamo or 'auto'")
+            return 'dynamo'
+        return 'torchscript' if exporter == 'auto' else exporter
+
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """The chosen blocks' outputs as maps.
 
