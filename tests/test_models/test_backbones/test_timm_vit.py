@@ -234,3 +234,77 @@ def test_in_segmentor_loss_and_predict():
     with torch.no_grad():
         pred = model.predict(data['inputs'], data['data_samples'])[0]
     assert pred.pred_sem_seg.data.shape == (1, 60, 74)
+
+
+def _segmentor(name, size, depth=3):
+    cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
+    cfg['backbone'] = dict(
+        type='TimmViT', model_name=name, img_size=size, out_indices=(0, 1, 2),
+        model_kwargs=dict(TINY, depth=depth))
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize('name, size', [
+    (FAMILIES['dinov3'], (48, 80)),  # RoPE on a non-square grid
+    (FAMILIES['dinov2'], (70, 84)),  # the official table resize in graph
+])
+def test_compile_traces_as_one_graph(name, size):
+    model = _segmentor(name, (56, 56) if 'dinov2' in name else (64, 64))
+    metas = [dict(img_shape=size, pad_shape=size, ori_shape=size)]
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model.encode_decode)(x, metas)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+@pytest.mark.slow
+def test_inductor_equals_eager_with_rope():
+    torch._dynamo.reset()
+    model = _segmentor(FAMILIES['dinov3'], (64, 64))
+    x = torch.randn(1, 3, 48, 80)
+    metas = [dict(img_shape=(48, 80), pad_shape=(48, 80))]
+    with torch.no_grad():
+        eager = model.encode_decode(x, metas)
+        out = torch.compile(model.encode_decode, backend='inductor')(x, metas)
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_flops_of_the_backbone():
+    """FLOP count of a tiny DINOv3 (fvcore convention: 1 multiply-add per
+    product, 5 per normalised element) equals the count by hand: the
+    fused attention is counted, pruned blocks are not."""
+    from mmseg_segvit.utils import count_flops, flops_summary
+    model = _segmentor(FAMILIES['dinov3'], (64, 64), depth=4)  # 3 kept
+    rows = dict(flops_summary(model, count_flops(model, (64, 64))))
+    n, c, hidden = 16 + 5, 32, 128  # patches + class + 4 registers
+    block = (n * c * 3 * c + n * c * c + 2 * n * c * hidden  # linears
+             + 2 * n * n * c  # q k^T and attn v over 2 heads of 16
+             + 2 * 5 * n * c)  # two LayerNorms
+    patch_embed = 16 * (3 * 16 * 16) * c
+    assert rows['backbone'] == patch_embed + 3 * block
+
+
+def test_get_flops_tool_on_a_timm_config(tmp_path):
+    import os.path as osp
+    import subprocess
+    import sys
+    from fixtures import REPO
+    cfg = tmp_path / 'timm_demo.py'
+    base = osp.join(REPO, 'configs', 'segvit',
+                    'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
+    cfg.write_text(
+        f'_base_ = [{base!r}]\n'
+        "model = dict(backbone=dict(_delete_=True, type='TimmViT', "
+        "model_name='vit_small_patch14_dinov2', img_size=(128, 128), "
+        'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
+        'num_heads=2)), decode_head=dict(in_channels=32))\n')
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'get_flops.py'), str(cfg)],
+        capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith('backbone') for line in lines)
+    assert float(lines[-1].split()[-1]) > 0
