@@ -121,6 +121,13 @@ class TimmViT(BaseModule):
     backbone, so the padding shifts them by at most p / 2 pixels, as in the
     official evaluation.
 
+    DINOv3 models rescale their RoPE coordinates by a random factor in
+    [1/2, 2] in training mode, as the official models do
+    (``pos_embed_rope_rescale_coords=2`` in ``dinov3/hub/backbones.py``;
+    timm's definitions leave it out); ``model_kwargs=dict(
+    rope_rescale_coords=None)`` turns it off. In eval mode (and frozen)
+    the coordinates are the official fixed ones.
+
     Position tables: models with a learned table are built on the grid of
     ``img_size`` (padded); the table of a loaded file is resized to it, and
     at run time to the grid of an input of another size, by the rule of
@@ -201,6 +208,12 @@ class TimmViT(BaseModule):
                 f'TimmViT: timm {timm.__version__} has no model '
                 f'{model_name!r} (similar names: {close})')
         self.model_name = model_name
+        if '_dinov3' in model_name:
+            # the official DINOv3 models rescale their RoPE coordinates by a
+            # random factor in [1/2, 2] in training mode (dinov3/hub/
+            # backbones.py: pos_embed_rope_rescale_coords=2); timm's
+            # definitions leave it out
+            model_kwargs.setdefault('rope_rescale_coords', 2.0)
         self.patch_size = _probe_patch_size(model_name, model_kwargs)
         self.img_size = padded_size(img_size, self.patch_size)
         build = dict(model_kwargs, pretrained=False, img_size=self.img_size,

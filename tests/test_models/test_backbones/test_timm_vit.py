@@ -176,9 +176,13 @@ def test_drop_path_rate_reaches_blocks():
     assert rates[0] == 0. and rates[-1] == pytest.approx(0.3)
 
 
-def test_frozen_backbone():
+@pytest.mark.parametrize('paramwise', [None, dict(norm_decay_mult=0.0)])
+def test_frozen_backbone(paramwise):
     """No gradient, eval mode across train(), unchanged by a training
-    step of the segmentor (AdamW with weight decay); no optimizer state."""
+    step of the segmentor (AdamW with weight decay); no optimizer state.
+    mmengine's default constructor hands the frozen weights to the
+    optimizer without paramwise_cfg (torch skips weights without a
+    gradient: no state, no decay) and leaves them out with one."""
     from mmengine.optim import build_optim_wrapper
     cfg = tiny_segmentor_cfg(num_classes=3, size=(64, 64))
     cfg['backbone'] = dict(
@@ -191,9 +195,16 @@ def test_frozen_backbone():
     assert not model.backbone.vit.training and model.decode_head.training
     assert not any(p.requires_grad for p in model.backbone.parameters())
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    wrapper = build_optim_wrapper(model, dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5)))
+    optim = dict(type='OptimWrapper',
+                 optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5))
+    if paramwise:
+        optim['paramwise_cfg'] = paramwise
+    wrapper = build_optim_wrapper(model, optim)
+    frozen_ids = {id(p) for p in model.backbone.parameters()}
+    grouped = {id(p) for g in wrapper.optimizer.param_groups
+               for p in g['params']}
+    assert (frozen_ids <= grouped) == (paramwise is None)
+    assert paramwise is None or not frozen_ids & grouped
     labels = torch.randint(0, 3, (2, 64, 64))
     data = model.data_preprocessor(dict(
         inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
@@ -203,7 +214,6 @@ def test_frozen_backbone():
     wrapper.update_params(loss)
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    frozen_ids = {id(p) for p in model.backbone.parameters()}
     state = wrapper.optimizer.state
     assert state and not any(id(p) in frozen_ids for p in state)
     # a frozen backbone's forward is deterministic in train mode
@@ -308,3 +318,23 @@ def test_get_flops_tool_on_a_timm_config(tmp_path):
     lines = proc.stdout.splitlines()
     assert any(line.startswith('backbone') for line in lines)
     assert float(lines[-1].split()[-1]) > 0
+
+
+def test_dinov3_rope_rescale_in_training_as_official():
+    """The official DINOv3 models rescale the RoPE coordinates at random in
+    training mode (factor in [1/2, 2]); eval mode is deterministic; the
+    augmentation can be turned off."""
+    torch.manual_seed(0)
+    from official_dinov2_reference import randomise
+    backbone = tiny(FAMILIES['dinov3'])
+    randomise(backbone.vit)  # layer scales of 1e-5 would hide the blocks
+    assert backbone.vit.rope.rescale_coords == 2.0
+    x = torch.randn(1, 3, 64, 64)
+    backbone.train()
+    assert not torch.allclose(backbone(x)[1], backbone(x)[1])
+    backbone.eval()
+    torch.testing.assert_close(backbone(x), backbone(x))
+    off = TimmViT(FAMILIES['dinov3'], img_size=64, out_indices=(1, 3),
+                  model_kwargs=dict(TINY, rope_rescale_coords=None)).train()
+    off.load_state_dict(backbone.state_dict())
+    torch.testing.assert_close(off(x), off(x))
