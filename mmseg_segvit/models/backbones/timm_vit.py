@@ -207,6 +207,7 @@ class TimmViT(BaseModule):
             raise ValueError(
                 f'TimmViT: timm {timm.__version__} has no model '
                 f'{model_name!r} (similar names: {close})')
+        _model_class(model_name)  # a plain ViT of timm, else ValueError
         self.model_name = model_name
         if '_dinov3' in model_name:
             # the official DINOv3 models rescale their RoPE coordinates by a

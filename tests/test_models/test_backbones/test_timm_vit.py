@@ -91,6 +91,8 @@ def test_bad_arguments(kwargs, match):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match='has no model'):
         TimmViT('vit_nonexistent_patch14_dinov9')
+    with pytest.raises(ValueError, match="plain ViTs.*resnet"):
+        TimmViT('resnet18')
 
 
 def test_center_padding_as_official():
