@@ -250,15 +250,7 @@ class TimmViT(BaseModule):
             vit._pos_embed = types.MethodType(
                 lambda m, x, rule=self.pos_rule: _official_pos_embed(
                     m, rule, x), vit)
-        rope = getattr(vit, 'rope', None)
-        if rope is not None and isinstance(getattr(rope, 'periods', None),
-                                           Tensor):
-            # DINOv3: the official model keeps its RoPE periods in its
-            # state dict (rounded to bfloat16 in the released files, timm
-            # notes); timm recomputes them in float32 and does not save
-            # them. Saved here, loaded from the file by load_timm_backbone.
-            periods = rope.periods.detach().to(torch.bfloat16).float()
-            rope.register_buffer('periods', periods, persistent=True)
+        _official_rope_periods(vit)
         self.fused_attn = bool(fused_attn)
         for module in vit.modules():
             if hasattr(module, 'fused_attn'):
@@ -301,7 +293,14 @@ class TimmViT(BaseModule):
                                cfg.get('src_grid'))
             self._is_init = True
             return
+        if cfg is None:
+            # timm initialised the model when it was built; its
+            # init_weights would draw the weights again and recompute the
+            # RoPE periods
+            self._is_init = True
+            return
         super().init_weights()
+        _official_rope_periods(self.vit)
 
     def check_export(self, dynamic: bool, exporter: str = 'auto') -> str:
         """The ONNX exporter this backbone exports with, or a refusal.
@@ -381,6 +380,22 @@ class TimmViT(BaseModule):
             x, indices=list(self.out_indices), norm=False,
             output_fmt='NCHW', intermediates_only=True)
         return tuple(maps)
+
+
+def _official_rope_periods(vit: nn.Module) -> None:
+    """Keep DINOv3's RoPE periods in the state dict, rounded to bfloat16.
+
+    The official model keeps its periods in its state dict (its released
+    files hold them rounded to bfloat16, timm notes); timm recomputes them
+    in float32 and does not save them. Here they are a saved buffer with
+    the official files' values; :func:`load_timm_backbone` loads a file's
+    own.
+    """
+    rope = getattr(vit, 'rope', None)
+    if rope is not None and isinstance(getattr(rope, 'periods', None),
+                                       Tensor):
+        periods = rope.periods.detach().to(torch.bfloat16).float()
+        rope.register_buffer('periods', periods, persistent=True)
 
 
 def _takes(model_name: str, argument: str) -> bool:

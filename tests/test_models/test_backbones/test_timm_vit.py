@@ -340,3 +340,18 @@ def test_dinov3_rope_rescale_in_training_as_official():
                   model_kwargs=dict(TINY, rope_rescale_coords=None)).train()
     off.load_state_dict(backbone.state_dict())
     torch.testing.assert_close(off(x), off(x))
+
+
+def test_init_weights_without_file_keeps_timms_initialisation():
+    """No init_cfg: timm's initialisation stands (init_weights does not
+    draw again); DINOv3's RoPE periods are saved, rounded to bfloat16 as
+    in the official files."""
+    backbone = tiny(FAMILIES['dinov3'])
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.init_weights()
+    after = backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    periods = after['vit.rope.periods']
+    schedule = backbone.vit.rope._compute_periods()
+    assert torch.equal(periods, schedule.bfloat16().float())
+    assert not torch.equal(periods, schedule)
