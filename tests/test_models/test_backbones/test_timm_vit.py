@@ -355,3 +355,15 @@ def test_init_weights_without_file_keeps_timms_initialisation():
     schedule = backbone.vit.rope._compute_periods()
     assert torch.equal(periods, schedule.bfloat16().float())
     assert not torch.equal(periods, schedule)
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_every_weight_gets_a_gradient(family):
+    """No unused parameter (DDP without find_unused_parameters): the
+    pruned model uses every weight it keeps."""
+    backbone = tiny(FAMILIES[family], out_indices=(1, 2))
+    backbone.train()
+    sum(o.sum() for o in backbone(torch.randn(1, 3, 64, 64))).backward()
+    unused = [n for n, p in backbone.named_parameters()
+              if p.requires_grad and p.grad is None]
+    assert not unused
