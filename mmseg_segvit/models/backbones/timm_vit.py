@@ -98,9 +98,9 @@ class TimmViT(BaseModule):
     ``vit.patch_embed.*``, ``vit.cls_token``, ``vit.reg_token``,
     ``vit.pos_embed``, ``vit.blocks.{i}.*``. Supported and tested: timm's
     ``vit_*_patch14_dinov2``, ``vit_*_patch14_reg4_dinov2``,
-    ``vit_*_patch16_dinov3[_qkvb]``, ``beitv2_*`` and ``eva02_*``; any timm
-    model with ``forward_intermediates`` and ``prune_intermediate_layers``
-    builds.
+    ``vit_*_patch16_dinov3[_qkvb]``, ``beitv2_*`` and ``eva02_*``; other
+    models of timm's ``vision_transformer``, ``eva`` and ``beit`` modules
+    build too (any other timm model is refused).
 
     The forward is timm's ``forward_intermediates(x, indices=out_indices,
     norm=False, output_fmt='NCHW', intermediates_only=True)``: the raw
@@ -110,6 +110,8 @@ class TimmViT(BaseModule):
     shape carries its grid to ATMHead. Blocks after the last out index, the
     final norm and the classifier are removed from the model
     (``prune_intermediate_layers``): they would never get gradients.
+    ``num_blocks`` keeps the depth of the full model, ``len(vit.blocks)``
+    is the depth kept.
 
     Inputs whose sides are no multiple of the patch (512 with DINOv2's 14)
     are zero-padded on both sides to the next multiple, as the official
@@ -118,8 +120,7 @@ class TimmViT(BaseModule):
     the grid is ``(ceil(H / p), ceil(W / p))``, no pixel is lost or
     resampled and the crop keeps the features the model was evaluated
     with; ATMHead's masks are resized to the (unpadded) image as for any
-    backbone, so the padding shifts them by at most p / 2 pixels, as in the
-    official evaluation.
+    backbone, so the padding shifts them by at most p / 2 pixels.
 
     DINOv3 models rescale their RoPE coordinates by a random factor in
     [1/2, 2] in training mode, as the official models do
