@@ -210,7 +210,8 @@ class TimmViT(BaseModule):
                 f'{model_name!r} (similar names: {close})')
         _model_class(model_name)  # a plain ViT of timm, else ValueError
         self.model_name = model_name
-        if '_dinov3' in model_name:
+        if '_dinov3' in model_name and _takes(model_name,
+                                              'rope_rescale_coords'):
             # the official DINOv3 models rescale their RoPE coordinates by a
             # random factor in [1/2, 2] in training mode (dinov3/hub/
             # backbones.py: pos_embed_rope_rescale_coords=2); timm's
