@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ...typing_utils import Grid, Size
+from ..load_checks import compare_keys, modules_of
 from ..layers.pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
                                 resize_pos_table)
 
@@ -87,6 +88,45 @@ def _official_pos_embed(vit: nn.Module, rule: PosTableRule, x: Tensor) -> Tensor
             x = torch.cat(to_cat + [x], dim=1)
         x = x + pos_embed
     return vit.pos_drop(x)
+
+
+def check_loaded_backbone(backbone: 'TimmViT', state_dict: dict,
+                          prefix: str, *args) -> None:
+    """Load-state pre-hook: refuse a whole-model checkpoint that would
+    leave backbone weights at their initialisation.
+
+    A segmentor checkpoint (``load_from``, ``init_model``; prefix
+    ``backbone.``) must carry every tensor of the backbone with its shape
+    and no other (see :mod:`~mmseg_segvit.models.load_checks`). Pretrained
+    weights go through ``init_cfg`` (:func:`~mmseg_segvit.checkpoints.
+    load_timm_backbone`, strict as well).
+    """
+    if not prefix:
+        return
+    report = compare_keys(backbone.state_dict(keep_vars=True), state_dict,
+                          prefix)
+    if report.missing or report.unexpected or report.mismatched:
+        what = []
+        if report.missing:
+            inner = [k[len('vit.'):] if k.startswith('vit.') else k
+                     for k in report.missing]
+            what.append(f'lacks {len(report.missing)} tensor(s) of '
+                        f'{modules_of(inner)}')
+        if report.unexpected:
+            what.append(f'has {len(report.unexpected)} backbone tensor(s) '
+                        f'the model does not have '
+                        f'({", ".join(report.unexpected[:4])})')
+        if report.mismatched:
+            what.append('has tensors of other shapes: ' +
+                        '; '.join(report.mismatched[:3]))
+        raise ValueError(
+            'the checkpoint ' + ' and '.join(what) + f' under {prefix!r} '
+            f'(TimmViT {backbone.model_name}, out_indices='
+            f'{backbone.out_indices}), '
+            'which would leave weights at their initialisation. Load a '
+            'checkpoint of the same backbone settings; pretrained backbone '
+            "files go in backbone.init_cfg=dict(type='Pretrained', "
+            'checkpoint=...)')
 
 
 @MODELS.register_module()
@@ -264,6 +304,7 @@ class TimmViT(BaseModule):
         if self.frozen:
             self.vit.requires_grad_(False)
             self.vit.eval()
+        self.register_load_state_dict_pre_hook(check_loaded_backbone)
 
     @property
     def grid(self) -> Grid:

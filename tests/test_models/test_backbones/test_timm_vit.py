@@ -367,3 +367,22 @@ def test_every_weight_gets_a_gradient(family):
     unused = [n for n, p in backbone.named_parameters()
               if p.requires_grad and p.grad is None]
     assert not unused
+
+
+def test_segmentor_checkpoint_must_carry_the_backbone():
+    """load_from / init_model of a whole-model checkpoint: a missing,
+    extra or misshaped backbone tensor is an error, not random weights."""
+    model = _segmentor(FAMILIES['dinov2_reg4'], (56, 56))
+    full = model.state_dict()
+    model.load_state_dict(full)  # a complete checkpoint loads
+    partial = {k: v for k, v in full.items()
+               if not k.startswith('backbone.vit.blocks.1.')}
+    with pytest.raises(ValueError, match=r'lacks .*blocks\.1'):
+        model.load_state_dict(partial, strict=False)
+    extra = dict(full, **{'backbone.vit.blocks.7.norm1.weight':
+                          torch.ones(32)})
+    with pytest.raises(ValueError, match='blocks.7.norm1.weight'):
+        model.load_state_dict(extra, strict=False)
+    shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 9, 32)})
+    with pytest.raises(ValueError, match='other shapes.*pos_embed'):
+        model.load_state_dict(shaped, strict=False)
