@@ -11,6 +11,8 @@ from .pos_embed import (GRIDS_KEY, RELEASED_GRIDS, resize_pos_embed,
                         source_grid)
 from .safe_load import (UnsafeCheckpointError, get_state_dict,
                         load_weights_file)
+from .timm_backbone import (TimmPretrained, convert_timm_backbone,
+                            load_timm_backbone, read_backbone_file)
 from .timm_vit import (ViTPretrained, checkpoint_layout,
                        convert_pretrained_vit, load_pretrained_vit,
                        recorded_grids, vit2mmseg_converter)
@@ -26,5 +28,6 @@ __all__ = [
     'resize_pos_embed', 'source_grid', 'GRIDS_KEY', 'recorded_grids',
     'OFFICIAL', 'PACKAGE',
     'require_package_layout', 'segvit_layout', 'config_dataset_meta',
-    'converted_dataset_meta'
+    'converted_dataset_meta', 'TimmPretrained', 'convert_timm_backbone',
+    'load_timm_backbone', 'read_backbone_file'
 ]
