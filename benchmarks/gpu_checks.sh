@@ -98,6 +98,7 @@ if run tests; then
     -o addopts="" --tb=short -m "not slow" \
     tests/test_models/test_amp.py \
     tests/test_models/test_layers/test_mask_combination.py \
+    tests/test_models/test_layers/test_memory_plan.py \
     tests/test_models/test_layers/test_weight_casts.py \
     tests/test_models/test_compile.py tests/test_engine \
     tests/test_utils tests/test_tools/test_inference.py > "$log" 2>&1

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..typing_utils import Size
-from ..models.layers.mask_combination import memory_budget
+from ..models.layers.memory_plan import memory_budget
 from ..models.layers.vit_layer import patch_grid
 
 __all__ = [

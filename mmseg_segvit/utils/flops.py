@@ -33,7 +33,7 @@ from mmengine.analysis import complexity_analysis
 from mmengine.analysis.jit_handles import get_shape
 from torch import Tensor
 
-from ..models.layers.mask_combination import memory_budget
+from ..models.layers.memory_plan import memory_budget
 from ..typing_utils import Size
 
 __all__ = [

@@ -14,7 +14,8 @@ from ...typing_utils import Grid, Size
 from ..layers import (ATMDecoder, build_level_projections,
                       level_channels)
 from ..layers.amp import autocast_disabled
-from ..layers.mask_combination import combine, metric_budget
+from ..layers.mask_combination import combine
+from ..layers.memory_plan import metric_budget
 from ..layers.queries import batch_queries
 from ..layers.weight_casts import batched_weight_casts
 from ..losses import label_accuracy

@@ -41,7 +41,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from ...typing_utils import Grid
-from ..layers.mask_combination import traceable_size
+from ..layers.sizes import traceable_size
 from ..load_checks import compare_keys, modules_of
 
 __all__ = [

@@ -7,8 +7,9 @@ from .fused_mha import (FusedMultiheadAttention, packed_self_attention,
 from .kmeans_attention import KMeansCrossAttention
 from .level_projection import build_level_projections, level_channels
 from .mask_combination import (combine, combine_resized_masks,
-                               combined_labels, memory_budget, plan_rows,
-                               resize_in_bands, resized_labels)
+                               combined_labels, resize_in_bands,
+                               resized_labels)
+from .memory_plan import memory_budget, plan_rows
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
 from .query_upsample import QueryUpsample
 from .weight_casts import (batched_weight_casts, get_batched_weight_casts,

@@ -13,29 +13,15 @@ mask resolution, then resize the K scores) and as either output
 (``'scores'``: (B, K, H, W); ``'labels'``: their (B, H, W) arg-max, what a
 pixel accuracy needs).
 
-How the resized masks are chunked is chosen by device and size
-(:func:`plan_rows`), never by a constant tuned on one machine:
-
-- CUDA: one piece (one resize, one sigmoid, one batched product) when the
-  transient tensors fit a memory budget, a share of the device memory that
-  is free now (:data:`CUDA_MEMORY_FRACTION`); otherwise bands of output
-  rows, as few and as large as the budget allows.
-- CPU: bands whose resized masks fill about one core's L2 cache (read from
-  the system, :func:`cpu_band_bytes`): the height resize is done once on a
-  small (B, Q, H, w) tensor and each band is resized along the width while
-  it is in cache.
-
-Bilinear resizing is separable, so a band of rows resized along the height
-then the width equals the same rows of the full resize (within float
-rounding). Tools that must see the literal algorithm (FLOP counters, export)
-set :func:`memory_budget` to ``float('inf')``: one piece, one
-``F.interpolate``.
+Bilinear resizing is separable, so a band of output rows resized along the
+height, then the width, equals the same rows of the full resize (within
+float rounding): :func:`resize_in_bands` resizes the height once on a small
+(B, Q, H, w) tensor and each band along the width, and the combination
+runs band by band. How many rows a band holds is the memory plan's
+(:func:`~.memory_plan.plan_rows`: by device and size); with one band, the
+computation is the literal one (one ``F.interpolate``, one sigmoid, one
+batched product).
 """
-import contextlib
-import functools
-import glob
-import math
-import os
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -44,153 +30,48 @@ from torch import Tensor
 
 from ...typing_utils import Size
 from .amp import autocast_enabled
+from .memory_plan import plan_rows
+from .sizes import traceable_size
 
 __all__ = [
-    'combine', 'class_probabilities', 'plan_rows', 'memory_budget',
-    'cpu_band_bytes', 'metric_budget', 'resize_in_bands',
-    'combine_resized_masks', 'combined_labels', 'resized_labels',
-    'traceable_size', 'CUDA_MEMORY_FRACTION'
+    'combine', 'class_probabilities', 'resize_in_bands',
+    'combine_resized_masks', 'combined_labels', 'resized_labels'
 ]
 
-#: Share of the available CUDA memory (free on the device plus cached by
-#: torch's allocator) that one combination may take.
-CUDA_MEMORY_FRACTION = 0.25
-#: Share of the memory a training step already holds that the training-time
-#: pixel accuracy (a logged metric) may add on CUDA. At 1/8 the ViT-B step
-#: (H200, bf16, batch 8) peaked 1.2 GB above the banded code's 6.7 GB; 1/32
-#: bounds that at about 0.25 GB for a dozen more small launches.
-METRIC_MEMORY_FRACTION = 1 / 32
-_FALLBACK_CACHE_BYTES = 1 << 20
 
-# Set by memory_budget(); a plain global (not a ContextVar) so that
-# torch.compile traces through it without a graph break.
-_budget_override: Optional[float] = None
-
-
-
-def traceable_size(size: Size) -> Size:
-    """``size`` (H, W) as Python ints; as given while a graph is traced or
-    compiled (ONNX export), where ``int()`` would bake the example's size
-    into the graph."""
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return size[0], size[1]
-    return int(size[0]), int(size[1])
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_band_bytes() -> int:
-    """Bytes of resized masks per band on CPU: one core's L2 cache.
-
-    Read from ``/sys/devices/system/cpu/cpu0/cache`` (Linux); 1 MiB where
-    the system does not say.
-    """
-    for index in sorted(glob.glob('/sys/devices/system/cpu/cpu0/cache/index*')):
-        try:
-            with open(os.path.join(index, 'level')) as f:
-                level = int(f.read())
-            with open(os.path.join(index, 'size')) as f:
-                text = f.read().strip().upper()
-        except (OSError, ValueError):
-            continue
-        if level != 2:
-            continue
-        units = {'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30}
-        try:
-            if text[-1] in units:
-                return int(text[:-1]) * units[text[-1]]
-            return int(text)
-        except (ValueError, IndexError):
-            break
-    return _FALLBACK_CACHE_BYTES
-
-
-def _cuda_available_bytes(device: torch.device) -> int:
-    """Free device memory plus memory torch holds cached but unused."""
-    free, _ = torch.cuda.mem_get_info(device)
-    cached = (torch.cuda.memory_reserved(device) -
-              torch.cuda.memory_allocated(device))
-    return free + cached
-
-
-@contextlib.contextmanager
-def memory_budget(nbytes: Optional[float]) -> Iterator[None]:
-    """Override the memory budget of every combination in this context.
-
-    Not thread-local: it applies to every thread while the context is open.
-
-    Args:
-        nbytes (float, optional): Bytes the transient tensors of one
-            combination may take; ``float('inf')`` computes in one piece
-            (the literal algorithm, as FLOP counters and exporters need);
-            None restores the device default.
-    """
-    global _budget_override
-    previous, _budget_override = _budget_override, nbytes
-    try:
-        yield
-    finally:
-        _budget_override = previous
-
-
-def metric_budget(device: torch.device) -> Optional[float]:
-    """Budget of a metric computed inside a training step.
-
-    On CUDA at most :data:`METRIC_MEMORY_FRACTION` of the memory the step
-    already holds (so a logged accuracy does not raise the training peak
-    much); None (the device default) elsewhere.
-    """
-    if device.type == 'cuda' and _budget_override is None \
-            and not torch.compiler.is_compiling():
-        return METRIC_MEMORY_FRACTION * torch.cuda.memory_allocated(device)
-    return None
-
-
-def plan_rows(batch: int,
-              mask_channels: int,
-              out_channels: int,
-              size: Size,
-              device: torch.device,
-              element_size: int = 4,
-              budget: Optional[float] = None) -> int:
-    """Rows per band for resizing (B, Q, h, w) masks to ``size``.
-
-    Args:
-        batch (int): B.
-        mask_channels (int): Q, masks resized.
-        out_channels (int): K, scores made from them (0 if none).
-        size (tuple[int, int]): Output size (H, W).
-        device (torch.device): Where the masks are.
-        element_size (int): Bytes per element. Default: 4.
-        budget (float, optional): Bytes the transient (B, Q + K, rows, W)
-            tensors may take. Default: :func:`memory_budget` if set, else
-            unbounded inside ``torch.compile`` (one graph), else the
-            device's: on CUDA :data:`CUDA_MEMORY_FRACTION` of the
-            available memory; on CPU the resized masks of a band fill
-            :func:`cpu_band_bytes`; on other devices unbounded.
-
-    Returns:
-        int: Rows per band, between 1 and H; H means one piece. Bands are
-        balanced: ``ceil(H / n)`` rows for the fewest bands ``n`` that fit.
-    """
-    height, width = traceable_size(size)
-    if budget is None:
-        budget = _budget_override
-    if budget is None and torch.compiler.is_compiling():
-        budget = math.inf  # one graph: the compiler plans the memory
-    if budget is None:
-        if device.type == 'cpu':
-            budget = cpu_band_bytes()
-            out_channels = 0  # the cached part is the resized masks
-        elif device.type == 'cuda':
-            budget = CUDA_MEMORY_FRACTION * _cuda_available_bytes(device)
+def _resized_bands(
+        maps: Tensor, size: Size, align_corners: bool,
+        rows: Optional[int]) -> Iterator[Tuple[int, int, Tensor, bool]]:
+    """:func:`resize_in_bands`, each band with ``is_new``: True where the
+    band is a tensor of its own (made by ``F.interpolate``), False where it
+    is ``maps`` or a view of a tensor the caller or a later band reads."""
+    _, _, in_height, in_width = maps.shape
+    out_height, out_width = traceable_size(size)
+    rows = out_height if rows is None else max(1, min(out_height, int(rows)))
+    if rows >= out_height:
+        if (in_height, in_width) == (out_height, out_width):
+            yield 0, out_height, maps, False
         else:
-            budget = math.inf
-    row_bytes = batch * (mask_channels + out_channels) * width * element_size
-    if height * row_bytes <= budget:
-        return max(height, 1)
-    rows = max(1, int(budget // max(row_bytes, 1)))
-    bands = math.ceil(height / rows)
-    return math.ceil(height / bands)
+            yield 0, out_height, F.interpolate(
+                maps, size=(out_height, out_width), mode='bilinear',
+                align_corners=align_corners), True
+        return
+    # along the height only: (B, C, H, w), small; a resize that keeps an
+    # axis's size leaves that axis as it is
+    height_resized = maps if in_height == out_height else F.interpolate(
+        maps, size=(out_height, in_width), mode='bilinear',
+        align_corners=align_corners)
+    for top in range(0, out_height, rows):
+        bottom = min(out_height, top + rows)
+        band = height_resized[:, :, top:bottom]
+        if in_width == out_width:
+            yield top, bottom, band, False
+        else:  # along the width only
+            yield top, bottom, F.interpolate(
+                band,
+                size=(bottom - top, out_width),
+                mode='bilinear',
+                align_corners=align_corners), True
 
 
 def resize_in_bands(maps: Tensor,
@@ -213,27 +94,8 @@ def resize_in_bands(maps: Tensor,
         ``top:bottom`` of the resized maps. A band may be ``maps`` itself or
         share memory with it: do not modify it in place.
     """
-    _, _, h, w = maps.shape
-    out_h, out_w = traceable_size(size)
-    rows = out_h if rows is None else max(1, min(out_h, int(rows)))
-    if rows >= out_h:
-        yield 0, out_h, maps if (h, w) == (out_h, out_w) else F.interpolate(
-            maps, size=(out_h, out_w), mode='bilinear',
-            align_corners=align_corners)
-        return
-    # along the height only: (B, C, H, w), small; a resize that keeps an
-    # axis's size leaves that axis as it is
-    tall = maps if h == out_h else F.interpolate(
-        maps, size=(out_h, w), mode='bilinear', align_corners=align_corners)
-    for top in range(0, out_h, rows):
-        bottom = min(out_h, top + rows)
-        band = tall[:, :, top:bottom]
-        if w != out_w:  # along the width only
-            band = F.interpolate(
-                band,
-                size=(bottom - top, out_w),
-                mode='bilinear',
-                align_corners=align_corners)
+    for top, bottom, band, _ in _resized_bands(maps, size, align_corners,
+                                               rows):
         yield top, bottom, band
 
 
@@ -263,12 +125,14 @@ def _compute_dtype(cls_prob: Tensor, mask_logits: Tensor) -> torch.dtype:
     return torch.promote_types(cls_prob.dtype, mask_logits.dtype)
 
 
-def _weighted_sum(weights: Tensor, masks: Tensor, fresh: bool) -> Tensor:
+def _weighted_sum(weights: Tensor, masks: Tensor,
+                  may_overwrite_masks: bool) -> Tensor:
     """(B, K, Q) @ sigmoid((B, Q, r, W)) -> (B, K, r, W).
 
-    ``fresh``: ``masks`` is a temporary that may be overwritten.
+    ``may_overwrite_masks``: ``masks`` is a temporary nothing else reads,
+    so its sigmoid is taken in place (no second (B, Q, r, W) tensor).
     """
-    prob = masks.sigmoid_() if fresh else masks.sigmoid()
+    prob = masks.sigmoid_() if may_overwrite_masks else masks.sigmoid()
     # reshape, not unflatten: keeps (r, W) symbolic in ONNX exports
     return torch.bmm(weights, prob.flatten(2)).reshape(
         weights.shape[0], weights.shape[1], masks.shape[2], masks.shape[3])
@@ -278,23 +142,26 @@ def _combine_bands(cls_prob: Tensor, mask_logits: Tensor, size: Size,
                    align_corners: bool,
                    rows: Optional[int]) -> Iterator[Tuple[int, int, Tensor]]:
     """Yield ``(top, bottom, scores)`` with scores (B, K, rows, W)."""
-    b, q = mask_logits.shape[:2]
-    if cls_prob.shape[:2] != (b, q):
+    batch, queries = mask_logits.shape[:2]
+    if cls_prob.shape[:2] != (batch, queries):
         raise ValueError(f'cls_prob {tuple(cls_prob.shape)} and mask_logits '
                          f'{tuple(mask_logits.shape)} differ in batch or '
                          'query count')
     dtype = _compute_dtype(cls_prob, mask_logits)
     weights = cls_prob.to(dtype).transpose(1, 2)  # (B, K, Q)
     masks = mask_logits.to(dtype)
-    in_place = not (torch.is_grad_enabled() and masks.requires_grad)
-    for top, bottom, band in resize_in_bands(masks, size, align_corners,
-                                             rows):
-        fresh = in_place and band is not masks and band._base is None
-        yield top, bottom, _weighted_sum(weights, band, fresh)
+    # under autograd the resized masks are saved for the backward pass
+    in_place_allowed = not (torch.is_grad_enabled() and masks.requires_grad)
+    for top, bottom, band, is_new in _resized_bands(masks, size,
+                                                    align_corners, rows):
+        yield top, bottom, _weighted_sum(weights, band,
+                                         in_place_allowed and is_new)
 
 
-def _rows(cls_prob: Tensor, mask_logits: Tensor, size: Size,
-          rows: Optional[int], budget: Optional[float]) -> int:
+def _rows_per_band(cls_prob: Tensor, mask_logits: Tensor, size: Size,
+                   rows: Optional[int], budget: Optional[float]) -> int:
+    """``rows`` if given; else H (one piece) where gradients are wanted,
+    else :func:`~.memory_plan.plan_rows` for the masks and scores."""
     if rows is not None:
         return rows
     if torch.is_grad_enabled() and (cls_prob.requires_grad
@@ -324,9 +191,10 @@ def combine_resized_masks(cls_prob: Tensor,
         mask_logits (Tensor): Mask logits, shape (B, Q, h, w).
         size (tuple[int, int]): Output size (H, W).
         align_corners (bool): As in ``F.interpolate``. Default: False.
-        rows (int, optional): Rows per band; planned by :func:`plan_rows`
-            if None.
-        budget (float, optional): Memory budget of :func:`plan_rows`.
+        rows (int, optional): Rows per band; planned by
+            :func:`~.memory_plan.plan_rows` if None.
+        budget (float, optional): Memory budget of
+            :func:`~.memory_plan.plan_rows`.
 
     Returns:
         Tensor: Scores of shape (B, K, H, W).
@@ -334,7 +202,7 @@ def combine_resized_masks(cls_prob: Tensor,
     Raises:
         ValueError: If the inputs differ in batch or query count.
     """
-    rows = _rows(cls_prob, mask_logits, size, rows, budget)
+    rows = _rows_per_band(cls_prob, mask_logits, size, rows, budget)
     if rows >= size[0]:
         return next(_combine_bands(cls_prob, mask_logits, size,
                                    align_corners, rows))[2]
@@ -358,7 +226,7 @@ def combined_labels(cls_prob: Tensor,
     With bands, neither the resized masks nor the scores exist in full.
     Same arguments as :func:`combine_resized_masks`.
     """
-    rows = _rows(cls_prob, mask_logits, size, rows, budget)
+    rows = _rows_per_band(cls_prob, mask_logits, size, rows, budget)
     bands = _combine_bands(cls_prob, mask_logits, size, align_corners, rows)
     if rows >= size[0]:
         return next(bands)[2].argmax(1)
@@ -381,7 +249,8 @@ def resized_labels(scores: Tensor,
         size (tuple[int, int]): Output size (H, W).
         align_corners (bool): As in ``F.interpolate``. Default: False.
         rows (int, optional): Rows per band; planned if None.
-        budget (float, optional): Memory budget of :func:`plan_rows`.
+        budget (float, optional): Memory budget of
+            :func:`~.memory_plan.plan_rows`.
     """
     if rows is None:
         rows = plan_rows(scores.shape[0], scores.shape[1], 0, size,
@@ -438,7 +307,7 @@ def combine(cls_logits: Tensor,
         fast_scale (int): See ``order``. Default: 4.
         align_corners (bool): Of every bilinear resize. Default: False.
         budget (float, optional): Bytes the transient tensors may take;
-            see :func:`plan_rows`. Default: the device's.
+            see :func:`~.memory_plan.plan_rows`. Default: the device's.
 
     Returns:
         Tensor: (B, K, H, W) scores in the promoted dtype of the inputs
@@ -459,14 +328,18 @@ def combine(cls_logits: Tensor,
     size = traceable_size(size)
     cls_prob = class_probabilities(cls_logits)
     if order == 'faithful':
-        fn = combine_resized_masks if output == 'scores' else combined_labels
-        return fn(cls_prob, mask_logits, size, align_corners, budget=budget)
-    grid = _fast_grid(mask_logits.shape[-2:], size, fast_scale)
-    low = combine_resized_masks(
-        cls_prob, mask_logits, grid, align_corners, rows=grid[0])
+        combination = (combine_resized_masks
+                       if output == 'scores' else combined_labels)
+        return combination(cls_prob, mask_logits, size, align_corners,
+                           budget=budget)
+    coarse_size = _fast_grid(mask_logits.shape[-2:], size, fast_scale)
+    coarse_scores = combine_resized_masks(
+        cls_prob, mask_logits, coarse_size, align_corners,
+        rows=coarse_size[0])
     if output == 'labels':
-        return resized_labels(low, size, align_corners, budget=budget)
-    if tuple(low.shape[-2:]) == tuple(size):
-        return low
+        return resized_labels(coarse_scores, size, align_corners,
+                              budget=budget)
+    if tuple(coarse_scores.shape[-2:]) == tuple(size):
+        return coarse_scores
     return F.interpolate(
-        low, size=size, mode='bilinear', align_corners=align_corners)
+        coarse_scores, size=size, mode='bilinear', align_corners=align_corners)

@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from fixtures import feature_maps, tiny_head
-from mmseg_segvit.models.layers import (combine_resized_masks,
-                                        combined_labels, resize_in_bands,
-                                        resized_labels)
+from mmseg_segvit.models.layers import (combine, combine_resized_masks,
+                                        combined_labels, memory_budget,
+                                        resize_in_bands, resized_labels)
+from mmseg_segvit.models.layers import memory_plan
 
 
 def literal(cls_prob, masks, size, align_corners):
@@ -85,6 +86,22 @@ def test_bands_tile_the_resized_maps(size):
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize('size,rows', [((5, 6), None), ((5, 6), 2),
+                                       ((17, 6), 4), ((5, 30), 2)])
+def test_the_inputs_are_never_overwritten(size, rows):
+    """The sigmoid is taken in place only on bands of their own, never on
+    the masks or a view of them (same size, or an axis not resized)."""
+    cls_prob = torch.rand(2, 3, 4)
+    masks = torch.randn(2, 3, 5, 6)
+    before = masks.clone()
+    got = combine_resized_masks(cls_prob, masks, size, rows=rows)
+    assert torch.equal(masks, before)
+    torch.testing.assert_close(got, literal(cls_prob, masks, size, False))
+    labels = combined_labels(cls_prob, masks, size, rows=rows)
+    assert torch.equal(masks, before)
+    assert torch.equal(labels, got.argmax(1))
+
+
 @pytest.mark.parametrize('band', [1, 7, None])
 def test_labels_are_the_argmax_of_the_scores(band):
     torch.manual_seed(1)
@@ -100,64 +117,6 @@ def test_labels_are_the_argmax_of_the_scores(band):
                          align_corners=True).argmax(1)
     assert torch.equal(
         resized_labels(small, (17, 30), True, rows=band), want)
-
-
-# --- how the work is chunked: by device and size, never one constant ---
-from mmseg_segvit.models.layers import combine, memory_budget, plan_rows  # noqa: E402,E501
-from mmseg_segvit.models.layers import mask_combination  # noqa: E402
-
-CUDA = torch.device('cuda')  # plan_rows only reads its type
-CPU = torch.device('cpu')
-
-
-def test_cuda_plan_is_one_piece_when_it_fits_the_budget():
-    # (B, Q + K, H, W) fp32 transients of an ADE20K batch of 16
-    need = 16 * (150 + 150) * 512 * 512 * 4
-    assert plan_rows(16, 150, 150, (512, 512), CUDA, 4, budget=need) == 512
-    assert plan_rows(16, 150, 150, (512, 512), CUDA, 2, budget=need) == 512
-
-
-def test_cuda_plan_takes_the_fewest_balanced_bands_that_fit():
-    row = 2 * (3 + 4) * 30 * 4
-    # room for 7 of 17 rows: 3 bands of 6 rows (not 7 + 7 + 3)
-    assert plan_rows(2, 3, 4, (17, 30), CUDA, 4, budget=7 * row) == 6
-    assert plan_rows(2, 3, 4, (17, 30), CUDA, 4, budget=16 * row) == 9
-    # less than one row still makes progress
-    assert plan_rows(2, 3, 4, (17, 30), CUDA, 4, budget=1) == 1
-
-
-def test_cuda_default_budget_is_a_share_of_available_memory(monkeypatch):
-    available = []
-    monkeypatch.setattr(mask_combination, '_cuda_available_bytes',
-                        lambda device: available[-1])
-    row = 16 * 300 * 512 * 4
-    available.append(512 * row / mask_combination.CUDA_MEMORY_FRACTION)
-    assert plan_rows(16, 150, 150, (512, 512), CUDA, 4) == 512
-    available.append(available[0] / 4)  # a quarter of that: four bands
-    assert plan_rows(16, 150, 150, (512, 512), CUDA, 4) == 128
-
-
-def test_cpu_plan_fills_one_cache_with_resized_masks(monkeypatch):
-    monkeypatch.setattr(mask_combination, 'cpu_band_bytes', lambda: 1 << 21)
-    row = 2 * 150 * 512 * 4  # resized masks only: the cached part
-    rows = plan_rows(2, 150, 150, (512, 512), CPU, 4)
-    assert rows * row <= 1 << 21 < (rows + 1) * row
-    assert plan_rows(1, 2, 2, (8, 8), CPU, 4) == 8  # small: one piece
-
-
-def test_cpu_band_bytes_reads_a_plausible_cache_size():
-    size = mask_combination.cpu_band_bytes()
-    assert 64 << 10 <= size <= 1 << 30
-
-
-def test_memory_budget_context_overrides_the_device(monkeypatch):
-    monkeypatch.setattr(mask_combination, 'cpu_band_bytes', lambda: 1)
-    assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 1
-    with memory_budget(float('inf')):
-        assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 9
-        with memory_budget(None):
-            assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 1
-    assert plan_rows(1, 3, 3, (9, 9), CPU, 4) == 1
 
 
 def test_one_piece_is_one_resize(monkeypatch):
@@ -197,7 +156,7 @@ def test_combine_equals_the_straightforward_computation(order, budget):
 
 
 def test_combine_is_differentiable_in_one_piece(monkeypatch):
-    monkeypatch.setattr(mask_combination, 'cpu_band_bytes', lambda: 1)
+    monkeypatch.setattr(memory_plan, 'cpu_band_bytes', lambda: 1)
     cls = torch.randn(1, 3, 4, requires_grad=True)
     masks = torch.randn(1, 3, 4, 5, requires_grad=True)
     combine(cls, masks, (8, 10)).sum().backward()
