@@ -44,8 +44,9 @@ def center_pad(images: Tensor, multiple: int) -> Tensor:
     """
     top, bottom = center_pad_amounts(images.shape[-2], multiple)
     left, right = center_pad_amounts(images.shape[-1], multiple)
-    if not (top or bottom or left or right):
-        return images
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if not tracing and not (top or bottom or left or right):
+        return images  # a traced graph pads always: the amounts vary
     return F.pad(images, (left, right, top, bottom))
 
 
