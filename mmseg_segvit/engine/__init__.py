@@ -1,4 +1,5 @@
 """Runner hooks."""
+from .dataset_check_hook import DatasetCheckHook
 from .rng_state_hook import RNGStateHook
 
-__all__ = ['RNGStateHook']
+__all__ = ['DatasetCheckHook', 'RNGStateHook']

@@ -28,3 +28,7 @@ tta_pipeline = [
         ])
 ]
 train_dataloader = dict(batch_size=2)
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# (left out of mIoU, or scored 0) next to the mIoU it prints
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

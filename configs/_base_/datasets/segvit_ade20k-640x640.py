@@ -26,3 +26,7 @@ tta_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# (left out of mIoU, or scored 0) next to the mIoU it prints
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

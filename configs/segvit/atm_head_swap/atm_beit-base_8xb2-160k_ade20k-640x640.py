@@ -18,3 +18,8 @@ model = dict(
 # stops at iteration 2 ("Expected to have finished reduction ...").
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+# The package's run checks: class counts and label maps before the run
+# (DatasetCheckHook), the classes absent from the labels next to the mIoU
+custom_hooks = [dict(type='DatasetCheckHook')]
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -33,3 +33,8 @@ optim_wrapper = dict(
         'norm': dict(decay_mult=0.0)
     }),
     loss_scale='dynamic')
+# The package's run checks: class counts and label maps before the run
+# (DatasetCheckHook), the classes absent from the labels next to the mIoU
+custom_hooks = [dict(type='DatasetCheckHook')]
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -23,3 +23,8 @@ model = dict(
         in_index=[0, 1, 2],
         in_channels=[192, 384, 768]),
     auxiliary_head=dict(in_index=1))
+# The package's run checks: class counts and label maps before the run
+# (DatasetCheckHook), the classes absent from the labels next to the mIoU
+custom_hooks = [dict(type='DatasetCheckHook')]
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -17,3 +17,8 @@ model = dict(
     decode_head=dict(
         _base_.atm_head, _delete_=True, in_index=[0, 1, 2], in_channels=768),
     auxiliary_head=dict(in_index=2))
+# The package's run checks: class counts and label maps before the run
+# (DatasetCheckHook), the classes absent from the labels next to the mIoU
+custom_hooks = [dict(type='DatasetCheckHook')]
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
