@@ -9,6 +9,8 @@ data cannot support:
 - colour label maps (3 or 4 channels, as annotation tools export them):
   ``LoadAnnotations`` keeps the channel axis and the label no longer fits
   its image;
+- label maps one pixel high or wide: ``LoadAnnotations`` squeezes them
+  to one dimension;
 - 16-bit label maps with values above 255: ``LoadAnnotations`` casts to
   ``uint8``, so class 256 becomes class 0;
 - values outside ``0 .. num_classes - 1`` other than the ignore index
@@ -114,8 +116,8 @@ def read_label_values(dataset,
     """Decode a sample of a dataset's label maps (local files only).
 
     Raises:
-        LabelValuesError: A colour (multi-channel) label map, or one with
-            values above 255 (see module).
+        LabelValuesError: A colour (multi-channel) label map, one with a
+            side of one pixel, or one with values above 255 (see module).
     """
     if data_list is None:
         data_list = [dataset.get_data_info(i) for i in range(len(dataset))]
@@ -148,6 +150,13 @@ def read_label_values(dataset,
                 f'channels ({raw.shape[0]}x{raw.shape[1]}x{raw.shape[-1]}, '
                 'a colour image); a label map holds one class index per '
                 f'pixel: {hint}')
+        if raw.ndim >= 2 and min(raw.shape[:2]) == 1:
+            raise LabelValuesError(
+                f'{name}: the label map {path} is {raw.shape[0]}x'
+                f'{raw.shape[1]}: MMSeg\'s LoadAnnotations squeezes a label '
+                'map with a one-pixel side to one dimension, which no '
+                'segmentor can use: leave the sample out, or pad its image '
+                'and label map to at least 2 pixels (label 255 = ignore)')
         if raw.dtype != np.uint8 and raw.size and raw.max() > 255:
             raise LabelValuesError(
                 f'{name}: the label map {path} is {raw.dtype} with values '

@@ -107,3 +107,12 @@ def test_a_sample_of_a_large_dataset_is_read(tmp_path):
     report = check_label_values(dataset, sample_size=3)
     assert (report.files, report.total) == (3, 5)
     assert report.values == {0, 1}
+
+
+def test_a_label_map_one_pixel_high_is_refused_naming_it(tmp_path):
+    root = _folder(tmp_path, [_mask()])
+    Image.fromarray(np.zeros((1, 300), np.uint8)).save(
+        tmp_path / 'ann' / '00.png')
+    with pytest.raises(LabelValuesError, match=r'ann.00\.png is 1x300: '
+                       r"MMSeg's LoadAnnotations squeezes"):
+        _build(root)

@@ -8,7 +8,7 @@ _base_ = ['mmseg::_base_/datasets/coco-stuff10k.py']
 # at 2048, i.e. beyond 4:1). The 8192 cap binds only beyond 16:1.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(8192, 512), keep_ratio=True),
+    dict(type='ClampedResize', scale=(8192, 512), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')
 ]
@@ -23,7 +23,7 @@ tta_pipeline = [
         transforms=[
             [
                 dict(
-                    type='Resize',
+                    type='ClampedResize',
                     scale=(8192, max(int(512 * r), 512)),
                     keep_ratio=True) for r in _base_.img_ratios
             ],

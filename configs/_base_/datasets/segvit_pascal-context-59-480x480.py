@@ -11,7 +11,7 @@ _base_ = ['mmseg::_base_/datasets/pascal_context_59.py']
 # (375x500 -> 390x520). The 8192 cap binds only beyond 15:1.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(8192, 520), keep_ratio=True),
+    dict(type='ClampedResize', scale=(8192, 520), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')
 ]
@@ -26,7 +26,7 @@ tta_pipeline = [
         transforms=[
             [
                 dict(
-                    type='Resize',
+                    type='ClampedResize',
                     scale=(8192, max(int(520 * r), 480)),
                     keep_ratio=True) for r in _base_.img_ratios
             ],

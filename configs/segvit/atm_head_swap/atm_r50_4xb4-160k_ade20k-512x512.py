@@ -15,3 +15,21 @@ model = dict(
 custom_hooks = [dict(type='DatasetCheckHook')]
 val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
+
+# mmseg's test and --tta pipelines with ClampedResize (no side of a very
+# elongated image is resized to 0 pixels)
+test_pipeline = [
+    dict(t, type='ClampedResize') if t.type == 'Resize' else t
+    for t in _base_.test_pipeline
+]
+tta_pipeline = [
+    _base_.tta_pipeline[0],
+    dict(
+        _base_.tta_pipeline[1],
+        transforms=[[
+            dict(t, type='ClampedResize') if t.type == 'Resize' else t
+            for t in step
+        ] for step in _base_.tta_pipeline[1].transforms])
+]
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
