@@ -4,7 +4,8 @@ from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES,
                               convert_official_state_dict, describe_model,
                               describe_official, is_shrunk_official,
                               rename_official_keys)
-from .dataset_meta import config_dataset_meta, converted_dataset_meta
+from .dataset_meta import (checkpoint_dataset_meta, config_dataset_meta,
+                           converted_dataset_meta)
 from .layout import (OFFICIAL, PACKAGE, require_package_layout,
                      segvit_layout)
 from .pos_embed import RELEASED_GRIDS, resize_pos_embed, source_grid
@@ -24,5 +25,5 @@ __all__ = [
     'load_pretrained_vit', 'vit2mmseg_converter', 'RELEASED_GRIDS',
     'resize_pos_embed', 'source_grid', 'OFFICIAL', 'PACKAGE',
     'require_package_layout', 'segvit_layout', 'config_dataset_meta',
-    'converted_dataset_meta'
+    'converted_dataset_meta', 'checkpoint_dataset_meta'
 ]
