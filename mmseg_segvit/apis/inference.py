@@ -40,7 +40,9 @@ def head_num_classes(model: nn.Module) -> Optional[int]:
     return int(num) if num is not None else None
 
 
-def load_segmentor_weights(model: nn.Module, checkpoint: Any, cfg,
+def load_segmentor_weights(model: nn.Module,
+                           checkpoint: Any,
+                           cfg,
                            path: str = '<checkpoint>') -> str:
     """Load a checkpoint of any layout (see module) into ``model`` and set
     ``model.dataset_meta``.

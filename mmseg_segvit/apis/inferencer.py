@@ -66,8 +66,8 @@ class SegViTInferencer(MMSegInferencer):
                     pred_out_dir: str = '') -> dict:
         """MMSeg's results; label PNGs named after their image files."""
         if return_datasample or not pred_out_dir:
-            return super().postprocess(preds, visualization,
-                                       return_datasample, '')
+            return super().postprocess(preds, visualization, return_datasample,
+                                       '')
         results = super().postprocess(preds, visualization, False, '')
         mmengine.mkdir_or_exist(pred_out_dir)
         used = set()

@@ -76,7 +76,8 @@ class LabelValues:
 def _decode(path: str, backend: str) -> np.ndarray:
     """A label map as stored (before ``LoadAnnotations``' squeeze and
     ``uint8`` cast)."""
-    return mmcv.imfrombytes(fileio.get(path), flag='unchanged',
+    return mmcv.imfrombytes(fileio.get(path),
+                            flag='unchanged',
                             backend=backend)
 
 
@@ -96,8 +97,7 @@ def _as_loaded(raw: np.ndarray, reduce_zero_label: bool,
 
 
 def _decode_backend(dataset) -> str:
-    for step in getattr(getattr(dataset, 'pipeline', None), 'transforms',
-                        ()):
+    for step in getattr(getattr(dataset, 'pipeline', None), 'transforms', ()):
         if type(step).__name__ == 'LoadAnnotations':
             return getattr(step, 'imdecode_backend', 'pillow')
     return 'pillow'
@@ -121,9 +121,10 @@ def read_label_values(dataset,
     """
     if data_list is None:
         data_list = [dataset.get_data_info(i) for i in range(len(dataset))]
-    paths = [info['seg_map_path'] for info in data_list
-             if info.get('seg_map_path')
-             and '://' not in str(info['seg_map_path'])]
+    paths = [
+        info['seg_map_path'] for info in data_list
+        if info.get('seg_map_path') and '://' not in str(info['seg_map_path'])
+    ]
     report = LabelValues(total=len(paths))
     name = type(dataset).__name__
     backend = _decode_backend(dataset)
@@ -172,7 +173,8 @@ def read_label_values(dataset,
     return report
 
 
-def _names(classes: Sequence[str], indices: Sequence[int],
+def _names(classes: Sequence[str],
+           indices: Sequence[int],
            limit: int = 6) -> str:
     shown = [f'{i} ({classes[i]!r})' for i in indices[:limit]]
     more = len(indices) - limit
@@ -221,9 +223,8 @@ def check_label_values(dataset,
         return report
     ignore = int(getattr(dataset, 'ignore_index', 255))
     reduce_zero_label = bool(getattr(dataset, 'reduce_zero_label', False))
-    scope = (f'the {report.files} label maps checked'
-             if report.files < report.total else
-             f'all {report.files} label maps')
+    scope = (f'the {report.files} label maps checked' if report.files
+             < report.total else f'all {report.files} label maps')
     if report.raw <= {0, 255} and 255 in report.raw and num_classes > 1:
         example = report.where.get(ignore, next(iter(report.where.values())))
         raise LabelValuesError(
@@ -271,5 +272,7 @@ def check_label_values(dataset,
                 f'{name}: {len(absent)} of the {num_classes} listed classes '
                 f'occur in none of the {report.files} label maps: '
                 f'{_names(classes, absent)}; their IoU cannot be measured.'
-                f'{hint}', LabelValuesWarning, stacklevel=2)
+                f'{hint}',
+                LabelValuesWarning,
+                stacklevel=2)
     return report

@@ -3,12 +3,12 @@
 mmcv's ``Resize`` with ``keep_ratio=True`` scales an image so that it fits
 ``scale`` (long side / short side) or by ``scale_factor``; the rounded
 size of the short side of a very elongated image (1x5000 to (2048, 512),
-2x3000 to (128, 128), 1x2000 by 0.5) is then 0, and OpenCV stops with
+2x3000 to (128, 128), 1x2000 by 0.25) is then 0, and OpenCV stops with
 ``error: (-215:Assertion failed) !dsize.empty()`` without naming the
 image. :class:`ClampedResize` computes the same size and keeps every side
-at least ``min_size`` pixels (the long side keeps its scaled size; the image's aspect
-ratio is kept as far as whole pixels allow), so such an image is predicted
-like any other; the label comes back at the original size as usual. The
+at least ``min_size`` pixels (the long side keeps its scaled size; the
+aspect ratio is kept as far as whole pixels allow), so such an image is
+predicted like any other; the label comes back at the original size as usual. The
 shipped configs' test and ``--tta`` pipelines use it in place of
 ``Resize``.
 """
@@ -45,8 +45,8 @@ def kept_ratio_size(hw: Tuple[int, int],
         factor = max(scale) / max(h, w)
     else:
         factor = float(scale_factor)
-    return (max(min_size, int(w * factor + 0.5)),
-            max(min_size, int(h * factor + 0.5)))
+    return (max(min_size,
+                int(w * factor + 0.5)), max(min_size, int(h * factor + 0.5)))
 
 
 @TRANSFORMS.register_module()
@@ -84,8 +84,8 @@ class ClampedResize(Resize):
                 factor = None
                 if not self.scale and isinstance(self.scale_factor, float):
                     factor = self.scale_factor
-                results['scale'] = kept_ratio_size(
-                    (h, w), results['scale'], factor, self.min_size)
+                results['scale'] = kept_ratio_size((h, w), results['scale'],
+                                                   factor, self.min_size)
                 # this call: the exact size, for the image and its labels
                 self.keep_ratio = False
         super()._resize_img(results)

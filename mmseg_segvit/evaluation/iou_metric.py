@@ -21,7 +21,8 @@ from mmseg.registry import METRICS
 __all__ = ['CheckedIoUMetric', 'absent_class_note']
 
 
-def absent_class_note(classes: Sequence[str], area_label: np.ndarray,
+def absent_class_note(classes: Sequence[str],
+                      area_label: np.ndarray,
                       area_pred: np.ndarray,
                       nan_to_num: Optional[float] = None) -> Optional[str]:
     """What the means do with classes that occur in no label, or None.
@@ -43,12 +44,14 @@ def absent_class_note(classes: Sequence[str], area_label: np.ndarray,
     unseen = [classes[i] for i in absent if area_pred[i] == 0]
     predicted = [classes[i] for i in absent if area_pred[i] > 0]
     present = len(classes) - absent.size
-    parts = [f'{absent.size} of the {len(classes)} classes occur in no label '
-             'of the evaluated images, so mIoU and the other means are not '
-             f'over all classes ({present} occur):']
+    parts = [
+        f'{absent.size} of the {len(classes)} classes occur in no label '
+        'of the evaluated images, so mIoU and the other means are not '
+        f'over all classes ({present} occur):'
+    ]
     if unseen:
-        fate = ('left out of the means (IoU nan)' if nan_to_num is None
-                else f'counted as {nan_to_num} (nan_to_num)')
+        fate = ('left out of the means (IoU nan)' if nan_to_num is None else
+                f'counted as {nan_to_num} (nan_to_num)')
         parts.append(f'never predicted either, {fate}: {_shown(unseen)};')
     if predicted:
         parts.append('predicted, IoU 0 counted in mIoU and left out of mAcc '
@@ -86,8 +89,7 @@ class CheckedIoUMetric(IoUMetric):
         if note is not None:
             print_log(note, logger=MMLogger.get_current_instance(),
                       level=30)  # logging.WARNING
-            metrics['classes_in_labels'] = int(
-                (_numpy(area_label) > 0).sum())
+            metrics['classes_in_labels'] = int((_numpy(area_label) > 0).sum())
         return metrics
 
 

@@ -23,9 +23,13 @@ NAMED = [f'mine {i}' for i in range(12)]
 
 def _tiny_cfg():
     cfg = Config.fromfile(DEMO_CONFIG)
-    cfg.model.backbone.update(embed_dims=32, num_layers=3, num_heads=2,
+    cfg.model.backbone.update(embed_dims=32,
+                              num_layers=3,
+                              num_heads=2,
                               out_indices=[0, 1, 2])
-    cfg.model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
+    cfg.model.decode_head.update(in_channels=32,
+                                 embed_dims=32,
+                                 num_heads=4,
                                  num_layers=1)
     return cfg
 
@@ -44,8 +48,10 @@ def trained(tmp_path_factory):
 def _layout(state_dict, layout):
     """The file content each tool or habit writes."""
     if layout == 'mmengine':
-        return dict(state_dict=state_dict, meta=dict(
-            iter=5, dataset_meta=dict(classes=NAMED, palette=[[1, 2, 3]] * 12)))
+        return dict(state_dict=state_dict,
+                    meta=dict(iter=5,
+                              dataset_meta=dict(classes=NAMED,
+                                                palette=[[1, 2, 3]] * 12)))
     if layout == 'mmseg0x':
         return dict(state_dict=state_dict,
                     meta=dict(CLASSES=NAMED, PALETTE=[[1, 2, 3]] * 12))
@@ -69,8 +75,10 @@ def _layout(state_dict, layout):
     raise ValueError(layout)
 
 
-LAYOUTS = ['mmengine', 'mmseg0x', 'no_meta', 'meta_without_classes',
-           'wrong_class_count', 'bare', 'model_key', 'ddp', 'ema_only']
+LAYOUTS = [
+    'mmengine', 'mmseg0x', 'no_meta', 'meta_without_classes',
+    'wrong_class_count', 'bare', 'model_key', 'ddp', 'ema_only'
+]
 
 
 def _save(model, tmp_path, layout):
@@ -99,27 +107,30 @@ def test_init_model_reads_safetensors(trained, tmp_path):
     from safetensors.torch import save_file
     model, cfg = trained
     path = str(tmp_path / 'weights.safetensors')
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              path)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
     loaded = init_model(cfg, path, device='cpu')
     assert _same_weights(loaded, model)
     assert list(loaded.dataset_meta['classes']) == CLASSES
 
 
 @pytest.mark.parametrize('layout', ['bare', 'no_meta', 'ddp'])
-def test_inferencer_names_classes_after_the_config(trained, tmp_path,
-                                                   layout):
+def test_inferencer_names_classes_after_the_config(trained, tmp_path, layout):
     model, cfg = trained
-    inferencer = SegViTInferencer(
-        model=cfg, weights=_save(model, tmp_path, layout), device='cpu')
+    inferencer = SegViTInferencer(model=cfg,
+                                  weights=_save(model, tmp_path, layout),
+                                  device='cpu')
     assert list(inferencer.model.dataset_meta['classes']) == CLASSES
     assert _same_weights(inferencer.model, model)
 
 
 def _mixed_folder(root):
     rng = np.random.RandomState(0)
-    sizes = {'b_wide': (48, 80), 'a_square': (64, 64), 'c_tall': (80, 40),
-             'd_square': (64, 64)}
+    sizes = {
+        'b_wide': (48, 80),
+        'a_square': (64, 64),
+        'c_tall': (80, 40),
+        'd_square': (64, 64)
+    }
     os.makedirs(root, exist_ok=True)
     for name, (h, w) in sizes.items():
         cv2.imwrite(osp.join(root, f'{name}.png'),
@@ -142,8 +153,8 @@ def test_folder_inference_names_outputs_and_batches_mixed_sizes(
                              cv2.IMREAD_UNCHANGED)
         assert written.shape == size
         single = SegViTInferencer(model=cfg, weights=weights,
-                                  device='cpu')(
-                                      osp.join(folder, f'{name}.png'))
+                                  device='cpu')(osp.join(
+                                      folder, f'{name}.png'))
         assert np.array_equal(written, single['predictions'])
     assert len(out['predictions']) == 4
 
@@ -153,8 +164,11 @@ def test_atm_masks_takes_a_bare_state_dict(trained, tmp_path):
     model, cfg = trained
     folder = str(tmp_path / 'images')
     _mixed_folder(folder)
-    atm_masks.main([cfg, _save(model, tmp_path, 'bare'),
-                    osp.join(folder, 'c_tall.png'), str(tmp_path / 'out'),
-                    '--topk', '2'])
-    assert sorted(os.listdir(tmp_path / 'out')) == [
-        'c_tall_atm_masks.png', 'c_tall_pred.png']
+    atm_masks.main([
+        cfg,
+        _save(model, tmp_path, 'bare'),
+        osp.join(folder, 'c_tall.png'),
+        str(tmp_path / 'out'), '--topk', '2'
+    ])
+    assert sorted(os.listdir(
+        tmp_path / 'out')) == ['c_tall_atm_masks.png', 'c_tall_pred.png']

@@ -45,9 +45,13 @@ def test_top_level_data_preprocessor_is_the_models(path):
 
 def _tiny_demo_cfg(tta_views):
     cfg = Config.fromfile(DEMO_CONFIG, import_custom_modules=False)
-    cfg.model.backbone.update(embed_dims=32, num_layers=3, num_heads=2,
+    cfg.model.backbone.update(embed_dims=32,
+                              num_layers=3,
+                              num_heads=2,
                               out_indices=[0, 1, 2])
-    cfg.model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
+    cfg.model.decode_head.update(in_channels=32,
+                                 embed_dims=32,
+                                 num_heads=4,
                                  num_layers=1)
     cfg.tta_pipeline[1].transforms = tta_views
     return cfg
@@ -66,7 +70,8 @@ def _tta_model(cfg, module):
     """The model `tools/test.py --tta` runs (Runner: the config's top-level
     data_preprocessor goes to the TTA model, which puts it in the module)."""
     tta = MODELS.build(
-        dict(cfg.tta_model, module=cfg.model,
+        dict(cfg.tta_model,
+             module=cfg.model,
              data_preprocessor=cfg.get('data_preprocessor')))
     tta.module.load_state_dict(module.state_dict())
     return tta.eval()
@@ -85,8 +90,7 @@ def test_tta_at_one_scale_without_flip_equals_the_plain_test(tmp_path):
         model.data_preprocessor.mean.flatten().tolist()
 
     path = _image(tmp_path)
-    plain_steps = [t for t in cfg.test_pipeline
-                   if t.type != 'LoadAnnotations']
+    plain_steps = [t for t in cfg.test_pipeline if t.type != 'LoadAnnotations']
     plain = pseudo_collate([Compose(plain_steps)(dict(img_path=path))])
     views = pseudo_collate([Compose(cfg.tta_pipeline)(dict(img_path=path))])
     with torch.no_grad():

@@ -18,18 +18,22 @@ def _folder(root, labels, suffix='.png'):
     os.makedirs(root / 'img', exist_ok=True)
     os.makedirs(root / 'ann', exist_ok=True)
     for i, label in enumerate(labels):
-        Image.fromarray(np.full((64, 64, 3), 100, np.uint8)).save(
-            root / 'img' / f'{i:02d}.png')
+        Image.fromarray(np.full((64, 64, 3), 100,
+                                np.uint8)).save(root / 'img' / f'{i:02d}.png')
         Image.fromarray(label).save(root / 'ann' / f'{i:02d}{suffix}')
     return root
 
 
 def _build(root, classes=CLASSES, **kwargs):
     return DATASETS.build(
-        dict(type='CheckedSegDataset', data_root=str(root),
+        dict(type='CheckedSegDataset',
+             data_root=str(root),
              data_prefix=dict(img_path='img', seg_map_path='ann'),
-             img_suffix='.png', seg_map_suffix='.png',
-             metainfo=dict(classes=classes), pipeline=[], **kwargs))
+             img_suffix='.png',
+             seg_map_suffix='.png',
+             metainfo=dict(classes=classes),
+             pipeline=[],
+             **kwargs))
 
 
 def _mask(values=(0, 1)):
@@ -83,9 +87,10 @@ def test_values_above_the_class_count_are_refused(tmp_path):
 
 def test_sixteen_bit_labels_above_255_are_refused(tmp_path):
     root = _folder(tmp_path, [_mask()])
-    Image.fromarray(_mask((0, 1)).astype(np.uint16) * 300).save(
-        tmp_path / 'ann' / '00.png')
-    with pytest.raises(LabelValuesError, match=r'uint16 with values up to '
+    Image.fromarray(_mask(
+        (0, 1)).astype(np.uint16) * 300).save(tmp_path / 'ann' / '00.png')
+    with pytest.raises(LabelValuesError,
+                       match=r'uint16 with values up to '
                        r'300.*8 bits'):
         _build(root)
 
@@ -111,8 +116,9 @@ def test_a_sample_of_a_large_dataset_is_read(tmp_path):
 
 def test_a_label_map_one_pixel_high_is_refused_naming_it(tmp_path):
     root = _folder(tmp_path, [_mask()])
-    Image.fromarray(np.zeros((1, 300), np.uint8)).save(
-        tmp_path / 'ann' / '00.png')
-    with pytest.raises(LabelValuesError, match=r'ann.00\.png is 1x300: '
+    Image.fromarray(np.zeros((1, 300),
+                             np.uint8)).save(tmp_path / 'ann' / '00.png')
+    with pytest.raises(LabelValuesError,
+                       match=r'ann.00\.png is 1x300: '
                        r"MMSeg's LoadAnnotations squeezes"):
         _build(root)

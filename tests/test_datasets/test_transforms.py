@@ -72,10 +72,14 @@ def _without_labels(steps):
 def test_every_shipped_test_and_tta_pipeline_takes_elongated_images(
         path, elongated):
     cfg = Config.fromfile(path, import_custom_modules=False)
-    tta = [cfg.tta_pipeline[0],
-           dict(cfg.tta_pipeline[1], transforms=[
-               s for s in cfg.tta_pipeline[1].transforms
-               if s[0]['type'] != 'LoadAnnotations'])]
+    tta = [
+        cfg.tta_pipeline[0],
+        dict(cfg.tta_pipeline[1],
+             transforms=[
+                 s for s in cfg.tta_pipeline[1].transforms
+                 if s[0]['type'] != 'LoadAnnotations'
+             ])
+    ]
     for image in elongated.values():
         plain = Compose(_without_labels(cfg.test_pipeline))(
             dict(img_path=image))
@@ -89,9 +93,13 @@ def test_every_shipped_test_and_tta_pipeline_takes_elongated_images(
 def test_elongated_images_are_predicted_at_their_size(path, elongated):
     cfg = Config.fromfile(path, import_custom_modules=False)
     cfg.model.pretrained = None
-    cfg.model.backbone.update(embed_dims=32, num_layers=3, num_heads=2,
+    cfg.model.backbone.update(embed_dims=32,
+                              num_layers=3,
+                              num_heads=2,
                               out_indices=[0, 1, 2])
-    cfg.model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
+    cfg.model.decode_head.update(in_channels=32,
+                                 embed_dims=32,
+                                 num_heads=4,
                                  num_layers=1)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -17,38 +17,51 @@ def _folder(root, values=(0, 1), count=2):
     for sub in ('img', 'ann'):
         os.makedirs(root / sub, exist_ok=True)
     for i in range(count):
-        Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(
-            root / 'img' / f'{i}.png')
+        Image.fromarray(np.full((32, 32, 3), 90,
+                                np.uint8)).save(root / 'img' / f'{i}.png')
         label = np.full((32, 32), values[0], np.uint8)
         label[8:24, 8:24] = values[1]
         Image.fromarray(label).save(root / 'ann' / f'{i}.png')
     return str(root)
 
 
-def _runner(tmp_path, root, num_classes, classes, dataset_type='BaseSegDataset'):
-    dataset = dict(type=dataset_type, data_root=root,
+def _runner(tmp_path,
+            root,
+            num_classes,
+            classes,
+            dataset_type='BaseSegDataset'):
+    dataset = dict(type=dataset_type,
+                   data_root=root,
                    data_prefix=dict(img_path='img', seg_map_path='ann'),
-                   img_suffix='.png', seg_map_suffix='.png',
+                   img_suffix='.png',
+                   seg_map_suffix='.png',
                    metainfo=dict(classes=classes),
-                   pipeline=[dict(type='LoadImageFromFile'),
-                             dict(type='LoadAnnotations'),
-                             dict(type='PackSegInputs')])
-    loader = dict(batch_size=1, num_workers=0, dataset=dataset,
+                   pipeline=[
+                       dict(type='LoadImageFromFile'),
+                       dict(type='LoadAnnotations'),
+                       dict(type='PackSegInputs')
+                   ])
+    loader = dict(batch_size=1,
+                  num_workers=0,
+                  dataset=dataset,
                   sampler=dict(type='DefaultSampler', shuffle=False))
-    return Runner(
-        model=ConfigDict(tiny_segmentor_cfg(num_classes=num_classes)),
-        work_dir=str(tmp_path / 'work'),
-        train_dataloader=loader,
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=1,
-                       val_interval=10),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        val_dataloader=loader, val_cfg=dict(type='ValLoop'),
-        val_evaluator=dict(type='CheckedIoUMetric'),
-        test_dataloader=loader, test_cfg=dict(type='TestLoop'),
-        test_evaluator=dict(type='CheckedIoUMetric'),
-        custom_hooks=[dict(type='DatasetCheckHook')],
-        default_hooks=dict(checkpoint=None, logger=None),
-        default_scope='mmseg')
+    return Runner(model=ConfigDict(
+        tiny_segmentor_cfg(num_classes=num_classes)),
+                  work_dir=str(tmp_path / 'work'),
+                  train_dataloader=loader,
+                  train_cfg=dict(type='IterBasedTrainLoop',
+                                 max_iters=1,
+                                 val_interval=10),
+                  optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+                  val_dataloader=loader,
+                  val_cfg=dict(type='ValLoop'),
+                  val_evaluator=dict(type='CheckedIoUMetric'),
+                  test_dataloader=loader,
+                  test_cfg=dict(type='TestLoop'),
+                  test_evaluator=dict(type='CheckedIoUMetric'),
+                  custom_hooks=[dict(type='DatasetCheckHook')],
+                  default_hooks=dict(checkpoint=None, logger=None),
+                  default_scope='mmseg')
 
 
 @pytest.mark.parametrize('run', ['train', 'test'])
@@ -82,11 +95,14 @@ def test_a_consistent_run_tests(tmp_path):
 def test_head_class_counts_lists_decode_and_auxiliary_heads():
     from mmseg.registry import MODELS
     cfg = tiny_segmentor_cfg(num_classes=4)
-    cfg['auxiliary_head'] = dict(
-        type='FCNHead', in_channels=32, channels=8, num_convs=1,
-        num_classes=4, in_index=1)
+    cfg['auxiliary_head'] = dict(type='FCNHead',
+                                 in_channels=32,
+                                 channels=8,
+                                 num_convs=1,
+                                 num_classes=4,
+                                 in_index=1)
     model = MODELS.build(cfg)
-    assert head_class_counts(model) == [
-        ('model.decode_head.num_classes', 4),
-        ('model.auxiliary_head.num_classes', 4)]
+    assert head_class_counts(model) == [('model.decode_head.num_classes', 4),
+                                        ('model.auxiliary_head.num_classes', 4)
+                                        ]
     assert DatasetCheckHook.priority == 'VERY_HIGH'
