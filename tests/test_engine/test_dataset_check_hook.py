@@ -29,7 +29,9 @@ def _runner(tmp_path,
             root,
             num_classes,
             classes,
-            dataset_type='BaseSegDataset'):
+            dataset_type='BaseSegDataset',
+            load_from=None,
+            hooks=('DatasetCheckHook', )):
     dataset = dict(type=dataset_type,
                    data_root=root,
                    data_prefix=dict(img_path='img', seg_map_path='ann'),
@@ -59,7 +61,8 @@ def _runner(tmp_path,
                   test_dataloader=loader,
                   test_cfg=dict(type='TestLoop'),
                   test_evaluator=dict(type='CheckedIoUMetric'),
-                  custom_hooks=[dict(type='DatasetCheckHook')],
+                  custom_hooks=[dict(type=h) for h in hooks],
+                  load_from=load_from,
                   default_hooks=dict(checkpoint=None, logger=None),
                   default_scope='mmseg')
 
@@ -106,3 +109,25 @@ def test_head_class_counts_lists_decode_and_auxiliary_heads():
                                         ('model.auxiliary_head.num_classes', 4)
                                         ]
     assert DatasetCheckHook.priority == 'VERY_HIGH'
+
+
+@pytest.mark.parametrize('layout', ['bare', 'no_meta'])
+def test_the_test_run_loads_checkpoints_without_meta(tmp_path, layout):
+    """``mim test --checkpoint`` (the runner's load_from) with a bare state
+    dict or one without ``meta``, with the shipped custom hooks."""
+    import torch
+    root = _folder(tmp_path / 'data')
+    runner = _runner(tmp_path, root, num_classes=2, classes=('a', 'b'))
+    state = runner.model.state_dict()
+    path = str(tmp_path / f'{layout}.pth')
+    torch.save(state if layout == 'bare' else dict(state_dict=state), path)
+    runner = _runner(tmp_path,
+                     root,
+                     num_classes=2,
+                     classes=('a', 'b'),
+                     load_from=path,
+                     hooks=('RNGStateHook', 'DatasetCheckHook'))
+    metrics = runner.test()
+    assert 'mIoU' in metrics
+    got = runner.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())
