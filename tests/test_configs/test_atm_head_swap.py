@@ -117,6 +117,8 @@ def test_drop_in_inherits_the_stock_config(path):
     assert cfg.test_evaluator.type == cfg.val_evaluator.type == \
         'CheckedIoUMetric'
     assert [h['type'] for h in cfg.custom_hooks] == ['DatasetCheckHook']
+    assert [t.get('resize_type') for t in cfg.train_dataloader.dataset.pipeline
+            if t['type'] == 'RandomResize'] == ['ClampedResize']
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_stem)
@@ -161,7 +163,8 @@ def _stock_resize(value):
     (which resizes every image mmcv's can the same way)."""
     if isinstance(value, dict):
         return {k: ('Resize' if k == 'type' and v == 'ClampedResize' else
-                    _stock_resize(v)) for k, v in value.items()}
+                    _stock_resize(v)) for k, v in value.items()
+                if (k, v) != ('resize_type', 'ClampedResize')}
     if isinstance(value, list):
         return [_stock_resize(v) for v in value]
     return value

@@ -110,3 +110,23 @@ def test_elongated_images_are_predicted_at_their_size(path, elongated):
         with torch.no_grad():
             sample = model.test_step(data)[0]
         assert tuple(sample.pred_sem_seg.shape) == (h, w)
+
+
+@pytest.mark.parametrize('path', ALL, ids=_stem)
+def test_every_shipped_train_pipeline_takes_elongated_samples(
+        path, tmp_path):
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    steps = Compose(cfg.train_dataloader.dataset.pipeline)
+    reduce_zero_label = any(
+        t.get('reduce_zero_label') for t in cfg.train_pipeline
+        if t['type'] == 'LoadAnnotations')
+    for h, w in [(2, 3000), (3000, 2), (3, 4000)]:
+        image, label = str(tmp_path / 'img.png'), str(tmp_path / 'ann.png')
+        cv2.imwrite(image, np.full((h, w, 3), 120, np.uint8))
+        cv2.imwrite(label, np.ones((h, w), np.uint8))
+        out = steps(dict(img_path=image, seg_map_path=label,
+                         reduce_zero_label=reduce_zero_label,
+                         seg_fields=[], label_map=None))
+        assert min(out['inputs'].shape[1:]) >= 2
+        assert out['data_samples'].gt_sem_seg.shape == \
+            tuple(out['inputs'].shape[1:])

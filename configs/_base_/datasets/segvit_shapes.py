@@ -10,7 +10,8 @@ train_pipeline = [
         type='RandomResize',
         scale=(128, 128),
         ratio_range=(0.75, 1.5),
-        keep_ratio=True),
+        keep_ratio=True,
+        resize_type='ClampedResize'),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')

@@ -24,8 +24,12 @@ custom_hooks = [dict(type='DatasetCheckHook')]
 val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
-# mmseg's test and --tta pipelines with ClampedResize (no side of a very
-# elongated image is resized to 0 pixels)
+# mmseg's pipelines with ClampedResize (no side of a very elongated image
+# is resized to 0 pixels)
+train_pipeline = [
+    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
+    for t in _base_.train_pipeline
+]
 test_pipeline = [
     dict(t, type='ClampedResize') if t.type == 'Resize' else t
     for t in _base_.test_pipeline
@@ -39,5 +43,6 @@ tta_pipeline = [
             for t in step
         ] for step in _base_.tta_pipeline[1].transforms])
 ]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
