@@ -17,6 +17,7 @@ Cityscapes. :class:`SegViTInferencer` takes the same arguments and:
   loads, with class names from the config's dataset when the file has none.
 """
 import os.path as osp
+import warnings
 from collections import defaultdict
 from typing import Dict, List, Optional
 
@@ -26,7 +27,8 @@ import torch
 from mmseg.apis import MMSegInferencer
 from PIL import Image
 
-from .inference import load_segmentor_weights
+from ..checkpoints import checkpoint_dataset_meta
+from .inference import head_num_classes, load_segmentor_weights
 
 __all__ = ['SegViTInferencer']
 
@@ -38,7 +40,13 @@ class SegViTInferencer(MMSegInferencer):
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
         if checkpoint is None:
-            return super()._load_weights_to_model(model, None, cfg)
+            warnings.warn('no weights given: the predictions come from a '
+                          'randomly initialised model')
+            num_classes = head_num_classes(model)
+            if num_classes is not None:
+                model.dataset_meta = checkpoint_dataset_meta(
+                    None, cfg, num_classes)[0]
+            return
         load_segmentor_weights(model, checkpoint, cfg)
 
     @torch.no_grad()

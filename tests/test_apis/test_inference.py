@@ -123,6 +123,14 @@ def test_inferencer_names_classes_after_the_config(trained, tmp_path, layout):
     assert _same_weights(inferencer.model, model)
 
 
+def test_inferencer_without_weights_names_classes_after_the_config(
+        trained):
+    _, cfg = trained
+    with pytest.warns(UserWarning, match='randomly initialised'):
+        inferencer = SegViTInferencer(model=cfg, device='cpu')
+    assert list(inferencer.model.dataset_meta['classes']) == CLASSES
+
+
 def _mixed_folder(root):
     rng = np.random.RandomState(0)
     sizes = {
