@@ -264,7 +264,7 @@ def check_label_values(dataset,
             hint = ''
             if reduce_zero_label and 0 in report.raw \
                     and num_classes - 1 in absent \
-                    and max(report.raw - {255}) < num_classes:
+                    and max(report.raw - {255}) == num_classes - 1:
                 hint = (' With reduce_zero_label=True label 0 is ignored and'
                         ' label v is class v-1: if the labels count from 0,'
                         ' set reduce_zero_label=False')
