@@ -9,8 +9,9 @@ sizes; it also names the classes of a checkpoint without class names after
 Cityscapes. :class:`SegViTInferencer` takes the same arguments and:
 
 - writes ``pred/<image stem>.png`` for each image file (MMSeg's numbered
-  name for arrays, which have no file name); ``vis/`` keeps MMSeg's names
-  (the image's file name);
+  name for arrays, which have no file name; 16-bit where a class index
+  exceeds 255, which MMSeg's 8-bit files wrap); ``vis/`` keeps MMSeg's
+  names (the image's file name);
 - runs each batch as sub-batches of equal image size (the prediction of an
   image does not depend on the batch);
 - loads every checkpoint layout :func:`~mmseg_segvit.apis.init_model`
@@ -92,6 +93,8 @@ class SegViTInferencer(MMSegInferencer):
             while name in used:  # same stem in two folders or suffixes
                 name, n = f'{stem}_{n}.png', n + 1
             used.add(name)
-            label = pred.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+            label = pred.pred_sem_seg.data[0].cpu().numpy()
+            # 8 bits unless a class index needs more (MMSeg's would wrap)
+            label = label.astype(np.uint16 if label.max() > 255 else np.uint8)
             Image.fromarray(label).save(osp.join(pred_out_dir, name))
         return results

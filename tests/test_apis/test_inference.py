@@ -123,8 +123,7 @@ def test_inferencer_names_classes_after_the_config(trained, tmp_path, layout):
     assert _same_weights(inferencer.model, model)
 
 
-def test_inferencer_without_weights_names_classes_after_the_config(
-        trained):
+def test_inferencer_without_weights_names_classes_after_the_config(trained):
     _, cfg = trained
     with pytest.warns(UserWarning, match='randomly initialised'):
         inferencer = SegViTInferencer(model=cfg, device='cpu')
@@ -180,3 +179,17 @@ def test_atm_masks_takes_a_bare_state_dict(trained, tmp_path):
     ])
     assert sorted(os.listdir(
         tmp_path / 'out')) == ['c_tall_atm_masks.png', 'c_tall_pred.png']
+
+
+def test_label_pngs_of_more_than_256_classes_keep_their_indices(tmp_path):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    sample = SegDataSample(metainfo=dict(img_path='/x/scene.jpg'))
+    label = torch.tensor([[0, 300], [170, 255]])
+    sample.pred_sem_seg = PixelData(data=label[None])
+    inferencer = SegViTInferencer.__new__(SegViTInferencer)
+    inferencer.num_pred_imgs = 0
+    inferencer.postprocess([sample], None, pred_out_dir=str(tmp_path))
+    written = cv2.imread(str(tmp_path / 'scene.png'), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint16
+    assert written.tolist() == label.tolist()
