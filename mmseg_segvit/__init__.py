@@ -5,11 +5,12 @@ registries. The compatibility module comes first: it checks mmcv and makes
 mmseg importable on mmcv-lite before anything imports ``mmseg.models``.
 """
 from . import compat  # noqa: F401  (must stay the first import)
-from . import datasets, engine, models, utils  # noqa: F401,E402
+from . import datasets, engine, evaluation, models, utils  # noqa: F401,E402
 from . import checkpoints  # noqa: F401,E402  (after models)
 from .version import __version__, version_info  # noqa: E402
 
 __all__ = [
-    '__version__', 'version_info', 'compat', 'datasets', 'engine', 'models',
+    '__version__', 'version_info', 'compat', 'datasets', 'engine',
+    'evaluation', 'models',
     'utils', 'checkpoints'
 ]

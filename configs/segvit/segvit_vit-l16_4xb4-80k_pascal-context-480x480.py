@@ -6,8 +6,11 @@ _base_ = [
     '../_base_/default_runtime.py',
     '../_base_/schedules/segvit_adamw-poly_80k.py'
 ]
+# One preprocessing for the model and for the wrappers that take the
+# top-level one (MMSeg's TTA model under `--tta`).
+data_preprocessor = dict(size=_base_.crop_size)
 model = dict(
-    data_preprocessor=dict(size=_base_.crop_size),
+    data_preprocessor=data_preprocessor,
     backbone=dict(img_size=_base_.crop_size),
     decode_head=dict(num_classes=60),
     test_cfg=dict(crop_size=_base_.crop_size, stride=(320, 320)))

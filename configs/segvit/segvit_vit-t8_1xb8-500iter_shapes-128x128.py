@@ -6,11 +6,14 @@ _base_ = [
 ]
 num_classes = 12
 max_iters = 500
+# One preprocessing for the model and for the wrappers that take the
+# top-level one (MMSeg's TTA model under `--tta`).
+data_preprocessor = dict(
+    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+    size=(128, 128))
 model = dict(
     pretrained=None,
-    data_preprocessor=dict(
-        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-        size=(128, 128)),
+    data_preprocessor=data_preprocessor,
     backbone=dict(
         img_size=(128, 128),
         patch_size=8,

@@ -4,7 +4,8 @@ from .official_segvit import (ATM_RULES, DROPPED_KEYS, SHRUNK_RULES,
                               convert_official_state_dict, describe_model,
                               describe_official, is_shrunk_official,
                               rename_official_keys)
-from .dataset_meta import config_dataset_meta, converted_dataset_meta
+from .dataset_meta import (checkpoint_dataset_meta, config_dataset_meta,
+                           converted_dataset_meta)
 from .layout import (OFFICIAL, PACKAGE, require_package_layout,
                      segvit_layout)
 from .pos_embed import (GRIDS_KEY, RELEASED_GRIDS, resize_pos_embed,
@@ -28,6 +29,6 @@ __all__ = [
     'resize_pos_embed', 'source_grid', 'GRIDS_KEY', 'recorded_grids',
     'OFFICIAL', 'PACKAGE',
     'require_package_layout', 'segvit_layout', 'config_dataset_meta',
-    'converted_dataset_meta', 'TimmPretrained', 'convert_timm_backbone',
-    'load_timm_backbone', 'read_backbone_file'
+    'converted_dataset_meta', 'checkpoint_dataset_meta', 'TimmPretrained',
+    'convert_timm_backbone', 'load_timm_backbone', 'read_backbone_file'
 ]

@@ -8,14 +8,17 @@ classes, so a 171-class model is labelled with wrong names and classes
 carry ``meta['CLASSES']`` and ``meta['PALETTE']``; the converter keeps them
 as ``dataset_meta`` (:func:`converted_dataset_meta`), or takes the
 config's dataset's (:func:`config_dataset_meta`) when the file has none.
+:func:`checkpoint_dataset_meta` does the same for any checkpoint layout
+users save (a bare state dict, no ``meta``, ``meta`` without
+``dataset_meta``), for this package's ``init_model`` and inferencer.
 """
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = [
-    'config_dataset_meta', 'converted_dataset_meta', 'fitting_palette',
-    'generated_palette'
+    'config_dataset_meta', 'converted_dataset_meta', 'checkpoint_dataset_meta',
+    'fitting_palette', 'generated_palette'
 ]
 
 Palette = List[List[int]]
@@ -129,3 +132,34 @@ def converted_dataset_meta(official_meta: Mapping, cfg,
     note = (f'dataset_meta: {num_classes} class names from {source}, '
             f'palette from {palette_source}')
     return dict(classes=tuple(str(c) for c in classes), palette=palette), note
+
+
+def checkpoint_dataset_meta(checkpoint, cfg,
+                            num_classes: int) -> Tuple[dict, str]:
+    """Class names and palette for a model loaded from ``checkpoint``.
+
+    The checkpoint's ``meta['dataset_meta']`` (mmseg 1.x) or
+    ``meta['CLASSES']`` / ``meta['PALETTE']`` (mmseg 0.x) when they have
+    ``num_classes`` entries; otherwise the config's dataset's, then
+    numbered names and a generated palette (as
+    :func:`converted_dataset_meta`). A bare state dict, a checkpoint
+    without ``meta`` and a ``meta`` without class names all take the
+    config's.
+
+    Args:
+        checkpoint: The loaded file (any mapping; None for no file).
+        cfg: The model's config.
+        num_classes (int): Classes of the model's head.
+
+    Returns:
+        tuple: ``dict(classes=tuple, palette=list)`` and a note saying
+        where they came from.
+    """
+    meta = checkpoint.get('meta') if isinstance(checkpoint, Mapping) else None
+    meta = meta if isinstance(meta, Mapping) else {}
+    dataset_meta = meta.get('dataset_meta')
+    dataset_meta = dataset_meta if isinstance(dataset_meta, Mapping) else {}
+    found = dict(CLASSES=dataset_meta.get('classes', meta.get('CLASSES')),
+                 PALETTE=dataset_meta.get('palette', meta.get('PALETTE')))
+    result, note = converted_dataset_meta(found, cfg, num_classes)
+    return result, note.replace('the official file', 'the checkpoint')

@@ -71,9 +71,11 @@ def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
     """The tensors of a loaded checkpoint.
 
     Accepts a bare state dict or one nested under ``state_dict`` /
-    ``model`` (mmengine, timm, DeiT layouts); strips DDP's ``module.``
-    prefix. The modules' metadata (``_metadata``: versions and the
-    position grids the backbones record) is kept.
+    ``model`` (mmengine, timm, DeiT layouts) or, without those, mmengine's
+    ``ema_state_dict`` (the averaged weights, without its ``steps``
+    counter); strips DDP's (and the EMA wrapper's) ``module.`` prefix. The
+    modules' metadata (``_metadata``: versions and the position grids the
+    backbones record) is kept.
 
     Args:
         checkpoint: What :func:`load_weights_file` returned.
@@ -85,9 +87,12 @@ def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f'{path} holds a {type(checkpoint).__name__}, not a '
                         'dict of weights')
-    for key in ('state_dict', 'model'):
+    for key in ('state_dict', 'model', 'ema_state_dict'):
         if isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
+            if key == 'ema_state_dict':
+                checkpoint = {k: v for k, v in checkpoint.items()
+                              if k != 'steps'}
             break
     def strip(name: str) -> str:
         return name[len('module.'):] if name.startswith('module.') else name

@@ -24,6 +24,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from .file_errors import NamedFileErrorsMixin
+from .label_values import check_label_values
 
 __all__ = [
     'DataFilesError', 'check_data_files', 'DataFilesCheckMixin',
@@ -120,7 +121,9 @@ def _missing(paths: Iterable[Optional[str]]) -> List[str]:
 
 
 class DataFilesCheckMixin:
-    """Runs :func:`check_data_files` on the samples a dataset lists.
+    """Runs :func:`check_data_files` on the samples a dataset lists, then
+    :func:`~mmseg_segvit.datasets.label_values.check_label_values` on a
+    sample of their label maps (against the classes of its metainfo).
 
     Put it before the dataset class: ``class MyDataset(DataFilesCheckMixin,
     BaseSegDataset)``.
@@ -132,6 +135,8 @@ class DataFilesCheckMixin:
             check_data_files(self, [])  # names the missing folder
         data_list = super().load_data_list()
         check_data_files(self, data_list)
+        check_label_values(self, data_list)
+        self.label_values_checked = True
         return data_list
 
 
@@ -139,5 +144,6 @@ class DataFilesCheckMixin:
 class CheckedSegDataset(NamedFileErrorsMixin, DataFilesCheckMixin,
                         BaseSegDataset):
     """``BaseSegDataset`` (a folder of images and label maps) that checks
-    its folders when it is built (:func:`check_data_files`) and names the
+    its folders and what a sample of its label maps holds when it is built
+    (:func:`check_data_files`, :func:`check_label_values`) and names the
     files of a sample that does not load (:class:`NamedFileErrorsMixin`)."""

@@ -21,7 +21,6 @@ reads them.
 import argparse
 import os
 import os.path as osp
-import warnings
 from typing import List, Optional, Sequence
 
 __all__ = ['list_images', 'main']
@@ -44,15 +43,6 @@ def list_images(path: str) -> List[str]:
     return [path]
 
 
-def _dataset_meta(cfg) -> Optional[dict]:
-    """Classes and palette of the config's test dataset."""
-    from mmseg_segvit.checkpoints import config_dataset_meta
-    meta = config_dataset_meta(cfg)
-    if meta is None or meta['palette'] is None:
-        return None
-    return meta
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(
         description='Save the predicted segmentation and the ATM masks of '
@@ -70,26 +60,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import mmseg_segvit  # noqa: F401  (compat first)
     from mmengine.logging import MMLogger
     from mmengine.utils import track_iter_progress
-    from mmseg.apis import init_model
     from mmseg.utils import register_all_modules
 
+    from mmseg_segvit.apis import init_model
     from mmseg_segvit.visualization import save_atm_pictures
     register_all_modules()
 
     logger = MMLogger.get_instance('atm_masks')
     images = list_images(args.image)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        model = init_model(args.config, args.checkpoint, device=args.device)
-    guessed = any('dataset_meta' in str(w.message) for w in caught)
+    # any checkpoint layout; class names from the config's dataset when
+    # the file has none
+    model = init_model(args.config, args.checkpoint, device=args.device)
     if args.device == 'cpu':
         from mmengine.model import revert_sync_batchnorm
         model = revert_sync_batchnorm(model)
-    meta = _dataset_meta(model.cfg)
-    if guessed and meta is not None:
-        # The checkpoint has no class names: MMSeg guessed a dataset from
-        # the class count; the config's dataset knows better.
-        model.dataset_meta = meta
     logger.info(f'{len(images)} image(s), top {args.topk} classes, '
                 f'writing to {args.out_dir}')
     written = []

@@ -25,9 +25,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     import mmseg_segvit  # noqa: F401  (compat first)
     import cv2
-    from mmseg.apis import init_model
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
+
+    from mmseg_segvit.apis import init_model
 
     from mmseg_segvit.visualization import (demo_panel_figure, demo_rows,
                                             figure_to_rgb)

@@ -37,3 +37,26 @@ def test_drop_class_weights_tool_allows_fine_tuning(five_class_checkpoint,
 def test_drop_class_weights_needs_an_atm_checkpoint():
     with pytest.raises(ConversionError, match='no ATMHead weights'):
         tool.drop_class_weights({'backbone.w': torch.zeros(1)})
+
+
+@pytest.mark.parametrize('layout', ['bare', 'ddp', 'ema_only'])
+def test_drop_class_weights_reads_every_layout(tmp_path, layout):
+    model = tiny_segmentor(num_classes=5)
+    state = model.state_dict()
+    if layout == 'bare':
+        saved = dict(state)
+    elif layout == 'ddp':
+        saved = {f'module.{k}': v for k, v in state.items()}
+    else:  # mmengine's EMAHook state alone
+        saved = dict(ema_state_dict={
+            **{f'module.{k}': v for k, v in state.items()},
+            'steps': torch.tensor(3)})
+    src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
+    torch.save(saved, src)
+    tool.main([str(src), str(dst)])
+    out = torch.load(dst, weights_only=True)
+    assert out['meta'] == {}
+    kept = out['state_dict']
+    assert 'decode_head.q.weight' not in kept
+    assert torch.equal(kept['backbone.patch_embed.projection.weight'],
+                       state['backbone.patch_embed.projection.weight'])

@@ -172,14 +172,14 @@ def test_atm_masks_errors(tmp_path):
 
 def test_atm_masks_names_classes_from_the_config_without_checkpoint_meta(
         checkpoint, tmp_path):
-    """A checkpoint without class names: the config's dataset names them."""
+    """A bare state dict (no meta): the config's dataset names the classes
+    (mmseg's init_model stopped with KeyError: 'meta')."""
+    from mmseg_segvit.apis import init_model
     state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     bare = str(tmp_path / 'bare.pth')
-    # (mmseg's init_model needs a 'meta' entry, even an empty one)
-    torch.save(dict(state_dict=state['state_dict'], meta={}), bare)
-    cfg = Config.fromfile(DEMO_CONFIG)
-    meta = atm_masks._dataset_meta(cfg)
-    assert list(meta['classes']) == list(META['classes'])
+    torch.save(state['state_dict'], bare)
+    model = init_model(DEMO_CONFIG, bare, device='cpu')
+    assert list(model.dataset_meta['classes']) == list(META['classes'])
     img, _ = render_scene(7, size=SIZE)
     path = str(tmp_path / 'x.png')
     cv2.imwrite(path, img[..., ::-1])

@@ -15,7 +15,7 @@ tta_pipeline = [
         transforms=[
             [
                 dict(
-                    type='Resize',
+                    type='ClampedResize',
                     scale=(int(2048 * r), int(512 * r)),
                     keep_ratio=True) for r in _base_.img_ratios
             ],
@@ -27,4 +27,23 @@ tta_pipeline = [
             [dict(type='PackSegInputs')],
         ])
 ]
-train_dataloader = dict(batch_size=2)
+# mmseg's test pipeline with ClampedResize (no side of a very elongated
+# image is resized to 0 pixels)
+test_pipeline = [
+    dict(t, type='ClampedResize') if t.type == 'Resize' else t
+    for t in _base_.test_pipeline
+]
+# mmseg's training pipeline, resizing with ClampedResize (no side of a very
+# elongated image is resized to 0 pixels)
+train_pipeline = [
+    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
+    for t in _base_.train_pipeline
+]
+train_dataloader = dict(
+    batch_size=2, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# (left out of mIoU, or scored 0) next to the mIoU it prints
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

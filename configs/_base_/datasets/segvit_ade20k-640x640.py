@@ -9,7 +9,7 @@ train_pipeline = [
     for t in _base_.train_pipeline
 ]
 test_pipeline = [
-    dict(t, scale=(2048, 640)) if t.type == 'Resize' else t
+    dict(t, scale=(2048, 640)) if t.type == 'ClampedResize' else t
     for t in _base_.test_pipeline
 ]
 tta_pipeline = [
@@ -18,7 +18,7 @@ tta_pipeline = [
         _base_.tta_pipeline[1],
         transforms=[[
             dict(
-                type='Resize',
+                type='ClampedResize',
                 scale=(int(2048 * r), int(640 * r)),
                 keep_ratio=True) for r in _base_.img_ratios
         ], *_base_.tta_pipeline[1].transforms[1:]])
@@ -26,3 +26,7 @@ tta_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# (left out of mIoU, or scored 0) next to the mIoU it prints
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -8,7 +8,7 @@ _base_ = ['mmseg::_base_/datasets/coco-stuff10k.py']
 # at 2048, i.e. beyond 4:1). The 8192 cap binds only beyond 16:1.
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(8192, 512), keep_ratio=True),
+    dict(type='ClampedResize', scale=(8192, 512), keep_ratio=True),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs')
 ]
@@ -23,7 +23,7 @@ tta_pipeline = [
         transforms=[
             [
                 dict(
-                    type='Resize',
+                    type='ClampedResize',
                     scale=(8192, max(int(512 * r), 512)),
                     keep_ratio=True) for r in _base_.img_ratios
             ],
@@ -35,6 +35,17 @@ tta_pipeline = [
             [test_pipeline[3]],
         ])
 ]
-train_dataloader = dict(batch_size=2)
+# mmseg's training pipeline, resizing with ClampedResize (no side of a very
+# elongated image is resized to 0 pixels)
+train_pipeline = [
+    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
+    for t in _base_.train_pipeline
+]
+train_dataloader = dict(
+    batch_size=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# (left out of mIoU, or scored 0) next to the mIoU it prints
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -10,14 +10,15 @@ train_pipeline = [
         type='RandomResize',
         scale=(128, 128),
         ratio_range=(0.75, 1.5),
-        keep_ratio=True),
+        keep_ratio=True,
+        resize_type='ClampedResize'),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(128, 128), keep_ratio=True),
+    dict(type='ClampedResize', scale=(128, 128), keep_ratio=True),
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs')
 ]
@@ -40,7 +41,9 @@ val_dataloader = dict(
         data_prefix=dict(img_path='img_dir/val', seg_map_path='ann_dir/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# (left out of mIoU, or scored 0) next to the mIoU it prints
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 # `--tta`: three scales x horizontal flip, labels read as in test_pipeline.
 img_ratios = [0.75, 1.0, 1.25]
@@ -50,7 +53,7 @@ tta_pipeline = [
         type='TestTimeAug',
         transforms=[
             [
-                dict(type='Resize', scale_factor=r, keep_ratio=True)
+                dict(type='ClampedResize', scale_factor=r, keep_ratio=True)
                 for r in img_ratios
             ],
             [

@@ -33,3 +33,31 @@ optim_wrapper = dict(
         'norm': dict(decay_mult=0.0)
     }),
     loss_scale='dynamic')
+# The package's run checks: class counts and label maps before the run
+# (DatasetCheckHook), the classes absent from the labels next to the mIoU
+custom_hooks = [dict(type='DatasetCheckHook')]
+val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator
+
+# mmseg's pipelines with ClampedResize (no side of a very elongated image
+# is resized to 0 pixels)
+train_pipeline = [
+    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
+    for t in _base_.train_pipeline
+]
+test_pipeline = [
+    dict(t, type='ClampedResize') if t.type == 'Resize' else t
+    for t in _base_.test_pipeline
+]
+tta_pipeline = [
+    _base_.tta_pipeline[0],
+    dict(
+        _base_.tta_pipeline[1],
+        transforms=[[
+            dict(t, type='ClampedResize') if t.type == 'Resize' else t
+            for t in step
+        ] for step in _base_.tta_pipeline[1].transforms])
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader

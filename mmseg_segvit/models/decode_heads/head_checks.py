@@ -347,7 +347,9 @@ def check_label_sizes(batch_data_samples: Sequence) -> None:
 
     Raises:
         ValueError: Naming the sample (and its files where known), the two
-            sizes and what to check.
+            sizes and what to check; or a colour (multi-channel) label map,
+            which ``PackSegInputs`` packs as (H, W, C) and which would
+            otherwise look like a label of another size.
     """
     for i, sample in enumerate(batch_data_samples):
         img_shape = sample.metainfo.get('img_shape')
@@ -358,10 +360,22 @@ def check_label_sizes(batch_data_samples: Sequence) -> None:
         image = (int(img_shape[0]) + top + bottom,
                  int(img_shape[1]) + left + right)
         label = tuple(sample.gt_sem_seg.shape[-2:])
+        files = ', '.join(
+            str(sample.metainfo[k]) for k in ('img_path', 'seg_map_path')
+            if k in sample.metainfo)
+        data = sample.gt_sem_seg.data
+        if data.dim() == 3 and data.shape[0] != 1:
+            # PackSegInputs keeps an (H, W, C) label as a (H, W, C) tensor
+            # read as (C=H, H=W, W=C): a colour label map, not a pairing
+            # error.
+            raise ValueError(
+                f'the label map of training sample {i}'
+                f'{f" ({files})" if files else ""} has '
+                f'{data.shape[-1]} channels (a colour image, read as '
+                f'{tuple(data.shape)}); a label map holds one class index '
+                'per pixel: save it as a single-channel (grayscale or '
+                'palette) PNG of class indices')
         if label != image:
-            files = ', '.join(
-                str(sample.metainfo[k]) for k in ('img_path', 'seg_map_path')
-                if k in sample.metainfo)
             raise ValueError(
                 f'the label map of training sample {i}'
                 f'{f" ({files})" if files else ""} is {label[0]}x{label[1]}'

@@ -187,3 +187,22 @@ def test_padded_labels_of_smaller_images_are_accepted():
     imgs = [torch.randint(0, 255, (3, *s)).float() for s in sizes]
     loss, _ = _train_step(model, imgs, [torch.randint(0, 5, s) for s in sizes])
     assert torch.isfinite(loss)
+
+
+def test_a_colour_label_map_is_refused_as_such_not_as_a_pairing_error():
+    """PackSegInputs keeps an (H, W, 3) label as a (H, W, 3) tensor; the
+    error names its channels, not another size than its image."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    model = tiny_segmentor(num_classes=5, size=(32, 32))
+    sample = SegDataSample()
+    sample.gt_sem_seg = PixelData(data=torch.randint(0, 5, (32, 32, 3)))
+    sample.set_metainfo(dict(img_shape=(32, 32), ori_shape=(32, 32),
+                             seg_map_path='ann/a.png', img_path='img/a.png'))
+    data = model.data_preprocessor(
+        dict(inputs=[torch.zeros(3, 32, 32)], data_samples=[sample]),
+        training=True)
+    with pytest.raises(ValueError, match=r'ann/a.png\) has 3 channels '
+                       r'\(a colour image') as err:
+        model.loss(data['inputs'], data['data_samples'])
+    assert 'but its image is' not in str(err.value)
