@@ -102,4 +102,4 @@ def test_cli_exports_a_timm_config(tmp_path):
     ], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
-    assert len(lines) == 2 and all(line.endswith('ok') for line in lines)
+    assert len(lines) == 4 and all(line.endswith('ok') for line in lines)
