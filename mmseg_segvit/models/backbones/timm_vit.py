@@ -1,0 +1,348 @@
+"""TimmViT: timm's plain ViTs (DINOv2, DINOv3, BEiT-v2, EVA-02) for ATMHead."""
+import inspect
+import math
+import types
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmseg.registry import MODELS
+from torch import Tensor, nn
+
+from ...typing_utils import Grid, Size
+from ..layers.pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
+                                resize_pos_table)
+
+__all__ = ['TimmViT', 'center_pad', 'center_pad_amounts']
+
+#: ``init_cfg`` types TimmViT loads itself (see :meth:`TimmViT.init_weights`).
+PRETRAINED_TYPES = ('Pretrained', 'TimmPretrained')
+
+
+def center_pad_amounts(size: int, multiple: int) -> Tuple[int, int]:
+    """(before, after) zero padding that brings ``size`` to a multiple.
+
+    The split of ``CenterPadding`` in the official DINOv2 code
+    (``dinov2/hub/utils.py``): ``before = pad // 2``, ``after`` the rest.
+    """
+    pad = -size % multiple
+    return pad // 2, pad - pad // 2
+
+
+def center_pad(images: Tensor, multiple: int) -> Tensor:
+    """Zero-pad (B, C, H, W) images on both sides of H and W to a multiple.
+
+    Args:
+        images (Tensor): (B, C, H, W), normalised (0 is the mean colour).
+        multiple (int): Patch size.
+
+    Returns:
+        Tensor: (B, C, ceil(H / p) * p, ceil(W / p) * p); ``images`` when
+        nothing is padded.
+    """
+    top, bottom = center_pad_amounts(images.shape[-2], multiple)
+    left, right = center_pad_amounts(images.shape[-1], multiple)
+    if not (top or bottom or left or right):
+        return images
+    return F.pad(images, (left, right, top, bottom))
+
+
+def padded_size(img_size: Union[int, Sequence[int]], patch: int) -> Size:
+    """``img_size`` rounded up to a multiple of the patch."""
+    if isinstance(img_size, int):
+        img_size = (img_size, img_size)
+    h, w = (int(s) for s in img_size)
+    return math.ceil(h / patch) * patch, math.ceil(w / patch) * patch
+
+
+def _official_pos_embed(vit: nn.Module, rule: PosTableRule, x: Tensor) -> Tensor:
+    """timm ``VisionTransformer._pos_embed`` with the table resized by
+    ``rule`` (bound to one model instance by :class:`TimmViT`).
+
+    Args:
+        vit (nn.Module): The timm ``VisionTransformer``.
+        rule (PosTableRule): How the table is resized to the input's grid.
+        x (Tensor): Patch embeddings, (B, H, W, C) (``dynamic_img_size``).
+
+    Returns:
+        Tensor: (B, prefix + H * W, C) tokens with positions added.
+    """
+    b, h, w, c = x.shape
+    prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    pos_embed = resize_pos_table(vit.pos_embed, vit.patch_embed.grid_size,
+                                 (h, w), prefix, rule)
+    x = x.view(b, -1, c)
+    to_cat = []
+    if vit.cls_token is not None:
+        to_cat.append(vit.cls_token.expand(b, -1, -1))
+    if vit.reg_token is not None:
+        to_cat.append(vit.reg_token.expand(b, -1, -1))
+    if vit.no_embed_class:
+        x = x + pos_embed
+        if to_cat:
+            x = torch.cat(to_cat + [x], dim=1)
+    else:
+        if to_cat:
+            x = torch.cat(to_cat + [x], dim=1)
+        x = x + pos_embed
+    return vit.pos_drop(x)
+
+
+@MODELS.register_module()
+class TimmViT(BaseModule):
+    """A plain ViT of timm, by name, whose chosen blocks feed ATMHead.
+
+    Builds ``timm.create_model(model_name, pretrained=False, ...)`` (nothing
+    is downloaded) as ``self.vit``, so its parameters are named
+    ``vit.patch_embed.*``, ``vit.cls_token``, ``vit.reg_token``,
+    ``vit.pos_embed``, ``vit.blocks.{i}.*``. Supported and tested: timm's
+    ``vit_*_patch14_dinov2``, ``vit_*_patch14_reg4_dinov2``,
+    ``vit_*_patch16_dinov3[_qkvb]``, ``beitv2_*`` and ``eva02_*``; any timm
+    model with ``forward_intermediates`` and ``prune_intermediate_layers``
+    builds.
+
+    The forward is timm's ``forward_intermediates(x, indices=out_indices,
+    norm=False, output_fmt='NCHW', intermediates_only=True)``: the raw
+    outputs of the chosen blocks (as the official DINOv2 / DINOv3
+    ``get_intermediate_layers(x, n=..., reshape=True, norm=False)``), class
+    and register tokens removed, each a (B, C, H / p, W / p) map whose
+    shape carries its grid to ATMHead. Blocks after the last out index, the
+    final norm and the classifier are removed from the model
+    (``prune_intermediate_layers``): they would never get gradients.
+
+    Inputs whose sides are no multiple of the patch (512 with DINOv2's 14)
+    are zero-padded on both sides to the next multiple, as the official
+    DINOv2 segmentation code does (``CenterPadding`` in
+    ``dinov2/hub/utils.py``; 0 is the mean colour after normalisation):
+    the grid is ``(ceil(H / p), ceil(W / p))``, no pixel is lost or
+    resampled and the crop keeps the features the model was evaluated
+    with; ATMHead's masks are resized to the (unpadded) image as for any
+    backbone, so the padding shifts them by at most p / 2 pixels, as in the
+    official evaluation.
+
+    Position tables: models with a learned table are built on the grid of
+    ``img_size`` (padded); the table of a loaded file is resized to it, and
+    at run time to the grid of an input of another size, by the rule of
+    the official code (:func:`~mmseg_segvit.models.layers.pos_table_rule`;
+    DINOv2 differs from timm). RoPE models (DINOv3, the rotary part of
+    EVA-02) take any grid. BEiT-v2's relative position tables are fixed to
+    the window of ``img_size``: inputs of another grid are refused (use
+    slide inference at ``img_size``).
+
+    Args:
+        model_name (str): timm model name, e.g. ``'vit_large_patch14_dinov2'``.
+        img_size (int | Sequence[int]): Training crop (H, W); the model's
+            position table and windows are built for it (rounded up to the
+            patch). Default: (512, 512).
+        out_indices (Sequence[int], optional): Blocks whose outputs are
+            returned, shallow first; negative indices count from the end.
+            Default: three evenly spaced blocks ending with the last
+            (7, 15, 23 for 24 blocks).
+        drop_path_rate (float): Stochastic depth of the last block (timm's
+            linear rule). Default: 0.
+        with_cp (bool): Activation checkpointing of every block (timm's
+            ``set_grad_checkpointing``). Default: False.
+        frozen (bool): No gradients to any backbone weight
+            (``requires_grad=False``: no optimizer state, no weight decay)
+            and the backbone stays in eval mode (no drop-path, no dropout,
+            no RoPE coordinate augmentation) across ``train()``.
+            Default: False.
+        fused_attn (bool): torch's ``scaled_dot_product_attention`` in every
+            attention layer that has the switch (timm's ``fused_attn``);
+            False computes the attention matrix explicitly. Default: True.
+        model_kwargs (dict, optional): More ``timm.create_model`` arguments
+            (``embed_dim``, ``depth``, ``num_heads`` for small test models,
+            ``init_values``...). Default: None.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=
+            PATH)`` loads a local weights file (official DINOv2, DINOv3,
+            BEiT-v2, EVA-02 release files or timm ``.safetensors`` /
+            ``.pth``) with :func:`~mmseg_segvit.checkpoints.
+            load_timm_backbone`; optional keys ``prefix`` (read the keys
+            under it, e.g. ``'backbone.vit.'``) and ``src_grid`` (the grid
+            of the file's position table when it is not timm's pretraining
+            grid). Default: None (timm's initialisation).
+
+    Shapes:
+        Input (B, 3, H, W). Output: a tuple with one (B, C, ceil(H / p),
+        ceil(W / p)) map per out index.
+
+    Raises:
+        ValueError: At build time, for an unknown timm name, a model without
+            ``forward_intermediates``, out indices outside the blocks or a
+            misplaced argument in ``model_kwargs``; at run time, for an input
+            grid a fixed-window model (BEiT) cannot take.
+    """
+
+    def __init__(self,
+                 model_name: str,
+                 img_size: Union[int, Sequence[int]] = (512, 512),
+                 out_indices: Optional[Sequence[int]] = None,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False,
+                 frozen: bool = False,
+                 fused_attn: bool = True,
+                 model_kwargs: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        import timm
+        model_kwargs = dict(model_kwargs or {})
+        reserved = {'pretrained', 'img_size', 'drop_path_rate',
+                    'num_classes', 'dynamic_img_size', 'pretrained_cfg'}
+        clash = sorted(reserved & set(model_kwargs))
+        if clash:
+            raise ValueError(
+                f'TimmViT model_kwargs must not set {clash}: pretrained '
+                'weights come from init_cfg, the others are TimmViT '
+                'arguments of their own (img_size, drop_path_rate)')
+        if not timm.is_model(model_name):
+            close = timm.list_models(f'*{model_name.split("_")[0]}*')[:8]
+            raise ValueError(
+                f'TimmViT: timm {timm.__version__} has no model '
+                f'{model_name!r} (similar names: {close})')
+        self.model_name = model_name
+        self.patch_size = _probe_patch_size(model_name, model_kwargs)
+        self.img_size = padded_size(img_size, self.patch_size)
+        build = dict(model_kwargs, pretrained=False, img_size=self.img_size,
+                     drop_path_rate=drop_path_rate, num_classes=0)
+        vit = timm.create_model(model_name, **build, **(
+            {'dynamic_img_size': True}
+            if _takes(model_name, 'dynamic_img_size') else {}))
+        if not hasattr(vit, 'forward_intermediates'):
+            raise ValueError(f'TimmViT: timm model {model_name!r} has no '
+                             'forward_intermediates')
+        depth = len(vit.blocks)
+        if out_indices is None:
+            out_indices = [depth * k // 3 - 1 for k in (1, 2, 3)]
+        indices = [int(i) + depth if int(i) < 0 else int(i)
+                   for i in out_indices]
+        if not indices or any(not 0 <= i < depth for i in indices) or \
+                sorted(set(indices)) != indices:
+            raise ValueError(
+                f'TimmViT out_indices must be increasing block indices of '
+                f'{model_name} ({depth} blocks, -{depth}..{depth - 1}), got '
+                f'{list(out_indices)}')
+        self.out_indices = tuple(indices)
+        self.num_blocks = depth
+        vit.prune_intermediate_layers(
+            list(self.out_indices), prune_norm=True, prune_head=True)
+        self.vit = vit
+        self.embed_dims = vit.embed_dim
+        self.dynamic_size = bool(getattr(vit, 'dynamic_img_size', False))
+        self.pos_rule = pos_table_rule(model_name)
+        if self.pos_rule != TIMM_RULE and getattr(vit, 'pos_embed',
+                                                  None) is not None:
+            # the official resize at run time (timm's differs)
+            vit._pos_embed = types.MethodType(
+                lambda m, x, rule=self.pos_rule: _official_pos_embed(
+                    m, rule, x), vit)
+        self.fused_attn = bool(fused_attn)
+        for module in vit.modules():
+            if hasattr(module, 'fused_attn'):
+                module.fused_attn = self.fused_attn
+        self.with_cp = bool(with_cp)
+        if self.with_cp:
+            vit.set_grad_checkpointing(True)
+        self.frozen = bool(frozen)
+        if self.frozen:
+            self.vit.requires_grad_(False)
+            self.vit.eval()
+
+    @property
+    def grid(self) -> Grid:
+        """The patch grid of ``img_size`` (padded)."""
+        return (self.img_size[0] // self.patch_size,
+                self.img_size[1] // self.patch_size)
+
+    def train(self, mode: bool = True) -> 'TimmViT':
+        """``nn.Module.train``; a frozen backbone stays in eval mode."""
+        super().train(mode)
+        if self.frozen:
+            self.vit.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg``'s file (type ``Pretrained`` or
+        ``TimmPretrained``), or keep timm's initialisation."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
+            from ...checkpoints.timm_backbone import load_timm_backbone
+            unknown = sorted(set(cfg) - {'type', 'checkpoint', 'prefix',
+                                         'src_grid'})
+            if unknown or 'checkpoint' not in cfg:
+                raise ValueError(
+                    f'TimmViT init_cfg={cfg}: takes checkpoint (a local '
+                    'file) and optionally prefix and src_grid; '
+                    f'{"unknown keys " + str(unknown) if unknown else "no checkpoint"}')
+            load_timm_backbone(self, cfg['checkpoint'], cfg.get('prefix'),
+                               cfg.get('src_grid'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """The chosen blocks' outputs as maps.
+
+        Args:
+            inputs (Tensor): Normalised images, (B, 3, H, W).
+
+        Returns:
+            tuple[Tensor]: One (B, C, ceil(H / p), ceil(W / p)) map per
+            out index, shallow first.
+        """
+        x = center_pad(inputs, self.patch_size)
+        if not self.dynamic_size and tuple(x.shape[-2:]) != self.img_size:
+            raise ValueError(
+                f'TimmViT({self.model_name}) takes {self.img_size[0]}x'
+                f'{self.img_size[1]} inputs only (its relative position '
+                f'tables are built for img_size), got {tuple(x.shape[-2:])} '
+                f'(padded from {tuple(inputs.shape[-2:])}): use slide '
+                'inference with crop_size = img_size '
+                "(test_cfg=dict(mode='slide', ...))")
+        maps = self.vit.forward_intermediates(
+            x, indices=list(self.out_indices), norm=False,
+            output_fmt='NCHW', intermediates_only=True)
+        return tuple(maps)
+
+
+def _takes(model_name: str, argument: str) -> bool:
+    """Whether the timm class behind ``model_name`` takes ``argument``."""
+    cls = _model_class(model_name)
+    return argument in inspect.signature(cls.__init__).parameters
+
+
+def _model_class(model_name: str) -> type:
+    """The class a timm entry point builds (by its module's name)."""
+    import timm
+    module = timm.models.model_entrypoint(model_name).__module__
+    candidates = {
+        'timm.models.vision_transformer': 'VisionTransformer',
+        'timm.models.eva': 'Eva',
+        'timm.models.beit': 'Beit',
+    }
+    if module not in candidates:
+        raise ValueError(
+            f'TimmViT supports timm\'s plain ViTs (vision_transformer, eva, '
+            f'beit modules); {model_name!r} is built by {module}')
+    mod = __import__(module, fromlist=[candidates[module]])
+    return getattr(mod, candidates[module])
+
+
+def _probe_patch_size(model_name: str, model_kwargs: dict) -> int:
+    """The (square) patch size of a timm model, from its arguments."""
+    if 'patch_size' in model_kwargs:
+        patch = model_kwargs['patch_size']
+    else:
+        import timm
+        # entry points pass their architecture to the class: build it on
+        # the meta device to read it without allocating weights
+        with torch.device('meta'):
+            probe = timm.create_model(model_name, pretrained=False,
+                                      num_classes=0, **model_kwargs)
+        patch = probe.patch_embed.patch_size
+    if isinstance(patch, (tuple, list)):
+        if patch[0] != patch[1]:
+            raise ValueError(f'TimmViT needs square patches, {model_name} '
+                             f'has {tuple(patch)}')
+        patch = patch[0]
+    return int(patch)

@@ -1,0 +1,236 @@
+"""TimmViT: timm's foundation ViTs as SegViT backbones."""
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmseg.registry import MODELS
+
+from mmseg_segvit.models.backbones import TimmViT
+from mmseg_segvit.models.backbones.timm_vit import (center_pad,
+                                                    center_pad_amounts)
+from mmseg_segvit.models.layers.pos_table import (DINOV2_RULE, TIMM_RULE,
+                                                  pos_table_rule,
+                                                  resize_pos_table)
+from fixtures import data_samples, tiny_segmentor_cfg
+
+TINY = dict(embed_dim=32, depth=4, num_heads=2)
+FAMILIES = {
+    'dinov2': 'vit_small_patch14_dinov2',
+    'dinov2_reg4': 'vit_small_patch14_reg4_dinov2',
+    'dinov3': 'vit_small_patch16_dinov3_qkvb',
+    'beitv2': 'beitv2_base_patch16_224',
+    'eva02': 'eva02_small_patch14_224',
+}
+
+
+def tiny(name: str, **kwargs) -> TimmViT:
+    kwargs.setdefault('img_size', (64, 64))
+    kwargs.setdefault('out_indices', (1, 3))
+    return TimmViT(name, model_kwargs=dict(TINY), **kwargs)
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_maps_and_grids(family):
+    """One (B, C, ceil(H / p), ceil(W / p)) map per out index; no class or
+    register token reaches it (the map has exactly the patch count)."""
+    backbone = tiny(FAMILIES[family])
+    p = backbone.patch_size
+    out = backbone(torch.randn(2, 3, 64, 64))
+    grid = (-(-64 // p), ) * 2
+    assert [tuple(o.shape) for o in out] == [(2, 32, *grid)] * 2
+    assert backbone.grid == grid
+    if backbone.dynamic_size:  # non-square, off the patch: padded
+        out = backbone(torch.randn(1, 3, 40, 90))
+        assert tuple(out[0].shape[-2:]) == (-(-40 // p), -(-90 // p))
+
+
+def test_parameter_names_and_pruning():
+    """timm's names under ``vit.``; blocks after the last out index, the
+    final norm and the classifier are gone (they get no gradient)."""
+    backbone = tiny(FAMILIES['dinov2_reg4'], out_indices=(0, 2))
+    names = set(backbone.state_dict())
+    assert {'vit.cls_token', 'vit.reg_token', 'vit.pos_embed',
+            'vit.patch_embed.proj.weight'} <= names
+    assert len(backbone.vit.blocks) == 3 and backbone.num_blocks == 4
+    assert not any(k.startswith(('vit.norm.', 'vit.head.', 'vit.fc_norm.'))
+                   for k in names)
+
+
+def test_out_index_is_the_block_output():
+    """The map of out index i is block i's output (timm's blocks run by
+    hand), prefix tokens removed."""
+    backbone = tiny(FAMILIES['dinov2_reg4'], out_indices=(1, ))
+    vit = backbone.vit
+    x = torch.randn(1, 3, 56, 56)
+    tokens = vit._pos_embed(vit.patch_embed(x))
+    for blk in vit.blocks[:2]:
+        tokens = blk(tokens)
+    want = tokens[:, vit.num_prefix_tokens:].transpose(1, 2).reshape(
+        1, 32, 4, 4)
+    torch.testing.assert_close(backbone(x)[0], want)
+
+
+def test_default_and_negative_out_indices():
+    assert tiny(FAMILIES['dinov2'], out_indices=None).out_indices == (0, 1,
+                                                                      3)
+    assert tiny(FAMILIES['dinov2'], out_indices=(-3, -1)).out_indices == (1,
+                                                                          3)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(out_indices=(3, 1)), 'increasing block indices'),
+    (dict(out_indices=(4, )), 'increasing block indices'),
+    (dict(model_kwargs=dict(TINY, pretrained=True)), 'must not set'),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(img_size=64, out_indices=(1, 3), model_kwargs=dict(TINY))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        TimmViT(FAMILIES['dinov2'], **args)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match='has no model'):
+        TimmViT('vit_nonexistent_patch14_dinov9')
+
+
+def test_center_padding_as_official():
+    """DINOv2's ``CenterPadding``: pad // 2 before, the rest after."""
+    assert center_pad_amounts(512, 14) == (3, 3)
+    assert center_pad_amounts(513, 14) == (2, 3)
+    assert center_pad_amounts(518, 14) == (0, 0)
+    img = torch.ones(1, 1, 5, 6)
+    out = center_pad(img, 4)
+    assert out.shape == (1, 1, 8, 8)
+    assert out[0, 0, 1:6, 1:7].eq(1).all() and out.sum() == 30
+
+
+def test_fixed_window_model_refuses_other_sizes():
+    backbone = tiny(FAMILIES['beitv2'])
+    with pytest.raises(ValueError, match='slide'):
+        backbone(torch.randn(1, 3, 64, 96))
+
+
+def test_pos_table_rules():
+    assert pos_table_rule('vit_large_patch14_dinov2') == DINOV2_RULE
+    assert pos_table_rule('vit_large_patch14_dinov2.lvd142m') == DINOV2_RULE
+    assert pos_table_rule('vit_large_patch14_reg4_dinov2') == TIMM_RULE
+    assert pos_table_rule('eva02_large_patch14_448') == TIMM_RULE
+    table = torch.randn(1, 1 + 16, 8)
+    same = resize_pos_table(table, (4, 4), (4, 4), 1, DINOV2_RULE)
+    assert same is table
+    big = resize_pos_table(table, (4, 4), (6, 5), 1, DINOV2_RULE)
+    assert big.shape == (1, 31, 8) and torch.equal(big[:, :1], table[:, :1])
+    # the official offset samples elsewhere than timm's size rule
+    timm_big = resize_pos_table(table, (4, 4), (6, 5), 1, TIMM_RULE)
+    assert (big - timm_big).abs().max() > 1e-3
+    with pytest.raises(ValueError, match='prefix entries'):
+        resize_pos_table(table, (4, 5), (6, 5), 1)
+
+
+def test_dinov2_runtime_resize_follows_official_rule():
+    """At an input grid other than the table's, the table is resized by
+    the official DINOv2 rule (not timm's)."""
+    backbone = tiny(FAMILIES['dinov2'], img_size=56)  # 4x4 table
+    vit = backbone.vit
+    x = vit.patch_embed(torch.randn(1, 3, 84, 70))  # 6x5 grid
+    tokens = vit._pos_embed(x)
+    table = resize_pos_table(vit.pos_embed, (4, 4), (6, 5), 1, DINOV2_RULE)
+    want = torch.cat((vit.cls_token, x.flatten(1, 2)), 1) + table
+    torch.testing.assert_close(tokens, want)
+
+
+def test_with_cp_same_values_and_gradients():
+    torch.manual_seed(0)
+    plain = tiny(FAMILIES['dinov3'])
+    cp = tiny(FAMILIES['dinov3'], with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    assert cp.vit.grad_checkpointing
+    x = torch.randn(2, 3, 64, 64)
+    outs = []
+    for model in (plain, cp):
+        model.eval()
+        y = model(x)
+        sum(o.square().sum() for o in y).backward()
+        outs.append((y, model.vit.patch_embed.proj.weight.grad))
+    torch.testing.assert_close(outs[0][0], outs[1][0])
+    torch.testing.assert_close(outs[0][1], outs[1][1])
+
+
+def test_fused_attn_switch_same_values():
+    torch.manual_seed(0)
+    fused = tiny(FAMILIES['eva02'])
+    plain = tiny(FAMILIES['eva02'], fused_attn=False)
+    plain.load_state_dict(fused.state_dict())
+    switches = [m.fused_attn for m in plain.vit.modules()
+                if hasattr(m, 'fused_attn')]
+    assert switches and not any(switches)
+    x = torch.randn(1, 3, 64, 64)
+    fused.eval(), plain.eval()
+    torch.testing.assert_close(fused(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+def test_drop_path_rate_reaches_blocks():
+    backbone = tiny(FAMILIES['dinov2'], drop_path_rate=0.3)
+    rates = [blk.drop_path1.drop_prob if hasattr(blk.drop_path1, 'drop_prob')
+             else 0. for blk in backbone.vit.blocks]
+    assert rates[0] == 0. and rates[-1] == pytest.approx(0.3)
+
+
+def test_frozen_backbone():
+    """No gradient, eval mode across train(), unchanged by a training
+    step of the segmentor (AdamW with weight decay); no optimizer state."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = tiny_segmentor_cfg(num_classes=3, size=(64, 64))
+    cfg['backbone'] = dict(
+        type='TimmViT', model_name=FAMILIES['dinov3'], img_size=(64, 64),
+        out_indices=(1, 2, 3), frozen=True, drop_path_rate=0.2,
+        model_kwargs=dict(TINY))
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    model.train()
+    assert not model.backbone.vit.training and model.decode_head.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5)))
+    labels = torch.randint(0, 3, (2, 64, 64))
+    data = model.data_preprocessor(dict(
+        inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+        data_samples=data_samples(labels)), True)
+    losses = model(**data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    wrapper.update_params(loss)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    frozen_ids = {id(p) for p in model.backbone.parameters()}
+    state = wrapper.optimizer.state
+    assert state and not any(id(p) in frozen_ids for p in state)
+    # a frozen backbone's forward is deterministic in train mode
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(model.backbone(x), model.backbone(x))
+
+
+def test_in_segmentor_loss_and_predict():
+    """TimmViT + ATMHead: a training step and whole inference at a size
+    off the patch (DINOv2, 14 at 60x74)."""
+    cfg = tiny_segmentor_cfg(num_classes=3, size=(56, 56))
+    cfg['backbone'] = dict(
+        type='TimmViT', model_name=FAMILIES['dinov2_reg4'], img_size=(56, 56),
+        out_indices=(1, 2, 3), model_kwargs=dict(TINY))
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    labels = torch.randint(0, 3, (2, 56, 56))
+    data = model.data_preprocessor(dict(
+        inputs=[torch.randint(0, 255, (3, 56, 56), dtype=torch.uint8)] * 2,
+        data_samples=data_samples(labels)), True)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    assert model.backbone.vit.blocks[0].attn.qkv.weight.grad is not None
+    model.eval()
+    data = model.data_preprocessor(dict(
+        inputs=[torch.randint(0, 255, (3, 60, 74), dtype=torch.uint8)],
+        data_samples=data_samples(torch.zeros(1, 60, 74).long())))
+    with torch.no_grad():
+        pred = model.predict(data['inputs'], data['data_samples'])[0]
+    assert pred.pred_sem_seg.data.shape == (1, 60, 74)
