@@ -10,6 +10,8 @@ from .layout import (OFFICIAL, PACKAGE, require_package_layout,
 from .pos_embed import RELEASED_GRIDS, resize_pos_embed, source_grid
 from .safe_load import (UnsafeCheckpointError, get_state_dict,
                         load_weights_file)
+from .timm_backbone import (TimmPretrained, convert_timm_backbone,
+                            load_timm_backbone, read_backbone_file)
 from .timm_vit import (ViTPretrained, checkpoint_layout,
                        convert_pretrained_vit, load_pretrained_vit,
                        vit2mmseg_converter)
@@ -24,5 +26,6 @@ __all__ = [
     'load_pretrained_vit', 'vit2mmseg_converter', 'RELEASED_GRIDS',
     'resize_pos_embed', 'source_grid', 'OFFICIAL', 'PACKAGE',
     'require_package_layout', 'segvit_layout', 'config_dataset_meta',
-    'converted_dataset_meta'
+    'converted_dataset_meta', 'TimmPretrained', 'convert_timm_backbone',
+    'load_timm_backbone', 'read_backbone_file'
 ]

@@ -138,19 +138,24 @@ def choose_exporter(segmentor: nn.Module, dynamic: bool,
                     exporter: str = 'auto') -> str:
     """``'torchscript'`` or ``'dynamo'`` for ``exporter='auto'``.
 
-    TorchScript (``torch.onnx.export(..., dynamo=False)``, quick) except for
-    a dynamic ShrunkViT: TorchScript records QU's query count (the traced
+    A backbone with a ``check_export(dynamic, exporter)`` method
+    (:class:`~mmseg_segvit.models.backbones.TimmViT`) decides itself.
+    Otherwise TorchScript (``torch.onnx.export(..., dynamo=False)``, quick)
+    except for a dynamic ShrunkViT: TorchScript records QU's query count (the traced
     patch grid) as a constant in ``nn.MultiheadAttention``'s reshapes, so
     that file would run at the traced size only; torch.export keeps it
     symbolic.
 
     Raises:
-        ValueError: ``exporter='torchscript'`` for a dynamic ShrunkViT, or
-            an unknown exporter.
+        ValueError: ``exporter='torchscript'`` for a dynamic ShrunkViT, an
+            export the backbone refuses, or an unknown exporter.
     """
     if exporter not in EXPORTERS:
         raise ValueError(
             f'exporter must be one of {EXPORTERS}, got {exporter!r}')
+    backbone_choice = getattr(segmentor.backbone, 'check_export', None)
+    if backbone_choice is not None:  # TimmViT: what its timm model allows
+        return backbone_choice(dynamic, exporter)
     shrunk = hasattr(segmentor.backbone, 'qu')
     if exporter == 'auto':
         return 'dynamo' if dynamic and shrunk else 'torchscript'

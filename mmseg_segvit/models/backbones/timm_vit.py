@@ -121,6 +121,13 @@ class TimmViT(BaseModule):
     backbone, so the padding shifts them by at most p / 2 pixels, as in the
     official evaluation.
 
+    DINOv3 models rescale their RoPE coordinates by a random factor in
+    [1/2, 2] in training mode, as the official models do
+    (``pos_embed_rope_rescale_coords=2`` in ``dinov3/hub/backbones.py``;
+    timm's definitions leave it out); ``model_kwargs=dict(
+    rope_rescale_coords=None)`` turns it off. In eval mode (and frozen)
+    the coordinates are the official fixed ones.
+
     Position tables: models with a learned table are built on the grid of
     ``img_size`` (padded); the table of a loaded file is resized to it, and
     at run time to the grid of an input of another size, by the rule of
@@ -201,6 +208,12 @@ class TimmViT(BaseModule):
                 f'TimmViT: timm {timm.__version__} has no model '
                 f'{model_name!r} (similar names: {close})')
         self.model_name = model_name
+        if '_dinov3' in model_name:
+            # the official DINOv3 models rescale their RoPE coordinates by a
+            # random factor in [1/2, 2] in training mode (dinov3/hub/
+            # backbones.py: pos_embed_rope_rescale_coords=2); timm's
+            # definitions leave it out
+            model_kwargs.setdefault('rope_rescale_coords', 2.0)
         self.patch_size = _probe_patch_size(model_name, model_kwargs)
         self.img_size = padded_size(img_size, self.patch_size)
         build = dict(model_kwargs, pretrained=False, img_size=self.img_size,
@@ -236,6 +249,15 @@ class TimmViT(BaseModule):
             vit._pos_embed = types.MethodType(
                 lambda m, x, rule=self.pos_rule: _official_pos_embed(
                     m, rule, x), vit)
+        rope = getattr(vit, 'rope', None)
+        if rope is not None and isinstance(getattr(rope, 'periods', None),
+                                           Tensor):
+            # DINOv3: the official model keeps its RoPE periods in its
+            # state dict (rounded to bfloat16 in the released files, timm
+            # notes); timm recomputes them in float32 and does not save
+            # them. Saved here, loaded from the file by load_timm_backbone.
+            periods = rope.periods.detach().to(torch.bfloat16).float()
+            rope.register_buffer('periods', periods, persistent=True)
         self.fused_attn = bool(fused_attn)
         for module in vit.modules():
             if hasattr(module, 'fused_attn'):
@@ -279,6 +301,61 @@ class TimmViT(BaseModule):
             self._is_init = True
             return
         super().init_weights()
+
+    def check_export(self, dynamic: bool, exporter: str = 'auto') -> str:
+        """The ONNX exporter this backbone exports with, or a refusal.
+
+        Called by :func:`mmseg_segvit.deploy.choose_exporter`.
+
+        * BEiT's relative position tables are built for ``img_size``: no
+          dynamic export (export at ``img_size``, run slide inference).
+        * DINOv2 without registers: the official table resize samples at
+          ``scale_factor=(H + 0.1) / h``, which both exporters record as a
+          constant of the traced size, so a dynamic file would be wrong at
+          other sizes: no dynamic export (export one file per size).
+        * A dynamic export that resizes a table by antialiased bicubic
+          (DINOv2 with registers, EVA-02) needs the dynamo exporter (the
+          TorchScript one has no ``_upsample_bicubic2d_aa``); EVA-02's
+          rotary embedding needs it at any size (TorchScript records a
+          zero-sized concatenation that onnxruntime rejects).
+
+        Args:
+            dynamic (bool): Dynamic batch and image size.
+            exporter (str): ``'auto'``, ``'torchscript'`` or ``'dynamo'``.
+
+        Returns:
+            str: ``'torchscript'`` or ``'dynamo'``.
+
+        Raises:
+            ValueError: The combination is not supported (named).
+        """
+        vit = self.vit
+        table = getattr(vit, 'pos_embed', None) is not None
+        if dynamic and not self.dynamic_size:
+            raise ValueError(
+                f'{self.model_name} runs at img_size={self.img_size} only '
+                '(relative position tables of a fixed window): export it '
+                'without --dynamic at that size and tile larger images')
+        if dynamic and table and self.pos_rule.offset:
+            raise ValueError(
+                f'no dynamic ONNX export of {self.model_name}: the official '
+                'DINOv2 position-table resize (scale factor (H + '
+                f'{self.pos_rule.offset}) / h) is traced as a constant of '
+                'the example size; export without --dynamic, one file per '
+                'image size')
+        eva = type(vit).__name__ == 'Eva'
+        needs_dynamo = (eva and getattr(vit, 'rope', None) is not None
+                        and not hasattr(vit.rope, 'periods')) or (
+                            dynamic and table and self.pos_rule.antialias)
+        if needs_dynamo:
+            if exporter == 'torchscript':
+                raise ValueError(
+                    f'{self.model_name} needs the dynamo exporter here '
+                    '(antialiased bicubic table resize or rotary embedding '
+                    'concatenations the TorchScript exporter cannot '
+                    "write): use --exporter dynamo or 'auto'")
+            return 'dynamo'
+        return 'torchscript' if exporter == 'auto' else exporter
 
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """The chosen blocks' outputs as maps.

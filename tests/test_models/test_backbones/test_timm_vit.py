@@ -176,9 +176,13 @@ def test_drop_path_rate_reaches_blocks():
     assert rates[0] == 0. and rates[-1] == pytest.approx(0.3)
 
 
-def test_frozen_backbone():
+@pytest.mark.parametrize('paramwise', [None, dict(norm_decay_mult=0.0)])
+def test_frozen_backbone(paramwise):
     """No gradient, eval mode across train(), unchanged by a training
-    step of the segmentor (AdamW with weight decay); no optimizer state."""
+    step of the segmentor (AdamW with weight decay); no optimizer state.
+    mmengine's default constructor hands the frozen weights to the
+    optimizer without paramwise_cfg (torch skips weights without a
+    gradient: no state, no decay) and leaves them out with one."""
     from mmengine.optim import build_optim_wrapper
     cfg = tiny_segmentor_cfg(num_classes=3, size=(64, 64))
     cfg['backbone'] = dict(
@@ -191,9 +195,16 @@ def test_frozen_backbone():
     assert not model.backbone.vit.training and model.decode_head.training
     assert not any(p.requires_grad for p in model.backbone.parameters())
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    wrapper = build_optim_wrapper(model, dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5)))
+    optim = dict(type='OptimWrapper',
+                 optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5))
+    if paramwise:
+        optim['paramwise_cfg'] = paramwise
+    wrapper = build_optim_wrapper(model, optim)
+    frozen_ids = {id(p) for p in model.backbone.parameters()}
+    grouped = {id(p) for g in wrapper.optimizer.param_groups
+               for p in g['params']}
+    assert (frozen_ids <= grouped) == (paramwise is None)
+    assert paramwise is None or not frozen_ids & grouped
     labels = torch.randint(0, 3, (2, 64, 64))
     data = model.data_preprocessor(dict(
         inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
@@ -203,7 +214,6 @@ def test_frozen_backbone():
     wrapper.update_params(loss)
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    frozen_ids = {id(p) for p in model.backbone.parameters()}
     state = wrapper.optimizer.state
     assert state and not any(id(p) in frozen_ids for p in state)
     # a frozen backbone's forward is deterministic in train mode
@@ -234,3 +244,97 @@ def test_in_segmentor_loss_and_predict():
     with torch.no_grad():
         pred = model.predict(data['inputs'], data['data_samples'])[0]
     assert pred.pred_sem_seg.data.shape == (1, 60, 74)
+
+
+def _segmentor(name, size, depth=3):
+    cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
+    cfg['backbone'] = dict(
+        type='TimmViT', model_name=name, img_size=size, out_indices=(0, 1, 2),
+        model_kwargs=dict(TINY, depth=depth))
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize('name, size', [
+    (FAMILIES['dinov3'], (48, 80)),  # RoPE on a non-square grid
+    (FAMILIES['dinov2'], (70, 84)),  # the official table resize in graph
+])
+def test_compile_traces_as_one_graph(name, size):
+    model = _segmentor(name, (56, 56) if 'dinov2' in name else (64, 64))
+    metas = [dict(img_shape=size, pad_shape=size, ori_shape=size)]
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(model.encode_decode)(x, metas)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+@pytest.mark.slow
+def test_inductor_equals_eager_with_rope():
+    torch._dynamo.reset()
+    model = _segmentor(FAMILIES['dinov3'], (64, 64))
+    x = torch.randn(1, 3, 48, 80)
+    metas = [dict(img_shape=(48, 80), pad_shape=(48, 80))]
+    with torch.no_grad():
+        eager = model.encode_decode(x, metas)
+        out = torch.compile(model.encode_decode, backend='inductor')(x, metas)
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_flops_of_the_backbone():
+    """FLOP count of a tiny DINOv3 (fvcore convention: 1 multiply-add per
+    product, 5 per normalised element) equals the count by hand: the
+    fused attention is counted, pruned blocks are not."""
+    from mmseg_segvit.utils import count_flops, flops_summary
+    model = _segmentor(FAMILIES['dinov3'], (64, 64), depth=4)  # 3 kept
+    rows = dict(flops_summary(model, count_flops(model, (64, 64))))
+    n, c, hidden = 16 + 5, 32, 128  # patches + class + 4 registers
+    block = (n * c * 3 * c + n * c * c + 2 * n * c * hidden  # linears
+             + 2 * n * n * c  # q k^T and attn v over 2 heads of 16
+             + 2 * 5 * n * c)  # two LayerNorms
+    patch_embed = 16 * (3 * 16 * 16) * c
+    assert rows['backbone'] == patch_embed + 3 * block
+
+
+def test_get_flops_tool_on_a_timm_config(tmp_path):
+    import os.path as osp
+    import subprocess
+    import sys
+    from fixtures import REPO
+    cfg = tmp_path / 'timm_demo.py'
+    base = osp.join(REPO, 'configs', 'segvit',
+                    'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
+    cfg.write_text(
+        f'_base_ = [{base!r}]\n'
+        "model = dict(backbone=dict(_delete_=True, type='TimmViT', "
+        "model_name='vit_small_patch14_dinov2', img_size=(128, 128), "
+        'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
+        'num_heads=2)), decode_head=dict(in_channels=32))\n')
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'get_flops.py'), str(cfg)],
+        capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith('backbone') for line in lines)
+    assert float(lines[-1].split()[-1]) > 0
+
+
+def test_dinov3_rope_rescale_in_training_as_official():
+    """The official DINOv3 models rescale the RoPE coordinates at random in
+    training mode (factor in [1/2, 2]); eval mode is deterministic; the
+    augmentation can be turned off."""
+    torch.manual_seed(0)
+    from official_dinov2_reference import randomise
+    backbone = tiny(FAMILIES['dinov3'])
+    randomise(backbone.vit)  # layer scales of 1e-5 would hide the blocks
+    assert backbone.vit.rope.rescale_coords == 2.0
+    x = torch.randn(1, 3, 64, 64)
+    backbone.train()
+    assert not torch.allclose(backbone(x)[1], backbone(x)[1])
+    backbone.eval()
+    torch.testing.assert_close(backbone(x), backbone(x))
+    off = TimmViT(FAMILIES['dinov3'], img_size=64, out_indices=(1, 3),
+                  model_kwargs=dict(TINY, rope_rescale_coords=None)).train()
+    off.load_state_dict(backbone.state_dict())
+    torch.testing.assert_close(off(x), off(x))

@@ -1,0 +1,105 @@
+"""ONNX export of SegViT on timm backbones (TimmViT), onnxruntime on CPU."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import ConfigDict
+from mmseg.registry import MODELS
+
+from mmseg_segvit.deploy import (check_onnx, check_shapes, choose_exporter,
+                                 export_onnx)
+from fixtures import REPO, tiny_segmentor_cfg
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+TINY = dict(embed_dim=32, depth=3, num_heads=2)
+
+
+def segmentor(name, size):
+    cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
+    cfg['backbone'] = dict(type='TimmViT', model_name=name, img_size=size,
+                           out_indices=(0, 1, 2), model_kwargs=dict(TINY))
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    return model.eval()
+
+
+def assert_close(results):
+    for res in results:
+        assert res.passed(1e-4, 0.999), res
+
+
+def test_dinov3_dynamic_rope(tmp_path):
+    """RoPE (DINOv3) exports with dynamic sizes (TorchScript) and runs at
+    sizes and aspect ratios other than the traced one."""
+    model = segmentor('vit_small_patch16_dinov3_qkvb', (64, 64))
+    assert choose_exporter(model, True) == 'torchscript'
+    path = str(tmp_path / 'dinov3.onnx')
+    wrapper = export_onnx(model, path, (64, 64), dynamic=True)
+    assert_close(check_onnx(path, wrapper, [(1, 64, 64), (2, 48, 96),
+                                            (1, 112, 32)]))
+
+
+def test_dinov2_static_and_dynamic_refused(tmp_path):
+    """DINOv2 without registers exports at a fixed size (the crop, padded
+    like the model pads it: 60 -> 70); a dynamic export is refused with
+    the reason (the official table resize is traced as a constant)."""
+    model = segmentor('vit_small_patch14_dinov2', (56, 56))
+    path = str(tmp_path / 'dinov2.onnx')
+    wrapper = export_onnx(model, path, (60, 60))
+    assert_close(check_onnx(path, wrapper, [(1, 60, 60)]))
+    with pytest.raises(ValueError, match='no dynamic ONNX export.*0.1'):
+        export_onnx(model, path, (56, 56), dynamic=True)
+
+
+def test_beit_dynamic_refused():
+    model = segmentor('beitv2_base_patch16_224', (64, 64))
+    with pytest.raises(ValueError, match='img_size=.*only'):
+        choose_exporter(model, True)
+    assert choose_exporter(model, False) == 'torchscript'
+
+
+def test_antialiased_tables_need_dynamo():
+    model = segmentor('vit_small_patch14_reg4_dinov2', (56, 56))
+    assert choose_exporter(model, True) == 'dynamo'
+    assert choose_exporter(model, False) == 'torchscript'
+    with pytest.raises(ValueError, match='needs the dynamo exporter'):
+        choose_exporter(model, True, 'torchscript')
+    eva = segmentor('eva02_small_patch14_224', (56, 56))
+    assert choose_exporter(eva, False) == 'dynamo'
+
+
+@pytest.mark.slow  # torch.export
+@pytest.mark.parametrize('name', ['vit_small_patch14_reg4_dinov2',
+                                  'eva02_small_patch14_224'])
+def test_dynamic_dynamo_exports(tmp_path, name):
+    model = segmentor(name, (56, 56))
+    path = str(tmp_path / 'model.onnx')
+    wrapper = export_onnx(model, path, (56, 56), dynamic=True)
+    assert_close(check_onnx(path, wrapper, check_shapes(model, (56, 56), True)
+                            + [(1, 84, 42)]))
+
+
+def test_cli_exports_a_timm_config(tmp_path):
+    """tools/export_onnx.py on a config with a TimmViT backbone."""
+    cfg = tmp_path / 'timm_demo.py'
+    base = osp.join(REPO, 'configs', 'segvit',
+                    'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
+    cfg.write_text(
+        f'_base_ = [{base!r}]\n'
+        "model = dict(backbone=dict(_delete_=True, type='TimmViT', "
+        "model_name='vit_small_patch16_dinov3_qkvb', img_size=(128, 128), "
+        'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
+        'num_heads=2)), decode_head=dict(in_channels=32))\n')
+    out = str(tmp_path / 'timm.onnx')
+    proc = subprocess.run([
+        sys.executable, osp.join(REPO, 'tools', 'export_onnx.py'), str(cfg),
+        'none', out, '--shape', '64', '--dynamic'
+    ], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
+    assert len(lines) == 2 and all(line.endswith('ok') for line in lines)
