@@ -7,11 +7,15 @@ An estimate for machines without a GPU, printed as a Markdown table:
   trainable one (AdamW's two moments); the config's optimizer leaves
   frozen parameters out (``ViTLayerDecayOptimWrapperConstructor``);
 * activations and gradients: the peak resident memory of
-  one fp32 training step (forward, ATMLoss, backward; batch 2 at the
-  config's crop) of the config's model cut to ``--depths`` blocks (full
-  width, random weights), measured on the CPU in a child process with a
-  fixed glibc mmap threshold (``cpu_memory.py``), extrapolated linearly to
-  the full depth. torch's CPU attention is a flash kernel whose memory is
+  one fp32 training step (forward, ATMLoss, backward; batch 2) of the
+  config's model cut to ``--depths`` blocks (full width, random weights)
+  at ``--measure-crop`` (the model built for that crop), measured on the
+  CPU in a child process with a fixed glibc mmap threshold
+  (``cpu_memory.py``), extrapolated linearly to the full depth; the
+  activations (the peak less the gradients of the cut model) are scaled
+  from the measured crop to the config's by the ratio of pixels (tokens,
+  masks and labels all grow with it; the attention kernels are linear in
+  the tokens). torch's CPU attention is a flash kernel whose memory is
   linear in the tokens, like the GPU kernels, so the activations a GPU
   keeps are about the same tensors; a CUDA context (~0.5 GiB), allocator
   caching, cuBLAS workspaces and the temporaries of the optimizer step
@@ -54,15 +58,17 @@ def _path(stem: str) -> str:
     return osp.join(REPO, 'configs', 'segvit', stem + '.py')
 
 
-def _cut(stem: str, depth: int, with_cp: bool) -> dict:
+def _cut(stem: str, depth: int, with_cp: bool, crop: int) -> dict:
     """cfg-options: the config's backbone with ``depth`` blocks, features
-    of its last three."""
+    of its last three, built for ``crop`` x ``crop`` inputs."""
     cfg = load_config(_path(stem))
     kwargs = dict(cfg.model.backbone.get('model_kwargs') or {}, depth=depth)
     return {
         'model.backbone.model_kwargs': kwargs,
         'model.backbone.out_indices': (depth - 3, depth - 2, depth - 1),
         'model.backbone.with_cp': with_cp,
+        'model.backbone.img_size': (crop, crop),
+        'model.data_preprocessor.size': (crop, crop),
     }
 
 
@@ -90,29 +96,32 @@ def _batch(crop: tuple, num_classes: int) -> dict:
                         for _ in range(BATCH)], data_samples=samples)
 
 
-def _step_peak(stem: str, depth: int, with_cp: bool) -> float:
-    """Peak MiB of one training step of the cut model (child process)."""
+def _step_peak(stem: str, depth: int, with_cp: bool, crop: int) -> tuple:
+    """Peak MiB of one training step of the cut model (child process)
+    and the MiB of its gradients."""
     model = build_model(_path(stem), device='cpu',
-                        cfg_options=_cut(stem, depth, with_cp))
+                        cfg_options=_cut(stem, depth, with_cp, crop))
     model.train()
-    crop = tuple(load_config(_path(stem)).crop_size)
     data = model.data_preprocessor(
-        _batch(crop, model.decode_head.num_classes), training=True)
+        _batch((crop, crop), model.decode_head.num_classes), training=True)
 
     def step():
         losses = model.loss(data['inputs'], data['data_samples'])
         loss, _ = model.parse_losses(losses)
         loss.backward()
 
-    step()  # warm-up: lazily built buffers (RoPE tables, caches)
-    model.zero_grad(set_to_none=True)
     _, peak = peak_mib(step)
-    return peak
+    grads = sum(p.numel() * 4 for p in model.parameters()
+                if p.requires_grad) / 2**20
+    return peak, grads
 
 
 def memory_child(args, path: str) -> None:
     check_child()
     torch.manual_seed(0)
+    # one discarded step: the process's one-off allocations (thread pools,
+    # kernel caches) are not the model's
+    _step_peak(args.configs[0], args.depths[0], False, args.measure_crop)
     out = {}
     for stem in args.configs:
         # activation checkpointing changes nothing on a frozen backbone
@@ -120,23 +129,27 @@ def memory_child(args, path: str) -> None:
         for with_cp in (False, ) if frozen else (False, True):
             for depth in args.depths:
                 key = f'{stem}|{depth}|{int(with_cp)}'
-                out[key] = _step_peak(stem, depth, with_cp)
-                print(key, f'{out[key]:.0f} MiB', flush=True)
+                out[key] = _step_peak(stem, depth, with_cp,
+                                      args.measure_crop)
+                print(key, f'peak {out[key][0]:.0f} MiB, gradients '
+                      f'{out[key][1]:.0f} MiB', flush=True)
     write_child_result(path, out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--configs', nargs='+', default=CONFIGS)
-    parser.add_argument('--depths', nargs=2, type=int, default=[3, 5],
+    parser.add_argument('--depths', nargs=2, type=int, default=[3, 4],
                         help='the two depths measured (>= 3 blocks)')
+    parser.add_argument('--measure-crop', type=int, default=256,
+                        help='square crop the cut models are measured at')
     parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args, args.memory_child)
         return
     argv = ['--configs', *args.configs, '--depths',
-            *map(str, args.depths)]
+            *map(str, args.depths), '--measure-crop', str(args.measure_crop)]
     peaks = run_child(__file__, argv)
     d1, d2 = args.depths
     rows: List[str] = [
@@ -147,22 +160,27 @@ def main() -> None:
     ]
     for stem in args.configs:
         p = _params(stem)
+        crop = load_config(_path(stem)).crop_size
+        scale = crop[0] * crop[1] / args.measure_crop**2
         states = (4 * p['total'] + 8 * p['trainable']) / GIB
         cells = []
         for cp in (0, 1):
             if f'{stem}|{d1}|{cp}' not in peaks:  # frozen: as without
                 cp = 0
-            a1 = peaks[f'{stem}|{d1}|{cp}']
-            a2 = peaks[f'{stem}|{d2}|{cp}']
-            full = a1 + (a2 - a1) / (d2 - d1) * (p['depth'] - d1)
+            (p1, g1), (p2, g2) = (peaks[f'{stem}|{d}|{cp}'] for d in (d1, d2))
+            # activations scale with the pixels, gradients with the depth
+            act = [(p1 - g1) * scale, (p2 - g2) * scale]
+            per_block = (act[1] - act[0] + g2 - g1) / (d2 - d1)
+            full = act[0] + g1 + per_block * (p['depth'] - d1)
             cells += [full / 1024, states + full / 1024]
         rows.append(
             f'| {stem} | {p["total"] / 1e6:.1f} | {p["trainable"] / 1e6:.1f}'
             f' | {states:.1f} | ' + ' | '.join(f'{c:.1f}' for c in cells) +
             ' |')
     print(f'ESTIMATED training memory per GPU at batch {BATCH}, fp32 (CPU '
-          f'peaks at {d1} and {d2} blocks extrapolated to the full depth; '
-          'no CUDA context or allocator cache):')
+          f'peaks at {d1} and {d2} blocks and {args.measure_crop} pixels, '
+          'extrapolated to the full depth and crop; no CUDA context or '
+          'allocator cache):')
     print('\n'.join(rows))
 
 
