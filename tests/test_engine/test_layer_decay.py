@@ -160,3 +160,21 @@ def test_backbone_without_a_timm_vit_is_refused():
     model = MODELS.build(tiny_segmentor_cfg())  # mmseg's VisionTransformer
     with pytest.raises(TypeError, match='VisionTransformer has none'):
         build_optim_wrapper(model, _optim_cfg())
+
+
+def test_mmseg_timm_backbone_is_found_too():
+    """MMSeg's TIMMBackbone on a timm ViT (features_only) holds the model
+    at ``timm_model.model``: the same rule applies under that prefix."""
+    cfg = tiny_segmentor_cfg(size=(32, 32))
+    cfg['backbone'] = dict(
+        type='TIMMBackbone', model_name='vit_tiny_patch16_224',
+        features_only=True, pretrained=False, out_indices=(0, 1, 2),
+        depth=DEPTH, embed_dim=32, num_heads=2, img_size=32, patch_size=8)
+    found = _groups_by_name(
+        build_optim_wrapper(MODELS.build(cfg), _optim_cfg()))
+    prefix = 'backbone.timm_model.model.'
+    assert found[prefix + 'blocks.2.mlp.fc1.weight'][:2] == (
+        pytest.approx(LR * DECAY), WD)
+    assert found[prefix + 'cls_token'][:2] == (
+        pytest.approx(LR * DECAY**(DEPTH + 1)), 0.0)
+    assert found['decode_head.q.weight'][0] == pytest.approx(LR)
