@@ -2,20 +2,25 @@
 
 An estimate for machines without a GPU, printed as a Markdown table:
 
-* weights and optimizer state: the config's model built on the meta
-  device (no weights), 4 bytes per parameter (fp32 weights) plus 8 per
-  trainable one (AdamW's two moments); the config's optimizer leaves
-  frozen parameters out (``ViTLayerDecayOptimWrapperConstructor``);
-* activations and gradients: the peak resident memory of
-  one fp32 training step (forward, ATMLoss, backward; batch 2) of the
-  config's model cut to ``--depths`` blocks (full width, random weights)
-  at ``--measure-crop`` (the model built for that crop), measured on the
-  CPU in a child process with a fixed glibc mmap threshold
-  (``cpu_memory.py``), extrapolated linearly to the full depth; the
-  activations (the peak less the gradients of the cut model) are scaled
-  from the measured crop to the config's by the ratio of pixels (tokens,
+* weights, gradients and optimizer state: the config's model built on
+  the meta device (no weights), 4 bytes per parameter (fp32 weights) plus
+  12 per trainable one (its gradient and AdamW's two moments); the
+  config's optimizer leaves frozen parameters out
+  (``ViTLayerDecayOptimWrapperConstructor``);
+* activations: the peak resident memory of one fp32 training step
+  (forward, ATMLoss, backward; batch 2, labels with ``CLASSES_PER_IMAGE``
+  classes each, as a busy ADE20K image: ATMLoss's mask terms grow with
+  the classes present) of the config's model cut to ``--depths`` blocks
+  (full width, random weights) at ``--measure-crop`` (the model built for
+  that crop), measured on the CPU in a child process with a fixed glibc
+  mmap threshold (``cpu_memory.py``), extrapolated linearly to the full
+  depth and scaled to the config's crop by the ratio of pixels (tokens,
   masks and labels all grow with it; the attention kernels are linear in
-  the tokens). torch's CPU attention is a flash kernel whose memory is
+  the tokens).
+
+Counting every gradient and every activation at once makes the total an
+upper estimate of the peak (the backward pass frees activations as it
+allocates gradients). torch's CPU attention is a flash kernel whose memory is
   linear in the tokens, like the GPU kernels, so the activations a GPU
   keeps are about the same tensors; a CUDA context (~0.5 GiB), allocator
   caching, cuBLAS workspaces and the temporaries of the optimizer step
@@ -51,6 +56,7 @@ CONFIGS = [
     'segvit_eva02-l14_8xb2-80k_ade20k-512x512',
 ]
 BATCH = 2
+CLASSES_PER_IMAGE = 12
 GIB = 2**30
 
 
@@ -86,9 +92,12 @@ def _batch(crop: tuple, num_classes: int) -> dict:
     from mmseg.structures import SegDataSample
     samples = []
     for _ in range(BATCH):
+        # CLASSES_PER_IMAGE horizontal bands of distinct classes
+        classes = torch.randperm(num_classes)[:CLASSES_PER_IMAGE]
+        rows = classes[torch.arange(crop[0]) * CLASSES_PER_IMAGE // crop[0]]
         sample = SegDataSample()
         sample.gt_sem_seg = PixelData(
-            data=torch.randint(0, num_classes, (1, *crop)))
+            data=rows[None, :, None].expand(1, *crop).clone())
         sample.set_metainfo(dict(img_shape=crop, pad_shape=crop,
                                  ori_shape=crop))
         samples.append(sample)
@@ -96,9 +105,8 @@ def _batch(crop: tuple, num_classes: int) -> dict:
                         for _ in range(BATCH)], data_samples=samples)
 
 
-def _step_peak(stem: str, depth: int, with_cp: bool, crop: int) -> tuple:
-    """Peak MiB of one training step of the cut model (child process)
-    and the MiB of its gradients."""
+def _step_peak(stem: str, depth: int, with_cp: bool, crop: int) -> float:
+    """Peak MiB of one training step of the cut model (child process)."""
     model = build_model(_path(stem), device='cpu',
                         cfg_options=_cut(stem, depth, with_cp, crop))
     model.train()
@@ -111,9 +119,7 @@ def _step_peak(stem: str, depth: int, with_cp: bool, crop: int) -> tuple:
         loss.backward()
 
     _, peak = peak_mib(step)
-    grads = sum(p.numel() * 4 for p in model.parameters()
-                if p.requires_grad) / 2**20
-    return peak, grads
+    return peak
 
 
 def memory_child(args, path: str) -> None:
@@ -131,8 +137,7 @@ def memory_child(args, path: str) -> None:
                 key = f'{stem}|{depth}|{int(with_cp)}'
                 out[key] = _step_peak(stem, depth, with_cp,
                                       args.measure_crop)
-                print(key, f'peak {out[key][0]:.0f} MiB, gradients '
-                      f'{out[key][1]:.0f} MiB', flush=True)
+                print(key, f'peak {out[key]:.0f} MiB', flush=True)
     write_child_result(path, out)
 
 
@@ -153,26 +158,24 @@ def main() -> None:
     peaks = run_child(__file__, argv)
     d1, d2 = args.depths
     rows: List[str] = [
-        f'| config | params (M) | trainable (M) | weights + AdamW moments '
-        f'(GiB) | activations + gradients b{BATCH} (GiB) | total b{BATCH} '
-        f'(GiB) | activations + gradients b{BATCH}, with_cp (GiB) | total '
-        f'b{BATCH}, with_cp (GiB) |', '|---|---|---|---|---|---|---|---|'
+        f'| config | params (M) | trainable (M) | weights, gradients, AdamW '
+        f'(GiB) | activations b{BATCH} (GiB) | total b{BATCH} (GiB) | '
+        f'activations b{BATCH}, with_cp (GiB) | total b{BATCH}, with_cp '
+        f'(GiB) |', '|---|---|---|---|---|---|---|---|'
     ]
     for stem in args.configs:
         p = _params(stem)
         crop = load_config(_path(stem)).crop_size
         scale = crop[0] * crop[1] / args.measure_crop**2
-        states = (4 * p['total'] + 8 * p['trainable']) / GIB
+        states = (4 * p['total'] + 12 * p['trainable']) / GIB
         cells = []
         for cp in (0, 1):
             if f'{stem}|{d1}|{cp}' not in peaks:  # frozen: as without
                 cp = 0
-            (p1, g1), (p2, g2) = (peaks[f'{stem}|{d}|{cp}'] for d in (d1, d2))
-            # activations scale with the pixels, gradients with the depth
-            act = [(p1 - g1) * scale, (p2 - g2) * scale]
-            per_block = (act[1] - act[0] + g2 - g1) / (d2 - d1)
-            full = act[0] + g1 + per_block * (p['depth'] - d1)
-            cells += [full / 1024, states + full / 1024]
+            p1, p2 = (peaks[f'{stem}|{d}|{cp}'] for d in (d1, d2))
+            per_block = (p2 - p1) / (d2 - d1)
+            full = scale * (p1 + per_block * (p['depth'] - d1)) / 1024
+            cells += [full, states + full]
         rows.append(
             f'| {stem} | {p["total"] / 1e6:.1f} | {p["trainable"] / 1e6:.1f}'
             f' | {states:.1f} | ' + ' | '.join(f'{c:.1f}' for c in cells) +
