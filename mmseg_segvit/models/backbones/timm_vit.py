@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from ...typing_utils import Grid, Size
+from ..load_checks import compare_keys, modules_of
 from ..layers.pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
                                 resize_pos_table)
 
@@ -89,6 +90,45 @@ def _official_pos_embed(vit: nn.Module, rule: PosTableRule, x: Tensor) -> Tensor
     return vit.pos_drop(x)
 
 
+def check_loaded_backbone(backbone: 'TimmViT', state_dict: dict,
+                          prefix: str, *args) -> None:
+    """Load-state pre-hook: refuse a whole-model checkpoint that would
+    leave backbone weights at their initialisation.
+
+    A segmentor checkpoint (``load_from``, ``init_model``; prefix
+    ``backbone.``) must carry every tensor of the backbone with its shape
+    and no other (see :mod:`~mmseg_segvit.models.load_checks`). Pretrained
+    weights go through ``init_cfg`` (:func:`~mmseg_segvit.checkpoints.
+    load_timm_backbone`, strict as well).
+    """
+    if not prefix:
+        return
+    report = compare_keys(backbone.state_dict(keep_vars=True), state_dict,
+                          prefix)
+    if report.missing or report.unexpected or report.mismatched:
+        what = []
+        if report.missing:
+            inner = [k[len('vit.'):] if k.startswith('vit.') else k
+                     for k in report.missing]
+            what.append(f'lacks {len(report.missing)} tensor(s) of '
+                        f'{modules_of(inner)}')
+        if report.unexpected:
+            what.append(f'has {len(report.unexpected)} backbone tensor(s) '
+                        f'the model does not have '
+                        f'({", ".join(report.unexpected[:4])})')
+        if report.mismatched:
+            what.append('has tensors of other shapes: ' +
+                        '; '.join(report.mismatched[:3]))
+        raise ValueError(
+            'the checkpoint ' + ' and '.join(what) + f' under {prefix!r} '
+            f'(TimmViT {backbone.model_name}, out_indices='
+            f'{backbone.out_indices}), '
+            'which would leave weights at their initialisation. Load a '
+            'checkpoint of the same backbone settings; pretrained backbone '
+            "files go in backbone.init_cfg=dict(type='Pretrained', "
+            'checkpoint=...)')
+
+
 @MODELS.register_module()
 class TimmViT(BaseModule):
     """A plain ViT of timm, by name, whose chosen blocks feed ATMHead.
@@ -98,9 +138,9 @@ class TimmViT(BaseModule):
     ``vit.patch_embed.*``, ``vit.cls_token``, ``vit.reg_token``,
     ``vit.pos_embed``, ``vit.blocks.{i}.*``. Supported and tested: timm's
     ``vit_*_patch14_dinov2``, ``vit_*_patch14_reg4_dinov2``,
-    ``vit_*_patch16_dinov3[_qkvb]``, ``beitv2_*`` and ``eva02_*``; any timm
-    model with ``forward_intermediates`` and ``prune_intermediate_layers``
-    builds.
+    ``vit_*_patch16_dinov3[_qkvb]``, ``beitv2_*`` and ``eva02_*``; other
+    models of timm's ``vision_transformer``, ``eva`` and ``beit`` modules
+    build too (any other timm model is refused).
 
     The forward is timm's ``forward_intermediates(x, indices=out_indices,
     norm=False, output_fmt='NCHW', intermediates_only=True)``: the raw
@@ -110,6 +150,8 @@ class TimmViT(BaseModule):
     shape carries its grid to ATMHead. Blocks after the last out index, the
     final norm and the classifier are removed from the model
     (``prune_intermediate_layers``): they would never get gradients.
+    ``num_blocks`` keeps the depth of the full model, ``len(vit.blocks)``
+    is the depth kept.
 
     Inputs whose sides are no multiple of the patch (512 with DINOv2's 14)
     are zero-padded on both sides to the next multiple, as the official
@@ -118,8 +160,7 @@ class TimmViT(BaseModule):
     the grid is ``(ceil(H / p), ceil(W / p))``, no pixel is lost or
     resampled and the crop keeps the features the model was evaluated
     with; ATMHead's masks are resized to the (unpadded) image as for any
-    backbone, so the padding shifts them by at most p / 2 pixels, as in the
-    official evaluation.
+    backbone, so the padding shifts them by at most p / 2 pixels.
 
     DINOv3 models rescale their RoPE coordinates by a random factor in
     [1/2, 2] in training mode, as the official models do
@@ -207,8 +248,10 @@ class TimmViT(BaseModule):
             raise ValueError(
                 f'TimmViT: timm {timm.__version__} has no model '
                 f'{model_name!r} (similar names: {close})')
+        _model_class(model_name)  # a plain ViT of timm, else ValueError
         self.model_name = model_name
-        if '_dinov3' in model_name:
+        if '_dinov3' in model_name and _takes(model_name,
+                                              'rope_rescale_coords'):
             # the official DINOv3 models rescale their RoPE coordinates by a
             # random factor in [1/2, 2] in training mode (dinov3/hub/
             # backbones.py: pos_embed_rope_rescale_coords=2); timm's
@@ -249,15 +292,7 @@ class TimmViT(BaseModule):
             vit._pos_embed = types.MethodType(
                 lambda m, x, rule=self.pos_rule: _official_pos_embed(
                     m, rule, x), vit)
-        rope = getattr(vit, 'rope', None)
-        if rope is not None and isinstance(getattr(rope, 'periods', None),
-                                           Tensor):
-            # DINOv3: the official model keeps its RoPE periods in its
-            # state dict (rounded to bfloat16 in the released files, timm
-            # notes); timm recomputes them in float32 and does not save
-            # them. Saved here, loaded from the file by load_timm_backbone.
-            periods = rope.periods.detach().to(torch.bfloat16).float()
-            rope.register_buffer('periods', periods, persistent=True)
+        _official_rope_periods(vit)
         self.fused_attn = bool(fused_attn)
         for module in vit.modules():
             if hasattr(module, 'fused_attn'):
@@ -269,6 +304,7 @@ class TimmViT(BaseModule):
         if self.frozen:
             self.vit.requires_grad_(False)
             self.vit.eval()
+        self.register_load_state_dict_pre_hook(check_loaded_backbone)
 
     @property
     def grid(self) -> Grid:
@@ -300,7 +336,14 @@ class TimmViT(BaseModule):
                                cfg.get('src_grid'))
             self._is_init = True
             return
+        if cfg is None:
+            # timm initialised the model when it was built; its
+            # init_weights would draw the weights again and recompute the
+            # RoPE periods
+            self._is_init = True
+            return
         super().init_weights()
+        _official_rope_periods(self.vit)
 
     def check_export(self, dynamic: bool, exporter: str = 'auto') -> str:
         """The ONNX exporter this backbone exports with, or a refusal.
@@ -380,6 +423,22 @@ class TimmViT(BaseModule):
             x, indices=list(self.out_indices), norm=False,
             output_fmt='NCHW', intermediates_only=True)
         return tuple(maps)
+
+
+def _official_rope_periods(vit: nn.Module) -> None:
+    """Keep DINOv3's RoPE periods in the state dict, rounded to bfloat16.
+
+    The official model keeps its periods in its state dict (its released
+    files hold them rounded to bfloat16, timm notes); timm recomputes them
+    in float32 and does not save them. Here they are a saved buffer with
+    the official files' values; :func:`load_timm_backbone` loads a file's
+    own.
+    """
+    rope = getattr(vit, 'rope', None)
+    if rope is not None and isinstance(getattr(rope, 'periods', None),
+                                       Tensor):
+        periods = rope.periods.detach().to(torch.bfloat16).float()
+        rope.register_buffer('periods', periods, persistent=True)
 
 
 def _takes(model_name: str, argument: str) -> bool:

@@ -91,6 +91,8 @@ def test_bad_arguments(kwargs, match):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match='has no model'):
         TimmViT('vit_nonexistent_patch14_dinov9')
+    with pytest.raises(ValueError, match="plain ViTs.*resnet"):
+        TimmViT('resnet18')
 
 
 def test_center_padding_as_official():
@@ -338,3 +340,49 @@ def test_dinov3_rope_rescale_in_training_as_official():
                   model_kwargs=dict(TINY, rope_rescale_coords=None)).train()
     off.load_state_dict(backbone.state_dict())
     torch.testing.assert_close(off(x), off(x))
+
+
+def test_init_weights_without_file_keeps_timms_initialisation():
+    """No init_cfg: timm's initialisation stands (init_weights does not
+    draw again); DINOv3's RoPE periods are saved, rounded to bfloat16 as
+    in the official files."""
+    backbone = tiny(FAMILIES['dinov3'])
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    backbone.init_weights()
+    after = backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    periods = after['vit.rope.periods']
+    schedule = backbone.vit.rope._compute_periods()
+    assert torch.equal(periods, schedule.bfloat16().float())
+    assert not torch.equal(periods, schedule)
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_every_weight_gets_a_gradient(family):
+    """No unused parameter (DDP without find_unused_parameters): the
+    pruned model uses every weight it keeps."""
+    backbone = tiny(FAMILIES[family], out_indices=(1, 2))
+    backbone.train()
+    sum(o.sum() for o in backbone(torch.randn(1, 3, 64, 64))).backward()
+    unused = [n for n, p in backbone.named_parameters()
+              if p.requires_grad and p.grad is None]
+    assert not unused
+
+
+def test_segmentor_checkpoint_must_carry_the_backbone():
+    """load_from / init_model of a whole-model checkpoint: a missing,
+    extra or misshaped backbone tensor is an error, not random weights."""
+    model = _segmentor(FAMILIES['dinov2_reg4'], (56, 56))
+    full = model.state_dict()
+    model.load_state_dict(full)  # a complete checkpoint loads
+    partial = {k: v for k, v in full.items()
+               if not k.startswith('backbone.vit.blocks.1.')}
+    with pytest.raises(ValueError, match=r'lacks .*blocks\.1'):
+        model.load_state_dict(partial, strict=False)
+    extra = dict(full, **{'backbone.vit.blocks.7.norm1.weight':
+                          torch.ones(32)})
+    with pytest.raises(ValueError, match='blocks.7.norm1.weight'):
+        model.load_state_dict(extra, strict=False)
+    shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 9, 32)})
+    with pytest.raises(ValueError, match='other shapes.*pos_embed'):
+        model.load_state_dict(shaped, strict=False)
