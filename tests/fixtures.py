@@ -3,6 +3,7 @@ read, and checkpoint files rewritten as another numpy writes them: one
 module, imported by name (``pytest.ini`` puts ``tests/`` on the path).
 Tiny official SegViT checkpoints are in ``official_checkpoints.py``."""
 import os.path as osp
+import re
 import zipfile
 from typing import Optional, Sequence, Tuple
 
@@ -19,6 +20,10 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
 FINETUNE_CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',
                            'segvit_vit-b16_1xb4-20k_custom-512x512.py')
 FINETUNE_SIZE = 64
+# names of the configs on TimmViT (tests/test_configs/test_foundation_configs.py
+# checks that exactly these build it and tests them)
+TIMM_CONFIG_NAME = re.compile(
+    r'^segvit_(dinov2|dinov3|beitv2|eva02|timm-vit)')
 # the module of numpy's array and scalar rebuilders in a pickle, as
 # numpy 2.x and numpy 1.x spell it
 NUMPY2 = b'numpy._core.multiarray\n'

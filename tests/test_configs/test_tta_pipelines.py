@@ -22,8 +22,8 @@ def _stem(path):
     return osp.splitext(osp.basename(path))[0]
 
 
-def test_the_five_demo_configs_are_covered():
-    assert len(DEMOS) == 5
+def test_the_six_demo_configs_are_covered():
+    assert len(DEMOS) == 6
 
 
 @pytest.mark.parametrize('path', ALL, ids=_stem)

@@ -91,3 +91,33 @@ def test_shrunk_demo_trains_from_the_plain_demo_checkpoint(
     assert 'outside the plain ViT keep their initialisation (qu)' in log
     assert 'Iter(train) [2/2]' in log
     assert re.search(r'mIoU: \d+\.\d+', log)
+
+
+@pytest.mark.slow
+def test_timm_demo_mim_train_then_mim_test(tmp_path, demo_data_root):
+    """The timm path end to end: the demo on timm's ViT (TimmViT) through
+    mim train and mim test."""
+    import math
+
+    import torch
+    config = _short(
+        tmp_path, 'timm_short',
+        osp.join(osp.dirname(DEMO_CONFIG),
+                 'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128.py'),
+        demo_data_root, 4)
+    work_dir = tmp_path / 'work'
+    log = _run([MIM, 'train', 'mmsegmentation', str(config), '--work-dir',
+                str(work_dir)], cwd=tmp_path)
+    assert 'Iter(train) [4/4]' in log
+    ckpt = (work_dir / 'last_checkpoint').read_text().strip()
+    state = torch.load(ckpt, map_location='cpu', weights_only=True)
+    keys = state['state_dict']
+    assert 'backbone.vit.patch_embed.proj.weight' in keys
+    assert keys['backbone.vit.patch_embed.proj.weight'].shape[-1] == 8
+
+    log = _run([MIM, 'test', 'mmsegmentation', str(config), '--checkpoint',
+                ckpt, '--work-dir', str(tmp_path / 'test')], cwd=tmp_path)
+    assert re.search(r'\|\s+sky\s+\|', log)  # per-class IoU table
+    miou = re.search(r'mIoU: (\d+\.\d+|nan)', log)
+    assert miou is not None, log[-2000:]
+    assert math.isfinite(float(miou.group(1)))
