@@ -216,7 +216,10 @@ def test_mim_search_lists_the_configs_of_an_installed_wheel(tmp_path):
 def test_changelog_names_the_package_version():
     import mmseg_segvit
     changelog = open(osp.join(REPO, 'CHANGELOG.md')).read()
-    latest = re.search(r'^## (\S+)', changelog, re.M).group(1)
+    # Keep a Changelog: '## [Unreleased]' first, then the latest release
+    assert re.search(r'^## \[Unreleased\]', changelog, re.M)
+    latest = re.search(r'^## \[(\d+\.\d+\.\d+)\]', changelog,
+                       re.M).group(1)
     assert latest == mmseg_segvit.__version__
     assert mmseg_segvit.version_info == tuple(
         int(x) for x in latest.split('.'))

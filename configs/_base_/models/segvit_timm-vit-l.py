@@ -4,10 +4,13 @@
 # the normalisation of its fine-tuning recipe (ImageNet's here: DINOv2,
 # DINOv3, BEiT-v2 and the EVA-02 segmentation configs use it).
 _base_ = ['./segvit_vit-l16.py']
+# One preprocessing for the model and for the wrappers that take the
+# top-level one (MMSeg's TTA model under `--tta`).
+data_preprocessor = dict(
+    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 model = dict(
     pretrained=None,
-    data_preprocessor=dict(
-        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
+    data_preprocessor=data_preprocessor,
     backbone=dict(
         _delete_=True,
         type='TimmViT',
