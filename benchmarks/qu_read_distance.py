@@ -121,20 +121,18 @@ def main(argv=None) -> None:
     parser.add_argument('config')
     parser.add_argument('checkpoints', nargs='+')
     parser.add_argument('--images', type=int, default=16)
-    parser.add_argument('--cfg-options', nargs='+', default=[])
+    from mmseg_segvit.utils.cli import add_cfg_options_argument
+    add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
 
     import mmseg_segvit  # noqa: F401  (registers the modules)
-    from mmengine.config import Config, DictAction
+    from mmengine.config import Config
     from mmseg.apis import init_model
     from mmseg.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
-        options = argparse.Namespace()
-        DictAction(option_strings=[], dest='o', nargs='+')(
-            None, options, args.cfg_options)
-        cfg.merge_from_dict(options.o)
+        cfg.merge_from_dict(args.cfg_options)
     # the checkpoints hold every weight; no ViT start to load
     cfg.model.backbone.pop('init_cfg', None)
     batch = _images(cfg, args.images)

@@ -12,9 +12,7 @@
 # layer starts from the plain layer 2 it replaces, QU and the head start
 # fresh. `make demo-shrunk` passes the checkpoint `make demo` wrote:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
-# The plain demo's optimiser over 1000 iterations (twice the plain demo's),
-# with the paper's Shrunk recipe: QU and the head train at 10x the ViT's
-# learning rate (QU is part of the official decode head).
+# The plain demo's optimiser, over 1000 iterations (twice the plain demo's).
 _base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
 max_iters = 1000
 model = dict(
@@ -34,11 +32,6 @@ model = dict(
         use_stages=1,
         use_proj=False,
         mask_mode='per_layer'))
-optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={
-        'head': dict(lr_mult=10.0),
-        'backbone.qu': dict(lr_mult=10.0)
-    }))
 param_scheduler = [
     _base_.param_scheduler[0],
     dict(_base_.param_scheduler[1], end=max_iters)
