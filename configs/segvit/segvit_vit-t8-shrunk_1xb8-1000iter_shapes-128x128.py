@@ -6,7 +6,9 @@
 # Like every Shrunk model of the paper it starts from a pretrained ViT: the
 # plain demo's (`make demo`, segvit_vit-t8_1xb8-500iter_shapes-128x128.py).
 # QU has no positional prior of its own and takes position from the ViT's
-# features; trained from scratch it collapses to global pooling. The QD
+# features, as the paper's QU does from an ImageNet ViT's: the plain demo's
+# ViT carries MAE's fixed 2D sine-cosine position table (inherited here,
+# loaded from the checkpoint and kept fixed). The QD
 # layer starts from the plain layer 2 it replaces, QU and the head start
 # fresh. `make demo-shrunk` passes the checkpoint `make demo` wrote:
 #   --cfg-options model.backbone.init_cfg.checkpoint=PATH

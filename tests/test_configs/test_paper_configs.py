@@ -72,6 +72,12 @@ def test_config_recipe(path):
     # the non-official QU locality prior is set by its own demo config only
     qu_cfg = cfg.model.backbone.get('qu_cfg') or {}
     assert (qu_cfg.get('locality_sigma') is None) != ('localqu' in path)
+    # the demo ViTs carry a fixed sine-cosine position table (trained from
+    # scratch); the paper's ViTs keep mmseg's learned one (pretrained)
+    demo = 'shapes' in path
+    assert cfg.model.backbone.get('pos_embed_init', 'trunc_normal') == (
+        'sincos' if demo else 'trunc_normal')
+    assert cfg.model.backbone.get('pos_embed_trainable', True) is not demo
     if _stem(path) not in PAPER:
         return
     classes, crop, stride, _ = PAPER[_stem(path)]

@@ -11,6 +11,8 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
+from mmseg_segvit.models.backbones import sincos_pos_embed
+
 from fixtures import REPO, meta_head
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
@@ -155,6 +157,9 @@ def test_shrunk_demo_starts_from_the_plain_demo_vit(tmp_path):
     assert set(vit_keys) == set(plain_vit)
     for key in vit_keys:
         assert torch.equal(loaded[key], plain_vit[key]), key
+    # the plain demo's fixed sine-cosine position table, still fixed
+    assert torch.equal(loaded['pos_embed'], sincos_pos_embed((16, 16), 128))
+    assert not model.backbone.pos_embed.requires_grad
     qd = 'layers.2.attn.attn.in_proj_weight'
     assert torch.equal(loaded[qd], plain_vit[qd])
     assert any(k.startswith('qu.') for k in loaded)

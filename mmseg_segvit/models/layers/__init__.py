@@ -11,7 +11,7 @@ from .mask_combination import (combine, combine_resized_masks,
                                resized_labels)
 from .memory_plan import memory_budget, plan_rows
 from .query_downsample import QDEncoderLayer, stride2_grid_tokens
-from .query_upsample import QueryUpsample
+from .query_upsample import QueryUpsample, cell_distances
 from .weight_casts import (batched_weight_casts, get_batched_weight_casts,
                            set_batched_weight_casts)
 from .vit_layer import (ViTEncoderLayer, ViTFFN, build_vit_layers,
@@ -22,7 +22,7 @@ __all__ = [
     'build_cross_attention',
     'FusedMultiheadAttention', 'packed_self_attention',
     'KMeansCrossAttention', 'QDEncoderLayer',
-    'QueryUpsample', 'build_level_projections', 'level_channels',
+    'QueryUpsample', 'cell_distances', 'build_level_projections', 'level_channels',
     'set_fused_attn',
     'use_fused_attn', 'ViTEncoderLayer', 'ViTFFN',
     'build_vit_layers', 'vit_arguments', 'stride2_grid_tokens',

@@ -11,7 +11,36 @@ from ...typing_utils import Grid
 from .level_projection import build_level_projections, level_channels
 from .queries import batch_queries
 
-__all__ = ['QueryUpsample']
+__all__ = ['QueryUpsample', 'cell_distances']
+
+
+def cell_distances(grid: Grid, level_grid: Grid, like: Tensor) -> Tensor:
+    """Distance from each query's cell to each token's cell, in cells of
+    the query grid.
+
+    Both grids cover the same image; cell centres are compared in units of
+    one cell of ``grid`` (a token of a grid half as fine is two cells
+    wide). Used by QU's locality prior and to measure how far QU's
+    cross-attention reads (``benchmarks/qu_read_distance.py``).
+
+    Args:
+        grid (tuple[int, int]): Query grid (H, W).
+        level_grid (tuple[int, int]): Token grid (h, w).
+        like (Tensor): Gives dtype and device.
+
+    Returns:
+        Tensor: Euclidean distances, shape (H * W, h * w), both row-major.
+    """
+
+    def centres(n: int, scale: int) -> Tensor:
+        steps = torch.arange(n, device=like.device, dtype=like.dtype)
+        return (steps + 0.5) * scale / n
+
+    (H, W), (h, w) = grid, level_grid
+    dy = centres(H, H)[:, None] - centres(h, H)[None, :]  # (H, h)
+    dx = centres(W, W)[:, None] - centres(w, W)[None, :]  # (W, w)
+    dist2 = dy[:, None, :, None]**2 + dx[None, :, None, :]**2
+    return dist2.sqrt().reshape(H * W, h * w)
 
 
 class QueryUpsample(nn.Module):
@@ -190,18 +219,8 @@ class QueryUpsample(nn.Module):
         Returns:
             Tensor: Additive attention bias, shape (H * W, h * w).
         """
-
-        def centres(n: int, scale: int) -> Tensor:
-            # cell centres in units of the output grid's cells
-            steps = torch.arange(n, device=like.device, dtype=like.dtype)
-            return (steps + 0.5) * scale / n
-
-        (H, W), (h, w) = grid, level_grid
-        dy = centres(H, H)[:, None] - centres(h, H)[None, :]  # (H, h)
-        dx = centres(W, W)[:, None] - centres(w, W)[None, :]  # (W, w)
-        dist2 = (dy[:, None, :, None]**2 + dx[None, :, None, :]**2)
-        bias = -dist2 / (2 * self.locality_sigma**2)
-        return bias.reshape(H * W, h * w)
+        dist2 = cell_distances(grid, level_grid, like).square()
+        return -dist2 / (2 * self.locality_sigma**2)
 
     def extra_repr(self) -> str:
         extra = f'query_grid={self.query_grid}'

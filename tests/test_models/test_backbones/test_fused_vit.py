@@ -1,5 +1,6 @@
 """FusedVisionTransformer: mmseg's VisionTransformer with fused attention,
 same weights, same outputs and gradients, same per-layer settings."""
+import pytest
 import torch
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 from mmseg.models.backbones import VisionTransformer
@@ -58,3 +59,61 @@ def test_fused_vit_layers_follow_mmseg_arguments():
         assert a.attn.attn.dropout == b.attn.attn.dropout
     assert [p.requires_grad for p in ref.parameters()] == [
         p.requires_grad for p in fused.parameters()]
+
+
+def test_fused_vit_sincos_position_table():
+    """pos_embed_init='sincos': MAE's 2D sine-cosine table on the patch
+    grid (a zero row for the class token), same key and shape as mmseg's,
+    fixed with pos_embed_trainable=False; the default stays mmseg's."""
+    from mmseg_segvit.models.backbones import sincos_pos_embed
+    default = MODELS.build(dict(type='FusedVisionTransformer', **VIT))
+    default.init_weights()
+    assert default.pos_embed.requires_grad
+    assert default.pos_embed.std() < 0.05  # mmseg's trunc-normal(0.02)
+
+    vit = MODELS.build(
+        dict(type='FusedVisionTransformer', pos_embed_init='sincos',
+             pos_embed_trainable=False, **VIT))
+    assert set(vit.state_dict()) == set(default.state_dict())
+    vit.init_weights()
+    pos = vit.pos_embed
+    assert pos.shape == (1, 1 + 4 * 6, 32) and not pos.requires_grad
+    assert torch.equal(pos[0, 0], torch.zeros(32))
+    # every token's row has norm sqrt(C / 2); all rows differ
+    torch.testing.assert_close(pos[0, 1:].norm(dim=-1),
+                               torch.full((24, ), 4.0))
+    assert torch.cdist(pos[0, 1:], pos[0, 1:]).add(
+        torch.eye(24)).min() > 0.1
+    torch.testing.assert_close(pos, sincos_pos_embed((4, 6), 32))
+    # row-major on the (4, 6) grid: token (r, c) -> 1 + 6 r + c; the first
+    # sine channel is sin(row), the 9th sin(col) (frequency 1)
+    table = pos[0, 1:].reshape(4, 6, 32)
+    torch.testing.assert_close(table[:, 0, 0], torch.sin(torch.arange(4.)))
+    torch.testing.assert_close(table[0, :, 8], torch.sin(torch.arange(6.)))
+    # fixed: no gradient, and the optimiser has nothing to move
+    vit.train()
+    vit(torch.randn(1, 3, 32, 48))[-1].sum().backward()
+    assert pos.grad is None
+
+
+def test_fused_vit_sincos_table_yields_to_loaded_weights(tmp_path):
+    """Weights given by init_cfg replace the sine-cosine start."""
+    src = MODELS.build(dict(type='FusedVisionTransformer', **VIT))
+    src.init_weights()
+    path = tmp_path / 'vit.pth'
+    torch.save(src.state_dict(), path)
+    vit = MODELS.build(
+        dict(type='FusedVisionTransformer', pos_embed_init='sincos',
+             init_cfg=dict(type='Pretrained', checkpoint=str(path)), **VIT))
+    vit.init_weights()
+    assert torch.equal(vit.pos_embed, src.pos_embed)
+
+
+def test_fused_vit_position_table_errors():
+    with pytest.raises(ValueError, match='pos_embed_init must be one of'):
+        MODELS.build(dict(type='FusedVisionTransformer',
+                          pos_embed_init='learned', **VIT))
+    with pytest.raises(ValueError, match='embed_dims divisible by 4'):
+        MODELS.build(dict(type='FusedVisionTransformer',
+                          pos_embed_init='sincos',
+                          **dict(VIT, embed_dims=30, num_heads=3)))

@@ -146,3 +146,22 @@ def test_qu_shapes_property(levels, out_grid, query_grid, batch):
         out = qu(inputs, out_grid)
     assert out.shape == (batch, out_grid[0] * out_grid[1], 16)
     assert torch.isfinite(out).all()
+
+
+def test_cell_distances_in_query_grid_cells():
+    """The distance both the locality prior and the read-distance
+    benchmark use: query and token cell centres, in query-grid cells."""
+    from mmseg_segvit.models.layers import cell_distances
+    like = torch.zeros(1)
+    own = cell_distances((4, 6), (4, 6), like)
+    assert own.shape == (24, 24)
+    assert torch.all(own.diagonal() == 0)
+    # query (0, 0) to token (3, 5): 3 rows and 5 columns away
+    assert own[0, 23] == pytest.approx(34**0.5)
+    # a level half as fine: token (0, 0) centred at (1, 1) query cells
+    half = cell_distances((4, 6), (2, 3), like)
+    assert half.shape == (24, 6)
+    assert half[0, 0] == pytest.approx(0.5**0.5)
+    torch.testing.assert_close(
+        _qu(locality_sigma=2.0).locality_bias((4, 6), (2, 3), like),
+        -half.square() / 8)
