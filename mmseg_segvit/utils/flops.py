@@ -21,7 +21,8 @@ the explicit path's ops would. :func:`register_flop_handles` adds both to
 mmengine's default handle tables (only when called:
 ``python -m mmseg_segvit.tools.mmseg_tool get_flops`` calls it), so stock
 tools built on ``get_model_complexity_info`` (``mim run mmsegmentation
-get_flops``) count them too and warn only of ops no handle counts. :func:`count_flops` counts one input and returns the total with a
+get_flops``) count them too and warn only of ops no handle counts.
+:func:`count_flops` counts one input and returns the total with a
 per-module breakdown; :func:`flops_summary` groups that breakdown into the
 rows of a segmentor (backbone / QD / QU / neck / decode head).
 """
