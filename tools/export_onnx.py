@@ -4,7 +4,7 @@ Usage::
 
     python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--shape H [W]]
         [--dynamic] [--opset N] [--output scores|labels]
-        [--order faithful|fast]
+        [--order faithful|fast] [--verbose]
 
 CHECKPOINT may be ``none`` (random weights). The file maps a normalised
 image batch ``inputs`` (B, 3, H, W) (the config's test pipeline and data
@@ -24,20 +24,26 @@ batches and compared with PyTorch (with ``--dynamic`` at the traced size,
 half, about twice and a size off the patch grid; see
 ``mmseg_segvit.deploy.check_shapes``): the tool prints the max abs
 difference of the scores and the arg-max agreement at each and exits with
-status 1 above ``--atol`` or below ``--min-agreement``.
+status 1 above ``--atol`` or below ``--min-agreement``. Those lines are
+all it prints: mmengine's log (weight initialisation) and the exporter's
+warnings and messages are hidden unless ``--verbose`` is given.
 
 Needs the ``export`` extra: ``pip install 'mmseg_segvit[export]'``.
 """
 import argparse
 import os.path as osp
 import sys
+import warnings
 
+if '--verbose' not in sys.argv[1:]:  # import-time deprecation notices
+    warnings.simplefilter('ignore')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
                                       load_weights_file)
 from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
-                                    add_shape_argument, model_and_shape)
+                                    add_shape_argument, add_verbose_argument,
+                                    model_and_shape, quiet_output)
 from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
                                  check_exportable, check_onnx, check_shapes,
                                  choose_exporter, export_onnx)
@@ -76,28 +82,34 @@ def parse_args() -> argparse.Namespace:
         '--min-agreement', type=float, default=0.999,
         help='smallest arg-max agreement accepted')
     add_cfg_options_argument(parser)
+    add_verbose_argument(parser)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    model, shape = model_and_shape(args)
+    with quiet_output(args.verbose):
+        model, shape = model_and_shape(args)
     try:  # before reading weights or tracing
         check_exportable(model, shape, args.dynamic)
     except ValueError as err:
         raise SystemExit(f'error: {err}')
+    with quiet_output(args.verbose):
+        if args.checkpoint.lower() == 'none':
+            model.init_weights()
+        else:
+            model.load_state_dict(get_state_dict(
+                load_weights_file(args.checkpoint), args.checkpoint))
     if args.checkpoint.lower() == 'none':
-        model.init_weights()
         print('random weights')
-    else:
-        model.load_state_dict(get_state_dict(
-            load_weights_file(args.checkpoint), args.checkpoint))
     model.eval()
 
     try:
         exporter = choose_exporter(model, args.dynamic, args.exporter)
-        wrapper = export_onnx(model, args.out, shape, args.dynamic,
-                              args.opset, args.output, args.order, exporter)
+        with quiet_output(args.verbose):
+            wrapper = export_onnx(model, args.out, shape, args.dynamic,
+                                  args.opset, args.output, args.order,
+                                  exporter)
     except ValueError as err:
         raise SystemExit(str(err))
     opset = max(args.opset, 18) if exporter == 'dynamo' else args.opset
@@ -106,8 +118,10 @@ def main() -> None:
           ('dynamic batch and size)' if args.dynamic else
            f'static 1x3x{shape[0]}x{shape[1]})'))
     ok = True
-    for res in check_onnx(args.out, wrapper,
-                          check_shapes(model, shape, args.dynamic)):
+    with quiet_output(args.verbose):
+        results = list(check_onnx(args.out, wrapper,
+                                  check_shapes(model, shape, args.dynamic)))
+    for res in results:
         b, h, w = res.shape
         diff = 'n/a' if res.max_abs_diff is None else \
             f'{res.max_abs_diff:.3g}'

@@ -7,8 +7,10 @@ For each image (IMAGE may be a file or a folder of images) two PNG files
 are written to OUT_DIR (see
 :func:`mmseg_segvit.visualization.save_atm_pictures`):
 
-- ``{name}_pred.png``: the predicted segmentation over the image (MMSeg's
-  ``SegLocalVisualizer``, the model's own test mode: whole or slide).
+- ``{name}_pred.png``: the image and, beside it, the predicted
+  segmentation (the model's own test mode: whole or slide) in the dataset's
+  palette, with a legend of the predicted classes and their share of the
+  pixels.
 - ``{name}_atm_masks.png``: one row per top-k class (the classes covering
   most predicted pixels first, then the most probable ones), named beside a
   swatch of its colour, and one column per output of ``ATMHead.forward``
@@ -53,7 +55,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('out_dir')
     parser.add_argument(
         '--topk', type=int, default=5, help='classes (rows) to draw')
-    parser.add_argument('--opacity', type=float, default=0.5)
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
@@ -80,8 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for path in (track_iter_progress(images)
                  if len(images) > 1 else images):
         written.extend(
-            save_atm_pictures(model, path, args.out_dir, args.topk,
-                              args.opacity))
+            save_atm_pictures(model, path, args.out_dir, args.topk))
     logger.info('wrote ' + ', '.join(written[:4]) +
                 (f' and {len(written) - 4} more' if len(written) > 4 else ''))
 

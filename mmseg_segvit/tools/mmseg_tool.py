@@ -157,7 +157,8 @@ def _check_benchmark(script: str, args: Sequence[str]) -> None:
             f'(batch 1) and reports their mean, but the test_dataloader of '
             f'{config} has {count} images, so it would report NaN. Point '
             'test_dataloader.dataset of the config at a split with at '
-            f'least {needed} images (e.g. the training images).')
+            f'least {needed} images (e.g. the training images: '
+            'docs/tools.md shows the config for the demo).')
 
 
 class _NoNaNResults:

@@ -2,11 +2,14 @@
 through :func:`register_flop_handles`), reading images through a config's
 test pipeline."""
 from .config_pipeline import config_test_pipeline, displayable, load_for_test
-from .flops import (FLOP_HANDLES, FlopCount, count_flops, flops_summary,
-                    native_mha_flop_jit, register_flop_handles, sdpa_flop_jit)
+from .flops import (ACTIVATION_HANDLES, FLOP_HANDLES, FlopCount, count_flops,
+                    flops_summary, native_mha_activation_jit,
+                    native_mha_flop_jit, register_flop_handles,
+                    sdpa_activation_jit, sdpa_flop_jit)
 
 __all__ = [
-    'FLOP_HANDLES', 'FlopCount', 'count_flops', 'flops_summary',
-    'native_mha_flop_jit', 'register_flop_handles', 'sdpa_flop_jit',
+    'ACTIVATION_HANDLES', 'FLOP_HANDLES', 'FlopCount', 'count_flops',
+    'flops_summary', 'native_mha_activation_jit', 'native_mha_flop_jit',
+    'register_flop_handles', 'sdpa_activation_jit', 'sdpa_flop_jit',
     'config_test_pipeline', 'displayable', 'load_for_test'
 ]

@@ -2,7 +2,12 @@
 and how they read them (``tools/get_flops.py``, ``tools/export_onnx.py``,
 the checkpoint converters)."""
 import argparse
-from typing import Optional, Sequence, Tuple
+import contextlib
+import io
+import logging
+import sys
+import warnings
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from mmengine.config import Config, DictAction
@@ -12,7 +17,8 @@ from .configs import build_model, load_config
 
 __all__ = [
     'add_shape_argument', 'add_cfg_options_argument',
-    'add_src_grid_argument', 'input_shape', 'model_and_shape'
+    'add_src_grid_argument', 'add_verbose_argument', 'input_shape',
+    'model_and_shape', 'quiet_output'
 ]
 
 
@@ -45,6 +51,56 @@ def add_src_grid_argument(parser: argparse.ArgumentParser) -> None:
         help='patch grid of the position embeddings in SRC, needed when '
         'they are resized (default: the grid of the released checkpoints '
         'with that many positions: 24 24 for 576, 32 32 for 1024, ...)')
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: show what :func:`quiet_output` hides."""
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also show the log of mmengine (weight initialisation) and '
+        "the warnings and messages of torch's exporter / tracer")
+
+
+@contextlib.contextmanager
+def quiet_output(verbose: bool = False) -> Iterator[None]:
+    """Hide the log and warnings of the libraries a tool calls.
+
+    Inside the block, mmengine's loggers show only errors, Python warnings
+    are ignored and what the libraries print to ``sys.stdout`` /
+    ``sys.stderr`` is kept aside, so a tool's own result lines (printed
+    outside the block) are what its user sees. When the block raises, the
+    kept text is written to ``sys.stderr`` first, so nothing that explains
+    a failure is lost.
+
+    Args:
+        verbose (bool): Hide nothing (a tool's ``--verbose``).
+            Default: False.
+    """
+    if verbose:
+        yield
+        return
+    from mmengine.logging import MMLogger
+
+    # the current logger, made now if the libraries have not, writes to the
+    # real stdout after the block
+    MMLogger.get_current_instance()
+    loggers = list(MMLogger._instance_dict.values())
+    levels = [logger.level for logger in loggers]
+    kept = io.StringIO()
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(kept), \
+                contextlib.redirect_stderr(kept):
+            warnings.simplefilter('ignore')
+            yield
+    except BaseException:
+        sys.stderr.write(kept.getvalue())
+        raise
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def input_shape(cfg: Config, shape: Optional[Sequence[int]] = None) -> Size:

@@ -15,11 +15,14 @@ products they replace, so a count does not depend on the attention kernel:
   gradients): its input projection, the two products and its output
   projection.
 
-:func:`register_flop_handles` adds them to mmengine's default handle table
-(only when called: ``python -m mmseg_segvit.tools.mmseg_tool get_flops``
-calls it), so stock tools built on
-``get_model_complexity_info`` (``mim run mmsegmentation get_flops``) count
-them too. :func:`count_flops` counts one input and returns the total with a
+:data:`ACTIVATION_HANDLES` count their activations for mmengine's
+``ActivationAnalyzer`` (which ``get_model_complexity_info`` runs too) as
+the explicit path's ops would. :func:`register_flop_handles` adds both to
+mmengine's default handle tables (only when called:
+``python -m mmseg_segvit.tools.mmseg_tool get_flops`` calls it), so stock
+tools built on ``get_model_complexity_info`` (``mim run mmsegmentation
+get_flops``) count them too and warn only of ops no handle counts.
+:func:`count_flops` counts one input and returns the total with a
 per-module breakdown; :func:`flops_summary` groups that breakdown into the
 rows of a segmentor (backbone / QD / QU / neck / decode head).
 """
@@ -37,7 +40,8 @@ from ..models.layers.memory_plan import memory_budget
 from ..typing_utils import Size
 
 __all__ = [
-    'FLOP_HANDLES', 'FlopCount', 'count_flops', 'flops_summary',
+    'ACTIVATION_HANDLES', 'FLOP_HANDLES', 'FlopCount', 'count_flops',
+    'flops_summary', 'native_mha_activation_jit', 'sdpa_activation_jit',
     'native_mha_flop_jit', 'register_flop_handles', 'sdpa_flop_jit'
 ]
 
@@ -84,23 +88,72 @@ def native_mha_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return proj + 2 * batch * length * source * dims
 
 
+def sdpa_activation_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """Activations of ``aten::scaled_dot_product_attention``.
+
+    What mmengine's ``ActivationAnalyzer`` counts for the explicit path:
+    the outputs of its two ``matmul`` ops, the attention map
+    (..., L, S) and the result (..., L, Ev).
+    """
+    op = 'aten::scaled_dot_product_attention'
+    q = _shape(inputs[0], op, 'query')
+    k = _shape(inputs[1], op, 'key')
+    v = _shape(inputs[2], op, 'value')
+    return prod(q[:-2]) * q[-2] * (k[-2] + v[-1])
+
+
+def native_mha_activation_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """Activations of ``aten::_native_multi_head_attention``.
+
+    What mmengine's ``ActivationAnalyzer`` counts for
+    ``nn.MultiheadAttention``'s explicit path: the q, k, v projections
+    (``B L E + 2 B S E``), the attention maps of its ``num_heads`` heads
+    (``B heads L S``), their product with v and the output projection
+    (``2 B L E``).
+    """
+    op = 'aten::_native_multi_head_attention'
+    q = _shape(inputs[0], op, 'query')
+    k = _shape(inputs[1], op, 'key')
+    heads = inputs[4].toIValue()
+    if not isinstance(heads, int):
+        raise ValueError(f'{op}: the number of heads is not a constant of '
+                         'the traced graph; cannot count its activations')
+    batch, length, dims = prod(q[:-2]), q[-2], q[-1]
+    source = k[-2]
+    return batch * (3 * length * dims + 2 * source * dims +
+                    heads * length * source)
+
+
 #: Handles this module adds to mmengine's FLOP analysis.
 FLOP_HANDLES = {
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'aten::_native_multi_head_attention': native_mha_flop_jit,
 }
+#: Handles this module adds to mmengine's activation analysis (which
+#: ``get_model_complexity_info`` runs after the FLOP one).
+ACTIVATION_HANDLES = {
+    'aten::scaled_dot_product_attention': sdpa_activation_jit,
+    'aten::_native_multi_head_attention': native_mha_activation_jit,
+}
 
 
 def register_flop_handles() -> None:
-    """Add :data:`FLOP_HANDLES` to mmengine's default FLOP handles.
+    """Add :data:`FLOP_HANDLES` and :data:`ACTIVATION_HANDLES` to
+    mmengine's default handles.
 
-    Every :class:`~mmengine.analysis.FlopAnalyzer` created afterwards (also
-    inside ``get_model_complexity_info``) counts the fused attention ops.
-    Handles mmengine already has for these ops are left alone. Idempotent.
+    Every :class:`~mmengine.analysis.FlopAnalyzer` and
+    :class:`~mmengine.analysis.ActivationAnalyzer` created afterwards (also
+    inside ``get_model_complexity_info``) counts the fused attention ops, so
+    neither reports them as unsupported; other ops without a handle are
+    still reported. Handles mmengine already has for these ops are left
+    alone. Idempotent.
     """
-    table = complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS
-    for name, handle in FLOP_HANDLES.items():
-        table.setdefault(name, handle)
+    for table, handles in (
+        (complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS, FLOP_HANDLES),
+        (complexity_analysis._DEFAULT_SUPPORTED_ACT_OPS, ACTIVATION_HANDLES),
+    ):
+        for name, handle in handles.items():
+            table.setdefault(name, handle)
 
 
 class FlopCount(NamedTuple):

@@ -13,14 +13,21 @@ import numpy as np
 from .atm_outputs import AtmOutputs, output_titles
 
 __all__ = [
-    'colorize', 'legend_patches', 'new_figure', 'figure_to_rgb',
-    'demo_panel_figure', 'mask_grid_figure', 'DEMO_COLUMNS', 'IGNORE_COLOUR'
+    'colorize', 'legend_patches', 'ignored_patch', 'new_figure',
+    'figure_to_rgb', 'demo_panel_figure', 'prediction_figure',
+    'mask_grid_figure', 'DEMO_COLUMNS', 'PREDICTION_COLUMNS', 'IGNORE_COLOURS'
 ]
 
 #: Column titles of :func:`demo_panel_figure`.
 DEMO_COLUMNS = ('image', 'ground truth', 'prediction')
-#: Colour of pixels outside the palette (the ignore index 255), RGB.
-IGNORE_COLOUR = (0, 0, 0)
+#: Column titles of :func:`prediction_figure`.
+PREDICTION_COLUMNS = ('image', 'prediction')
+#: Pixels outside the palette (the ignore index 255) are drawn as diagonal
+#: stripes of these two RGB colours: a pattern, so no class colour (black
+#: and white included) can be taken for it.
+IGNORE_COLOURS = ((255, 255, 255), (150, 150, 150))
+#: Width of one ignore stripe, in pixels.
+_STRIPE = 3
 
 
 def colorize(label: np.ndarray,
@@ -33,15 +40,35 @@ def colorize(label: np.ndarray,
 
     Returns:
         np.ndarray: (H, W, 3) uint8 RGB; values outside the palette (the
-        ignore index) get :data:`IGNORE_COLOUR`.
+        ignore index) get diagonal stripes of :data:`IGNORE_COLOURS`.
+
+    Raises:
+        ValueError: If the palette has more than 255 colours.
     """
     if len(palette) > 255:
         raise ValueError(f'colorize takes at most 255 classes (255 is the '
                          f'ignore index), got a palette of {len(palette)}')
     table = np.zeros((256, 3), np.uint8)
-    table[:] = IGNORE_COLOUR
     table[:len(palette)] = np.asarray(palette, np.uint8).reshape(-1, 3)
-    return table[label.astype(np.uint8)]
+    label = label.astype(np.uint8)
+    picture = table[label]
+    ignored = label >= len(palette)
+    if ignored.any():
+        rows, cols = np.indices(label.shape)
+        stripes = np.asarray(IGNORE_COLOURS, np.uint8)[
+            (rows + cols) // _STRIPE % 2]
+        picture[ignored] = stripes[ignored]
+    return picture
+
+
+def ignored_patch():
+    """Legend entry ``ignored``: white with grey stripes, as
+    :func:`colorize` draws the ignore index."""
+    from matplotlib.patches import Patch
+    return Patch(facecolor=np.asarray(IGNORE_COLOURS[0], float) / 255,
+                 hatch='////',
+                 edgecolor=np.asarray(IGNORE_COLOURS[1], float) / 255,
+                 linewidth=0.5, label='ignored')
 
 
 def legend_patches(classes: Sequence[int],
@@ -108,7 +135,7 @@ def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
     Returns:
         matplotlib.figure.Figure: The columns are titled
         :data:`DEMO_COLUMNS`; the legend lists every class of the palette
-        in its colour, and ``ignored`` in :data:`IGNORE_COLOUR` when a
+        in its colour, and ``ignored`` (:func:`ignored_patch`) when a
         ground truth has ignored pixels.
     """
     if not rows:
@@ -132,13 +159,65 @@ def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
                 ax.set_title(DEMO_COLUMNS[j], fontsize=11)
     handles = legend_patches(range(len(names)), names, palette)
     if has_ignored:
-        from matplotlib.patches import Patch
-        handles.append(
-            Patch(facecolor=np.asarray(IGNORE_COLOUR, float) / 255,
-                  edgecolor='black', linewidth=0.5, label='ignored'))
+        handles.append(ignored_patch())
     fig.legend(handles=handles, loc='outside lower center',
                ncol=min(len(handles), ncol), fontsize=9, frameon=False,
                handlelength=1.2, columnspacing=1.0)
+    return fig
+
+
+def prediction_figure(image_rgb: np.ndarray,
+                      pred: np.ndarray,
+                      names: Sequence[str],
+                      palette: Sequence[Sequence[int]],
+                      cell: float = 3.0):
+    """The image and its prediction side by side, with a class legend.
+
+    The prediction is drawn in the palette's colours, not blended with the
+    image, so a palette close to the image's own colours cannot be taken
+    for the image.
+
+    Args:
+        image_rgb (np.ndarray): The image, RGB uint8, shape (H, W, 3).
+        pred (np.ndarray): Predicted labels, shape (H, W) (255: ignored).
+        names (Sequence[str]): Class names of the dataset.
+        palette (Sequence[Sequence[int]]): RGB colour of each class.
+        cell (float): Height of one picture in inches (100 dpi).
+            Default: 3.0.
+
+    Returns:
+        matplotlib.figure.Figure: Two axes titled
+        :data:`PREDICTION_COLUMNS` and a legend naming every predicted
+        class (largest area first) with its share of the pixels, then
+        ``ignored`` (:func:`ignored_patch`) where the prediction has
+        pixels outside the palette.
+
+    Raises:
+        ValueError: If image and prediction differ in size.
+    """
+    if image_rgb.shape[:2] != pred.shape:
+        raise ValueError(f'the image is {image_rgb.shape[:2]} but the '
+                         f'prediction {pred.shape}: draw them at one size')
+    height, width = pred.shape
+    aspect = max(width / height, 0.5)
+    area = np.bincount(pred.ravel().astype(np.int64), minlength=256)
+    classes = [int(c) for c in np.argsort(-area[:len(palette)], kind='stable')
+               if area[c] > 0]
+    labels = [f'{names[c]} ({100.0 * area[c] / pred.size:.1f}%)'
+              for c in classes]
+    handles = legend_patches(classes, names, palette, labels)
+    if area[len(palette):].sum() > 0:
+        handles.append(ignored_patch())
+    ncol = -(-len(handles) // 12)  # at most 12 rows
+    fig = new_figure(cell * aspect * 2 + 1.6 * ncol + 0.3, cell + 0.5)
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    for ax, picture, title in zip(axes, (image_rgb, colorize(pred, palette)),
+                                  PREDICTION_COLUMNS):
+        ax.imshow(picture, interpolation='nearest')
+        ax.set_title(title, fontsize=11)
+        _bare(ax)
+    fig.legend(handles=handles, loc='outside right center', ncol=ncol,
+               fontsize=9, frameon=False, handlelength=1.2)
     return fig
 
 

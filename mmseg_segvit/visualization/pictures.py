@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .atm_outputs import atm_outputs, rank_classes
-from .panels import figure_to_rgb, mask_grid_figure
+from .panels import figure_to_rgb, mask_grid_figure, prediction_figure
 
 __all__ = ['demo_rows', 'save_atm_pictures']
 
@@ -62,13 +62,12 @@ def demo_rows(model: torch.nn.Module, dataset,
 def save_atm_pictures(model: torch.nn.Module,
                       image_path: str,
                       out_dir: str,
-                      topk: int = 5,
-                      opacity: float = 0.5) -> Tuple[str, str]:
+                      topk: int = 5) -> Tuple[str, str]:
     """Write ``{name}_pred.png`` and ``{name}_atm_masks.png`` for an image.
 
-    ``{name}_pred.png`` is the prediction over the image at the image's
-    size, drawn by MMSeg's ``SegLocalVisualizer`` (``show_result_pyplot``)
-    in the palette's colours; ``{name}_atm_masks.png`` is
+    ``{name}_pred.png`` is :func:`~.panels.prediction_figure`: the image
+    and, beside it, the prediction in the palette's colours with a legend
+    of the predicted classes; ``{name}_atm_masks.png`` is
     :func:`~.panels.mask_grid_figure` of the top-k classes
     (:func:`~.atm_outputs.rank_classes`), whose rows name the classes
     beside a swatch of their colour.
@@ -79,13 +78,11 @@ def save_atm_pictures(model: torch.nn.Module,
         image_path (str): The image.
         out_dir (str): Where to write.
         topk (int): Rows of the mask grid. Default: 5.
-        opacity (float): Opacity of the segmentation overlay. Default: 0.5.
 
     Returns:
         tuple[str, str]: Paths of the prediction and the mask grid.
     """
     import mmcv
-    from mmseg.apis import show_result_pyplot
 
     from mmseg_segvit.utils import displayable, load_for_test
 
@@ -96,20 +93,14 @@ def save_atm_pictures(model: torch.nn.Module,
     shown = displayable(loaded)  # RGB, what the model saw
     with torch.no_grad():
         result = model.test_step(data)[0]
-    pred_file = osp.join(out_dir, f'{name}_pred.png')
-    show_result_pyplot(
-        model,
-        shown,
-        result,
-        opacity=opacity,
-        draw_gt=False,
-        show=False,
-        with_labels=False,
-        out_file=pred_file)
     pred = result.pred_sem_seg.data[0].cpu().numpy()
+    meta = model.dataset_meta
+    pred_file = osp.join(out_dir, f'{name}_pred.png')
+    picture = figure_to_rgb(
+        prediction_figure(shown, pred, meta['classes'], meta['palette']))
+    mmcv.imwrite(picture[..., ::-1], pred_file)
     outputs = atm_outputs(model, data)
     classes = rank_classes(pred, outputs.cls_prob[-1], topk)
-    meta = model.dataset_meta
     grid = figure_to_rgb(
         mask_grid_figure(
             shown,

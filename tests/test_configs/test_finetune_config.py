@@ -50,7 +50,8 @@ def test_config_fits_a_five_class_dataset():
         assert dataset.metainfo == cfg.metainfo
         load = [t for t in dataset.pipeline if t.type == 'LoadAnnotations']
         assert load == [dict(type='LoadAnnotations')]
-    assert cfg.load_from.endswith('ade20k-512x512.pth')
+    assert cfg.load_from == ('checkpoints/segvit_vit-b16_ade20k_51.3_'
+                             'no-class-weights.pth')
     assert cfg.model.pretrained is None
     assert cfg.param_scheduler[-1].end == cfg.train_cfg.max_iters == 20000
 

@@ -261,6 +261,32 @@ def test_cli_exports_the_demo_config(tmp_path):
     for size, line in zip(['1x3x64x64', '2x3x32x32', '1x3x128x144',
                            '1x3x49x67'], lines):
         assert size in line, line
+    # the result lines are all a user sees: no init log, no warnings
+    assert proc.stdout.splitlines() == ['random weights'] + [
+        line for line in proc.stdout.splitlines()
+        if line.startswith('wrote ')
+    ] + lines, proc.stdout[-2000:]
+    assert proc.stderr == '', proc.stderr[-2000:]
+
+
+def test_cli_verbose_shows_the_library_log(tmp_path):
+    out = str(tmp_path / 'demo.onnx')
+    command = [
+        sys.executable,
+        osp.join(REPO, 'tools', 'export_onnx.py'), DEMO_CONFIG, 'none', out,
+        '--shape', '32'
+    ]
+    quiet = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO)
+    verbose = subprocess.run(
+        command + ['--verbose'], capture_output=True, text=True, cwd=REPO)
+    assert quiet.returncode == verbose.returncode == 0, verbose.stderr[-2000:]
+    assert len(quiet.stdout.splitlines()) == 3, quiet.stdout
+    assert 'init_weights' not in quiet.stdout + quiet.stderr
+    assert 'init_weights' in verbose.stdout
+    results = [line for line in verbose.stdout.splitlines()
+               if line.startswith(('random weights', 'wrote ', 'onnxruntime'))]
+    assert len(results) == 3 and results[-1].endswith(' ok'), verbose.stdout
 
 
 def test_cli_refuses_a_slide_config_before_tracing(tmp_path):

@@ -14,7 +14,8 @@ from mmseg.registry import MODELS
 
 from fixtures import DEMO_CONFIG, REPO
 from mmseg_segvit.models import ATMDecoderLayer
-from mmseg_segvit.utils import FLOP_HANDLES, count_flops, flops_summary
+from mmseg_segvit.utils import (ACTIVATION_HANDLES, FLOP_HANDLES, count_flops,
+                                flops_summary)
 
 SHRUNK_DEMO = osp.join(REPO, 'configs', 'segvit',
                        'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py')
@@ -122,6 +123,83 @@ def test_handles_are_registered_for_stock_mmengine_tools(monkeypatch):
     info = get_model_complexity_info(
         _Attention(True), inputs=(q, q, q), show_table=False, show_arch=False)
     assert info['flops'] == 2 * 10 * 10 * 16
+
+
+def _activations(module, *inputs):
+    from mmengine.analysis import ActivationAnalyzer
+    analyzer = ActivationAnalyzer(module, inputs)
+    analyzer.set_op_handle(**ACTIVATION_HANDLES)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return analyzer.total()
+
+
+def test_activation_handles_count_what_the_explicit_path_counts():
+    q = torch.randn(2, 4, 10, 8)
+    k = torch.randn(2, 4, 14, 8)
+    v = torch.randn(2, 4, 14, 6)
+    fused = _activations(_Attention(True), q, k, v)
+    assert fused == _activations(_Attention(False), q, k, v)
+    assert fused == 2 * 4 * 10 * (14 + 6)
+
+    mha = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    x = torch.randn(2, 10, 32)
+
+    class Fused(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    fast = _activations(Fused(), x)
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        sdpa = _activations(Fused(), x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
+    # q, k, v, attn @ v, out proj: 5 B L E; attention maps B heads L S
+    assert fast == sdpa == 5 * 2 * 10 * 32 + 2 * 4 * 10 * 10
+
+
+class _AttentionAndCumsum(_Attention):
+
+    def forward(self, q, k, v):
+        return super().forward(q, k, v).cumsum(-1)
+
+
+def test_complexity_info_warns_only_of_ops_it_cannot_count(monkeypatch):
+    """After register_flop_handles(), mmengine's get_model_complexity_info
+    (mmseg's get_flops) does not call the fused attention unsupported in
+    its FLOP or activation analysis; an op without a handle still warns."""
+    from mmengine.analysis import complexity_analysis, jit_analysis
+    from mmseg_segvit.utils import register_flop_handles
+    for name in ('_DEFAULT_SUPPORTED_FLOP_OPS', '_DEFAULT_SUPPORTED_ACT_OPS'):
+        monkeypatch.setattr(complexity_analysis, name,
+                            dict(getattr(complexity_analysis, name)))
+    logged = []
+    monkeypatch.setattr(jit_analysis, 'print_log',
+                        lambda msg, *args, **kwargs: logged.append(msg))
+    q = torch.randn(1, 2, 10, 8)
+
+    def unsupported():
+        logged.clear()
+        get_model_complexity_info(
+            _AttentionAndCumsum(True), inputs=(q, q, q), show_table=False,
+            show_arch=False)
+        return [m for m in logged if m.startswith('Unsupported operator')]
+
+    before = unsupported()
+    assert any('scaled_dot_product_attention' in m for m in before), before
+    register_flop_handles()
+    after = unsupported()
+    assert not any('scaled_dot_product_attention' in m for m in after), after
+    # the FLOP and the activation analysis each still name cumsum
+    assert sum('aten::cumsum' in m for m in after) == 2, after
 
 
 def _model(path):

@@ -14,11 +14,12 @@ from matplotlib.colors import to_rgb
 
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import plot_losses
-from mmseg_segvit.visualization import (DEMO_COLUMNS, IGNORE_COLOUR,
-                                        AtmOutputs, colorize,
-                                        demo_panel_figure, figure_to_rgb,
-                                        loss_terms, loss_terms_figure,
-                                        mask_grid_figure, output_titles,
+from mmseg_segvit.visualization import (DEMO_COLUMNS, IGNORE_COLOURS,
+                                        PREDICTION_COLUMNS, AtmOutputs,
+                                        colorize, demo_panel_figure,
+                                        figure_to_rgb, loss_terms,
+                                        loss_terms_figure, mask_grid_figure,
+                                        output_titles, prediction_figure,
                                         read_scalars)
 
 META = SegVitShapesDataset.METAINFO
@@ -52,16 +53,71 @@ def test_import_of_the_package_does_not_import_plotting():
     assert out[-2:] == ['False', 'False']
 
 
-def test_colorize_uses_the_palette_and_blackens_ignored_pixels():
+def test_colorize_uses_the_palette_and_stripes_ignored_pixels():
     label = np.array([[0, 1], [11, 255]])
     picture = colorize(label, PALETTE)
     assert picture.dtype == np.uint8 and picture.shape == (2, 2, 3)
     assert picture[0, 0].tolist() == PALETTE[0]
     assert picture[0, 1].tolist() == PALETTE[1]
     assert picture[1, 0].tolist() == PALETTE[11]
-    assert tuple(picture[1, 1]) == IGNORE_COLOUR
+    assert tuple(picture[1, 1]) in IGNORE_COLOURS
     with pytest.raises(ValueError, match='at most 255 classes'):
         colorize(label, [[0, 0, 0]] * 256)
+
+
+@pytest.mark.parametrize('palette', [
+    PALETTE,
+    # a palette holding black, white and grey: stripes still stand out
+    [[0, 0, 0], [255, 255, 255], [150, 150, 150]],
+])
+def test_ignored_pixels_are_a_pattern_no_class_colour_matches(palette):
+    label = np.zeros((12, 12), np.uint8)
+    label[:, 6:] = 255
+    picture = colorize(label, palette)
+    ignored = {tuple(c) for c in picture[:, 6:].reshape(-1, 3)}
+    # two colours alternating: never one flat colour, and never black
+    assert ignored == set(IGNORE_COLOURS)
+    assert (0, 0, 0) not in ignored
+    assert (picture[:, 6:] != picture[0, 6]).any(axis=-1).any()
+    assert {tuple(c) for c in picture[:, :6].reshape(-1, 3)} == {
+        tuple(palette[0])
+    }
+
+
+def test_prediction_is_drawn_beside_the_image_with_a_legend():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    pred = np.full((32, 48), 3)
+    pred[:8] = 11  # class 11: a quarter
+    pred[8:10] = 255  # an ignored band
+    fig = prediction_figure(image, pred, NAMES, PALETTE)
+    left, right = fig.axes
+    assert (left.get_title(), right.get_title()) == PREDICTION_COLUMNS
+    # the image unchanged, the prediction in palette colours, not blended
+    assert (left.get_images()[0].get_array() == image).all()
+    drawn = right.get_images()[0].get_array()
+    assert (drawn == colorize(pred, PALETTE)).all()
+    assert (drawn[12:] == PALETTE[3]).all()
+    (legend, ) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [f'{NAMES[3]} (68.8%)', f'{NAMES[11]} (25.0%)',
+                      'ignored']
+    colours = [_rgb(p.get_facecolor()) for p in legend.get_patches()]
+    assert colours == [tuple(PALETTE[3]), tuple(PALETTE[11]),
+                       IGNORE_COLOURS[0]]
+    assert legend.get_patches()[-1].get_hatch()
+    # rendered, the legend colours are in the picture
+    picture = figure_to_rgb(fig)
+    found = {tuple(c) for c in np.unique(picture.reshape(-1, 3), axis=0)}
+    assert {tuple(PALETTE[3]), tuple(PALETTE[11])} <= found
+    # no ignored pixel: no 'ignored' entry
+    pred[8:10] = 3
+    labels = [t.get_text()
+              for t in prediction_figure(image, pred, NAMES,
+                                         PALETTE).legends[0].get_texts()]
+    assert labels == [f'{NAMES[3]} (75.0%)', f'{NAMES[11]} (25.0%)']
+    with pytest.raises(ValueError, match='one size'):
+        prediction_figure(image, pred[:16], NAMES, PALETTE)
 
 
 def test_demo_panel_has_column_titles_and_a_legend_in_palette_colours():
@@ -81,7 +137,8 @@ def test_demo_panel_has_column_titles_and_a_legend_in_palette_colours():
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == NAMES + ['ignored']
     colours = [_rgb(p.get_facecolor()) for p in legend.get_patches()]
-    assert colours == [tuple(c) for c in PALETTE] + [IGNORE_COLOUR]
+    assert colours == [tuple(c) for c in PALETTE] + [IGNORE_COLOURS[0]]
+    assert legend.get_patches()[-1].get_hatch()
 
 
 def test_demo_panel_render_shows_the_legend_colours():

@@ -4,15 +4,21 @@
 # Data layout (MMSeg's usual one; labels are PNG images of class indices
 # 0..num_classes-1, 255 = ignore):
 #   data/my_dataset/img_dir/{train,val}/*.jpg
-#   data/my_dataset/ann_dir/{train,val}/*.png   (same file names)
+#   data/my_dataset/ann_dir/{train,val}/*.png   (same file stems)
+# Images are expected as .jpg (`img_suffix` of `dataset` below); for other
+# images set it, e.g. img_suffix='.png'. Images with another suffix stop
+# the run when the dataset is built, saying so.
 #
 # The whole model starts from `load_from`. Only the class queries
 # (decode_head.q, num_classes x D) and the classifier
 # (decode_head.class_embed, D -> num_classes + 1) depend on the class count.
 # Loading a 150-class checkpoint into this 5-class model is an error, so
-# first drop those tensors:
-#   python -m mmseg_segvit.tools.drop_class_weights ADE20K.pth \
-#       checkpoints/segvit_vit-b16_8xb2-160k_ade20k-512x512.pth
+# convert the released model (docs/checkpoints.md), then drop those tensors:
+#   python tools/convert_official_segvit.py ade_51.3.pth \
+#       checkpoints/segvit_vit-b16_ade20k_51.3.pth
+#   python -m mmseg_segvit.tools.drop_class_weights \
+#       checkpoints/segvit_vit-b16_ade20k_51.3.pth \
+#       checkpoints/segvit_vit-b16_ade20k_51.3_no-class-weights.pth
 # They then start from their fresh initialisation; everything else
 # (backbone, projections, ATM decoders) is reused.
 _base_ = ['../segvit_vit-b16_8xb2-160k_ade20k-512x512.py']
@@ -23,7 +29,7 @@ metainfo = dict(
     palette=[[0, 0, 0], [128, 64, 128], [70, 70, 70], [107, 142, 35],
              [0, 0, 142]])
 data_root = 'data/my_dataset'
-load_from = 'checkpoints/segvit_vit-b16_8xb2-160k_ade20k-512x512.pth'
+load_from = 'checkpoints/segvit_vit-b16_ade20k_51.3_no-class-weights.pth'
 
 model = dict(
     pretrained=None,  # the backbone comes with load_from
