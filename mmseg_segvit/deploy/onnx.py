@@ -29,7 +29,8 @@ from ..models.layers.vit_layer import patch_grid
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
     'trace_shape', 'check_shapes', 'choose_exporter', 'check_exportable',
-    'pad_to_patches', 'OUTPUTS', 'ORDERS', 'EXPORTERS',
+    'pad_to_patches', 'check_dynamic_inputs', 'OUTPUTS', 'ORDERS',
+    'EXPORTERS',
     'STATIC_ONLY_BACKBONES'
 ]
 
@@ -354,6 +355,8 @@ def export_onnx(segmentor: nn.Module,
     size = trace_shape(segmentor, shape) if dynamic else shape
     if exporter == 'dynamo':
         _export_dynamo(wrapper, path, size, dynamic, opset)
+        if dynamic:
+            check_dynamic_inputs(path, exporter)
         return wrapper
     example = torch.randn(1, 3, *size)
     dims = {0: 'batch', 2: 'height', 3: 'width'}
@@ -373,7 +376,42 @@ def export_onnx(segmentor: nn.Module,
             output_names=[output],
             dynamic_axes={'inputs': dims, output: out_dims}
             if dynamic else None)
+    if dynamic:
+        check_dynamic_inputs(path, exporter)
     return wrapper
+
+
+def check_dynamic_inputs(path: str, exporter: str) -> None:
+    """Refuse a graph asked for dynamic sizes whose input the exporter
+    fixed anyway (torch.export specialises a dimension that the model's
+    Python code compares with a constant): such a graph accepts only the
+    traced size, and every other would fail inside onnxruntime.
+
+    Args:
+        path (str): The exported ``.onnx`` file (its ``inputs``).
+        exporter (str): The exporter's name, for the message.
+
+    Raises:
+        ValueError: If the batch, height or width of ``inputs`` is a fixed
+            number in the graph.
+    """
+    import onnx
+    graph = onnx.load(path, load_external_data=False).graph
+    (inputs, ) = [i for i in graph.input if i.name == 'inputs']
+    dims = inputs.type.tensor_type.shape.dim
+    fixed = {
+        name: dims[axis].dim_value
+        for axis, name in ((0, 'batch'), (2, 'height'), (3, 'width'))
+        if dims[axis].HasField('dim_value')
+    }
+    if fixed:
+        raise ValueError(
+            f'the {exporter} exporter fixed the input size of a --dynamic '
+            f'export ({fixed}): this model cannot be exported with dynamic '
+            'sizes; export it without --dynamic at the size you need '
+            '(--shape H W) and resize or pad the images to it '
+            '(mmseg_segvit.deploy.prepare_inputs), or try another '
+            '--exporter')
 
 
 def _export_dynamo(wrapper: SegmentorForExport, path: str, size: Size,

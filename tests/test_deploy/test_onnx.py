@@ -325,3 +325,31 @@ def test_backbones_that_cannot_export_dynamically_are_refused(tmp_path):
     assert not path.exists()
     wrapper = export_onnx(model, str(path), (64, 64))
     _assert_close(check_onnx(str(path), wrapper, [(1, 64, 64)]))
+
+
+def test_a_dynamic_export_the_exporter_fixed_is_refused(tmp_path):
+    """torch.export may specialise an axis asked to be dynamic (a size the
+    model's Python code compares with a constant): the graph then takes
+    the traced size only, so the export is refused by name instead of
+    failing inside onnxruntime at the check's other sizes."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mmseg_segvit.deploy.onnx import check_dynamic_inputs
+
+    def write(dims):
+        inputs = helper.make_tensor_value_info('inputs', TensorProto.FLOAT,
+                                               dims)
+        out = helper.make_tensor_value_info('scores', TensorProto.FLOAT,
+                                            dims)
+        graph = helper.make_graph(
+            [helper.make_node('Identity', ['inputs'], ['scores'])], 'g',
+            [inputs], [out])
+        path = str(tmp_path / f'{len(str(dims))}.onnx')
+        onnx.save(helper.make_model(graph), path)
+        return path
+
+    check_dynamic_inputs(write(['batch', 3, 'height', 'width']), 'dynamo')
+    with pytest.raises(ValueError, match=r"fixed the input size .*"
+                       r"'height': 136.*without --dynamic"):
+        check_dynamic_inputs(write(['batch', 3, 136, 'width']), 'dynamo')
