@@ -47,8 +47,9 @@ def test_memory_process_requires_the_fixed_threshold(monkeypatch):
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_a_complete_table(tmp_path):
-    """``python -m benchmarks.bench_models --quick`` end to end: every model row has its
-    times from this process and its peaks from the memory child."""
+    """``python -m benchmarks.bench_models --quick`` end to end: every
+    model row has its times from this process and its peaks from the
+    memory child."""
     subprocess.run(
         [sys.executable, '-m', 'benchmarks.bench_models', '--quick',
          '--out-dir', str(tmp_path)],
