@@ -6,7 +6,7 @@ tensors only if freed tensors go back to the system, which a fixed glibc
 mmap threshold (``MALLOC_MMAP_THRESHOLD_``) ensures. The same setting
 gives every tensor above the threshold fresh pages from the system, which
 slows a model down (SegViT ViT-B inference 1.23x: backbone 1.10x, head
-1.77x, measured with ``bench_models.py``), so the benchmarks time
+1.77x, measured with ``benchmarks.bench_models``), so the benchmarks time
 their calls in a process with glibc's default allocator, as a user's is,
 and measure memory in a child process started with :func:`run_child`.
 """
@@ -50,14 +50,22 @@ def peak_mib(fn: Callable[[], object]) -> Tuple[float, float]:
     return seconds, rss_mib('VmHWM') - base
 
 
-def run_child(script: str, argv: list) -> dict:
-    """Run ``script argv --memory-child PATH`` with the fixed threshold;
-    return the JSON the child wrote to PATH."""
+def run_child(module: str, argv: list) -> dict:
+    """Run ``python -m module argv --memory-child PATH`` with the fixed
+    threshold; return the JSON the child wrote to PATH.
+
+    The child finds ``module`` where this process found this package (the
+    folder holding ``benchmarks/`` goes first on its ``PYTHONPATH``) and in
+    this process's working folder.
+    """
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     with tempfile.TemporaryDirectory() as tmp:
         path = osp.join(tmp, 'memory.json')
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
+        env['PYTHONPATH'] = os.pathsep.join(
+            p for p in (root, os.environ.get('PYTHONPATH')) if p)
         subprocess.run(
-            [sys.executable, osp.abspath(script), *argv, CHILD_FLAG, path],
+            [sys.executable, '-m', module, *argv, CHILD_FLAG, path],
             env=env,
             check=True)
         with open(path) as f:

@@ -8,7 +8,7 @@ the same seed and data).
 
 Example::
 
-    python benchmarks/demo_miou.py \\
+    python -m benchmarks.demo_miou \\
         configs/segvit/segvit_vit-t8_1xb8-500iter_shapes-128x128.py \\
         benchmarks/results/ddp-test.log
 """

@@ -21,20 +21,18 @@ optimizer state, is the one measured for memory).
 
 Usage::
 
-    python benchmarks/frozen_backbone_memory.py [--model NAME] [--crop 224]
+    python -m benchmarks.frozen_backbone_memory [--model NAME] [--crop 224]
         [--batch 2] [--device cpu|cuda] [--rounds 2]
 """
 import argparse
-import os
 import statistics
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cpu_memory import (CHILD_FLAG, check_child, peak_mib,  # noqa: E402
-                        run_child, write_child_result)
+from benchmarks.cpu_memory import (CHILD_FLAG, check_child, peak_mib,
+                                   run_child, write_child_result)
 
 VARIANTS = ('trained', 'with_cp', 'frozen')
 
@@ -169,7 +167,7 @@ def main(argv=None) -> None:
         write_child_result(child, {v: r['peak'] for v, r in rows.items()})
         return
     if device.type == 'cpu':
-        peaks = run_child(__file__, argv)
+        peaks = run_child('benchmarks.frozen_backbone_memory', argv)
         for variant, row in rows.items():
             row['peak'] = peaks[variant]
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' \

@@ -31,8 +31,8 @@
 #   (peers/) and a git mirror of github zbwxp/SegVit (SegVit.git), used as
 #   SEGVIT_PEERS / SEGVIT_OFFICIAL unless those are set.
 # DEVICE=cpu runs the same steps on the CPU with every model at 4 blocks of
-# 64 channels (bench_models.py --tiny), 2 demo iterations and the tools
-# without a launcher: a dry run of this script in about a minute
+# 64 channels (benchmarks.bench_models --tiny), 2 demo iterations and the
+# tools without a launcher: a dry run of this script in about a minute
 # (tests/test_benchmarks runs it so). MODELS=... and FP32_MODELS=...
 # change the rows of the bf16 and fp32 tables.
 set -u
@@ -108,13 +108,13 @@ if run tests; then
 fi
 if run bf16; then
   step "bf16, eager: this package beside the official code and MMSeg"
-  limit 240 python3 benchmarks/bench_models.py "${BENCH[@]}" --dtype bf16 \
+  limit 240 python3 -m benchmarks.bench_models "${BENCH[@]}" --dtype bf16 \
     --models "$MODELS" --metrics latency,throughput,train,memory,ops \
     --out-dir "$RESULTS" 2>&1 | tables
 fi
 if run fp32; then
   step "fp32, eager"
-  limit 150 python3 benchmarks/bench_models.py "${FP32_BENCH[@]}" \
+  limit 150 python3 -m benchmarks.bench_models "${FP32_BENCH[@]}" \
     --dtype fp32 --models "$FP32_MODELS" \
     --metrics latency,throughput,train,memory --out-dir "$RESULTS" 2>&1 \
     | tables
@@ -136,12 +136,12 @@ if run ddp; then
     > "$RESULTS/ddp-test.log" 2>&1
   echo "test exit $?"
   grep -E 'aAcc|Error' "$RESULTS/ddp-test.log" | tail -n 2
-  python3 benchmarks/demo_miou.py "$config" "$RESULTS/ddp-test.log" \
+  python3 -m benchmarks.demo_miou "$config" "$RESULTS/ddp-test.log" \
     $([ "$DEVICE" = cuda ] || echo --dry-run)
 fi
 if run compile; then
   step "bf16, ViT-B eager beside torch.compile(mode='reduce-overhead')"
-  limit 120 python3 benchmarks/bench_models.py "${BENCH[@]}" --dtype bf16 \
+  limit 120 python3 -m benchmarks.bench_models "${BENCH[@]}" --dtype bf16 \
     --models segvit-b --compile --compile-mode reduce-overhead \
     --tag compile --metrics latency,throughput --out-dir "$RESULTS" 2>&1 \
     | tables

@@ -7,16 +7,14 @@ h, w) scores. One forward pass per image feeds both; the script reports the
 share of pixels whose argmax agrees, each order's mIoU and the head's
 ``predict_by_feat`` time in each order.
 
-``python benchmarks/inference_order.py CONFIG CHECKPOINT [--limit N]``
+``python -m benchmarks.inference_order CONFIG CHECKPOINT [--limit N]``
 """
 import argparse
 import copy
 import os.path as osp
-import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ Variants:
 
 Usage (from the repository root)::
 
-    python benchmarks/kmeans_vs_softmax.py [--work-dir DIR] \
+    python -m benchmarks.kmeans_vs_softmax [--work-dir DIR] \
         [--variants softmax kmeans softmax-per-layer] [--cfg-options ...]
 
 ``--cfg-options`` goes to every run unchanged (e.g. ``randomness.seed=1``).
@@ -110,7 +110,6 @@ def read_results(work_dir: str) -> Dict[str, float]:
 
 def time_steps(variants: List[str], reps: int) -> Dict[str, float]:
     """Median seconds of one training step per variant, interleaved."""
-    sys.path.insert(0, REPO)
     import mmseg_segvit  # noqa: F401  (compat first, registers the models)
     import torch
     from mmengine.config import Config

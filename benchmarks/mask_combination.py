@@ -11,19 +11,16 @@ alone as one (150 x 150) @ (150 x 262,144) product on ready sigmoid masks
 
 Usage::
 
-    python benchmarks/mask_combination.py [--rounds 7] [--batch 1]
+    python -m benchmarks.mask_combination [--rounds 7] [--batch 1]
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmseg_segvit.models.layers import (combine_resized_masks,  # noqa: E402
+from mmseg_segvit.models.layers import (combine_resized_masks,
                                         plan_rows)
 
 BANDS = (1 << 19, 1 << 21, 1 << 23)  # bytes of resized masks per band

@@ -8,7 +8,7 @@ through onnxruntime's CPU provider, both on ``--threads`` threads. Prints
 a markdown table: median and min of ``--runs`` timed runs after
 ``--warmup`` untimed ones, plus the max |diff| of the scores.
 
-``python benchmarks/onnx_latency.py [--config C] [--checkpoint F]
+``python -m benchmarks.onnx_latency [--config C] [--checkpoint F]
 [--shape H W] [--threads N] [--runs N] [--dynamic]``
 
 Needs the ``export`` extra (onnx, onnxruntime, onnxscript).
@@ -16,12 +16,10 @@ Needs the ``export`` extra (onnx, onnxruntime, onnxscript).
 import argparse
 import os.path as osp
 import statistics
-import sys
 import tempfile
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 DEMO = osp.join(REPO, 'configs', 'segvit',
                 'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')

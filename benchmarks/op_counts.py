@@ -7,50 +7,38 @@ the operators a GPU would launch, provided the computation is chunked as on
 the GPU. On the CPU this script therefore computes the mask combination in
 one piece (``memory_budget(inf)``, what a GPU does when the tensors fit)
 and, where the batched weight casts are switched on (off by default; the
-``*-casts`` models of bench_models switch them on), batches them as CUDA
-would, unless ``--device-chunking`` asks for what the CPU itself does. On CUDA it also counts the kernels the device
-ran.
+``*-casts`` models of ``benchmarks.common.SPECS`` switch them on), batches
+them as CUDA would, unless ``--device-chunking`` asks for what the CPU
+itself does. On CUDA it also counts the kernels the device ran.
 
 Columns: ``aten ops`` every ``aten::`` call, nested ones included;
 ``kernel ops`` the ``aten::`` calls that are not views, allocations or
 no-ops and call no such op themselves (matrix products always count):
 about one kernel each, what a launch-bound GPU pays for (a multi-tensor
-``_foreach_`` op counts once: a few kernels on CUDA); ``kernels`` CUDA kernels (CUDA only). Under ``--dtype bf16`` the
-autocast casts are counted too, as a GPU running AMP launches them.
+``_foreach_`` op counts once: a few kernels on CUDA); ``kernels`` CUDA
+kernels (CUDA only). Under ``--dtype bf16`` the autocast casts are counted
+too, as a GPU running AMP launches them.
 
 Examples::
 
-    python benchmarks/op_counts.py
-    python benchmarks/op_counts.py --models segvit-b,segvit-shrunk-l \\
+    python -m benchmarks.op_counts
+    python -m benchmarks.op_counts --models segvit-b,segvit-shrunk-l \\
         --crop 128 --dtype bf16
 """
 import argparse
 import collections
 import contextlib
-import os.path as osp
-import sys
-from unittest import mock
 from typing import Callable, Dict, List, NamedTuple, Optional
+from unittest import mock
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-
-import bench_models  # noqa: E402
-
-try:
-    from mmseg_segvit.models.layers import memory_budget  # noqa: E402
-except ImportError:  # a package from before combine(): its own bands only
-    memory_budget = None
-try:
-    from mmseg_segvit.models.layers import set_batched_weight_casts
-except ImportError:  # a package from before batched weight casts
-    set_batched_weight_casts = None
-try:
-    from mmseg_segvit.models.layers import get_batched_weight_casts
-except ImportError:  # from before their default was off: on for CUDA
-    def get_batched_weight_casts():
-        return None
+from benchmarks.common import (SPECS, autocast, build_model, device_name,
+                               fake_batch, train_step)
+from mmseg_segvit.models.layers import (get_batched_weight_casts,
+                                        memory_budget,
+                                        set_batched_weight_casts,
+                                        weight_casts)
 
 
 # Leaf ops that launch no kernel: views, allocations, metadata, no-ops.
@@ -147,17 +135,13 @@ def chunking(device: torch.device, device_chunking: bool):
     if device.type != 'cpu' or device_chunking:
         yield
         return
-    if memory_budget is None:
-        raise SystemExit('this package has no memory_budget: use '
-                         '--device-chunking')
     patches = contextlib.ExitStack()
     before = get_batched_weight_casts()
-    casts = set_batched_weight_casts is not None and before is not False
+    casts = before is not False
     if casts:  # on for CUDA (None) or everywhere: batched here as on CUDA
         set_batched_weight_casts(True)
         # as under CUDA autocast, where torch's MultiheadAttention never
         # takes its fp32 fast path, so its weights are batched as well
-        from mmseg_segvit.models.layers import weight_casts
         patches.enter_context(mock.patch.object(
             weight_casts, '_mha_in_autocast', lambda: True))
     try:
@@ -174,7 +158,7 @@ def inference_and_step(model, crop: int, batch: int, train_batch: int,
     """OpCounts of one inference (``encode_decode`` at ``batch``) and one
     training step (forward, loss, backward at ``train_batch``)."""
     num_classes = model.decode_head.num_classes
-    x, metas, _ = bench_models.fake_batch(batch, crop, num_classes, device)
+    x, metas, _ = fake_batch(batch, crop, num_classes, device)
     with chunking(device, device_chunking):
         model.eval()
 
@@ -182,15 +166,15 @@ def inference_and_step(model, crop: int, batch: int, train_batch: int,
             # a fresh autocast region per call, as a test loop enters one
             # per batch: its weight casts are counted (autocast caches them
             # only until the region ends)
-            with torch.no_grad(), bench_models.autocast(device, dtype):
+            with torch.no_grad(), autocast(device, dtype):
                 model.encode_decode(x, metas)
 
         infer_once()  # warm-up
         infer = count_ops(infer_once, device)
         model.train()
-        x, _, samples = bench_models.fake_batch(train_batch, crop,
+        x, _, samples = fake_batch(train_batch, crop,
                                                 num_classes, device)
-        step = bench_models._train_step(model, x, samples, device, dtype)
+        step = train_step(model, x, samples, device, dtype)
         step()  # warm-up
         train = count_ops(step, device)
     return infer, train
@@ -199,7 +183,7 @@ def inference_and_step(model, crop: int, batch: int, train_batch: int,
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', default='segvit-b,segvit-shrunk-l',
-                        help='keys of bench_models.SPECS')
+                        help='keys of SPECS')
     parser.add_argument('--crop', type=int, default=None,
                         help='crop (default: each model\'s own)')
     parser.add_argument('--batch', type=int, default=2)
@@ -212,7 +196,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    print(f'# Operator counts ({bench_models.device_name(device)}, '
+    print(f'# Operator counts ({device_name(device)}, '
           f'{args.dtype}, batch {args.batch}, torch {torch.__version__})\n')
     print('| model | crop | inference aten ops | inference kernel ops | '
           'inference kernels | train step aten ops | train step kernel ops | '
@@ -220,9 +204,9 @@ def main(argv=None) -> None:
     print('|---|---|---|---|---|---|---|---|')
     tops = []
     for key in args.models.split(','):
-        spec = bench_models.SPECS[key]
+        spec = SPECS[key]
         crop = args.crop or spec.crop
-        model = bench_models.build_model(spec, crop).to(device)
+        model = build_model(spec, crop).to(device)
         infer, train = inference_and_step(model, crop, args.batch,
                                           args.batch, device, args.dtype,
                                           args.device_chunking)

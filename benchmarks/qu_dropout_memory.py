@@ -15,21 +15,18 @@ allocator).
 
 Usage::
 
-    python benchmarks/qu_dropout_memory.py [--device cuda] [--batch 2]
+    python -m benchmarks.qu_dropout_memory [--device cuda] [--batch 2]
         [--dropouts 0.1 0.0] [--rounds 2]
 """
 import argparse
-import os
 import statistics
 import sys
-import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench_models import measure  # noqa: E402
-from cpu_memory import (CHILD_FLAG, check_child, run_child,  # noqa: E402
-                        write_child_result)
+from benchmarks.common import measure
+from benchmarks.cpu_memory import (CHILD_FLAG, check_child, run_child,
+                                   write_child_result)
 from mmseg_segvit.models.layers import QueryUpsample  # noqa: E402
 
 
@@ -80,7 +77,7 @@ def main(argv=None) -> None:
                                    for p, v in results.items()})
         return
     if device.type == 'cpu':
-        peaks = run_child(__file__, argv)
+        peaks = run_child('benchmarks.qu_dropout_memory', argv)
         results = {p: [(s, peaks[str(p)]) for s, _ in v]
                    for p, v in results.items()}
     print(f'QU at ViT-L 640 sizes, batch {args.batch}, {device}, '

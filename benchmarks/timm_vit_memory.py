@@ -29,24 +29,22 @@ allocates gradients). torch's CPU attention is a flash kernel whose memory is
 
 Columns: without and with activation checkpointing (``with_cp=True``).
 
-    python benchmarks/timm_vit_memory.py            # the five ADE20K configs
-    python benchmarks/timm_vit_memory.py --configs segvit_eva02-l14_8xb2-80k_ade20k-512x512
+    python -m benchmarks.timm_vit_memory        # the five ADE20K configs
+    python -m benchmarks.timm_vit_memory \\
+        --configs segvit_eva02-l14_8xb2-80k_ade20k-512x512
 """
 import argparse
 import os.path as osp
-import sys
 from typing import Dict, List
 
+import torch
+
+import mmseg_segvit  # noqa: F401  (compat before mmseg.models)
+from benchmarks.cpu_memory import (CHILD_FLAG, check_child, peak_mib,
+                                   run_child, write_child_result)
+from mmseg_segvit.utils.configs import build_model, load_config
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from cpu_memory import (CHILD_FLAG, check_child, peak_mib,  # noqa: E402
-                        run_child, write_child_result)
-
-import torch  # noqa: E402
-
-import mmseg_segvit  # noqa: E402,F401  (compat before mmseg.models)
-from mmseg_segvit.utils.configs import build_model, load_config  # noqa: E402
 
 CONFIGS = [
     'segvit_dinov2-l14_8xb2-80k_ade20k-512x512',
@@ -155,7 +153,7 @@ def main() -> None:
         return
     argv = ['--configs', *args.configs, '--depths',
             *map(str, args.depths), '--measure-crop', str(args.measure_crop)]
-    peaks = run_child(__file__, argv)
+    peaks = run_child('benchmarks.timm_vit_memory', argv)
     d1, d2 = args.depths
     rows: List[str] = [
         f'| config | params (M) | trainable (M) | weights, gradients, AdamW '

@@ -1,32 +1,26 @@
 """The benchmarks' CPU memory measurement (benchmarks/cpu_memory.py)."""
 import os
-import os.path as osp
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from benchmarks import cpu_memory
 from fixtures import REPO
-
-BENCH = osp.join(REPO, 'benchmarks')
-sys.path.insert(0, BENCH)
-import cpu_memory  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not os.access('/proc/self/clear_refs', os.W_OK),
     reason='needs Linux /proc/self/clear_refs')
 
 
-def test_child_measures_a_known_allocation(tmp_path):
-    script = tmp_path / 'alloc.py'
-    script.write_text(
-        textwrap.dedent(f'''
+def test_child_measures_a_known_allocation(tmp_path, monkeypatch):
+    (tmp_path / 'alloc_child.py').write_text(
+        textwrap.dedent('''
         import sys
-        sys.path.insert(0, {BENCH!r})
         import torch
-        from cpu_memory import (check_child, peak_mib,
-                                write_child_result)
+        from benchmarks.cpu_memory import (check_child, peak_mib,
+                                           write_child_result)
         check_child()
         peak_mib(lambda: torch.ones(2**22).sum())  # threads, first-call set-up
         result = dict(
@@ -35,7 +29,10 @@ def test_child_measures_a_known_allocation(tmp_path):
             small=peak_mib(lambda: torch.ones(2**10).sum())[1])
         write_child_result(sys.argv[-1], result)
         '''))
-    result = cpu_memory.run_child(str(script), [])
+    # the child finds the benchmarks package without the caller's path
+    monkeypatch.setenv('PYTHONPATH', str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = cpu_memory.run_child('alloc_child', [])
     # floats freed at once: the resident set follows the live tensor
     assert 60 < result['mib64'] < 72
     assert 124 < result['mib128'] < 136
@@ -50,12 +47,13 @@ def test_memory_process_requires_the_fixed_threshold(monkeypatch):
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_a_complete_table(tmp_path):
-    """``bench_models.py --quick`` end to end: every model row has its
-    times from this process and its peaks from the memory child."""
-    script = osp.join(BENCH, 'bench_models.py')
+    """``python -m benchmarks.bench_models --quick`` end to end: every
+    model row has its times from this process and its peaks from the
+    memory child."""
     subprocess.run(
-        [sys.executable, script, '--quick', '--out-dir',
-         str(tmp_path)],
+        [sys.executable, '-m', 'benchmarks.bench_models', '--quick',
+         '--out-dir', str(tmp_path)],
+        cwd=REPO,
         check=True,
         capture_output=True)
     tables = list(tmp_path.glob('cpu-*_fp32_quick.md'))

@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from mmengine.config import Config
 
+from benchmarks import bench_models, demo_miou
 from fixtures import REPO
 
 SCRIPT = osp.join(REPO, 'benchmarks', 'gpu_checks.sh')
-sys.path.insert(0, osp.join(REPO, 'benchmarks'))
 
 
 def _env(tmp_path, **extra):
@@ -77,46 +76,9 @@ def test_gpu_checks_dry_run_writes_the_tables(tmp_path):
         assert 'skip off-b: the official code needs SEGVIT_OFFICIAL' in out
 
 
-def test_calls_per_block_gives_twenty_calls_or_one_second():
-    import bench_models
-    assert bench_models.calls_per_block(0.001, 20, 1.0) == 20
-    assert bench_models.calls_per_block(0.2, 20, 1.0) == 5
-    assert bench_models.calls_per_block(3.0, 20, 1.0) == 1
-    assert bench_models.calls_per_block(0.0, 20, 1.0) == 20
-    assert bench_models.calls_per_block(0.5, 1, 0.0) == 1
-
-
-def test_tiny_model_cfg_keeps_the_structure_at_small_sizes():
-    import bench_models as bm
-
-    def tiny(key):
-        cfg = Config.fromfile(bm.resolve_config(bm.SPECS[key])).model
-        bm.tiny_model_cfg(cfg)
-        assert cfg.backbone.num_layers == bm.TINY_LAYERS
-        assert cfg.backbone.embed_dims == bm.TINY_DIMS
-        return cfg
-
-    vit_b = tiny('segvit-b')
-    assert list(vit_b.backbone.out_indices) == [0, 1, 3]  # of [5, 7, 11]
-    head = vit_b.decode_head
-    assert (head.in_channels, head.embed_dims, head.num_heads) == (64, 32, 2)
-    shrunk = tiny('segvit-shrunk-l')
-    assert list(shrunk.backbone.out_indices) == [0, 3]  # of [7, 23]
-    assert shrunk.backbone.qd_index == 1  # QD after the first output
-    assert shrunk.backbone.qu_cfg.embed_dims == 32  # half the width, as 512
-    assert shrunk.decode_head.in_channels == 32
-    upernet = tiny('upernet-b')
-    assert list(upernet.backbone.out_indices) == [0, 1, 2, 3]
-    assert list(upernet.neck.in_channels) == [64] * 4
-    assert upernet.neck.out_channels == 64
-    assert list(upernet.decode_head.in_channels) == [64] * 4
-
-
 def test_ratio_table_compares_each_row_with_its_official_twin():
-    import bench_models as bm
-
     def row(key, **results):
-        r = bm.Row(key, bm.SPECS[key], None, 512)
+        r = bench_models.Row(key, bench_models.SPECS[key], None, 512)
         for name, value in results.items():
             r.add(name, value)
         return r
@@ -127,18 +89,17 @@ def test_ratio_table_compares_each_row_with_its_official_twin():
                 train_mem=400.0),
             row('segmenter-b', latency=0.0125),
             row('segvit-l', throughput=5.0)]  # no official twin in the run
-    lines = bm.ratio_lines(rows)
+    lines = bench_models.ratio_lines(rows)
     body = [line for line in lines if line.startswith('| SegViT')]
     assert len(body) == 1
     cells = [c.strip() for c in body[0].strip('|').split('|')]
     assert cells[2:] == ['2.50x', '2.00x', '2.00x', '40%', '0.80']
-    assert bm.official_twin('segvit-b-casts') == 'off-b'
-    assert bm.official_twin('segvit-shrunk-l') == 'off-shrunk-l'
-    assert bm.official_twin('segmenter-b') is None
+    assert bench_models.official_twin('segvit-b-casts') == 'off-b'
+    assert bench_models.official_twin('segvit-shrunk-l') == 'off-shrunk-l'
+    assert bench_models.official_twin('segmenter-b') is None
 
 
 def test_demo_miou_compares_a_log_with_the_metafile(tmp_path):
-    import demo_miou
     config = 'configs/segvit/segvit_vit-t8_1xb8-500iter_shapes-128x128.py'
     reference = demo_miou.recorded_miou(config)
     log = tmp_path / 'test.log'
