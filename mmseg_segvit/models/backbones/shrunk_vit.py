@@ -8,7 +8,8 @@ from torch import Tensor, nn
 
 from ...typing_utils import Grid
 from ..layers import QDEncoderLayer, QueryUpsample
-from ..layers.vit_layer import build_vit_layers, patch_grid
+from ...grids import patch_grid
+from ..layers.vit_layer import build_vit_layers
 from ..load_checks import compare_keys, modules_of
 from .fused_vit import FusedVisionTransformer
 from .vit_loading import PositionTable, checkpoint_initializer
