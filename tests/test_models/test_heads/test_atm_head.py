@@ -121,7 +121,7 @@ def test_head_with_kmeans_trains_every_parameter():
     head = tiny_head(num_classes=4,
                      cross_attn_cfg=dict(type='KMeansCrossAttention'),
                      mask_mode='per_layer',
-                     loss_decode=dict(type='ATMLoss', dec_layers=6))
+                     loss_decode=dict(type='ATMLoss'))
     head.train()
     inputs = feature_maps(batch=2, grids=((4, 6), (4, 6), (4, 6)))
     cls_logits, mask_logits = head(inputs)
