@@ -15,8 +15,8 @@ from typing import Mapping, Optional
 from .errors import ConversionError
 
 __all__ = [
-    'PACKAGE', 'OFFICIAL', 'OFFICIAL_HEAD_KEY', 'CONVERT_HINT', 'segvit_layout',
-    'require_package_layout'
+    'PACKAGE', 'OFFICIAL', 'OFFICIAL_HEAD_KEY', 'CONVERT_HINT',
+    'segvit_layout', 'require_package_layout'
 ]
 
 #: The layout names :func:`segvit_layout` returns.

@@ -6,10 +6,13 @@ checkpoint lacks, has under other names or with other shapes only produce
 a log line, and those modules silently keep their random initialisation.
 For the parts of SegViT that a checkpoint must carry (the ATM head besides
 its class tensors, the Shrunk model's query up-sampling), the load-state
-pre-hooks built on :func:`compare_keys` turn that into an error naming the
-modules.
+pre-hooks built on :func:`compare_keys` (:func:`check_loaded_head`,
+:func:`check_loaded_qu`) turn that into an error naming the modules.
+ATMHead's class tensors may be missing (a checkpoint of
+``drop_class_weights``), but not made for another class count
+(:func:`check_class_count`, whatever the prefix).
 
-The checks apply when the module is loaded as part of a larger model
+The other checks apply when the module is loaded as part of a larger model
 (a non-empty key prefix, e.g. ``decode_head.``): loading a module on its
 own (``head.load_state_dict(sd, strict=False)``, a backbone's
 ``pretrained`` weights) is an explicit call whose result lists the missing

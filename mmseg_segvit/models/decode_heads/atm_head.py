@@ -23,7 +23,7 @@ from ..losses import label_accuracy
 from .head_checks import (check_inherited_args, check_label_sizes,
                           check_loss, check_own_args, check_unused_args)
 
-__all__ = ['ATMHead', 'stage_tokens']
+__all__ = ['ATMHead']
 
 HeadOutput = Tuple[Tensor, Tensor]
 
@@ -46,63 +46,6 @@ def _describe(x: object) -> str:
     if isinstance(x, (tuple, list)):
         return '[' + ', '.join(_describe(v) for v in x) + ']'
     return type(x).__name__
-
-
-def stage_tokens(x: object, idx: int,
-                 channels: Optional[int]) -> Tuple[Tensor, Grid]:
-    """One backbone output as (B, H * W, C) tokens and its grid (H, W).
-
-    Args:
-        x: A (B, C, H, W) map; a pair ``(tokens (B, H * W, C), (H, W))``;
-            or MMSeg's ``[map (B, C, H, W), cls_token (B, C)]``
-            (``VisionTransformer(output_cls_token=True)``), whose class
-            token is dropped.
-        idx (int): Its index among the backbone outputs, for messages.
-        channels (int, optional): The ``in_channels`` it must have.
-
-    Raises:
-        ValueError: Any other input, or one with other channels; the
-            message names the input and ``in_channels``.
-    """
-    if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(
-            x[0], Tensor) and x[0].dim() == 4 and isinstance(
-                x[1], Tensor) and x[1].dim() == 2:
-        # [feature map, class token] of output_cls_token=True
-        if x[1].shape != x[0].shape[:2]:
-            raise ValueError(
-                f'ATMHead input {idx}: a class token of shape '
-                f'{tuple(x[1].shape)} does not belong to the map of shape '
-                f'{tuple(x[0].shape)}')
-        x = x[0]
-    if isinstance(x, (tuple, list)):
-        if len(x) != 2 or not isinstance(x[0], Tensor) or not _is_grid(x[1]):
-            raise ValueError(
-                f'ATMHead input {idx} is {_describe(x)}; it takes a '
-                '(B, C, H, W) map, a pair (tokens (B, H*W, C), (H, W)) or '
-                'the [map, cls_token] pair of a backbone with '
-                'output_cls_token=True (the class token is not used)')
-        tokens, grid = x
-        grid = traceable_size(grid)
-        if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
-            raise ValueError(
-                f'ATMHead input {idx}: tokens of shape '
-                f'{tuple(tokens.shape)} do not fit the grid {grid}')
-    elif isinstance(x, Tensor) and x.dim() == 4:
-        grid = (x.shape[2], x.shape[3])
-        tokens = x.flatten(2).transpose(1, 2)
-    else:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
-        raise ValueError(
-            f'ATMHead input {idx} must be a (B, C, H, W) map or '
-            f'(tokens (B, N, C), (H, W)), got {shape}; token '
-            'sequences need their grid size')
-    if channels is not None and tokens.shape[-1] != channels:
-        raise ValueError(
-            f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
-            f'in_channels says {channels}: set '
-            'decode_head.in_channels to the backbone output '
-            'channels')
-    return tokens, grid
 
 
 @MODELS.register_module()
@@ -310,13 +253,71 @@ class ATMHead(BaseDecodeHead):
                 constant_init(m, val=1.0, bias=0.0)
         self._is_init = True
 
+    @staticmethod
+    def stage_tokens(x: object, idx: int,
+                     channels: Optional[int]) -> Tuple[Tensor, Grid]:
+        """One backbone output as (B, H * W, C) tokens and its grid (H, W).
+
+        Args:
+            x: A (B, C, H, W) map; a pair ``(tokens (B, H * W, C), (H, W))``;
+                or MMSeg's ``[map (B, C, H, W), cls_token (B, C)]``
+                (``VisionTransformer(output_cls_token=True)``), whose class
+                token is dropped.
+            idx (int): Its index among the backbone outputs, for messages.
+            channels (int, optional): The ``in_channels`` it must have.
+
+        Raises:
+            ValueError: Any other input, or one with other channels; the
+                message names the input and ``in_channels``.
+        """
+        if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(
+                x[0], Tensor) and x[0].dim() == 4 and isinstance(
+                    x[1], Tensor) and x[1].dim() == 2:
+            # [feature map, class token] of output_cls_token=True
+            if x[1].shape != x[0].shape[:2]:
+                raise ValueError(
+                    f'ATMHead input {idx}: a class token of shape '
+                    f'{tuple(x[1].shape)} does not belong to the map of shape '
+                    f'{tuple(x[0].shape)}')
+            x = x[0]
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2 or not isinstance(x[0], Tensor) \
+                    or not _is_grid(x[1]):
+                raise ValueError(
+                    f'ATMHead input {idx} is {_describe(x)}; it takes a '
+                    '(B, C, H, W) map, a pair (tokens (B, H*W, C), (H, W)) or '
+                    'the [map, cls_token] pair of a backbone with '
+                    'output_cls_token=True (the class token is not used)')
+            tokens, grid = x
+            grid = traceable_size(grid)
+            if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
+                raise ValueError(
+                    f'ATMHead input {idx}: tokens of shape '
+                    f'{tuple(tokens.shape)} do not fit the grid {grid}')
+        elif isinstance(x, Tensor) and x.dim() == 4:
+            grid = (x.shape[2], x.shape[3])
+            tokens = x.flatten(2).transpose(1, 2)
+        else:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+            raise ValueError(
+                f'ATMHead input {idx} must be a (B, C, H, W) map or '
+                f'(tokens (B, N, C), (H, W)), got {shape}; token '
+                'sequences need their grid size')
+        if channels is not None and tokens.shape[-1] != channels:
+            raise ValueError(
+                f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
+                f'in_channels says {channels}: set '
+                'decode_head.in_channels to the backbone output '
+                'channels')
+        return tokens, grid
+
     def _to_tokens(self, inputs: Sequence) -> List[Tuple[Tensor, Grid]]:
         """Bring each selected input to tokens with its grid, deepest first.
 
         An input is a (B, C, H, W) map, a pair ``(tokens, (H, W))`` with
         tokens of shape (B, H * W, C), or the ``[map, cls_token]`` pair of
         a backbone with ``output_cls_token=True`` (the class token is not
-        used); see :func:`stage_tokens`.
+        used); see :meth:`stage_tokens`.
         """
         if any(not -len(inputs) <= i < len(inputs) for i in self.in_index):
             raise ValueError(
@@ -326,7 +327,7 @@ class ATMHead(BaseDecodeHead):
                 'out_indices to the backbone')
         selected = self._transform_inputs(inputs)
         out = [
-            stage_tokens(x, idx, channels) for idx, x, channels in zip(
+            self.stage_tokens(x, idx, channels) for idx, x, channels in zip(
                 self.in_index, selected, self.in_channels)
         ]
         if any(t.shape[0] != out[0][0].shape[0] for t, _ in out):

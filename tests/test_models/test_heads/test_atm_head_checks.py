@@ -10,7 +10,7 @@ from mmseg.registry import MODELS
 
 from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
                       tiny_segmentor, tiny_segmentor_cfg)
-from mmseg_segvit.models.decode_heads.atm_head import stage_tokens
+from mmseg_segvit.models.decode_heads import ATMHead
 
 SLIDE = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
 
@@ -179,10 +179,12 @@ def test_unknown_input_pairs_are_refused_with_their_shapes():
             ValueError,
             match=r'ATMHead input 1 is \[tensor \(2, 12, 32\), tensor '
             r'\(2, 32\)\].*output_cls_token=True'):
-        stage_tokens([tokens, torch.zeros(2, 32)], 1, 32)
+        ATMHead.stage_tokens([tokens, torch.zeros(2, 32)], 1, 32)
     with pytest.raises(ValueError, match='class token of shape'):
-        stage_tokens([torch.zeros(2, 32, 3, 4), torch.zeros(2, 16)], 0, 32)
-    tokens_out, grid = stage_tokens((tokens, torch.Size([3, 4])), 0, 32)
+        ATMHead.stage_tokens([torch.zeros(2, 32, 3, 4),
+                              torch.zeros(2, 16)], 0, 32)
+    tokens_out, grid = ATMHead.stage_tokens((tokens, torch.Size([3, 4])), 0,
+                                            32)
     assert grid == (3, 4) and tokens_out.shape == (2, 12, 32)
     head = tiny_head(num_classes=3).eval()
     maps = feature_maps(batch=2)
