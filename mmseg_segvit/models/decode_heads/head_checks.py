@@ -28,6 +28,8 @@ from typing import Optional, Sequence
 
 import torch.nn as nn
 
+from ..losses import ATMLoss
+
 __all__ = [
     'check_inherited_args', 'check_unused_args', 'check_own_args',
     'check_loss', 'check_label_sizes'
@@ -174,7 +176,6 @@ def check_loss(loss: nn.Module) -> None:
             losses): the head outputs per-query class logits and masks, not
             per-pixel logits.
     """
-    from ..losses import ATMLoss
     if not isinstance(loss, ATMLoss):
         what = ('a list' if isinstance(loss, nn.ModuleList) else
                 type(loss).__name__)
