@@ -63,8 +63,7 @@ def build(model_name: str, crop: int, variant: str, classes: int,
         decode_head=dict(
             type='ATMHead', in_channels=probe.embed_dims, embed_dims=256,
             num_heads=8, num_layers=3, use_stages=3, num_classes=classes,
-            loss_decode=dict(type='ATMLoss', num_classes=classes,
-                             dec_layers=3)),
+            loss_decode=dict(type='ATMLoss')),
         train_cfg=dict(), test_cfg=dict(mode='whole'))
     del probe
     model = MODELS.build(ConfigDict(cfg)).to(device)

@@ -107,8 +107,7 @@ def tiny_segmentor_cfg(num_classes: int = 5,
         use_stages=3,
         num_classes=num_classes,
         dropout=dropout,
-        loss_decode=dict(
-            type='ATMLoss', num_classes=num_classes, dec_layers=3))
+        loss_decode=dict(type='ATMLoss'))
     head.update(head_kwargs)
     return dict(
         type='EncoderDecoder',

@@ -14,13 +14,17 @@ from typing import Mapping, Optional
 
 from .errors import ConversionError
 
-__all__ = ['PACKAGE', 'OFFICIAL', 'segvit_layout', 'require_package_layout']
+__all__ = [
+    'PACKAGE', 'OFFICIAL', 'OFFICIAL_HEAD_KEY', 'CONVERT_HINT',
+    'segvit_layout', 'require_package_layout'
+]
 
 #: The layout names :func:`segvit_layout` returns.
 PACKAGE, OFFICIAL = 'mmseg_segvit', 'official'
 
-_OFFICIAL_HEAD = re.compile(r'(?:input_proj|proj_norm|decoder)_\d+\.|atm\.'
-                            r'|loss_decode\.criterion\.')
+#: Matches the ATM head keys (after ``decode_head.``) of the official files.
+OFFICIAL_HEAD_KEY = re.compile(r'(?:input_proj|proj_norm|decoder)_\d+\.|atm\.'
+                               r'|loss_decode\.criterion\.')
 _PACKAGE_HEAD = re.compile(r'decoders\.\d+\.')
 
 CONVERT_HINT = ('convert it first: `python tools/convert_official_segvit.py '
@@ -39,7 +43,7 @@ def segvit_layout(state_dict: Mapping,
     """
     head = [k[len(head_prefix):] for k in state_dict
             if k.startswith(head_prefix)]
-    if any(_OFFICIAL_HEAD.match(k) for k in head):
+    if any(OFFICIAL_HEAD_KEY.match(k) for k in head):
         return OFFICIAL
     if any(_PACKAGE_HEAD.match(k) for k in head):
         return PACKAGE

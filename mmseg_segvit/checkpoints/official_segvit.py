@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..typing_utils import StateDict
 from .errors import ConversionError
-from ..models.layers.vit_layer import patch_grid
+from ..grids import patch_grid
 from .pos_embed import resize_pos_embed
 from .vit_keys import VIT_KEY
 

@@ -19,7 +19,7 @@ EVA-02's layouts), not by a key map of this package. Two things timm's
 filter does not do the official way are done here first:
 
 * the learned position table is resized to the backbone's grid by the rule
-  of the official code (:func:`~mmseg_segvit.models.layers.pos_table_rule`;
+  of the official code (:func:`~mmseg_segvit.pos_table_rule`;
   timm resizes DINOv2 tables with another kernel and sampling positions);
 * DINOv3's RoPE periods are taken from the file (timm discards them and
   recomputes them in float32; the official model loads the file's, which
@@ -41,7 +41,7 @@ from mmengine.logging import print_log
 from mmseg.registry import WEIGHT_INITIALIZERS
 from torch import Tensor, nn
 
-from ..models.layers.pos_table import resize_pos_table
+from ..pos_table import resize_pos_table
 from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
 from .safe_load import get_state_dict, load_weights_file

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..typing_utils import Size
 from ..models.layers.memory_plan import memory_budget
-from ..models.layers.vit_layer import patch_grid
+from ..grids import patch_grid
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',

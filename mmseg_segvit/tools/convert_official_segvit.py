@@ -24,7 +24,7 @@ from mmseg_segvit.checkpoints import (PACKAGE, ConversionError, ViTInfo,
                                       converted_dataset_meta,
                                       describe_official, get_state_dict,
                                       load_weights_file, segvit_layout)
-from mmseg_segvit.models.layers.vit_layer import patch_grid
+from mmseg_segvit.grids import patch_grid
 from mmseg_segvit.utils.cli import add_src_grid_argument
 from mmseg_segvit.utils.configs import CONFIG_DIR, build_model, load_config
 

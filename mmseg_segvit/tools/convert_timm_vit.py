@@ -18,7 +18,7 @@ import torch
 
 from mmseg_segvit.checkpoints import (ConversionError, UnsafeCheckpointError,
                                       load_pretrained_vit)
-from mmseg_segvit.models.layers.vit_layer import patch_grid
+from mmseg_segvit.grids import patch_grid
 from mmseg_segvit.utils.cli import add_src_grid_argument
 from mmseg_segvit.utils.configs import build_model
 

@@ -11,7 +11,7 @@ from mmseg_segvit.checkpoints import (ConversionError, TimmPretrained,
                                       UnsafeCheckpointError,
                                       load_timm_backbone)
 from mmseg_segvit.models.backbones import TimmViT
-from mmseg_segvit.models.layers.pos_table import (DINOV2_RULE,
+from mmseg_segvit.pos_table import (DINOV2_RULE,
                                                   resize_pos_table)
 from official_dinov2_reference import RefDinoV2, randomise
 from official_dinov3_reference import RefDinoV3

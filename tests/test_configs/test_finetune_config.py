@@ -40,7 +40,7 @@ def _write_dataset(root):
 def test_config_fits_a_five_class_dataset():
     cfg = Config.fromfile(FINETUNE_CONFIG)
     head = cfg.model.decode_head
-    assert head.num_classes == meta_head(head).loss_decode.num_classes == 5
+    assert head.num_classes == meta_head(head).q.num_embeddings == 5
     assert len(cfg.metainfo['classes']) == len(cfg.metainfo['palette']) == 5
     for loader in (cfg.train_dataloader, cfg.val_dataloader,
                    cfg.test_dataloader):
@@ -86,7 +86,7 @@ def test_fine_tune_from_a_150_class_checkpoint(tmp_path):
     source_cfg.decode_head = dict(
         cfg.model.decode_head,
         num_classes=150,
-        loss_decode=dict(type='ATMLoss', num_classes=150))
+        loss_decode=dict(type='ATMLoss'))
     source = MODELS.build(source_cfg)
     source.init_weights()
     ckpt = str(tmp_path / 'ade20k.pth')

@@ -22,7 +22,7 @@ def test_kmeans_configs_differ_from_softmax_only_in_the_head(pair):
     head = kmeans.model.decode_head
     assert head.cross_attn_cfg == dict(type='KMeansCrossAttention')
     assert head.mask_mode == 'per_layer'
-    assert meta_head(head).loss_decode.dec_layers == outputs
+    assert meta_head(head).num_outputs == outputs
     assert head.use_stages * head.num_layers == outputs
     assert 'cross_attn_cfg' not in softmax.model.decode_head  # softmax
     # same budget and recipe: only the head's two entries differ

@@ -67,7 +67,7 @@ def test_config_recipe(path):
     head = cfg.model.decode_head
     assert head.type == 'ATMHead'
     assert head.loss_decode.type == 'ATMLoss'
-    assert meta_head(head).loss_decode.num_classes == head.num_classes
+    assert meta_head(head).q.num_embeddings == head.num_classes
     assert cfg.model.backbone.with_cls_token is False
     # the non-official QU locality prior is set by its own demo config only
     qu_cfg = cfg.model.backbone.get('qu_cfg') or {}

@@ -50,7 +50,7 @@ def test_shrunk_config_has_the_paper_settings(stem):
     assert head.in_channels == head.embed_dims == 512
     assert head.use_stages == 1 and head.use_proj is False
     assert head.mask_mode == 'per_layer'
-    assert meta_head(head).loss_decode.dec_layers == head.num_layers == 3
+    assert meta_head(head).num_outputs == head.num_layers == 3
     keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
     assert keys['backbone.qu'] == dict(lr_mult=10.0)
     assert keys['head'] == dict(lr_mult=10.0)

@@ -41,7 +41,7 @@ def _tiny_shrunk():
         tiny_segmentor_cfg(
             num_classes=4, in_channels=16, embed_dims=16, use_stages=1,
             use_proj=False, dropout=0.0, mask_mode='per_layer',
-            loss_decode=dict(type='ATMLoss', num_classes=4, dec_layers=2)))
+            loss_decode=dict(type='ATMLoss')))
     cfg.backbone.update(
         type='ShrunkViT', qd_index=1, out_indices=[0, 2],
         qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=1))

@@ -10,7 +10,7 @@ from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
 
 from mmseg_segvit.checkpoints import ConversionError
-from mmseg_segvit.models.decode_heads import head_checks
+from mmseg_segvit.models import load_checks
 from mmseg_segvit.tools import convert_official_segvit, drop_class_weights
 from official_checkpoints import (official_checkpoint, official_shrunk,
                                   shrunk_cfg, tiny_cfg)
@@ -39,7 +39,7 @@ def official_file(tmp_path):
 @pytest.fixture
 def logged(monkeypatch):
     messages = []
-    monkeypatch.setattr(head_checks, 'print_log',
+    monkeypatch.setattr(load_checks, 'print_log',
                         lambda msg, **kwargs: messages.append(msg))
     return messages
 

@@ -6,50 +6,15 @@ import torch
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...grids import patch_grid
 from ...typing_utils import Grid
 from ..layers import QDEncoderLayer, QueryUpsample
-from ..layers.vit_layer import build_vit_layers, patch_grid
-from ..load_checks import compare_keys, modules_of
+from ..layers.vit_layer import build_vit_layers
+from ..load_checks import check_loaded_qu
 from .fused_vit import FusedVisionTransformer
 from .vit_loading import PositionTable, checkpoint_initializer
 
 __all__ = ['ShrunkViT']
-
-
-def check_loaded_qu(backbone: 'ShrunkViT', state_dict: dict, prefix: str,
-                    *args) -> None:
-    """Load-state pre-hook: refuse a whole-model checkpoint without QU.
-
-    A checkpoint loaded into the segmentor (``load_from``, ``init_cfg``,
-    ``init_model``; prefix ``backbone.``) must carry the query up-sampling
-    weights (``qu.*``) with their shapes, else QU would keep its random
-    initialisation. ViT weights loaded into the backbone itself
-    (``pretrained``, empty prefix) are not checked: ShrunkViT initialises
-    QU after them.
-    """
-    if not prefix:
-        return
-    expected = {f'qu.{k}': v for k, v in backbone.qu.state_dict(
-        keep_vars=True).items()}
-    report = compare_keys(expected, state_dict, prefix, under='qu.')
-    if report.missing or report.unexpected or report.mismatched:
-        what = []
-        if report.missing:
-            what.append(f'lacks {len(report.missing)} weight(s) of '
-                        f'{modules_of(k[3:] for k in report.missing)}')
-        if report.unexpected:
-            what.append(f'has {len(report.unexpected)} QU weight(s) the '
-                        'model does not have')
-        if report.mismatched:
-            what.append('has QU weights of other shapes: ' +
-                        '; '.join(report.mismatched[:3]))
-        raise ValueError(
-            'the checkpoint ' + ' and '.join(what) + f' for {prefix}qu '
-            '(the query up-sampling of the Shrunk model), which would keep '
-            'random weights. Convert official Shrunk checkpoints with '
-            'tools/convert_official_segvit.py; to start QU from scratch on '
-            'top of ViT weights, give them as model.pretrained (or '
-            'backbone.init_cfg) instead of load_from')
 
 
 @MODELS.register_module()

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ...typing_utils import Grid, Size
 from ..load_checks import compare_keys, modules_of
-from ..layers.pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
+from ...pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
                                 resize_pos_table)
 
 __all__ = ['TimmViT', 'center_pad', 'center_pad_amounts']
@@ -173,7 +173,7 @@ class TimmViT(BaseModule):
     Position tables: models with a learned table are built on the grid of
     ``img_size`` (padded); the table of a loaded file is resized to it, and
     at run time to the grid of an input of another size, by the rule of
-    the official code (:func:`~mmseg_segvit.models.layers.pos_table_rule`;
+    the official code (:func:`~mmseg_segvit.pos_table_rule`;
     DINOv2 differs from timm). RoPE models (DINOv3, the rotary part of
     EVA-02) take any grid. BEiT-v2's relative position tables are fixed to
     the window of ``img_size``: inputs of another grid are refused (use

@@ -214,7 +214,7 @@ def position_table_of_vit(backbone: nn.Module) -> Dict[str, PositionTable]:
     """The plain ViT's table: ``pos_embed`` (class token first) on the
     patch grid of ``img_size``, resized with mmseg's resize."""
     from ...checkpoints.pos_embed import resize_pos_embed
-    from ..layers.vit_layer import patch_grid
+    from ...grids import patch_grid
     mode = getattr(backbone, 'interpolate_mode', 'bicubic')
 
     def resize(table: Tensor, src: Grid, dst: Grid) -> Tensor:

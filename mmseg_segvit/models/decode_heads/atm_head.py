@@ -11,23 +11,41 @@ from mmseg.utils import SampleList
 from torch import Tensor
 
 from ...typing_utils import Grid, Size
-from ..layers import (ATMDecoder, build_level_projections,
-                      level_channels)
+from ..layers import ATMDecoder, build_level_projections, level_channels
 from ..layers.amp import autocast_disabled
 from ..layers.mask_combination import combine
 from ..layers.memory_plan import metric_budget
 from ..layers.queries import batch_queries
+from ..layers.sizes import traceable_size
 from ..layers.weight_casts import batched_weight_casts
+from ..load_checks import check_fresh_modules, check_loaded_head
 from ..losses import label_accuracy
-from .head_checks import (bind_loss, check_fresh_modules,
-                          check_inherited_args, check_label_sizes,
-                          check_loaded_head, check_own_args,
-                          check_unused_args,
-                          num_supervised_outputs, stage_tokens)
+from .head_checks import (check_inherited_args, check_label_sizes,
+                          check_loss, check_own_args, check_unused_args)
 
 __all__ = ['ATMHead']
 
 HeadOutput = Tuple[Tensor, Tensor]
+
+
+def _is_grid(grid: object) -> bool:
+    if not isinstance(grid, Sequence) or len(grid) != 2:
+        return False
+    for size in grid:
+        if isinstance(size, Tensor):
+            if size.numel() != 1 or size.is_floating_point():
+                return False
+        elif isinstance(size, bool) or not hasattr(size, '__index__'):
+            return False
+    return True
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, Tensor):
+        return f'tensor {tuple(x.shape)}'
+    if isinstance(x, (tuple, list)):
+        return '[' + ', '.join(_describe(v) for v in x) + ']'
+    return type(x).__name__
 
 
 @MODELS.register_module()
@@ -89,18 +107,28 @@ class ATMHead(BaseDecodeHead):
             only through the mask (``mask_trains_qk``, as k-means) needs
             the mask of every layer supervised (``mask_mode='per_layer'`` or
             ``num_layers=1``). Default: None.
+        decoder_cfg (dict, optional): Further settings of every
+            :class:`ATMDecoderLayer`: ``act_cfg`` (the FFN activation,
+            default ``dict(type='ReLU')``), ``norm_cfg`` (its three norms,
+            default ``dict(type='LN')``) and ``pre_norm`` (pre-norm order,
+            as Mask2Former's decoder; default False, the official
+            post-norm). The state-dict keys stay the same, so checkpoints
+            and converters work with any of them. None: the official
+            layer. Default: None.
         fresh_modules (Sequence[str]): Head modules (``'decoders.2'``,
             ``'input_projs'``, ...) that a checkpoint loaded into the whole
             model (``load_from``, ``init_cfg``, ``init_model``) may lack;
             they keep their initialisation and the load says so. The class
             tensors (``q``, ``class_embed``) always may. Any other missing,
             extra or differently shaped head weight is a ``ValueError``
-            naming the modules (:func:`check_loaded_head`). Default: ().
-        loss_decode (dict): Config of the loss, an :class:`ATMLoss`. The
-            head gives it ``num_classes`` and ``dec_layers`` (the number of
-            supervised outputs: ``use_stages``, times ``num_layers`` with
-            ``mask_mode='per_layer'``), so a config leaves them out; given
-            values must agree. Default: ``dict(type='ATMLoss')``.
+            naming the modules, as is a checkpoint of another class count
+            (:func:`~mmseg_segvit.models.load_checks.check_loaded_head`).
+            Default: ().
+        loss_decode (dict): Config of the loss, an :class:`ATMLoss`; it
+            reads the class count and the number of supervised outputs
+            (``use_stages``, times ``num_layers`` with
+            ``mask_mode='per_layer'``) from the head's outputs.
+            Default: ``dict(type='ATMLoss')``.
         dropout_ratio (float): Dropout before ``BaseDecodeHead``'s
             classifier, which ATMHead does not have (its decoder dropout is
             ``dropout``). 0 and MMSeg's default 0.1, which stock head
@@ -115,8 +143,7 @@ class ATMHead(BaseDecodeHead):
             ``out_channels`` other than ``num_classes``, ``threshold``
             (binary segmentation is ``num_classes=2``), ``sampler``, an
             ``input_transform`` other than ``'multiple_select'``; so does a
-            ``loss_decode`` that is not ``ATMLoss`` or disagrees with the
-            head (:mod:`.head_checks`).
+            ``loss_decode`` that is not ``ATMLoss`` (:mod:`.head_checks`).
     """
 
     def __init__(self,
@@ -136,6 +163,7 @@ class ATMHead(BaseDecodeHead):
                  fast_inference: bool = False,
                  fast_inference_scale: int = 4,
                  cross_attn_cfg: Optional[dict] = None,
+                 decoder_cfg: Optional[dict] = None,
                  fresh_modules: Sequence[str] = (),
                  loss_decode: dict = dict(type='ATMLoss'),
                  dropout_ratio: float = 0.0,
@@ -146,7 +174,7 @@ class ATMHead(BaseDecodeHead):
                                                              int) else []
         in_index = [in_index] if isinstance(in_index, int) else list(in_index)
         check_own_args(num_layers, dropout, ffn_ratio, embed_dims, num_heads,
-                       use_stages, in_index)
+                       use_stages)
         if not 1 <= use_stages <= len(in_index):
             raise ValueError(f'use_stages ({use_stages}) must be between 1 '
                              f'and the number of inputs in in_index '
@@ -158,13 +186,6 @@ class ATMHead(BaseDecodeHead):
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')
-        if 'cross_attn' in kwargs:
-            raise ValueError(
-                'ATMHead takes cross_attn_cfg=dict(type=...) instead of '
-                f"cross_attn={kwargs['cross_attn']!r}: "
-                "cross_attn_cfg=dict(type='KMeansCrossAttention') for "
-                "k-means, dict(type='ATMCrossAttention') (the default) for "
-                'softmax')
         check_unused_args(channels, embed_dims, dropout_ratio, init_cfg)
         kwargs = check_inherited_args(num_classes, kwargs)
         super().__init__(
@@ -178,8 +199,7 @@ class ATMHead(BaseDecodeHead):
             init_cfg=None,
             **kwargs)
         del self.conv_seg  # masks and class logits replace the classifier
-        bind_loss(self.loss_decode, num_classes,
-                  num_supervised_outputs(use_stages, num_layers, mask_mode))
+        check_loss(self.loss_decode)
         self.embed_dims = embed_dims
         self.use_stages = use_stages
         self.mask_mode = mask_mode
@@ -199,7 +219,8 @@ class ATMHead(BaseDecodeHead):
                 num_heads=num_heads,
                 ffn_ratio=ffn_ratio,
                 dropout=dropout,
-                cross_attn_cfg=cross_attn_cfg) for _ in self.input_projs)
+                cross_attn_cfg=cross_attn_cfg,
+                **(decoder_cfg or {})) for _ in self.input_projs)
         cross_attn = self.decoders[0].layers[0].multihead_attn
         if (getattr(cross_attn, 'mask_trains_qk', False)
                 and mask_mode == 'cumulative' and num_layers > 1):
@@ -214,6 +235,15 @@ class ATMHead(BaseDecodeHead):
         self.fresh_modules = check_fresh_modules(self, fresh_modules)
         self.register_load_state_dict_pre_hook(check_loaded_head)
 
+    @property
+    def num_outputs(self) -> int:
+        """L, how many supervised outputs :meth:`forward` returns: one per
+        stage, or one per stage and decoder layer with
+        ``mask_mode='per_layer'``."""
+        if self.mask_mode == 'per_layer':
+            return sum(len(decoder.layers) for decoder in self.decoders)
+        return len(self.decoders)
+
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) linear layers, unit LayerNorms."""
         for m in self.modules():
@@ -223,28 +253,63 @@ class ATMHead(BaseDecodeHead):
                 constant_init(m, val=1.0, bias=0.0)
         self._is_init = True
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str,
-                              *args, **kwargs) -> None:
-        """Refuse class weights made for another number of classes.
+    @staticmethod
+    def stage_tokens(x: object, idx: int,
+                     channels: Optional[int]) -> Tuple[Tensor, Grid]:
+        """One backbone output as (B, H * W, C) tokens and its grid (H, W).
 
-        A checkpoint trained with K' != K classes would otherwise load with
-        shape-mismatch warnings only and evaluate with random class queries.
+        Args:
+            x: A (B, C, H, W) map; a pair ``(tokens (B, H * W, C), (H, W))``;
+                or MMSeg's ``[map (B, C, H, W), cls_token (B, C)]``
+                (``VisionTransformer(output_cls_token=True)``), whose class
+                token is dropped.
+            idx (int): Its index among the backbone outputs, for messages.
+            channels (int, optional): The ``in_channels`` it must have.
+
+        Raises:
+            ValueError: Any other input, or one with other channels; the
+                message names the input and ``in_channels``.
         """
-        for name, rows in (('q.weight', self.num_classes),
-                           ('class_embed.weight', self.num_classes + 1)):
-            weight = state_dict.get(prefix + name)
-            if weight is not None and weight.shape[0] != rows:
-                found = weight.shape[0] - (rows - self.num_classes)
+        if isinstance(x, (tuple, list)) and len(x) == 2 and isinstance(
+                x[0], Tensor) and x[0].dim() == 4 and isinstance(
+                    x[1], Tensor) and x[1].dim() == 2:
+            # [feature map, class token] of output_cls_token=True
+            if x[1].shape != x[0].shape[:2]:
                 raise ValueError(
-                    f'checkpoint has {found} classes ({prefix}{name} of '
-                    f'shape {tuple(weight.shape)}) but the model has '
-                    f'num_classes={self.num_classes}. To evaluate it, set '
-                    f'decode_head.num_classes to {found}. To fine-tune it '
-                    f'with {self.num_classes} '
-                    'classes, drop its class weights first: `python -m '
-                    'mmseg_segvit.tools.drop_class_weights CKPT OUT`, then '
-                    'load_from=OUT')
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+                    f'ATMHead input {idx}: a class token of shape '
+                    f'{tuple(x[1].shape)} does not belong to the map of shape '
+                    f'{tuple(x[0].shape)}')
+            x = x[0]
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2 or not isinstance(x[0], Tensor) \
+                    or not _is_grid(x[1]):
+                raise ValueError(
+                    f'ATMHead input {idx} is {_describe(x)}; it takes a '
+                    '(B, C, H, W) map, a pair (tokens (B, H*W, C), (H, W)) or '
+                    'the [map, cls_token] pair of a backbone with '
+                    'output_cls_token=True (the class token is not used)')
+            tokens, grid = x
+            grid = traceable_size(grid)
+            if tokens.dim() != 3 or tokens.shape[1] != grid[0] * grid[1]:
+                raise ValueError(
+                    f'ATMHead input {idx}: tokens of shape '
+                    f'{tuple(tokens.shape)} do not fit the grid {grid}')
+        elif isinstance(x, Tensor) and x.dim() == 4:
+            grid = (x.shape[2], x.shape[3])
+            tokens = x.flatten(2).transpose(1, 2)
+        else:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+            raise ValueError(
+                f'ATMHead input {idx} must be a (B, C, H, W) map or '
+                f'(tokens (B, N, C), (H, W)), got {shape}; token '
+                'sequences need their grid size')
+        if channels is not None and tokens.shape[-1] != channels:
+            raise ValueError(
+                f'ATMHead input {idx} has {tokens.shape[-1]} channels but '
+                f'in_channels says {channels}: set '
+                'decode_head.in_channels to the backbone output '
+                'channels')
+        return tokens, grid
 
     def _to_tokens(self, inputs: Sequence) -> List[Tuple[Tensor, Grid]]:
         """Bring each selected input to tokens with its grid, deepest first.
@@ -252,7 +317,7 @@ class ATMHead(BaseDecodeHead):
         An input is a (B, C, H, W) map, a pair ``(tokens, (H, W))`` with
         tokens of shape (B, H * W, C), or the ``[map, cls_token]`` pair of
         a backbone with ``output_cls_token=True`` (the class token is not
-        used); see :func:`stage_tokens`.
+        used); see :meth:`stage_tokens`.
         """
         if any(not -len(inputs) <= i < len(inputs) for i in self.in_index):
             raise ValueError(
@@ -262,7 +327,7 @@ class ATMHead(BaseDecodeHead):
                 'out_indices to the backbone')
         selected = self._transform_inputs(inputs)
         out = [
-            stage_tokens(x, idx, channels) for idx, x, channels in zip(
+            self.stage_tokens(x, idx, channels) for idx, x, channels in zip(
                 self.in_index, selected, self.in_channels)
         ]
         if any(t.shape[0] != out[0][0].shape[0] for t, _ in out):

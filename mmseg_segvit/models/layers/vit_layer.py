@@ -1,44 +1,19 @@
 """mmseg's ViT encoder layer with a ``fused_attn`` switch and a lean FFN,
 and the layer list of a ViT built from its arguments."""
 import inspect
-from typing import Optional, Sequence, Type, Union
+from typing import Optional, Type
 
 import torch
 from mmcv.cnn.bricks.drop import DropPath as MMCVDropPath
 from mmcv.cnn.bricks.transformer import FFN, MultiheadAttention
-from mmengine.utils import to_2tuple
 from mmseg.models.backbones.vit import (TransformerEncoderLayer,
                                         VisionTransformer)
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-from ...typing_utils import Grid
 from .fused_mha import FusedMultiheadAttention, use_fused_attn
 
-__all__ = [
-    'ViTEncoderLayer', 'ViTFFN', 'vit_arguments', 'build_vit_layers', 'patch_grid'
-]
-
-
-def patch_grid(img_size: Union[int, Sequence[int]],
-               patch_size: Union[int, Sequence[int]]) -> Grid:
-    """The (H // patch, W // patch) grid of patches of an image.
-
-    For the ``img_size`` a ViT was trained at, the grid its ``pos_embed``
-    (and ShrunkViT's QU queries) are laid on; for another input size, the
-    grid it runs on (mmseg's ``PatchEmbed`` drops a partial last patch
-    unless it pads). The one place this package divides a size by a patch.
-
-    Args:
-        img_size (int | Sequence[int]): H and W in pixels (an int: square).
-        patch_size (int | Sequence[int]): Patch side in pixels, or
-            (height, width).
-
-    Returns:
-        tuple[int, int]: Patches along H and W.
-    """
-    (h, w), (ph, pw) = to_2tuple(img_size), to_2tuple(patch_size)
-    return int(h) // int(ph), int(w) // int(pw)
+__all__ = ['ViTEncoderLayer', 'ViTFFN', 'vit_arguments', 'build_vit_layers']
 
 
 class ViTFFN(FFN):

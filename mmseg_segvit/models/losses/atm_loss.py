@@ -119,17 +119,10 @@ def present_classes(seg_label: Tensor, num_classes: int,
     return present[:, :num_classes]
 
 
-def _check_args(num_classes: Optional[int], dec_layers: Optional[int],
-                oversample_ratio: float, importance_sample_ratio: float,
+def _check_args(oversample_ratio: float, importance_sample_ratio: float,
                 eos_coef: float, focal_gamma: float,
                 weights: Dict[str, float]) -> None:
     """Refuse ATMLoss settings that would fail or mislead in training."""
-    for name, value in (('num_classes', num_classes), ('dec_layers',
-                                                       dec_layers)):
-        if value is not None and (isinstance(value, bool)
-                                  or not isinstance(value, int) or value < 1):
-            raise ValueError(f'ATMLoss {name} must be None or an int >= 1, '
-                             f'got {value!r}')
     if oversample_ratio < 1:
         raise ValueError(
             f'ATMLoss oversample_ratio must be >= 1, got {oversample_ratio}')
@@ -204,19 +197,10 @@ class ATMLoss(nn.Module):
     Source: the official ``losses/atm_loss.py`` (``ATMLoss``) and
     ``losses/criterion.py`` (``SetCriterion``) of zbwxp/SegVit.
 
-    The class count K and the number of supervised outputs L are facts of
-    the head: :class:`ATMHead` sets both when it builds its loss, so a
-    config leaves them out. A loss used on its own takes them from the
-    logits it is given.
+    The class count K and the number of supervised outputs L are read from
+    the logits (K + 1 class logits, L outputs): the head decides them.
 
     Args:
-        num_classes (int, optional): K. None (the default) takes it from the
-            logits; a value is checked against them (and, inside ATMHead,
-            against ``decode_head.num_classes`` when the head is built).
-        dec_layers (int, optional): L, the number of supervised outputs.
-            None (the default) takes it from the logits; a value is checked
-            against them (and, inside ATMHead, against the outputs that
-            ``use_stages``, ``num_layers`` and ``mask_mode`` give).
         cls_weight (float): Weight of ``loss_ce``. Default: 1.0.
         mask_weight (float): Weight of ``loss_mask``. Default: 20.0.
         dice_weight (float): Weight of ``loss_dice``. Default: 1.0.
@@ -241,8 +225,6 @@ class ATMLoss(nn.Module):
                                           ('loss_dice', 'dice_weight'))
 
     def __init__(self,
-                 num_classes: Optional[int] = None,
-                 dec_layers: Optional[int] = None,
                  cls_weight: float = 1.0,
                  mask_weight: float = 20.0,
                  dice_weight: float = 1.0,
@@ -268,15 +250,13 @@ class ATMLoss(nn.Module):
                                        or num_points < 1):
             raise ValueError(f'ATMLoss num_points must be None or an int >= '
                              f'1 (points per mask), got {num_points!r}')
-        _check_args(num_classes, dec_layers, oversample_ratio,
-                     importance_sample_ratio, eos_coef, focal_gamma,
-                     dict(cls_weight=cls_weight, mask_weight=mask_weight,
-                          dice_weight=dice_weight, loss_weight=loss_weight))
+        _check_args(oversample_ratio, importance_sample_ratio, eos_coef,
+                    focal_gamma,
+                    dict(cls_weight=cls_weight, mask_weight=mask_weight,
+                         dice_weight=dice_weight, loss_weight=loss_weight))
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
-        self.num_classes = num_classes
-        self.dec_layers = dec_layers
         self.cls_weight = cls_weight
         self.mask_weight = mask_weight
         self.dice_weight = dice_weight
@@ -291,7 +271,7 @@ class ATMLoss(nn.Module):
                 'ATMLoss expects class logits (L, B, Q, K + 1) and mask '
                 f'logits (L, B, Q, h, w), got {tuple(cls_logits.shape)} '
                 f'and {tuple(mask_logits.shape)}')
-        num_outputs, _, num_queries, k1 = cls_logits.shape
+        _, _, num_queries, k1 = cls_logits.shape
         num_classes = k1 - 1
         if num_queries != num_classes:
             raise ValueError(
@@ -302,14 +282,6 @@ class ATMLoss(nn.Module):
             raise ValueError('class logits and mask logits disagree: '
                              f'{tuple(cls_logits.shape)} vs '
                              f'{tuple(mask_logits.shape)}')
-        if self.num_classes is not None and self.num_classes != num_classes:
-            raise ValueError(f'ATMLoss was built with num_classes='
-                             f'{self.num_classes} but the head predicts '
-                             f'{num_classes} classes')
-        if self.dec_layers is not None and self.dec_layers != num_outputs:
-            raise ValueError(f'ATMLoss was built with dec_layers='
-                             f'{self.dec_layers} but the head gives '
-                             f'{num_outputs} outputs')
         return num_classes
 
     @staticmethod

@@ -22,8 +22,7 @@ def _shrunk_segmentor(num_classes=4):
             use_stages=1,
             use_proj=False,
             mask_mode='per_layer',
-            loss_decode=dict(
-                type='ATMLoss', num_classes=num_classes, dec_layers=2)))
+            loss_decode=dict(type='ATMLoss')))
     cfg.backbone.update(
         type='ShrunkViT',
         qd_index=1,

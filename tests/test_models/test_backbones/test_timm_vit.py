@@ -7,7 +7,7 @@ from mmseg.registry import MODELS
 from mmseg_segvit.models.backbones import TimmViT
 from mmseg_segvit.models.backbones.timm_vit import (center_pad,
                                                     center_pad_amounts)
-from mmseg_segvit.models.layers.pos_table import (DINOV2_RULE, TIMM_RULE,
+from mmseg_segvit.pos_table import (DINOV2_RULE, TIMM_RULE,
                                                   pos_table_rule,
                                                   resize_pos_table)
 from fixtures import data_samples, tiny_segmentor_cfg

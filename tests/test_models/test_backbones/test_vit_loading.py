@@ -29,7 +29,7 @@ def _cfg(size=(32, 32), shrunk=False, **backbone):
         cfg.decode_head.update(
             in_channels=16, embed_dims=16, use_stages=1, use_proj=False,
             mask_mode='per_layer',
-            loss_decode=dict(type='ATMLoss', num_classes=4, dec_layers=2))
+            loss_decode=dict(type='ATMLoss'))
     cfg.backbone.update(backbone)
     return cfg
 

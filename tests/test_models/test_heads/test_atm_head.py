@@ -121,7 +121,7 @@ def test_head_with_kmeans_trains_every_parameter():
     head = tiny_head(num_classes=4,
                      cross_attn_cfg=dict(type='KMeansCrossAttention'),
                      mask_mode='per_layer',
-                     loss_decode=dict(type='ATMLoss', dec_layers=6))
+                     loss_decode=dict(type='ATMLoss'))
     head.train()
     inputs = feature_maps(batch=2, grids=((4, 6), (4, 6), (4, 6)))
     cls_logits, mask_logits = head(inputs)
@@ -140,3 +140,35 @@ def test_head_with_kmeans_trains_every_parameter():
     # the state dict matches the softmax head's, key for key
     softmax = tiny_head(num_classes=4, mask_mode='per_layer')
     assert head.state_dict().keys() == softmax.state_dict().keys()
+
+
+def test_decoder_cfg_reaches_every_decoder_layer_with_the_same_keys():
+    """act_cfg, norm_cfg and pre_norm of ATMDecoderLayer through the head:
+    the layers change, their state-dict keys do not (so checkpoints and
+    converters keep working), and the computation follows the order."""
+    torch.manual_seed(0)
+    official = tiny_head().eval()
+    head = tiny_head(decoder_cfg=dict(
+        act_cfg=dict(type='GELU'), norm_cfg=dict(type='LN', eps=1e-6),
+        pre_norm=True)).eval()
+    layers = [layer for d in head.decoders for layer in d.layers]
+    assert len(layers) == 6
+    for layer in layers:
+        assert layer.pre_norm is True
+        assert isinstance(layer.activation, torch.nn.GELU)
+        assert all(n.eps == 1e-6 for n in (layer.norm1, layer.norm2,
+                                           layer.norm3))
+    assert list(head.state_dict()) == list(official.state_dict())
+    head.load_state_dict(official.state_dict())
+    feats = feature_maps(batch=1)
+    cls, masks = head(feats)
+    want_cls, want_masks = official(feats)
+    assert cls.shape == want_cls.shape and masks.shape == want_masks.shape
+    # same weights, another layer: other outputs
+    assert not torch.allclose(cls, want_cls)
+    # the default is the official layer
+    assert all(not layer.pre_norm and isinstance(layer.activation,
+                                                 torch.nn.ReLU)
+               for d in official.decoders for layer in d.layers)
+    with pytest.raises(TypeError, match='pre_nrom'):
+        tiny_head(decoder_cfg=dict(pre_nrom=True))

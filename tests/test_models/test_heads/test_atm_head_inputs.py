@@ -82,8 +82,7 @@ def test_extreme_class_counts_train_and_infer(num_classes):
         use_stages=1,
         num_layers=1,
         in_index=[2],
-        loss_decode=dict(type='ATMLoss', num_classes=num_classes,
-                         dec_layers=1))
+        loss_decode=dict(type='ATMLoss'))
     imgs = torch.randint(0, 255, (2, 3, 32, 32)).float()
     # a few classes, among them the first and the last
     classes = torch.tensor([0, num_classes // 2, num_classes - 1])

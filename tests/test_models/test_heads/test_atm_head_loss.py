@@ -24,11 +24,10 @@ CONFIGS = sorted(
     (dict(cross_attn_cfg=dict(type='KMeansCrossAttention'),
           mask_mode='per_layer'), 6),
 ])
-def test_the_head_gives_its_loss_the_class_count_and_outputs(
+def test_the_loss_reads_the_class_count_and_outputs_of_the_head(
         kwargs, outputs):
     head = tiny_head(num_classes=4, **kwargs)
-    assert head.loss_decode.num_classes == 4
-    assert head.loss_decode.dec_layers == outputs
+    assert head.num_outputs == outputs
     cls_logits, mask_logits = head(feature_maps(batch=2))
     assert cls_logits.shape == (outputs, 2, 4, 5)
     losses = head.loss_by_feat((cls_logits, mask_logits),
@@ -38,14 +37,19 @@ def test_the_head_gives_its_loss_the_class_count_and_outputs(
         ['loss_ce'] + [f'loss_ce_{i}' for i in range(outputs - 1)])
 
 
-def test_values_that_agree_with_the_head_are_accepted():
+def test_loss_settings_reach_the_loss():
     head = tiny_head(
         num_classes=4,
         mask_mode='per_layer',
-        loss_decode=dict(type='ATMLoss', num_classes=4, dec_layers=6,
-                         mask_weight=5.0))
-    assert (head.loss_decode.num_classes, head.loss_decode.dec_layers,
-            head.loss_decode.mask_weight) == (4, 6, 5.0)
+        loss_decode=dict(type='ATMLoss', mask_weight=5.0))
+    assert head.loss_decode.mask_weight == 5.0
+
+
+def test_the_class_count_and_outputs_are_no_loss_settings():
+    """They are facts of the head: a config cannot state them twice."""
+    for key in ('num_classes', 'dec_layers'):
+        with pytest.raises(TypeError, match=f'ATMLoss has no setting {key}'):
+            MODELS.build(dict(type='ATMLoss', **{key: 4}))
 
 
 def test_a_loss_on_its_own_takes_the_counts_from_the_logits():
@@ -57,8 +61,6 @@ def test_a_loss_on_its_own_takes_the_counts_from_the_logits():
             torch.randn(outputs, 2, classes, 4, 4), label)
         assert len(losses) == 3 * outputs
         assert all(torch.isfinite(v) for v in losses.values())
-    # nothing was fixed by the first call
-    assert loss.num_classes is None and loss.dec_layers is None
 
 
 def test_the_dropped_loss_name_argument_is_refused():
@@ -99,7 +101,6 @@ def test_configs_state_the_class_count_and_outputs_once(path):
     loss = head.get('loss_decode', {})
     assert 'num_classes' not in loss and 'dec_layers' not in loss
     built = meta_head(head)
-    assert built.loss_decode.num_classes == head.num_classes
-    assert built.loss_decode.dec_layers == (
+    assert built.num_outputs == (
         built.use_stages * head.get('num_layers', 3)
         if built.mask_mode == 'per_layer' else built.use_stages)

@@ -65,9 +65,8 @@ def test_a_registered_variant_runs_in_the_head():
         tiny_head(num_layers=2, cross_attn_cfg=dict(type=HARD_HEADS))
 
 
-def test_the_former_cross_attn_setting_gives_the_new_spelling():
-    with pytest.raises(ValueError, match=r"instead of cross_attn='kmeans'.*"
-                       r"dict\(type='KMeansCrossAttention'\)"):
+def test_the_cross_attention_is_chosen_by_cross_attn_cfg():
+    with pytest.raises(TypeError, match='cross_attn'):
         tiny_head(cross_attn='kmeans')
     head = tiny_head(cross_attn_cfg=dict(type='ATMCrossAttention'))
     assert type(head.decoders[0].layers[0].multihead_attn) is \

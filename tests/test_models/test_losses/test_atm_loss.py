@@ -39,7 +39,7 @@ def test_known_2x2_case_by_hand():
     masks = torch.tensor([[[[[2.0, -1.0], [0.5, 1.0]],
                              [[-2.0, 0.0], [3.0, -1.5]]]]])
     cls = torch.tensor([[[[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]]])
-    losses = ATMLoss(num_classes=2)(cls, masks, label, ignore_index=255)
+    losses = ATMLoss()(cls, masks, label, ignore_index=255)
 
     weights = [1.0, 1.0, 0.1]
     (l0, w0), (l1, w1) = _ce([1.0, 0.0, -1.0], 0, weights), _ce(
@@ -100,8 +100,8 @@ def test_all_ignore_label_is_finite_and_keeps_gradients():
 
 def test_auxiliary_outputs_are_named_per_output():
     label = torch.randint(0, 3, (1, 6, 6))
-    losses = ATMLoss(dec_layers=3)(torch.randn(3, 1, 3, 4),
-                                   torch.randn(3, 1, 3, 3, 3), label)
+    losses = ATMLoss()(torch.randn(3, 1, 3, 4), torch.randn(3, 1, 3, 3, 3),
+                       label)
     assert set(losses) == {
         f'{n}{s}'
         for n in ('loss_ce', 'loss_mask', 'loss_dice')
@@ -124,10 +124,6 @@ def test_bad_inputs_raise_clear_errors():
     cls, masks = torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 2, 2)
     with pytest.raises(ValueError, match='outside'):
         ATMLoss()(cls, masks, torch.full((1, 2, 2), 7))
-    with pytest.raises(ValueError, match='num_classes=5'):
-        ATMLoss(num_classes=5)(cls, masks, torch.zeros(1, 2, 2).long())
-    with pytest.raises(ValueError, match='dec_layers=2'):
-        ATMLoss(dec_layers=2)(cls, masks, torch.zeros(1, 2, 2).long())
     with pytest.raises(ValueError, match='one query per class'):
         ATMLoss()(torch.randn(1, 1, 2, 4), torch.randn(1, 1, 2, 2, 2),
                   torch.zeros(1, 2, 2).long())
@@ -191,8 +187,6 @@ def test_vectorised_loss_matches_loop_reference():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(num_classes=0), 'num_classes must be None or an int >= 1'),
-    (dict(dec_layers=0), 'dec_layers must be None or an int >= 1'),
     (dict(oversample_ratio=0.5), 'oversample_ratio must be >= 1'),
     (dict(importance_sample_ratio=1.5), r'importance_sample_ratio .*\[0, 1\]'),
     (dict(eos_coef=-0.1), 'eos_coef'),

@@ -1,6 +1,6 @@
 import pytest
 
-from mmseg_segvit.models.layers.vit_layer import patch_grid
+from mmseg_segvit.grids import patch_grid
 
 
 @pytest.mark.parametrize('img_size, patch_size, grid', [

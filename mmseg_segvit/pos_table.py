@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...typing_utils import Grid
+from .typing_utils import Grid
 
 __all__ = ['PosTableRule', 'TIMM_RULE', 'pos_table_rule', 'resize_pos_table']
 
