@@ -14,7 +14,7 @@ token's row) against that of the patch embeddings of the images.
 
 Usage (from the repository root)::
 
-    python benchmarks/qu_read_distance.py CONFIG CHECKPOINT [CHECKPOINT ...]
+    python -m benchmarks.qu_read_distance CONFIG CHECKPOINT [CHECKPOINT ...]
         [--images 16] [--cfg-options ...]
 
 CHECKPOINT is a whole-model checkpoint of CONFIG (``mim train``'s
@@ -25,14 +25,9 @@ split (``data/segvit_shapes`` for the demo configs: run
 """
 import argparse
 import os.path as osp
-import sys
 from typing import Dict, List, Tuple
 
 import torch
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 __all__ = ['read_distances', 'position_norms', 'main']
 

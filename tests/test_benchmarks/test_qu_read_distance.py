@@ -1,16 +1,10 @@
 """benchmarks/qu_read_distance.py: how far QU's cross-attention reads."""
-import os.path as osp
-import sys
-
 import pytest
 import torch
 from mmseg.models import EncoderDecoder
 from mmseg.registry import MODELS
 
-from fixtures import REPO
-
-sys.path.insert(0, osp.join(REPO, 'benchmarks'))
-import qu_read_distance  # noqa: E402
+from benchmarks import qu_read_distance
 
 
 def _shrunk(**qu_cfg):

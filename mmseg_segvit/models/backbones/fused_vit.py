@@ -9,8 +9,9 @@ from mmseg.registry import MODELS
 from timm.layers import build_sincos2d_pos_embed
 from torch import Tensor
 
+from ...grids import patch_grid
 from ...typing_utils import Grid
-from ..layers.vit_layer import build_vit_layers, patch_grid, vit_arguments
+from ..layers.vit_layer import build_vit_layers, vit_arguments
 from ..layers.weight_casts import batched_weight_casts
 from .vit_loading import (PositionTable, check_loaded_vit,
                           checkpoint_initializer, fit_position_tables,
