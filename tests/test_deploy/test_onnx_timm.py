@@ -76,10 +76,18 @@ def test_antialiased_tables_need_dynamo():
 @pytest.mark.slow  # torch.export
 @pytest.mark.parametrize('name', ['vit_small_patch14_reg4_dinov2',
                                   'eva02_small_patch14_224'])
-def test_dynamic_dynamo_exports(tmp_path, name):
+def test_dynamic_dynamo_exports_are_dynamic_or_refused(tmp_path, name):
+    """torch.export fixes the height of these models' graphs at the traced
+    (off-grid) example size: the export is refused by name, never written
+    as a dynamic graph that takes one height only."""
     model = segmentor(name, (56, 56))
     path = str(tmp_path / 'model.onnx')
-    wrapper = export_onnx(model, path, (56, 56), dynamic=True)
+    try:
+        wrapper = export_onnx(model, path, (56, 56), dynamic=True)
+    except ValueError as err:
+        assert 'fixed the input size of a --dynamic export' in str(err)
+        assert 'without --dynamic' in str(err)
+        return
     assert_close(check_onnx(path, wrapper, check_shapes(model, (56, 56), True)
                             + [(1, 84, 42)]))
 
