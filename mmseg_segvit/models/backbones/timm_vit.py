@@ -208,7 +208,8 @@ class TimmViT(BaseModule):
             BEiT-v2, EVA-02 release files or timm ``.safetensors`` /
             ``.pth``) with :func:`~mmseg_segvit.checkpoints.
             load_timm_backbone`; optional keys ``prefix`` (read the keys
-            under it, e.g. ``'backbone.vit.'``) and ``src_grid`` (the grid
+            under it: ``'backbone.'`` or ``'backbone.vit.'`` for a
+            segmentor checkpoint) and ``src_grid`` (the grid
             of the file's position table when it is not timm's pretraining
             grid). Default: None (timm's initialisation).
 
