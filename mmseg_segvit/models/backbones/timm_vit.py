@@ -1,4 +1,5 @@
 """TimmViT: timm's plain ViTs (DINOv2, DINOv3, BEiT-v2, EVA-02) for ATMHead."""
+import difflib
 import inspect
 import math
 import types
@@ -246,7 +247,9 @@ class TimmViT(BaseModule):
                 'weights come from init_cfg, the others are TimmViT '
                 'arguments of their own (img_size, drop_path_rate)')
         if not timm.is_model(model_name):
-            close = timm.list_models(f'*{model_name.split("_")[0]}*')[:8]
+            close = difflib.get_close_matches(
+                model_name.split('.')[0], timm.list_models(), n=6,
+                cutoff=0.6)
             raise ValueError(
                 f'TimmViT: timm {timm.__version__} has no model '
                 f'{model_name!r} (similar names: {close})')
@@ -272,8 +275,12 @@ class TimmViT(BaseModule):
         depth = len(vit.blocks)
         if out_indices is None:
             out_indices = [depth * k // 3 - 1 for k in (1, 2, 3)]
-        indices = [int(i) + depth if int(i) < 0 else int(i)
-                   for i in out_indices]
+        if isinstance(out_indices, int) or not all(
+                isinstance(i, int) for i in out_indices):
+            raise ValueError(
+                f'TimmViT out_indices must be a list of block indices (ints) '
+                f'of {model_name} ({depth} blocks), got {out_indices!r}')
+        indices = [i + depth if i < 0 else i for i in out_indices]
         if not indices or any(not 0 <= i < depth for i in indices) or \
                 sorted(set(indices)) != indices:
             raise ValueError(

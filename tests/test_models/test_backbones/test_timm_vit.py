@@ -79,6 +79,8 @@ def test_default_and_negative_out_indices():
 @pytest.mark.parametrize('kwargs, match', [
     (dict(out_indices=(3, 1)), 'increasing block indices'),
     (dict(out_indices=(4, )), 'increasing block indices'),
+    (dict(out_indices=('1', 3)), r"list of block indices \(ints\).*'1'"),
+    (dict(out_indices=3), r'list of block indices \(ints\).*got 3'),
     (dict(model_kwargs=dict(TINY, pretrained=True)), 'must not set'),
 ])
 def test_bad_arguments(kwargs, match):
@@ -91,6 +93,11 @@ def test_bad_arguments(kwargs, match):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match='has no model'):
         TimmViT('vit_nonexistent_patch14_dinov9')
+    # a typo is answered with the names it was meant to be
+    with pytest.raises(ValueError,
+                       match=r"'vit_large_patch14_dinov'.*"
+                       r"'vit_large_patch14_dinov2'"):
+        TimmViT('vit_large_patch14_dinov')
     with pytest.raises(ValueError, match="plain ViTs.*resnet"):
         TimmViT('resnet18')
 
