@@ -3,7 +3,7 @@ import difflib
 import inspect
 import math
 import types
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,8 @@ from ...typing_utils import Grid, Size
 from ..load_checks import compare_keys, modules_of
 from ..layers.pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
                                 resize_pos_table)
+from .vit_loading import (PositionTable, fit_position_tables,
+                          record_position_grids)
 
 __all__ = ['TimmViT', 'center_pad', 'center_pad_amounts']
 
@@ -313,7 +315,39 @@ class TimmViT(BaseModule):
         if self.frozen:
             self.vit.requires_grad_(False)
             self.vit.eval()
+        self.register_state_dict_post_hook(record_position_grids)
+        self.register_load_state_dict_pre_hook(fit_position_tables)
         self.register_load_state_dict_pre_hook(check_loaded_backbone)
+
+    #: What to do when a checkpoint's table has an unknown grid (for
+    #: :func:`~.vit_loading.fit_position_tables`).
+    unknown_grid_advice = (
+        'load it into a model built for the crop it was trained at (set '
+        'model.backbone.img_size to it), or take its backbone with its grid: '
+        "backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE, "
+        "prefix='backbone.', src_grid=(H, W)). Checkpoints saved from this "
+        'version record their grid')
+
+    def position_tables(self) -> Dict[str, PositionTable]:
+        """The learned position table (``vit.pos_embed``) on the grid of
+        ``img_size``, with its prefix rows and the official resize;
+        empty for models without one (RoPE only, BEiT).
+
+        A whole-model checkpoint of another crop (``load_from``,
+        ``init_model``, ``--resume``) loads with its table resized from
+        the grid it recorded (:mod:`.vit_loading`).
+        """
+        table = getattr(self.vit, 'pos_embed', None)
+        if table is None:
+            return {}
+        grid = self.grid
+        prefix = table.shape[1] - grid[0] * grid[1]
+        rule = self.pos_rule
+
+        def resize(value: Tensor, src: Grid, dst: Grid) -> Tensor:
+            return resize_pos_table(value, src, dst, prefix, rule)
+
+        return {'vit.pos_embed': (grid, prefix, resize)}
 
     @property
     def grid(self) -> Grid:

@@ -390,6 +390,40 @@ def test_segmentor_checkpoint_must_carry_the_backbone():
                           torch.ones(32)})
     with pytest.raises(ValueError, match='blocks.7.norm1.weight'):
         model.load_state_dict(extra, strict=False)
-    shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 9, 32)})
+    shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 21, 31)})
     with pytest.raises(ValueError, match='other shapes.*pos_embed'):
         model.load_state_dict(shaped, strict=False)
+    # a table of unknown grid: the error says how to load it
+    unknown = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 9, 32)})
+    with pytest.raises(ValueError, match="prefix='backbone.', src_grid="):
+        model.load_state_dict(unknown, strict=False)
+
+
+@pytest.mark.parametrize('family, crops', [
+    ('dinov2', ((56, 56), (84, 70))),        # the official DINOv2 rule
+    ('dinov2_reg4', ((56, 56), (98, 42))),   # register rows kept
+    ('eva02', ((56, 56), (70, 70))),         # table + rotary embedding
+])
+def test_segmentor_checkpoint_of_another_crop(tmp_path, family, crops):
+    """load_from / init_model of a checkpoint trained at another crop:
+    the table is resized from the grid the checkpoint recorded (by the
+    model's rule), every other tensor is loaded as it is."""
+    from mmengine.runner import load_checkpoint, save_checkpoint
+    first = _segmentor(FAMILIES[family], crops[0])
+    with torch.no_grad():
+        first.backbone.vit.pos_embed.normal_()
+    path = tmp_path / 'iter_1.pth'
+    save_checkpoint(first.state_dict(), str(path))
+    second = _segmentor(FAMILIES[family], crops[1])
+    load_checkpoint(second, str(path), strict=True)
+    src = first.backbone
+    table = src.vit.pos_embed
+    prefix = table.shape[1] - src.grid[0] * src.grid[1]
+    want = resize_pos_table(table, src.grid, second.backbone.grid, prefix,
+                            pos_table_rule(FAMILIES[family]))
+    assert torch.equal(second.backbone.vit.pos_embed, want)
+    assert second.backbone.vit.pos_embed.shape[1] == \
+        prefix + second.backbone.grid[0] * second.backbone.grid[1]
+    for key, value in first.state_dict().items():
+        if key != 'backbone.vit.pos_embed':
+            assert torch.equal(second.state_dict()[key], value), key
