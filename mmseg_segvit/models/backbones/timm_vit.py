@@ -455,6 +455,18 @@ class TimmViT(BaseModule):
         """
         x = center_pad(inputs, self.patch_size)
         if not self.dynamic_size and tuple(x.shape[-2:]) != self.img_size:
+            if any(s < c for s, c in zip(x.shape[-2:], self.img_size)):
+                # slide inference crops no window larger than the image
+                raise ValueError(
+                    f'TimmViT({self.model_name}) takes {self.img_size[0]}x'
+                    f'{self.img_size[1]} inputs only (relative position '
+                    'tables built for img_size); an image of '
+                    f'{tuple(inputs.shape[-2:])} after the test pipeline is '
+                    'smaller than that, so even slide inference gives a '
+                    'smaller window. Pad test images to the crop: '
+                    'model.data_preprocessor.test_cfg=dict(size='
+                    f'{self.img_size}) (and the top-level data_preprocessor '
+                    'for --tta); the padding is cut off the prediction')
             raise ValueError(
                 f'TimmViT({self.model_name}) takes {self.img_size[0]}x'
                 f'{self.img_size[1]} inputs only (its relative position '
