@@ -206,6 +206,6 @@ def test_beit_slide_inference_of_images_smaller_than_its_window():
     model = MODELS.build(model_cfg).eval()
     model.test_cfg = ConfigDict(mode='slide', crop_size=(size, size),
                                 stride=(3 * patch, 3 * patch))
-    with pytest.raises(ValueError,
-                       match=r'smaller than that.*data_preprocessor\.test_cfg'):
+    with pytest.raises(
+            ValueError, match=r'smaller than that.*data_preprocessor.test_cfg'):
         predict_image(model, img)
