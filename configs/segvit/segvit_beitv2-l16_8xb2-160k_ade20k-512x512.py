@@ -12,7 +12,12 @@ _base_ = [
     '../_base_/schedules/segvit_adamw-layer-decay-poly_160k.py'
 ]
 checkpoint = 'pretrain/beitv2_large_patch16_224_pt1k_ft21k.pth'  # noqa
+# Test images smaller than the crop (an elongated image resized to 2048 on
+# its long side) are padded to it, and the padding cut off the prediction:
+# a slide window is never smaller than the crop.
+data_preprocessor = dict(test_cfg=dict(size=(512, 512)))
 model = dict(
+    data_preprocessor=data_preprocessor,
     backbone=dict(
         model_name='beitv2_large_patch16_224',
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))

@@ -37,16 +37,32 @@ def load_weights_file(path: str) -> Any:
     Raises:
         FileNotFoundError: The file does not exist.
         UnsafeCheckpointError: The pickle needs globals outside the
-            ``weights_only`` allow-list (it could run code), or the file is
-            no checkpoint at all.
+            ``weights_only`` allow-list (it could run code), the file is
+            no checkpoint at all, or it is empty, truncated or corrupted.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     if path.endswith('.safetensors'):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(path, device='cpu')
+        try:
+            return load_file(path, device='cpu')
+        except SafetensorError as err:
+            raise UnsafeCheckpointError(
+                f'{path} is not a readable .safetensors file ({err}): it is '
+                'truncated or corrupted; download or copy it again') from None
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
+    except (EOFError, RuntimeError) as err:
+        # an empty file (EOFError) or a torch zip archive cut short
+        # (PytorchStreamReader's "failed finding central directory")
+        if isinstance(err, RuntimeError) and \
+                'PytorchStreamReader' not in str(err):
+            raise
+        raise UnsafeCheckpointError(
+            f'{path} ({osp.getsize(path)} bytes) is truncated or corrupted '
+            f'({type(err).__name__}: {str(err).split(".")[0] or "empty"}): '
+            'download or copy it again') from None
     except pickle.UnpicklingError as err:
         # torch's text advises turning weights_only off: pass on its reason
         text = str(err)

@@ -128,6 +128,12 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
     vit = backbone.vit
     notes: List[str] = []
     raw = dict(state_dict)
+    if raw and all(k.startswith('vit.') for k in raw):
+        # TimmViT's own layout: a saved TimmViT, or a segmentor checkpoint
+        # read with mmengine's usual prefix='backbone.'
+        raw = {k[len('vit.'):]: v for k, v in raw.items()}
+    else:
+        _check_whole_model(raw, path)
     periods = raw.get('rope_embed.periods')
     _check_dinov3_qkv_bias(raw, vit, backbone.model_name, path)
     _check_register_tokens(raw, vit, backbone.model_name, path)
@@ -155,7 +161,9 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
     filter_fn = getattr(module, 'checkpoint_filter_fn', None)
     try:
         out = dict(filter_fn(raw, vit)) if filter_fn is not None else raw
-    except (RuntimeError, ValueError, KeyError) as err:
+    except (RuntimeError, ValueError, KeyError, AttributeError, TypeError,
+            IndexError) as err:
+        # another family's file: timm's filters index tensors they expect
         raise ConversionError(
             f'{path} does not fit TimmViT({backbone.model_name}): timm\'s '
             f'{module.__name__}.checkpoint_filter_fn failed ({err}). Check '
@@ -217,6 +225,17 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
     return out, notes
 
 
+def _check_whole_model(raw: Mapping[str, Tensor], path: str) -> None:
+    """Refuse a segmentor checkpoint read without a prefix, naming the
+    prefix that takes its backbone."""
+    if any(k.startswith('backbone.vit.') for k in raw):
+        raise ConversionError(
+            f"{path} is a whole-model checkpoint (keys under 'backbone.vit.'"
+            "): take its backbone with init_cfg=dict(type='Pretrained', "
+            "checkpoint=..., prefix='backbone.'), or load the whole model "
+            'with load_from')
+
+
 def _check_register_tokens(raw: Mapping[str, Tensor], vit: nn.Module,
                            model_name: str, path: str) -> None:
     """Refuse a file whose register / storage tokens the model lacks (or
@@ -275,8 +294,9 @@ def load_timm_backbone(backbone: nn.Module,
         backbone (TimmViT): The backbone.
         path (str): The file.
         prefix (str, optional): Read only the keys under it
-            (``'backbone.vit.'`` for a segmentor checkpoint of this
-            package).
+            (``'backbone.'`` or ``'backbone.vit.'`` for a segmentor
+            checkpoint of this package: keys of TimmViT's own layout,
+            ``vit.*``, are taken as ``backbone.vit``'s).
         src_grid (Sequence[int], optional): Grid of the file's position
             table, if neither the backbone's nor timm's pretraining grid.
 

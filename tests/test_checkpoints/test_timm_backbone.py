@@ -239,3 +239,55 @@ def test_frozen_backbone_from_a_config(tmp_path):
         init_cfg=dict(type='Pretrained', checkpoint=path)))
     backbone.init_weights()
     assert not any(p.requires_grad for p in backbone.parameters())
+
+
+def test_segmentor_checkpoint_with_mmengine_prefix(tmp_path):
+    """``prefix='backbone.'`` (mmengine's usual way) and a saved TimmViT
+    (keys ``vit.*``) load every tensor; without a prefix a segmentor
+    checkpoint is refused naming the prefix to use."""
+    first = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
+    randomise(first.vit, seed=3)
+    whole = tmp_path / 'segmentor.pth'
+    torch.save(dict(meta=dict(iter=3), state_dict=dict(
+        {f'backbone.{k}': v for k, v in first.state_dict().items()},
+        **{'decode_head.q.weight': torch.zeros(5, 32)})), whole)
+    second = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
+    load_timm_backbone(second, str(whole), prefix='backbone.')
+    assert_loaded(second, first.vit.state_dict())
+    own = tmp_path / 'timmvit.pth'
+    torch.save(first.state_dict(), own)
+    third = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
+    load_timm_backbone(third, str(own))
+    assert_loaded(third, first.vit.state_dict())
+    with pytest.raises(ConversionError, match="prefix='backbone.'"):
+        load_timm_backbone(third, str(whole))
+
+
+def test_file_of_another_family_is_named(tmp_path):
+    """A DINOv2 file into BEiT-v2: timm's BEiT filter fails inside; the
+    error names the file and the model."""
+    _, path = official_dinov2(tmp_path)
+    backbone = tiny('beitv2_base_patch16_224', img_size=(64, 64))
+    with pytest.raises(ConversionError,
+                       match=r'dinov2.pth does not fit TimmViT\('
+                       r'beitv2_base_patch16_224'):
+        load_timm_backbone(backbone, path)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'empty'])
+@pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
+def test_damaged_file_is_named(tmp_path, damage, suffix):
+    """Empty or half-copied files: refused naming the file, not with
+    torch's zip-reader or EOF error."""
+    src, _ = official_dinov2(tmp_path)
+    path = tmp_path / f'dinov2{suffix}'
+    if suffix == '.pth':
+        torch.save(src, path)
+    else:
+        save_file({k: v.contiguous() for k, v in src.items()}, str(path))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if damage == 'truncated' else b'')
+    backbone = tiny('vit_small_patch14_dinov2', img_size=(518, 518))
+    with pytest.raises(UnsafeCheckpointError,
+                       match=rf'dinov2\{suffix}.*(truncated|corrupted)'):
+        load_timm_backbone(backbone, str(path))

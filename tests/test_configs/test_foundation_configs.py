@@ -127,6 +127,8 @@ def _tiny(stem):
         'model.decode_head.embed_dims': 32,
         'model.decode_head.num_heads': 4,
     })
+    if cfg.model.data_preprocessor.get('test_cfg'):
+        cfg.model.data_preprocessor.test_cfg.size = (size, size)
     return cfg.model, cfg.optim_wrapper, patch
 
 
@@ -182,4 +184,28 @@ def test_beit_refuses_whole_inference_off_its_window():
     model.test_cfg = ConfigDict(mode='whole')
     img = torch.randint(0, 255, (3, 4 * patch, 6 * patch)).float()
     with pytest.raises(ValueError, match='slide'):
+        predict_image(model, img)
+
+
+def test_beit_slide_inference_of_images_smaller_than_its_window():
+    """An elongated image the test pipeline leaves thinner than the crop:
+    the config pads it to the crop (data_preprocessor.test_cfg) and the
+    prediction has the image's size; without the padding the refusal
+    names that setting (not the slide mode already in use)."""
+    model_cfg, _, patch = _tiny('segvit_beitv2-l16_8xb2-160k_ade20k-512x512')
+    size = 4 * patch
+    assert model_cfg.data_preprocessor.test_cfg.size == (size, size)
+    model = MODELS.build(model_cfg).eval()
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(size, size),
+                                stride=(3 * patch, 3 * patch))
+    img = torch.randint(0, 255, (3, size // 2 + 3, 5 * size)).float()
+    out = predict_image(model, img)
+    assert out.seg_logits.data.shape[-2:] == img.shape[-2:]
+    assert torch.isfinite(out.seg_logits.data).all()
+    model_cfg.data_preprocessor.pop('test_cfg')
+    model = MODELS.build(model_cfg).eval()
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(size, size),
+                                stride=(3 * patch, 3 * patch))
+    with pytest.raises(
+            ValueError, match=r'smaller than that.*data_preprocessor.test_cfg'):
         predict_image(model, img)

@@ -1,8 +1,9 @@
 """TimmViT: timm's plain ViTs (DINOv2, DINOv3, BEiT-v2, EVA-02) for ATMHead."""
+import difflib
 import inspect
 import math
 import types
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,8 @@ from ...typing_utils import Grid, Size
 from ..load_checks import compare_keys, modules_of
 from ...pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
                                 resize_pos_table)
+from .vit_loading import (PositionTable, fit_position_tables,
+                          record_position_grids)
 
 __all__ = ['TimmViT', 'center_pad', 'center_pad_amounts']
 
@@ -208,7 +211,8 @@ class TimmViT(BaseModule):
             BEiT-v2, EVA-02 release files or timm ``.safetensors`` /
             ``.pth``) with :func:`~mmseg_segvit.checkpoints.
             load_timm_backbone`; optional keys ``prefix`` (read the keys
-            under it, e.g. ``'backbone.vit.'``) and ``src_grid`` (the grid
+            under it: ``'backbone.'`` or ``'backbone.vit.'`` for a
+            segmentor checkpoint) and ``src_grid`` (the grid
             of the file's position table when it is not timm's pretraining
             grid). Default: None (timm's initialisation).
 
@@ -245,7 +249,9 @@ class TimmViT(BaseModule):
                 'weights come from init_cfg, the others are TimmViT '
                 'arguments of their own (img_size, drop_path_rate)')
         if not timm.is_model(model_name):
-            close = timm.list_models(f'*{model_name.split("_")[0]}*')[:8]
+            close = difflib.get_close_matches(
+                model_name.split('.')[0], timm.list_models(), n=6,
+                cutoff=0.6)
             raise ValueError(
                 f'TimmViT: timm {timm.__version__} has no model '
                 f'{model_name!r} (similar names: {close})')
@@ -271,8 +277,12 @@ class TimmViT(BaseModule):
         depth = len(vit.blocks)
         if out_indices is None:
             out_indices = [depth * k // 3 - 1 for k in (1, 2, 3)]
-        indices = [int(i) + depth if int(i) < 0 else int(i)
-                   for i in out_indices]
+        if isinstance(out_indices, int) or not all(
+                isinstance(i, int) for i in out_indices):
+            raise ValueError(
+                f'TimmViT out_indices must be a list of block indices (ints) '
+                f'of {model_name} ({depth} blocks), got {out_indices!r}')
+        indices = [i + depth if i < 0 else i for i in out_indices]
         if not indices or any(not 0 <= i < depth for i in indices) or \
                 sorted(set(indices)) != indices:
             raise ValueError(
@@ -305,7 +315,39 @@ class TimmViT(BaseModule):
         if self.frozen:
             self.vit.requires_grad_(False)
             self.vit.eval()
+        self.register_state_dict_post_hook(record_position_grids)
+        self.register_load_state_dict_pre_hook(fit_position_tables)
         self.register_load_state_dict_pre_hook(check_loaded_backbone)
+
+    #: What to do when a checkpoint's table has an unknown grid (for
+    #: :func:`~.vit_loading.fit_position_tables`).
+    unknown_grid_advice = (
+        'load it into a model built for the crop it was trained at (set '
+        'model.backbone.img_size to it), or take its backbone with its grid: '
+        "backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE, "
+        "prefix='backbone.', src_grid=(H, W)). Checkpoints saved from this "
+        'version record their grid')
+
+    def position_tables(self) -> Dict[str, PositionTable]:
+        """The learned position table (``vit.pos_embed``) on the grid of
+        ``img_size``, with its prefix rows and the official resize;
+        empty for models without one (RoPE only, BEiT).
+
+        A whole-model checkpoint of another crop (``load_from``,
+        ``init_model``, ``--resume``) loads with its table resized from
+        the grid it recorded (:mod:`.vit_loading`).
+        """
+        table = getattr(self.vit, 'pos_embed', None)
+        if table is None:
+            return {}
+        grid = self.grid
+        prefix = table.shape[1] - grid[0] * grid[1]
+        rule = self.pos_rule
+
+        def resize(value: Tensor, src: Grid, dst: Grid) -> Tensor:
+            return resize_pos_table(value, src, dst, prefix, rule)
+
+        return {'vit.pos_embed': (grid, prefix, resize)}
 
     @property
     def grid(self) -> Grid:
@@ -413,6 +455,18 @@ class TimmViT(BaseModule):
         """
         x = center_pad(inputs, self.patch_size)
         if not self.dynamic_size and tuple(x.shape[-2:]) != self.img_size:
+            if any(s < c for s, c in zip(x.shape[-2:], self.img_size)):
+                # slide inference crops no window larger than the image
+                raise ValueError(
+                    f'TimmViT({self.model_name}) takes {self.img_size[0]}x'
+                    f'{self.img_size[1]} inputs only (relative position '
+                    'tables built for img_size); an image of '
+                    f'{tuple(inputs.shape[-2:])} after the test pipeline is '
+                    'smaller than that, so even slide inference gives a '
+                    'smaller window. Pad test images to the crop: '
+                    'model.data_preprocessor.test_cfg=dict(size='
+                    f'{self.img_size}) (and the top-level data_preprocessor '
+                    'for --tta); the padding is cut off the prediction')
             raise ValueError(
                 f'TimmViT({self.model_name}) takes {self.img_size[0]}x'
                 f'{self.img_size[1]} inputs only (its relative position '

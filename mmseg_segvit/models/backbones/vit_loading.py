@@ -98,7 +98,8 @@ def fit_position_tables(module: nn.Module, state_dict: dict, prefix: str,
         if same_length and src in (None, tuple(grid)):
             continue  # nothing says it lies on another grid
         src = source_grid(value, src, prefix + key, prefix_tokens,
-                          _UNKNOWN_GRID)
+                          getattr(module, 'unknown_grid_advice',
+                                  _UNKNOWN_GRID))
         state_dict[prefix + key] = resize(value, src, tuple(grid))
         print_log(
             f'{prefix}{key}: resized from the checkpoint\'s {src[0]}x'

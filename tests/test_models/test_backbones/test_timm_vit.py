@@ -79,6 +79,8 @@ def test_default_and_negative_out_indices():
 @pytest.mark.parametrize('kwargs, match', [
     (dict(out_indices=(3, 1)), 'increasing block indices'),
     (dict(out_indices=(4, )), 'increasing block indices'),
+    (dict(out_indices=('1', 3)), r"list of block indices \(ints\).*'1'"),
+    (dict(out_indices=3), r'list of block indices \(ints\).*got 3'),
     (dict(model_kwargs=dict(TINY, pretrained=True)), 'must not set'),
 ])
 def test_bad_arguments(kwargs, match):
@@ -91,6 +93,11 @@ def test_bad_arguments(kwargs, match):
 def test_unknown_model_name():
     with pytest.raises(ValueError, match='has no model'):
         TimmViT('vit_nonexistent_patch14_dinov9')
+    # a typo is answered with the names it was meant to be
+    with pytest.raises(ValueError,
+                       match=r"'vit_large_patch14_dinov'.*"
+                       r"'vit_large_patch14_dinov2'"):
+        TimmViT('vit_large_patch14_dinov')
     with pytest.raises(ValueError, match="plain ViTs.*resnet"):
         TimmViT('resnet18')
 
@@ -383,6 +390,40 @@ def test_segmentor_checkpoint_must_carry_the_backbone():
                           torch.ones(32)})
     with pytest.raises(ValueError, match='blocks.7.norm1.weight'):
         model.load_state_dict(extra, strict=False)
-    shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 9, 32)})
+    shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 21, 31)})
     with pytest.raises(ValueError, match='other shapes.*pos_embed'):
         model.load_state_dict(shaped, strict=False)
+    # a table of unknown grid: the error says how to load it
+    unknown = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 9, 32)})
+    with pytest.raises(ValueError, match="prefix='backbone.', src_grid="):
+        model.load_state_dict(unknown, strict=False)
+
+
+@pytest.mark.parametrize('family, crops', [
+    ('dinov2', ((56, 56), (84, 70))),        # the official DINOv2 rule
+    ('dinov2_reg4', ((56, 56), (98, 42))),   # register rows kept
+    ('eva02', ((56, 56), (70, 70))),         # table + rotary embedding
+])
+def test_segmentor_checkpoint_of_another_crop(tmp_path, family, crops):
+    """load_from / init_model of a checkpoint trained at another crop:
+    the table is resized from the grid the checkpoint recorded (by the
+    model's rule), every other tensor is loaded as it is."""
+    from mmengine.runner import load_checkpoint, save_checkpoint
+    first = _segmentor(FAMILIES[family], crops[0])
+    with torch.no_grad():
+        first.backbone.vit.pos_embed.normal_()
+    path = tmp_path / 'iter_1.pth'
+    save_checkpoint(first.state_dict(), str(path))
+    second = _segmentor(FAMILIES[family], crops[1])
+    load_checkpoint(second, str(path), strict=True)
+    src = first.backbone
+    table = src.vit.pos_embed
+    prefix = table.shape[1] - src.grid[0] * src.grid[1]
+    want = resize_pos_table(table, src.grid, second.backbone.grid, prefix,
+                            pos_table_rule(FAMILIES[family]))
+    assert torch.equal(second.backbone.vit.pos_embed, want)
+    assert second.backbone.vit.pos_embed.shape[1] == \
+        prefix + second.backbone.grid[0] * second.backbone.grid[1]
+    for key, value in first.state_dict().items():
+        if key != 'backbone.vit.pos_embed':
+            assert torch.equal(second.state_dict()[key], value), key
