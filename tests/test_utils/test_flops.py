@@ -178,9 +178,16 @@ def test_complexity_info_warns_only_of_ops_it_cannot_count(monkeypatch):
     its FLOP or activation analysis; an op without a handle still warns."""
     from mmengine.analysis import complexity_analysis, jit_analysis
     from mmseg_segvit.utils import register_flop_handles
-    for name in ('_DEFAULT_SUPPORTED_FLOP_OPS', '_DEFAULT_SUPPORTED_ACT_OPS'):
-        monkeypatch.setattr(complexity_analysis, name,
-                            dict(getattr(complexity_analysis, name)))
+    from mmseg_segvit.utils.flops import ACTIVATION_HANDLES, FLOP_HANDLES
+    # mmengine's own tables, without handles an earlier test registered
+    for name, ours in (('_DEFAULT_SUPPORTED_FLOP_OPS', FLOP_HANDLES),
+                       ('_DEFAULT_SUPPORTED_ACT_OPS', ACTIVATION_HANDLES)):
+        table = {
+            op: handle
+            for op, handle in getattr(complexity_analysis, name).items()
+            if ours.get(op) is not handle
+        }
+        monkeypatch.setattr(complexity_analysis, name, table)
     logged = []
     monkeypatch.setattr(jit_analysis, 'print_log',
                         lambda msg, *args, **kwargs: logged.append(msg))
