@@ -10,12 +10,15 @@ DEMO_DATA ?= data/segvit_shapes
 SHRUNK_DEMO_CONFIG ?= configs/segvit/segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py
 SHRUNK_DEMO_DIR ?= work_dirs/segvit_demo_shrunk
 
-.PHONY: install demo demo-shrunk test clean
+# What `make lint` checks and `make format` rewrites.
+LINT_PATHS ?= mmseg_segvit tests tools benchmarks configs setup.py
+
+.PHONY: install lint format demo demo-shrunk test clean
 
 $(BIN)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[$(MMCV_FLAVOUR),tests]"
+	$(BIN)/python -m pip install -e ".[$(MMCV_FLAVOUR),tests,lint]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -54,7 +57,21 @@ demo-shrunk: install
 	$(BIN)/python -m mmseg_segvit.tools.visualize_demo $(SHRUNK_DEMO_CONFIG) \
 		"$$(cat $(SHRUNK_DEMO_DIR)/last_checkpoint)" $(SHRUNK_DEMO_DIR)/demo.png
 
-test: install
+# MMSegmentation's code style (settings in setup.cfg): flake8, isort, yapf
+# and docformatter check the tree; `make format` applies the last three.
+lint: install
+	$(BIN)/flake8 $(LINT_PATHS)
+	$(BIN)/isort --check-only --diff $(LINT_PATHS)
+	$(BIN)/yapf --recursive --diff $(LINT_PATHS)
+	$(BIN)/docformatter --recursive --check --wrap-descriptions 79 $(LINT_PATHS)
+
+format: install
+	$(BIN)/isort $(LINT_PATHS)
+	$(BIN)/yapf --recursive --in-place $(LINT_PATHS)
+	$(BIN)/docformatter --recursive --in-place --wrap-descriptions 79 $(LINT_PATHS)
+
+# The linters first, then the whole suite (slow end-to-end runs included).
+test: install lint
 	$(BIN)/python -m pytest
 
 clean:

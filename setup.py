@@ -3,7 +3,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -97,6 +96,12 @@ setup(
             'onnxscript'
         ],
         'bench': ['matplotlib'],  # benchmarks/bench_models.py charts
+        # `make lint`: MMSegmentation's linters at the versions of its
+        # pre-commit hooks, with its settings (setup.cfg)
+        'lint': [
+            'flake8==5.0.4', 'isort==5.11.5', 'yapf==0.32.0',
+            'docformatter==1.3.1'
+        ],
     },
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -60,11 +60,11 @@ import torch.nn as nn
 
 # SPECS, build_model and fake_batch are also this module's interface to
 # harnesses that import it by name (``import bench_models``)
-from benchmarks.common import (REPO, SPECS, OfficialSegmentor, Spec,
-                               autocast, build_model, device_name,
-                               fake_batch, make_optimizer, measure,
-                               resolve_config, spec_setting, synchronize,
-                               time_block, train_step)
+from benchmarks.common import (REPO, SPECS, OfficialSegmentor, Spec, autocast,
+                               build_model, device_name, fake_batch,
+                               make_optimizer, measure, resolve_config,
+                               spec_setting, synchronize, time_block,
+                               train_step)
 from benchmarks.cpu_memory import (CHILD_FLAG, check_child, run_child,
                                    write_child_result)
 from benchmarks.op_counts import inference_and_step
@@ -72,34 +72,30 @@ from mmseg_segvit.utils.flops import count_flops
 
 DEFAULT_MODELS = ('segvit-b,segvit-b-fast,segvit-l,segvit-shrunk-l,'
                   'segmenter-b,upernet-b,setr-l')
-METRICS = ('flops', 'latency', 'head', 'throughput', 'train', 'memory',
-           'ops')
+METRICS = ('flops', 'latency', 'head', 'throughput', 'train', 'memory', 'ops')
 # Defaults per device type: throughput batch, training batch, warm-up
 # rounds, kept rounds, matrix-multiply size of the reference rate.
 DEVICE_DEFAULTS = {
     'cpu': dict(batch=2, train_batch=2, warmup=1, iters=3, matmul_size=2048),
-    'cuda': dict(batch=16, train_batch=8, warmup=1, iters=5,
-                 matmul_size=8192),
+    'cuda': dict(batch=16, train_batch=8, warmup=1, iters=5, matmul_size=8192),
 }
 
 
-
 def spec_crop(spec: Spec, args) -> int:
-    """The crop a row runs at: ``--crop``, else the spec's own; the
-    official presets are built for one size (64 with ``--tiny``)."""
+    """The crop a row runs at: ``--crop``, else the spec's own; the official
+    presets are built for one size (64 with ``--tiny``)."""
     if spec.official:
         return 64 if args.tiny else spec.crop
     return args.crop or (64 if args.tiny and spec.crop > 64 else spec.crop)
 
 
-def compile_model(model: nn.Module,
-                  mode: Optional[str] = None) -> nn.Module:
+def compile_model(model: nn.Module, mode: Optional[str] = None) -> nn.Module:
     """Compile (inductor) every method the benchmark calls, in place.
 
-    mmengine's ``compile=True`` compiles the runner's ``train_step``; here
-    the same ``torch.compile`` wraps ``extract_feat``, ``encode_decode``,
-    ``loss`` and the head's ``predict`` (dynamo inlines the nested ones), so
-    latency, throughput and the training step all run compiled.
+    mmengine's ``compile=True`` compiles the runner's ``train_step``; here the
+    same ``torch.compile`` wraps ``extract_feat``, ``encode_decode``, ``loss``
+    and the head's ``predict`` (dynamo inlines the nested ones), so latency,
+    throughput and the training step all run compiled.
     """
     for owner, name in ((model, 'extract_feat'), (model, 'encode_decode'),
                         (model, 'loss'), (model.decode_head, 'predict')):
@@ -107,9 +103,7 @@ def compile_model(model: nn.Module,
     return model
 
 
-
-def matmul_rate(device: torch.device, dtype: str, n: int,
-                iters: int) -> float:
+def matmul_rate(device: torch.device, dtype: str, n: int, iters: int) -> float:
     """Multiply-adds per second of an n x n x n matrix multiply."""
     torch_dtype = dict(
         fp32=torch.float32, bf16=torch.bfloat16, fp16=torch.float16)[dtype]
@@ -124,8 +118,8 @@ def matmul_rate(device: torch.device, dtype: str, n: int,
 
 
 def count_gmacs(model: nn.Module, images: torch.Tensor) -> Tuple[float, float]:
-    """GMACs of the whole inference (``encode_decode``: backbone, head,
-    resize) and of the backbone (+ neck), fused attention counted."""
+    """GMACs of the whole inference (``encode_decode``: backbone, head, resize)
+    and of the backbone (+ neck), fused attention counted."""
     count = count_flops(model, inputs=images)
     trunk = count.by_module.get('backbone', 0)
     trunk += count.by_module.get('neck', 0)
@@ -143,8 +137,8 @@ class Row:
     _optimizer: Optional[torch.optim.Optimizer] = None
 
     def optimizer(self) -> torch.optim.Optimizer:
-        """The row's AdamW, made at its first training step (its state is
-        part of the training memory, as in a real run)."""
+        """The row's AdamW, made at its first training step (its state is part
+        of the training memory, as in a real run)."""
         if self._optimizer is None:
             self._optimizer = make_optimizer(self.model)
         return self._optimizer
@@ -163,12 +157,11 @@ class Row:
 
 
 def head_call(model: nn.Module, feats, metas: list):
-    """The decode head's part of one inference (the official adapter has
-    its own)."""
+    """The decode head's part of one inference (the official adapter has its
+    own)."""
     if isinstance(model, OfficialSegmentor):
         return model.predict_head(feats, metas)
     return model.decode_head.predict(feats, metas, model.test_cfg)
-
 
 
 def run_round(row: Row, args, device: torch.device, keep: bool) -> None:
@@ -232,7 +225,7 @@ def _run_round(row: Row, args, device: torch.device, keep: bool) -> None:
                                    device)
         model.train()
         step = train_step(model, x, samples, device, args.dtype,
-                           row.optimizer())
+                          row.optimizer())
         seconds = time_block(step, device, **block)
         _, peak = measure(step, device, memory)
         if keep:
@@ -243,12 +236,11 @@ def _run_round(row: Row, args, device: torch.device, keep: bool) -> None:
 
 
 def count_row_ops(row: Row, args, device: torch.device) -> None:
-    """Kernels (CUDA) or kernel ops (CPU, computed in one piece as on a
-    GPU) of one inference at the throughput batch and one training step."""
+    """Kernels (CUDA) or kernel ops (CPU, computed in one piece as on a GPU) of
+    one inference at the throughput batch and one training step."""
     try:
-        infer, train = inference_and_step(
-            row.model, row.crop, args.batch, args.train_batch, device,
-            args.dtype)
+        infer, train = inference_and_step(row.model, row.crop, args.batch,
+                                          args.train_batch, device, args.dtype)
     except RuntimeError as error:  # e.g. a profiler without CUDA support
         print(f'op counts of {row.key} failed: {error}', flush=True)
         return
@@ -257,11 +249,10 @@ def count_row_ops(row: Row, args, device: torch.device) -> None:
     row.fixed['train_ops'] = getattr(train, pick)
 
 
-
 def memory_child(args, path: str) -> None:
     """In the CPU memory process: peak MiB of inference (batch 1) and of a
-    training step of every model, after one warm-up call, one model alive
-    at a time; JSON to path."""
+    training step of every model, after one warm-up call, one model alive at a
+    time; JSON to path."""
     check_child()
     out = {}
     for key in args.models:
@@ -271,15 +262,15 @@ def memory_child(args, path: str) -> None:
         crop = spec_crop(spec, args)
         peaks = out.setdefault(key, {})
         with spec_setting(spec):
-            _memory_peaks(build_model(spec, crop, args.tiny), crop, args,
-                          peaks)
+            _memory_peaks(
+                build_model(spec, crop, args.tiny), crop, args, peaks)
         print(f'memory {key}: {peaks}', flush=True)
     write_child_result(path, out)
 
 
 def _memory_peaks(model: nn.Module, crop: int, args, peaks: dict) -> None:
-    """Peak MiB of one inference and one training step (the second call
-    of each) into ``peaks``."""
+    """Peak MiB of one inference and one training step (the second call of
+    each) into ``peaks``."""
     device = torch.device('cpu')
     num_classes = model.decode_head.num_classes
     if 'latency' in args.metrics:
@@ -291,11 +282,10 @@ def _memory_peaks(model: nn.Module, crop: int, args, peaks: dict) -> None:
                                   device, True)
         peaks['infer_mem'] = peak
     if 'train' in args.metrics:
-        x, _, samples = fake_batch(args.train_batch, crop, num_classes,
-                                   device)
+        x, _, samples = fake_batch(args.train_batch, crop, num_classes, device)
         model.train()
         step = train_step(model, x, samples, device, args.dtype,
-                           make_optimizer(model))
+                          make_optimizer(model))
         for _ in range(2):
             _, peak = measure(step, device, True)
         peaks['train_mem'] = peak
@@ -320,9 +310,11 @@ def profile_head(row: Row, args, device: torch.device, top: int = 8) -> str:
     events = sorted(
         prof.key_averages(), key=lambda e: getattr(e, sort), reverse=True)
     total = sum(getattr(e, sort) for e in events)
-    lines = [f'\n### Decode head ops: {row.spec.label} ({total / 1e3:.0f} ms '
-             'in the profiler)\n', '| op | calls | self time (ms) | share |',
-             '|---|---|---|---|']
+    lines = [
+        f'\n### Decode head ops: {row.spec.label} ({total / 1e3:.0f} ms '
+        'in the profiler)\n', '| op | calls | self time (ms) | share |',
+        '|---|---|---|---|'
+    ]
     for e in events[:top]:
         t = getattr(e, sort)
         lines.append(f'| `{e.key}` | {e.count} | {t / 1e3:.1f} | '
@@ -356,8 +348,8 @@ def _spread(row: Row, name: str, digits: int) -> str:
 
 
 def official_twin(key: str) -> Optional[str]:
-    """The official code's row for a SegViT row of this package (the same
-    model and crop), or None."""
+    """The official code's row for a SegViT row of this package (the same model
+    and crop), or None."""
     for prefix, twin in (('segvit-shrunk-l', 'off-shrunk-l'),
                          ('segvit-l', 'off-l'), ('segvit-b', 'off-b')):
         if key.startswith(prefix):
@@ -366,10 +358,9 @@ def official_twin(key: str) -> Optional[str]:
 
 
 def ratio_lines(rows: List[Row]) -> List[str]:
-    """Markdown table of every SegViT row against the official code's row
-    of the same model in this run (and the batch-1 latency against MMSeg's
-    Segmenter ViT-B): speed-ups > 1 and memory < 100% favour this
-    package."""
+    """Markdown table of every SegViT row against the official code's row of
+    the same model in this run (and the batch-1 latency against MMSeg's
+    Segmenter ViT-B): speed-ups > 1 and memory < 100% favour this package."""
     by_key = {row.key: row for row in rows}
     segmenter = by_key.get('segmenter-b')
     lines = []
@@ -399,10 +390,12 @@ def ratio_lines(rows: List[Row]) -> List[str]:
                      f'{ratio("train", True)} | {memory} | {vs_segmenter} |')
     if not lines:
         return []
-    return ['', '## Against the official code, same run', '',
-            '| model | official row | throughput | latency b1 speed-up | '
-            'train step speed-up | train peak memory | latency / '
-            'Segmenter\'s |', '|---|---|---|---|---|---|---|'] + lines
+    return [
+        '', '## Against the official code, same run', '',
+        '| model | official row | throughput | latency b1 speed-up | '
+        'train step speed-up | train peak memory | latency / '
+        'Segmenter\'s |', '|---|---|---|---|---|---|---|'
+    ] + lines
 
 
 def report(rows: List[Row], args, device: torch.device, rate: float,
@@ -413,8 +406,8 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
         'model', 'crop', 'params (M)', 'GMACs', 'latency b1 (s)',
         f'throughput b{args.batch} (img/s)',
         f'train step b{args.train_batch} (s)', 'infer peak (MiB)',
-        'train peak (MiB)', 'head share', 'head GMACs share',
-        'GMAC/s', 'of matmul', f'{ops} per inference b{args.batch}',
+        'train peak (MiB)', 'head share', 'head GMACs share', 'GMAC/s',
+        'of matmul', f'{ops} per inference b{args.batch}',
         f'{ops} per train step b{args.train_batch}'
     ]
     lines = [
@@ -436,9 +429,7 @@ def report(rows: List[Row], args, device: torch.device, rate: float,
         f'{args.min_seconds:g} s after warm-up, device synchronised around '
         'the block; cells give the median of the rounds and (min-max); the '
         'training step includes an AdamW step; peaks from a call of their '
-        'own', '',
-        '| ' + ' | '.join(header) + ' |',
-        '|' + '---|' * len(header)
+        'own', '', '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)
     ]
     for row in rows:
         gmacs = row.fixed.get('gmacs')
@@ -485,8 +476,10 @@ def chart(rows: List[Row], rate: float, path: str, title: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    rows = [r for r in rows if r.median('latency') is not None
-            and r.median('head') is not None]
+    rows = [
+        r for r in rows
+        if r.median('latency') is not None and r.median('head') is not None
+    ]
     if not rows:
         return
     labels = [f'{r.spec.label}\n@{r.crop}' for r in rows]
@@ -524,22 +517,40 @@ def parse_args(argv=None):
         '--metrics',
         default=','.join(METRICS),
         help=f'comma-separated subset of {METRICS}')
-    parser.add_argument('--batch', type=int, default=None,
-                        help='throughput batch size (CPU 2, CUDA 16)')
-    parser.add_argument('--train-batch', type=int, default=None,
-                        help='training batch size (CPU 2, CUDA 8)')
-    parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'],
-                        default='fp32', help='autocast dtype')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        default=None,
+        help='throughput batch size (CPU 2, CUDA 16)')
+    parser.add_argument(
+        '--train-batch',
+        type=int,
+        default=None,
+        help='training batch size (CPU 2, CUDA 8)')
+    parser.add_argument(
+        '--dtype',
+        choices=['fp32', 'bf16', 'fp16'],
+        default='fp32',
+        help='autocast dtype')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--warmup', type=int, default=None,
-                        help='warm-up rounds (CPU 1, CUDA 2)')
-    parser.add_argument('--iters', type=int, default=None,
-                        help='kept rounds (CPU 3, CUDA 5)')
-    parser.add_argument('--crop', type=int, default=None,
-                        help='override every crop (e.g. for a quick run)')
-    parser.add_argument('--matmul-size', type=int, default=None,
-                        help='reference matrix multiply (CPU 2048, CUDA '
-                        '8192)')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=None,
+        help='warm-up rounds (CPU 1, CUDA 2)')
+    parser.add_argument(
+        '--iters', type=int, default=None, help='kept rounds (CPU 3, CUDA 5)')
+    parser.add_argument(
+        '--crop',
+        type=int,
+        default=None,
+        help='override every crop (e.g. for a quick run)')
+    parser.add_argument(
+        '--matmul-size',
+        type=int,
+        default=None,
+        help='reference matrix multiply (CPU 2048, CUDA '
+        '8192)')
     parser.add_argument('--tag', default='', help='suffix of the outputs')
     parser.add_argument(
         '--compile',
@@ -547,16 +558,24 @@ def parse_args(argv=None):
         help='add a row per model run under torch.compile (inductor), as '
         'mmengine\'s compile=True; its warm-up rounds include compiling')
     parser.add_argument(
-        '--compile-mode', default=None,
+        '--compile-mode',
+        default=None,
         choices=['default', 'reduce-overhead', 'max-autotune'],
         help='torch.compile mode of the --compile rows (reduce-overhead: '
         'CUDA graphs)')
-    parser.add_argument('--min-calls', type=int, default=20,
-                        help='calls per timed block (or --min-seconds)')
-    parser.add_argument('--min-seconds', type=float, default=1.0,
-                        help='seconds per timed block (or --min-calls)')
     parser.add_argument(
-        '--tiny', action='store_true',
+        '--min-calls',
+        type=int,
+        default=20,
+        help='calls per timed block (or --min-seconds)')
+    parser.add_argument(
+        '--min-seconds',
+        type=float,
+        default=1.0,
+        help='seconds per timed block (or --min-calls)')
+    parser.add_argument(
+        '--tiny',
+        action='store_true',
         help='every model at 4 blocks of 64 channels (the official code: '
         'its tiny presets at 64 px): a dry run of the script in seconds, '
         'not a measurement')
@@ -564,8 +583,8 @@ def parse_args(argv=None):
         '--profile-head',
         action='store_true',
         help='add the top ops of each decode head (torch.profiler)')
-    parser.add_argument('--out-dir', default=osp.join(REPO, 'benchmarks',
-                                                      'results'))
+    parser.add_argument(
+        '--out-dir', default=osp.join(REPO, 'benchmarks', 'results'))
     parser.add_argument(
         '--quick',
         action='store_true',
@@ -611,10 +630,10 @@ def main(argv=None) -> None:
     for key in args.models:
         spec = SPECS[key]
         if resolve_config(spec) is None:
-            print(f'skip {key}: ' + (
-                'the official code needs SEGVIT_OFFICIAL (a git mirror of '
-                'github zbwxp/SegVit) and its harness (SEGVIT_PEERS)'
-                if spec.official else f'no config matches {spec.config}'))
+            print(f'skip {key}: ' +
+                  ('the official code needs SEGVIT_OFFICIAL (a git mirror of '
+                   'github zbwxp/SegVit) and its harness (SEGVIT_PEERS)'
+                   if spec.official else f'no config matches {spec.config}'))
             continue
         crop = spec_crop(spec, args)
         model = build_model(spec, crop, args.tiny).to(device)
@@ -637,8 +656,12 @@ def main(argv=None) -> None:
                 args.compile_mode)
             label = f'{spec.label}, torch.compile' + (
                 f' ({args.compile_mode})' if args.compile_mode else '')
-            twin = Row(f'{key}+compile', replace(spec, label=label),
-                       compiled, crop, fixed=dict(row.fixed))
+            twin = Row(
+                f'{key}+compile',
+                replace(spec, label=label),
+                compiled,
+                crop,
+                fixed=dict(row.fixed))
             if device.type == 'cpu':  # inductor's C++ kernels are no aten ops
                 twin.fixed.update(infer_ops='-', train_ops='-')
             rows.append(twin)
@@ -650,8 +673,10 @@ def main(argv=None) -> None:
         for row in rows:
             start = time.perf_counter()
             run_round(row, args, device, keep)
-            print(f'round {i} {row.key}: '
-                  f'{time.perf_counter() - start:.1f} s', flush=True)
+            print(
+                f'round {i} {row.key}: '
+                f'{time.perf_counter() - start:.1f} s',
+                flush=True)
         rates.append(matmul_rate(device, args.dtype, args.matmul_size, 1))
     rate = statistics.median(rates)
 

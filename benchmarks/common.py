@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: the models they measure, how they
-build them, the batch they feed them and how they time them.
+"""What the benchmark scripts share: the models they measure, how they build
+them, the batch they feed them and how they time them.
 
 - :data:`SPECS`: every model a table can hold (a config with overrides,
   or a preset of the official SegViT code), built by :func:`build_model`
@@ -44,19 +44,22 @@ LEAN_POINTS = 12544  # Mask2Former's 112 x 112
 OFFICIAL = '<official code>'  # Spec.config of the official presets
 # --tiny: every model at this depth and width (a dry run of the script)
 TINY_LAYERS, TINY_DIMS, TINY_HEADS = 4, 64, 2
-TINY_OFFICIAL = {'vit-b_512': 'tiny', 'vit-l_640': 'tiny',
-                 'vit-l_640_shrunk': 'tiny_shrunk'}
+TINY_OFFICIAL = {
+    'vit-b_512': 'tiny',
+    'vit-l_640': 'tiny',
+    'vit-l_640_shrunk': 'tiny_shrunk'
+}
 
 
 class CropMasksATMHead(ATMHead):
     """ATMHead with the official code's training memory layout.
 
-    The official head resizes the masks of every output and every class to
-    the crop in its forward pass, and the loss then picks the present
-    classes. This package's loss gives the same values from the masks at
-    their grid, resizing only the present classes; this subclass restores
-    the official layout so that the benchmark can measure what that costs.
-    Built by :func:`build_model` directly (not registered).
+    The official head resizes the masks of every output and every class to the
+    crop in its forward pass, and the loss then picks the present classes. This
+    package's loss gives the same values from the masks at their grid, resizing
+    only the present classes; this subclass restores the official layout so
+    that the benchmark can measure what that costs. Built by
+    :func:`build_model` directly (not registered).
     """
 
     def __init__(self, crop_size: Tuple[int, int], **kwargs) -> None:
@@ -108,34 +111,49 @@ SPECS: Dict[str, Spec] = {
     'segvit-b-crop-masks':
     Spec(
         'SegViT ViT-B/16, every mask resized to the crop (official layout)',
-        SEGVIT_B, 512,
+        SEGVIT_B,
+        512,
         head_type=CropMasksATMHead,
         head_kwargs=dict(crop_size=(512, 512))),
     'segvit-b-mmcv-attn':
     Spec('SegViT ViT-B/16, unfused attention', SEGVIT_B, 512,
          {'model.backbone.fused_attn': False}),
     'segvit-b-casts':
-    Spec('SegViT ViT-B/16, batched weight casts', SEGVIT_B, 512,
-         weight_casts=True),
+    Spec(
+        'SegViT ViT-B/16, batched weight casts',
+        SEGVIT_B,
+        512,
+        weight_casts=True),
     'segvit-l':
     Spec('SegViT ViT-L/16', SEGVIT_L, 640),
     'segvit-l-casts':
-    Spec('SegViT ViT-L/16, batched weight casts', SEGVIT_L, 640,
-         weight_casts=True),
+    Spec(
+        'SegViT ViT-L/16, batched weight casts',
+        SEGVIT_L,
+        640,
+        weight_casts=True),
     'segvit-shrunk-l':
     Spec('SegViT-Shrunk ViT-L/16', SHRUNK_L, 640),
     'segvit-shrunk-l-casts':
-    Spec('SegViT-Shrunk ViT-L/16, batched weight casts', SHRUNK_L, 640,
-         weight_casts=True),
+    Spec(
+        'SegViT-Shrunk ViT-L/16, batched weight casts',
+        SHRUNK_L,
+        640,
+        weight_casts=True),
     'off-b':
-    Spec('SegViT ViT-B/16 (official code)', OFFICIAL, 512,
-         official='vit-b_512'),
+    Spec(
+        'SegViT ViT-B/16 (official code)', OFFICIAL, 512,
+        official='vit-b_512'),
     'off-l':
-    Spec('SegViT ViT-L/16 (official code)', OFFICIAL, 640,
-         official='vit-l_640'),
+    Spec(
+        'SegViT ViT-L/16 (official code)', OFFICIAL, 640,
+        official='vit-l_640'),
     'off-shrunk-l':
-    Spec('SegViT-Shrunk ViT-L/16 (official code)', OFFICIAL, 640,
-         official='vit-l_640_shrunk'),
+    Spec(
+        'SegViT-Shrunk ViT-L/16 (official code)',
+        OFFICIAL,
+        640,
+        official='vit-l_640_shrunk'),
     'segmenter-b':
     Spec('Segmenter ViT-B/16 mask (mmseg)',
          'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
@@ -148,6 +166,8 @@ SPECS: Dict[str, Spec] = {
     Spec('SETR-Naive ViT-L/16 (mmseg)',
          'mmseg::setr/setr_vit-l_naive_8xb2-160k_ade20k-512x512.py', 512),
 }
+
+
 # --- building ---
 def _no_sync_bn(cfg):
     """SyncBN -> BN everywhere (one process, no process group)."""
@@ -168,9 +188,11 @@ def official_harness():
     official repository (``SEGVIT_OFFICIAL``) is missing."""
     if not os.environ.get('SEGVIT_OFFICIAL'):
         return None
-    candidates = [os.environ.get('SEGVIT_PEERS', ''),
-                  osp.join(osp.dirname(REPO), 'shared', 'gpu', 'peers'),
-                  osp.join(REPO, '.whl', 'peers')]
+    candidates = [
+        os.environ.get('SEGVIT_PEERS', ''),
+        osp.join(osp.dirname(REPO), 'shared', 'gpu', 'peers'),
+        osp.join(REPO, '.whl', 'peers')
+    ]
     for folder in candidates:
         if folder and osp.exists(osp.join(folder, 'official.py')):
             if 'official' not in sys.modules:
@@ -187,9 +209,9 @@ def official_harness():
 class OfficialSegmentor(nn.Module):
     """A preset of the official code (its backbone and head, built and
     initialised by the harness) behind the calls this benchmark makes of an
-    mmseg segmentor: ``extract_feat``, ``encode_decode`` (mmseg 0.24's
-    whole inference: head, resize to the input), ``loss`` and
-    ``predict_head`` (the head's part of ``encode_decode``)."""
+    mmseg segmentor: ``extract_feat``, ``encode_decode`` (mmseg 0.24's whole
+    inference: head, resize to the input), ``loss`` and ``predict_head`` (the
+    head's part of ``encode_decode``)."""
 
     def __init__(self, preset: str) -> None:
         super().__init__()
@@ -205,7 +227,9 @@ class OfficialSegmentor(nn.Module):
     def predict_head(self, feats, metas: list) -> torch.Tensor:
         out = self.decode_head(feats)
         return nn.functional.interpolate(
-            out, size=metas[0]['img_shape'], mode='bilinear',
+            out,
+            size=metas[0]['img_shape'],
+            mode='bilinear',
             align_corners=self.decode_head.align_corners)
 
     def encode_decode(self, x: torch.Tensor, metas: list) -> torch.Tensor:
@@ -232,9 +256,9 @@ def resolve_config(spec: Spec) -> Optional[str]:
 
 
 def _tiny_indices(indices: List[int], layers: int) -> List[int]:
-    """Block indices of a ``layers``-deep backbone mapped onto
-    ``TINY_LAYERS`` blocks: about the same fraction of the depth, still
-    distinct and increasing."""
+    """Block indices of a ``layers``-deep backbone mapped onto ``TINY_LAYERS``
+    blocks: about the same fraction of the depth, still distinct and
+    increasing."""
     mapped = [i * (TINY_LAYERS - 1) // max(layers - 1, 1) for i in indices]
     for j in range(len(mapped) - 2, -1, -1):
         mapped[j] = min(mapped[j], mapped[j + 1] - 1)
@@ -245,11 +269,14 @@ def _tiny_indices(indices: List[int], layers: int) -> List[int]:
 
 
 def tiny_model_cfg(model_cfg) -> None:
-    """Shrink a ViT segmentor's config in place to ``TINY_LAYERS`` blocks
-    of ``TINY_DIMS`` channels (its head and neck follow: every width that
-    equals the backbone's, or half of it, is scaled), for dry runs that
-    must finish in seconds. Output indices keep their place in the depth;
-    a Shrunk backbone's QD layer follows its first output."""
+    """Shrink a ViT segmentor's config in place to ``TINY_LAYERS`` blocks of
+    ``TINY_DIMS`` channels (its head and neck follow: every width that equals
+    the backbone's, or half of it, is scaled), for dry runs that must finish in
+    seconds.
+
+    Output indices keep their place in the depth; a Shrunk backbone's QD layer
+    follows its first output.
+    """
     backbone = model_cfg.backbone
     dims, layers = backbone.embed_dims, backbone.num_layers
     widths = {dims: TINY_DIMS, dims // 2: TINY_DIMS // 2}
@@ -274,8 +301,8 @@ def tiny_model_cfg(model_cfg) -> None:
     scale(model_cfg)
     backbone.num_layers = TINY_LAYERS
     if 'out_indices' in backbone:
-        backbone.out_indices = _tiny_indices(list(backbone.out_indices),
-                                             layers)
+        backbone.out_indices = _tiny_indices(
+            list(backbone.out_indices), layers)
     if 'qd_index' in backbone:
         backbone.qd_index = backbone.out_indices[0] + 1
 
@@ -285,10 +312,11 @@ def build_model(spec: Spec, crop: int, tiny: bool = False) -> nn.Module:
 
     Built by :func:`mmseg_segvit.utils.configs.build_model` from the spec's
     config with its overrides, no data preprocessor (the benchmarks feed
-    normalised images), the backbone's ``img_size`` set to ``crop`` and
-    SyncBN replaced by BN (one process). ``tiny``: at reduced depth and
-    width (:func:`tiny_model_cfg`; the official code's tiny presets, whose
-    crop is 64)."""
+    normalised images), the backbone's ``img_size`` set to ``crop`` and SyncBN
+    replaced by BN (one process). ``tiny``: at reduced depth and width
+    (:func:`tiny_model_cfg`; the official code's tiny presets, whose crop is
+    64).
+    """
     if spec.official:
         return OfficialSegmentor(
             TINY_OFFICIAL[spec.official] if tiny else spec.official)
@@ -311,8 +339,8 @@ def build_model(spec: Spec, crop: int, tiny: bool = False) -> nn.Module:
 
 def fake_batch(batch: int, crop: int, num_classes: int,
                device: torch.device) -> Tuple[torch.Tensor, list, list]:
-    """Random images, their metas and blocky labels with ~12 classes each
-    (real scenes show a handful of classes, not all of them)."""
+    """Random images, their metas and blocky labels with ~12 classes each (real
+    scenes show a handful of classes, not all of them)."""
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, crop, crop, generator=gen)
     metas, samples = [], []
@@ -360,20 +388,22 @@ def measure(fn: Callable[[], object], device: torch.device,
 
 def calls_per_block(seconds_per_call: float, min_calls: int,
                     min_seconds: float) -> int:
-    """How many calls a timed block holds: ``min_calls``, or fewer where
-    they would take longer than ``min_seconds`` (at least one call)."""
+    """How many calls a timed block holds: ``min_calls``, or fewer where they
+    would take longer than ``min_seconds`` (at least one call)."""
     if seconds_per_call <= 0:
         return max(min_calls, 1)
     return max(1, min(min_calls, math.ceil(min_seconds / seconds_per_call)))
 
 
-def time_block(fn: Callable[[], object], device: torch.device,
-               min_calls: int, min_seconds: float) -> float:
+def time_block(fn: Callable[[], object], device: torch.device, min_calls: int,
+               min_seconds: float) -> float:
     """Mean seconds per call of ``fn`` over one block of calls (at least
-    ``min_calls`` calls or at least ``min_seconds``), the device
-    synchronised before and after the block only, so that the host queues
-    the calls as a training or test loop does. One call first sizes the
-    block (and is not counted)."""
+    ``min_calls`` calls or at least ``min_seconds``), the device synchronised
+    before and after the block only, so that the host queues the calls as a
+    training or test loop does.
+
+    One call first sizes the block (and is not counted).
+    """
     first, _ = measure(fn, device, False)
     calls = calls_per_block(first, min_calls, min_seconds)
     synchronize(device)
@@ -391,10 +421,11 @@ def autocast(device: torch.device, dtype: str):
         device_type=device.type,
         dtype=dict(bf16=torch.bfloat16, fp16=torch.float16)[dtype])
 
+
 @contextlib.contextmanager
 def spec_setting(spec: Spec):
-    """The spec's own global settings (batched weight casts) around its
-    calls, the previous setting restored after."""
+    """The spec's own global settings (batched weight casts) around its calls,
+    the previous setting restored after."""
     if spec.weight_casts is None:
         yield
         return
@@ -405,10 +436,15 @@ def spec_setting(spec: Spec):
     finally:
         set_batched_weight_casts(before)
 
-def train_step(model: nn.Module, x: torch.Tensor, samples: list,
-                device: torch.device, dtype: str,
-                optimizer: Optional[torch.optim.Optimizer] = None
-                ) -> Callable[[], None]:
+
+def train_step(
+        model: nn.Module,
+        x: torch.Tensor,
+        samples: list,
+        device: torch.device,
+        dtype: str,
+        optimizer: Optional[torch.optim.Optimizer] = None
+) -> Callable[[], None]:
     """One training step: forward and loss under autocast, backward, the
     optimizer's step (when given), gradients freed."""
 
@@ -425,12 +461,14 @@ def train_step(model: nn.Module, x: torch.Tensor, samples: list,
 
 
 def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW as the paper recipes (a tiny lr: the weights are random and
-    only the cost of the step matters); one fused/foreach kernel set on
-    CUDA as torch picks by default."""
+    """AdamW as the paper recipes (a tiny lr: the weights are random and only
+    the cost of the step matters); one fused/foreach kernel set on CUDA as
+    torch picks by default."""
     return torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
-        lr=1e-8, weight_decay=0.01)
+        lr=1e-8,
+        weight_decay=0.01)
+
 
 def device_name(device: torch.device) -> str:
     if device.type == 'cuda':
@@ -445,5 +483,3 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f'{cpu}, {torch.get_num_threads()} threads'
-
-

@@ -64,10 +64,9 @@ def run_child(module: str, argv: list) -> dict:
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=MMAP_THRESHOLD)
         env['PYTHONPATH'] = os.pathsep.join(
             p for p in (root, os.environ.get('PYTHONPATH')) if p)
-        subprocess.run(
-            [sys.executable, '-m', module, *argv, CHILD_FLAG, path],
-            env=env,
-            check=True)
+        subprocess.run([sys.executable, '-m', module, *argv, CHILD_FLAG, path],
+                       env=env,
+                       check=True)
         with open(path) as f:
             return json.load(f)
 

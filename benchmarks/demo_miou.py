@@ -1,5 +1,5 @@
-"""The mIoU of a test log beside the figure the metafile records for the
-same config (measured on a CPU), and whether they agree within a tolerance.
+"""The mIoU of a test log beside the figure the metafile records for the same
+config (measured on a CPU), and whether they agree within a tolerance.
 
 ``benchmarks/gpu_checks.sh`` calls it after training and testing the demo
 config on a GPU through ``--launcher pytorch``: a GPU run of the same recipe
@@ -45,8 +45,11 @@ def recorded_miou(config: str, metafile: str = METAFILE) -> float:
 
 
 def logged_miou(text: str) -> Optional[float]:
-    """The last mIoU MMSeg's test loop logged (``... mIoU: 88.8100 ...``),
-    or None."""
+    """The last mIoU MMSeg's test loop logged (``...
+
+    mIoU: 88.8100 ...``),
+    or None.
+    """
     found = re.findall(r'mIoU: (\d+(?:\.\d+)?)', text)
     return float(found[-1]) if found else None
 
@@ -55,10 +58,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('log', help='the log of mmseg\'s tools/test.py')
-    parser.add_argument('--tolerance', type=float, default=1.0,
-                        help='largest accepted difference in mIoU points')
     parser.add_argument(
-        '--dry-run', action='store_true',
+        '--tolerance',
+        type=float,
+        default=1.0,
+        help='largest accepted difference in mIoU points')
+    parser.add_argument(
+        '--dry-run',
+        action='store_true',
         help='report only (a shortened training cannot match)')
     args = parser.parse_args(argv)
     reference = recorded_miou(args.config)

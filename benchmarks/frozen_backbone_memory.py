@@ -1,5 +1,5 @@
-"""Memory of a SegViT training step on a timm backbone: trained, trained
-with activation checkpointing, or frozen.
+"""Memory of a SegViT training step on a timm backbone: trained, trained with
+activation checkpointing, or frozen.
 
 One training step of an ``EncoderDecoder`` with a :class:`TimmViT`
 backbone and ATMHead (the loss, its backward and an AdamW step through
@@ -40,38 +40,54 @@ VARIANTS = ('trained', 'with_cp', 'frozen')
 def build(model_name: str, crop: int, variant: str, classes: int,
           device: torch.device):
     """The segmentor and its optimizer wrapper."""
-    import mmseg_segvit  # noqa: F401  (registers TimmViT, ATMHead)
     from mmengine.config import ConfigDict
     from mmengine.optim import build_optim_wrapper
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
+
+    import mmseg_segvit  # noqa: F401  (registers TimmViT, ATMHead)
     register_all_modules(init_default_scope=True)
     torch.manual_seed(0)
-    backbone = dict(type='TimmViT', model_name=model_name,
-                    img_size=(crop, crop), drop_path_rate=0.1,
-                    with_cp=variant == 'with_cp', frozen=variant == 'frozen')
+    backbone = dict(
+        type='TimmViT',
+        model_name=model_name,
+        img_size=(crop, crop),
+        drop_path_rate=0.1,
+        with_cp=variant == 'with_cp',
+        frozen=variant == 'frozen')
     probe = MODELS.build(dict(backbone, with_cp=False, frozen=False))
     depth = probe.num_blocks
     out = [depth // 3 - 1, 2 * depth // 3 - 1, depth - 1]
     cfg = dict(
         type='EncoderDecoder',
-        data_preprocessor=dict(type='SegDataPreProcessor', size=(crop, crop),
-                               mean=[123.675, 116.28, 103.53],
-                               std=[58.395, 57.12, 57.375], pad_val=0,
-                               seg_pad_val=255),
+        data_preprocessor=dict(
+            type='SegDataPreProcessor',
+            size=(crop, crop),
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            pad_val=0,
+            seg_pad_val=255),
         backbone=dict(backbone, out_indices=out),
         decode_head=dict(
-            type='ATMHead', in_channels=probe.embed_dims, embed_dims=256,
-            num_heads=8, num_layers=3, use_stages=3, num_classes=classes,
+            type='ATMHead',
+            in_channels=probe.embed_dims,
+            embed_dims=256,
+            num_heads=8,
+            num_layers=3,
+            use_stages=3,
+            num_classes=classes,
             loss_decode=dict(type='ATMLoss')),
-        train_cfg=dict(), test_cfg=dict(mode='whole'))
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
     del probe
     model = MODELS.build(ConfigDict(cfg)).to(device)
     model.init_weights()
     model.train()
-    wrapper = build_optim_wrapper(model, dict(
-        type='OptimWrapper',
-        optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.01)))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            type='OptimWrapper',
+            optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.01)))
     return model, wrapper
 
 
@@ -85,9 +101,11 @@ def batch(crop: int, size: int, classes: int, device: torch.device):
         sample = SegDataSample()
         label = torch.randint(0, classes, (1, crop, crop), generator=gen)
         sample.gt_sem_seg = PixelData(data=label.to(device))
-        sample.set_metainfo(dict(img_shape=(crop, crop),
-                                 pad_shape=(crop, crop),
-                                 ori_shape=(crop, crop)))
+        sample.set_metainfo(
+            dict(
+                img_shape=(crop, crop),
+                pad_shape=(crop, crop),
+                ori_shape=(crop, crop)))
         samples.append(sample)
     return inputs, samples
 
@@ -130,8 +148,8 @@ def main(argv=None) -> None:
     parser.add_argument('--classes', type=int, default=150)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--rounds', type=int, default=2)
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS),
-                        choices=VARIANTS)
+    parser.add_argument(
+        '--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -158,9 +176,11 @@ def main(argv=None) -> None:
             times.append(time.perf_counter() - start)
         trainable = sum(p.numel() for p in model.parameters()
                         if p.requires_grad)
-        rows[variant] = dict(trainable=trainable, state=state_mib(wrapper),
-                             peak=peak, seconds=statistics.median(times)
-                             if times else None)
+        rows[variant] = dict(
+            trainable=trainable,
+            state=state_mib(wrapper),
+            peak=peak,
+            seconds=statistics.median(times) if times else None)
         del model, wrapper
     if child:
         write_child_result(child, {v: r['peak'] for v, r in rows.items()})

@@ -21,20 +21,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--limit', type=int, default=None,
-                        help='use only the first N test images')
+    parser.add_argument(
+        '--limit',
+        type=int,
+        default=None,
+        help='use only the first N test images')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--scale', type=int, default=None,
-                        help='fast_inference_scale of the fast order '
-                        '(default: the config\'s)')
+    parser.add_argument(
+        '--scale',
+        type=int,
+        default=None,
+        help='fast_inference_scale of the fast order '
+        '(default: the config\'s)')
     args = parser.parse_args()
 
-    import mmseg_segvit  # noqa: F401  (compat first)
     import torch
     from mmengine.runner import Runner
     from mmseg.apis import init_model
     from mmseg.evaluation import IoUMetric
     from mmseg.utils import register_all_modules
+
+    import mmseg_segvit  # noqa: F401  (compat first)
     register_all_modules()
 
     model = init_model(args.config, args.checkpoint, device=args.device)

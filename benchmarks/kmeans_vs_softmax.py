@@ -84,8 +84,8 @@ def train(config: str, work_dir: str, cfg_options: List[str]) -> float:
 
 def read_results(work_dir: str) -> Dict[str, float]:
     """Final validation metrics and mean training s/iter of a work dir."""
-    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                     'scalars.json')))
+    runs = sorted(
+        glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not runs:
         raise FileNotFoundError(f'no scalars.json under {work_dir}')
     train_times, metrics = [], None
@@ -110,13 +110,14 @@ def read_results(work_dir: str) -> Dict[str, float]:
 
 def time_steps(variants: List[str], reps: int) -> Dict[str, float]:
     """Median seconds of one training step per variant, interleaved."""
-    import mmseg_segvit  # noqa: F401  (compat first, registers the models)
     import torch
     from mmengine.config import Config
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
     from mmseg.utils import register_all_modules
+
+    import mmseg_segvit  # noqa: F401  (compat first, registers the models)
     register_all_modules(init_default_scope=True)
 
     torch.manual_seed(0)

@@ -4,7 +4,8 @@
 classes, masks on a 32x32 grid resized to 512x512 (one ViT-B crop), timed
 as written (resize, in-place sigmoid, einsum) and as
 ``combine_resized_masks`` computes it with the device's own plan
-(``plan_rows``) and for several band sizes, interleaved, medians. Two reference rows put the figures in context: the class sum
+(``plan_rows``) and for several band sizes, interleaved, medians. Two
+reference rows put the figures in context: the class sum
 alone as one (150 x 150) @ (150 x 262,144) product on ready sigmoid masks
 (what the literal einsum runs), and the first writes to a fresh
 (150, 512, 512) output (page faults), which every order pays.
@@ -20,8 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mmseg_segvit.models.layers import (combine_resized_masks,
-                                        plan_rows)
+from mmseg_segvit.models.layers import combine_resized_masks, plan_rows
 
 BANDS = (1 << 19, 1 << 21, 1 << 23)  # bytes of resized masks per band
 
@@ -53,8 +53,8 @@ def main(argv=None) -> None:
     for band in BANDS:
         rows = max(1, band // (b * q * size[1] * 4))
         cases[f'banded, {band >> 10} KiB per band ({rows} rows)'] = (
-            lambda rows=rows: combine_resized_masks(prob, masks, size, False,
-                                                    rows=rows))
+            lambda rows=rows: combine_resized_masks(
+                prob, masks, size, False, rows=rows))
     cases['reference: class sum alone, as one bmm'] = (
         lambda: torch.bmm(weights, ready))
     cases['reference: first writes to a fresh output'] = (

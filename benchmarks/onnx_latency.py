@@ -39,14 +39,16 @@ def _times(fn, warmup: int, runs: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=DEMO)
-    parser.add_argument('--checkpoint', default='none',
-                        help="checkpoint file or 'none' (random weights)")
+    parser.add_argument(
+        '--checkpoint',
+        default='none',
+        help="checkpoint file or 'none' (random weights)")
     parser.add_argument('--shape', type=int, nargs=2, default=(128, 128))
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--runs', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--dynamic', action='store_true',
-                        help='time a --dynamic export')
+    parser.add_argument(
+        '--dynamic', action='store_true', help='time a --dynamic export')
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -66,8 +68,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     if args.checkpoint.lower() != 'none':
-        model.load_state_dict(get_state_dict(
-            load_weights_file(args.checkpoint), args.checkpoint))
+        model.load_state_dict(
+            get_state_dict(
+                load_weights_file(args.checkpoint), args.checkpoint))
     model.eval()
     shape = tuple(args.shape)
 
@@ -90,8 +93,8 @@ def main() -> None:
     ref = run_torch()
     diff = (torch.from_numpy(session.run(None, feed)[0]) - ref).abs().max()
     rows = [('PyTorch (eager)', _times(run_torch, args.warmup, args.runs)),
-            ('onnxruntime CPU', _times(lambda: session.run(None, feed),
-                                       args.warmup, args.runs))]
+            ('onnxruntime CPU',
+             _times(lambda: session.run(None, feed), args.warmup, args.runs))]
     weights = 'random weights' if args.checkpoint.lower() == 'none' else \
         osp.basename(args.checkpoint)
     print(f'{osp.basename(args.config)}, {weights}, input 1x3x{shape[0]}x'

@@ -37,29 +37,29 @@ from benchmarks.common import (SPECS, autocast, build_model, device_name,
                                fake_batch, train_step)
 from mmseg_segvit.models.layers import (get_batched_weight_casts,
                                         memory_budget,
-                                        set_batched_weight_casts,
-                                        weight_casts)
-
+                                        set_batched_weight_casts, weight_casts)
 
 # Leaf ops that launch no kernel: views, allocations, metadata, no-ops.
-NO_KERNEL = frozenset('aten::' + name for name in (
-    'as_strided', 'view', '_unsafe_view', '_reshape_alias', 'reshape',
-    'alias', 'detach', 'detach_', 'resolve_conj', 'resolve_neg', 't',
-    'transpose', 'permute', 'expand', 'expand_as', 'slice', 'select',
-    'unsqueeze', 'squeeze', 'unflatten', 'flatten', 'narrow', 'split',
-    'chunk', 'unbind', 'split_with_sizes', 'view_as', 'numpy_T',
-    'contiguous', 'empty', 'empty_like', 'empty_strided', 'new_empty',
-    'new_empty_strided', 'lift_fresh', 'dropout', 'is_same_size',
-    'result_type', 'size', 'stride', 'sym_size', 'sym_stride', 'to',
-    'type_as', 'set_', 'requires_grad_', '_has_compatible_shallow_copy_type',
-    'is_nonzero', 'matmul', 'linear', 'lift_fresh_copy'))
-
+NO_KERNEL = frozenset(
+    'aten::' + name
+    for name in ('as_strided', 'view', '_unsafe_view', '_reshape_alias',
+                 'reshape', 'alias', 'detach', 'detach_', 'resolve_conj',
+                 'resolve_neg', 't', 'transpose', 'permute', 'expand',
+                 'expand_as', 'slice', 'select', 'unsqueeze', 'squeeze',
+                 'unflatten', 'flatten', 'narrow', 'split', 'chunk', 'unbind',
+                 'split_with_sizes', 'view_as', 'numpy_T', 'contiguous',
+                 'empty', 'empty_like', 'empty_strided', 'new_empty',
+                 'new_empty_strided', 'lift_fresh', 'dropout', 'is_same_size',
+                 'result_type', 'size', 'stride', 'sym_size', 'sym_stride',
+                 'to', 'type_as', 'set_', 'requires_grad_',
+                 '_has_compatible_shallow_copy_type', 'is_nonzero', 'matmul',
+                 'linear', 'lift_fresh_copy'))
 
 # Ops that run their own kernel even where the CPU profile shows them
 # calling others (a bias copy before the product, say).
-KERNEL_ANYWAY = frozenset('aten::' + name for name in (
-    'addmm', 'mm', 'bmm', 'baddbmm', 'addbmm', 'mv', 'addmv', 'dot'))
-
+KERNEL_ANYWAY = frozenset('aten::' + name
+                          for name in ('addmm', 'mm', 'bmm', 'baddbmm',
+                                       'addbmm', 'mv', 'addmv', 'dot'))
 
 # Multi-tensor ops: CUDA runs one over many tensors in a few kernels (up to
 # about a hundred tensors per launch); the CPU loops over them, op by op.
@@ -77,16 +77,16 @@ def _in_foreach(event) -> bool:
 
 def _launches(event, memo: dict) -> bool:
     """Whether an aten event stands for (about) one kernel: not a view or
-    allocation, and no kernel op below it (GEMMs count regardless); a
-    multi-tensor ``_foreach_`` op counts once, the ops it loops over on
-    the CPU not at all."""
+    allocation, and no kernel op below it (GEMMs count regardless); a multi-
+    tensor ``_foreach_`` op counts once, the ops it loops over on the CPU not
+    at all."""
     key = id(event)
     if key not in memo:
         name = event.name
         memo[key] = name.startswith('aten::') and name not in NO_KERNEL and (
             not _in_foreach(event)) and (
-                name in KERNEL_ANYWAY or name.startswith(FOREACH) or not any(
-                    _launches(c, memo) for c in event.cpu_children))
+                name in KERNEL_ANYWAY or name.startswith(FOREACH)
+                or not any(_launches(c, memo) for c in event.cpu_children))
     return memo[key]
 
 
@@ -98,7 +98,8 @@ class OpCount(NamedTuple):
     top: List[tuple]  # (name, leaf calls), most frequent first
 
 
-def count_ops(fn: Callable[[], object], device: torch.device,
+def count_ops(fn: Callable[[], object],
+              device: torch.device,
               top: int = 8) -> OpCount:
     """Profile one call of ``fn`` and count its operators."""
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -130,8 +131,8 @@ def count_ops(fn: Callable[[], object], device: torch.device,
 
 @contextlib.contextmanager
 def chunking(device: torch.device, device_chunking: bool):
-    """On CPU, as on a GPU: the combination in one piece and the weight
-    casts batched, unless the device's own behaviour is asked for."""
+    """On CPU, as on a GPU: the combination in one piece and the weight casts
+    batched, unless the device's own behaviour is asked for."""
     if device.type != 'cpu' or device_chunking:
         yield
         return
@@ -142,8 +143,8 @@ def chunking(device: torch.device, device_chunking: bool):
         set_batched_weight_casts(True)
         # as under CUDA autocast, where torch's MultiheadAttention never
         # takes its fp32 fast path, so its weights are batched as well
-        patches.enter_context(mock.patch.object(
-            weight_casts, '_mha_in_autocast', lambda: True))
+        patches.enter_context(
+            mock.patch.object(weight_casts, '_mha_in_autocast', lambda: True))
     try:
         with patches, memory_budget(float('inf')):
             yield
@@ -152,8 +153,12 @@ def chunking(device: torch.device, device_chunking: bool):
             set_batched_weight_casts(before)
 
 
-def inference_and_step(model, crop: int, batch: int, train_batch: int,
-                       device: torch.device, dtype: str,
+def inference_and_step(model,
+                       crop: int,
+                       batch: int,
+                       train_batch: int,
+                       device: torch.device,
+                       dtype: str,
                        device_chunking: bool = False):
     """OpCounts of one inference (``encode_decode`` at ``batch``) and one
     training step (forward, loss, backward at ``train_batch``)."""
@@ -172,8 +177,7 @@ def inference_and_step(model, crop: int, batch: int, train_batch: int,
         infer_once()  # warm-up
         infer = count_ops(infer_once, device)
         model.train()
-        x, _, samples = fake_batch(train_batch, crop,
-                                                num_classes, device)
+        x, _, samples = fake_batch(train_batch, crop, num_classes, device)
         step = train_step(model, x, samples, device, dtype)
         step()  # warm-up
         train = count_ops(step, device)
@@ -182,17 +186,24 @@ def inference_and_step(model, crop: int, batch: int, train_batch: int,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', default='segvit-b,segvit-shrunk-l',
-                        help='keys of SPECS')
-    parser.add_argument('--crop', type=int, default=None,
-                        help='crop (default: each model\'s own)')
+    parser.add_argument(
+        '--models', default='segvit-b,segvit-shrunk-l', help='keys of SPECS')
+    parser.add_argument(
+        '--crop',
+        type=int,
+        default=None,
+        help='crop (default: each model\'s own)')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--device-chunking', action='store_true',
-                        help='keep the CPU\'s cache-sized bands')
-    parser.add_argument('--top', action='store_true',
-                        help='also list the most frequent kernel ops')
+    parser.add_argument(
+        '--device-chunking',
+        action='store_true',
+        help='keep the CPU\'s cache-sized bands')
+    parser.add_argument(
+        '--top',
+        action='store_true',
+        help='also list the most frequent kernel ops')
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -207,8 +218,8 @@ def main(argv=None) -> None:
         spec = SPECS[key]
         crop = args.crop or spec.crop
         model = build_model(spec, crop).to(device)
-        infer, train = inference_and_step(model, crop, args.batch,
-                                          args.batch, device, args.dtype,
+        infer, train = inference_and_step(model, crop, args.batch, args.batch,
+                                          device, args.dtype,
                                           args.device_chunking)
         print(f'| {spec.label} | {crop} | {infer.aten} | {infer.leaf} | '
               f'{infer.kernels if infer.kernels is not None else "-"} | '

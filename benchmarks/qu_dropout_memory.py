@@ -1,5 +1,5 @@
-"""Memory and time of Shrunk SegViT's query up-sampling (QU) in training,
-with and without its attention dropout.
+"""Memory and time of Shrunk SegViT's query up-sampling (QU) in training, with
+and without its attention dropout.
 
 QU's decoders are torch ``nn.TransformerDecoderLayer``s over one query per
 position of the 1/16 grid (1600 at a 640 crop). With dropout, torch's CPU
@@ -30,8 +30,7 @@ from benchmarks.cpu_memory import (CHILD_FLAG, check_child, run_child,
 from mmseg_segvit.models.layers import QueryUpsample  # noqa: E402
 
 
-def step(qu: QueryUpsample, levels, grid, device: torch.device,
-         memory: bool):
+def step(qu: QueryUpsample, levels, grid, device: torch.device, memory: bool):
     """Seconds and (with memory) peak extra MiB of one forward + backward."""
     seconds, peak = measure(
         lambda: qu(levels, grid).square().mean().backward(), device, memory)
@@ -60,7 +59,11 @@ def main(argv=None) -> None:
     models = {}
     for p in args.dropouts:
         qu = QueryUpsample(
-            1024, embed_dims=512, num_heads=16, num_layers=3, dropout=p,
+            1024,
+            embed_dims=512,
+            num_heads=16,
+            num_layers=3,
+            dropout=p,
             query_grid=grid).to(device)
         qu.init_weights()
         models[p] = qu.train()
@@ -73,13 +76,16 @@ def main(argv=None) -> None:
             if i:
                 results[p].append((seconds, peak))
     if child:
-        write_child_result(child, {str(p): v[0][1]
-                                   for p, v in results.items()})
+        write_child_result(child,
+                           {str(p): v[0][1]
+                            for p, v in results.items()})
         return
     if device.type == 'cpu':
         peaks = run_child('benchmarks.qu_dropout_memory', argv)
-        results = {p: [(s, peaks[str(p)]) for s, _ in v]
-                   for p, v in results.items()}
+        results = {
+            p: [(s, peaks[str(p)]) for s, _ in v]
+            for p, v in results.items()
+        }
     print(f'QU at ViT-L 640 sizes, batch {args.batch}, {device}, '
           f'{torch.get_num_threads()} threads, median of {args.rounds}')
     print('| QU dropout | forward + backward (s) | peak extra memory (MiB) |')

@@ -81,18 +81,19 @@ def read_distances(model, inputs: torch.Tensor) -> List[Dict]:
     for (i, j), weights in sorted(captured.items()):
         dist = cell_distances(grid, levels[i], weights)  # (H*W, h*w)
         rows.append(
-            dict(level=i,
-                 layer=j,
-                 grid=grid,
-                 level_grid=levels[i],
-                 distance=(weights * dist).sum(-1).mean().item(),
-                 uniform=dist.mean().item()))
+            dict(
+                level=i,
+                layer=j,
+                grid=grid,
+                level_grid=levels[i],
+                distance=(weights * dist).sum(-1).mean().item(),
+                uniform=dist.mean().item()))
     return rows
 
 
 def position_norms(model, inputs: torch.Tensor) -> Tuple[float, float]:
-    """Mean per-token norm of the position table (class token's row left
-    out) and of the patch embeddings of ``inputs``."""
+    """Mean per-token norm of the position table (class token's row left out)
+    and of the patch embeddings of ``inputs``."""
     backbone = model.backbone
     with torch.no_grad():
         patches, _ = backbone.patch_embed(inputs)
@@ -120,10 +121,11 @@ def main(argv=None) -> None:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
 
-    import mmseg_segvit  # noqa: F401  (registers the modules)
     from mmengine.config import Config
     from mmseg.apis import init_model
     from mmseg.utils import register_all_modules
+
+    import mmseg_segvit  # noqa: F401  (registers the modules)
     register_all_modules()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

@@ -80,8 +80,8 @@ def _params(stem: str) -> Dict[str, int]:
     model = build_model(_path(stem), device='meta')
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return dict(total=total, trainable=trainable,
-                depth=model.backbone.num_blocks)
+    return dict(
+        total=total, trainable=trainable, depth=model.backbone.num_blocks)
 
 
 def _batch(crop: tuple, num_classes: int) -> dict:
@@ -94,19 +94,24 @@ def _batch(crop: tuple, num_classes: int) -> dict:
         classes = torch.randperm(num_classes)[:CLASSES_PER_IMAGE]
         rows = classes[torch.arange(crop[0]) * CLASSES_PER_IMAGE // crop[0]]
         sample = SegDataSample()
-        sample.gt_sem_seg = PixelData(
-            data=rows[None, :, None].expand(1, *crop).clone())
-        sample.set_metainfo(dict(img_shape=crop, pad_shape=crop,
-                                 ori_shape=crop))
+        sample.gt_sem_seg = PixelData(data=rows[None, :,
+                                                None].expand(1, *crop).clone())
+        sample.set_metainfo(
+            dict(img_shape=crop, pad_shape=crop, ori_shape=crop))
         samples.append(sample)
-    return dict(inputs=[torch.randint(0, 255, (3, *crop)).float()
-                        for _ in range(BATCH)], data_samples=samples)
+    return dict(
+        inputs=[
+            torch.randint(0, 255, (3, *crop)).float() for _ in range(BATCH)
+        ],
+        data_samples=samples)
 
 
 def _step_peak(stem: str, depth: int, with_cp: bool, crop: int) -> float:
     """Peak MiB of one training step of the cut model (child process)."""
-    model = build_model(_path(stem), device='cpu',
-                        cfg_options=_cut(stem, depth, with_cp, crop))
+    model = build_model(
+        _path(stem),
+        device='cpu',
+        cfg_options=_cut(stem, depth, with_cp, crop))
     model.train()
     data = model.data_preprocessor(
         _batch((crop, crop), model.decode_head.num_classes), training=True)
@@ -133,8 +138,7 @@ def memory_child(args, path: str) -> None:
         for with_cp in (False, ) if frozen else (False, True):
             for depth in args.depths:
                 key = f'{stem}|{depth}|{int(with_cp)}'
-                out[key] = _step_peak(stem, depth, with_cp,
-                                      args.measure_crop)
+                out[key] = _step_peak(stem, depth, with_cp, args.measure_crop)
                 print(key, f'peak {out[key]:.0f} MiB', flush=True)
     write_child_result(path, out)
 
@@ -142,17 +146,27 @@ def memory_child(args, path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--configs', nargs='+', default=CONFIGS)
-    parser.add_argument('--depths', nargs=2, type=int, default=[3, 4],
-                        help='the two depths measured (>= 3 blocks)')
-    parser.add_argument('--measure-crop', type=int, default=256,
-                        help='square crop the cut models are measured at')
+    parser.add_argument(
+        '--depths',
+        nargs=2,
+        type=int,
+        default=[3, 4],
+        help='the two depths measured (>= 3 blocks)')
+    parser.add_argument(
+        '--measure-crop',
+        type=int,
+        default=256,
+        help='square crop the cut models are measured at')
     parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args, args.memory_child)
         return
-    argv = ['--configs', *args.configs, '--depths',
-            *map(str, args.depths), '--measure-crop', str(args.measure_crop)]
+    argv = [
+        '--configs', *args.configs, '--depths', *map(str, args.depths),
+        '--measure-crop',
+        str(args.measure_crop)
+    ]
     peaks = run_child('benchmarks.timm_vit_memory', argv)
     d1, d2 = args.depths
     rows: List[str] = [
@@ -176,8 +190,8 @@ def main() -> None:
             cells += [full, states + full]
         rows.append(
             f'| {stem} | {p["total"] / 1e6:.1f} | {p["trainable"] / 1e6:.1f}'
-            f' | {states:.1f} | ' + ' | '.join(f'{c:.1f}' for c in cells) +
-            ' |')
+            f' | {states:.1f} | ' + ' | '.join(f'{c:.1f}'
+                                               for c in cells) + ' |')
     print(f'ESTIMATED training memory per GPU at batch {BATCH}, fp32 (CPU '
           f'peaks at {d1} and {d2} blocks and {args.measure_crop} pixels, '
           'extrapolated to the full depth and crop; no CUDA context or '

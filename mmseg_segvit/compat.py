@@ -112,6 +112,7 @@ def install_lite_ops() -> bool:
     import warnings
 
     import mmcv
+
     # mmcv.cnn warns on import that the deformable-attention op is missing;
     # on mmcv-lite that is expected and says nothing new.
     warnings.filterwarnings(
@@ -142,9 +143,9 @@ _BUILTIN_STATISTICS = frozenset(('min', 'max', 'mean', 'current'))
 def _history_buffer_getattr(obj: object, name: str) -> object:
     """The one ``getattr`` an mmengine checkpoint needs.
 
-    ``HistoryBuffer`` pickles its statistics methods (``min``, ``max``, ...)
-    as ``getattr(HistoryBuffer, 'min')``. Loading may do that lookup and
-    nothing else: any other object or name is refused.
+    ``HistoryBuffer`` pickles its statistics methods (``min``, ``max``, ...) as
+    ``getattr(HistoryBuffer, 'min')``. Loading may do that lookup and nothing
+    else: any other object or name is refused.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
 
@@ -179,10 +180,10 @@ def _empty_bytes(*args: object) -> bytes:
     """The one ``bytes`` call a protocol-2 pickle makes: ``bytes()``.
 
     ``torch.save`` (pickle protocol 2) writes non-empty bytes through
-    ``_codecs.encode``, which ``weights_only`` allows, but empty bytes as
-    the call ``bytes()``. numpy arrays with no elements hold such empty
-    bytes, for example a ``HistoryBuffer`` of a message hub with nothing
-    logged. Any other call is refused.
+    ``_codecs.encode``, which ``weights_only`` allows, but empty bytes as the
+    call ``bytes()``. numpy arrays with no elements hold such empty bytes, for
+    example a ``HistoryBuffer`` of a message hub with nothing logged. Any other
+    call is refused.
     """
     if args:
         raise RuntimeError(
@@ -216,8 +217,7 @@ def mmengine_checkpoint_types() -> List[object]:
     return [
         HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
         (_empty_bytes, 'builtins.bytes'), *numpy_functions, np.ndarray,
-        np.dtype,
-        *sorted(dtype_classes, key=lambda c: c.__name__)
+        np.dtype, *sorted(dtype_classes, key=lambda c: c.__name__)
     ]
 
 

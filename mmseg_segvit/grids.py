@@ -1,7 +1,7 @@
 """Patch grids of images: how many patches a ViT lays on an image.
 
-A leaf module (of the package it imports only the type aliases), shared by
-the models, the checkpoint converters and the exporters.
+A leaf module (of the package it imports only the type aliases), shared by the
+models, the checkpoint converters and the exporters.
 """
 from typing import Sequence, Union
 

@@ -19,7 +19,8 @@ interpolate_antialias=False`` for ``dinov2_vit*14``, ``0.0, True`` for
 ``dinov2_vit*14_reg``. The offset (a historical work-around of the
 original DINO) moves the sampling positions of the bicubic kernel, and
 PyTorch's antialiased bicubic uses another kernel (a = -0.5 instead of
--0.75) even when it enlarges, so timm's single rule (``resample_abs_pos_embed``:
+-0.75) even when it enlarges, so timm's single rule
+(``resample_abs_pos_embed``:
 size, antialias) gives other position tables than the official code for
 DINOv2 without registers. :class:`~mmseg_segvit.models.backbones.TimmViT`
 resizes by :func:`pos_table_rule` both when it loads a file and at run
@@ -109,8 +110,9 @@ def resize_pos_table(table: Tensor,
     channels = table.shape[-1]
     grid = grid.float().reshape(1, h, w, channels).permute(0, 3, 1, 2)
     if rule.offset:
-        size = dict(scale_factor=((dst[0] + rule.offset) / h,
-                                  (dst[1] + rule.offset) / w))
+        size = dict(
+            scale_factor=((dst[0] + rule.offset) / h,
+                          (dst[1] + rule.offset) / w))
     else:
         size = dict(size=dst)
     grid = F.interpolate(

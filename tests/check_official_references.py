@@ -17,9 +17,8 @@ from functools import partial
 import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from official_dinov2_reference import (RefDinoV2,  # noqa: E402
-                                       center_padding, randomise)
-from official_dinov3_reference import RefDinoV3  # noqa: E402
+from official_dinov2_reference import RefDinoV2, center_padding, randomise
+from official_dinov3_reference import RefDinoV3
 
 OUT = [1, 3]
 TINY = dict(embed_dim=64, depth=4, num_heads=4)
@@ -50,15 +49,20 @@ def main() -> None:
         ref = RefDinoV2.hub(reg, img_size=518, **TINY)
         randomise(ref, seed=3)
         official = DinoVisionTransformer(
-            img_size=518, patch_size=14, mlp_ratio=4, init_values=1.0,
+            img_size=518,
+            patch_size=14,
+            mlp_ratio=4,
+            init_values=1.0,
             block_fn=partial(Block, attn_class=MemEffAttention),
-            block_chunks=0, num_register_tokens=4 if reg else 0,
+            block_chunks=0,
+            num_register_tokens=4 if reg else 0,
             interpolate_antialias=reg,
-            interpolate_offset=0.0 if reg else 0.1, **TINY)
+            interpolate_offset=0.0 if reg else 0.1,
+            **TINY)
         official.load_state_dict(ref.state_dict(), strict=True)
-        compare('dinov2' + ('_reg4' if reg else ''), official, ref,
-                [(518, 518), (512, 512), (640, 640), (518, 742),
-                 (448, 600)], 14)
+        compare('dinov2' + ('_reg4' if reg else ''),
+                official, ref, [(518, 518), (512, 512), (640, 640), (518, 742),
+                                (448, 600)], 14)
     sys.path.insert(0, sys.argv[2])
     from dinov3.models.vision_transformer import DinoVisionTransformer
     ref = RefDinoV3(**TINY)
@@ -67,15 +71,23 @@ def main() -> None:
     periods.copy_(periods.bfloat16().float())
     # the ViT-L hub settings (dinov3/hub/backbones.py)
     official = DinoVisionTransformer(
-        img_size=224, patch_size=16, pos_embed_rope_base=100,
+        img_size=224,
+        patch_size=16,
+        pos_embed_rope_base=100,
         pos_embed_rope_normalize_coords='separate',
-        pos_embed_rope_rescale_coords=2, pos_embed_rope_dtype='fp32',
-        ffn_ratio=4, qkv_bias=True, layerscale_init=1e-5,
-        norm_layer='layernormbf16', ffn_layer='mlp', n_storage_tokens=4,
-        mask_k_bias=True, **TINY)
+        pos_embed_rope_rescale_coords=2,
+        pos_embed_rope_dtype='fp32',
+        ffn_ratio=4,
+        qkv_bias=True,
+        layerscale_init=1e-5,
+        norm_layer='layernormbf16',
+        ffn_layer='mlp',
+        n_storage_tokens=4,
+        mask_k_bias=True,
+        **TINY)
     official.load_state_dict(ref.state_dict(), strict=True)
-    compare('dinov3', official, ref,
-            [(224, 224), (512, 512), (640, 640), (512, 704)], 0)
+    compare('dinov3', official, ref, [(224, 224), (512, 512), (640, 640),
+                                      (512, 704)], 0)
 
 
 if __name__ == '__main__':

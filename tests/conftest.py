@@ -1,5 +1,7 @@
 """Shared pytest fixtures (plain builders are in fixtures.py).
-mmseg_segvit is imported first, as a config would."""
+
+mmseg_segvit is imported first, as a config would.
+"""
 import os
 
 # Tiny models gain nothing from intra-op threads, and the test processes
@@ -7,12 +9,14 @@ import os
 # machines.
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
+# isort: off
 import mmseg_segvit  # noqa: F401  (compat before mmseg.models)
 import pytest
 import torch
 from mmseg.utils import register_all_modules
 
 from fixtures import tiny_segmentor
+# isort: on
 
 register_all_modules(init_default_scope=True)
 torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))

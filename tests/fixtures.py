@@ -1,7 +1,9 @@
-"""Builders of tiny models and inputs, the repository paths the tests
-read, and checkpoint files rewritten as another numpy writes them: one
-module, imported by name (``pytest.ini`` puts ``tests/`` on the path).
-Tiny official SegViT checkpoints are in ``official_checkpoints.py``."""
+"""Builders of tiny models and inputs, the repository paths the tests read, and
+checkpoint files rewritten as another numpy writes them: one module, imported
+by name (``pytest.ini`` puts ``tests/`` on the path).
+
+Tiny official SegViT checkpoints are in ``official_checkpoints.py``.
+"""
 import os.path as osp
 import re
 import zipfile
@@ -9,9 +11,9 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import ConfigDict
+from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from mmengine.structures import PixelData
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
@@ -20,10 +22,9 @@ DEMO_CONFIG = osp.join(REPO, 'configs', 'segvit',
 FINETUNE_CONFIG = osp.join(REPO, 'configs', 'segvit', 'finetune',
                            'segvit_vit-b16_1xb4-20k_custom-512x512.py')
 FINETUNE_SIZE = 64
-# names of the configs on TimmViT (tests/test_configs/test_foundation_configs.py
-# checks that exactly these build it and tests them)
-TIMM_CONFIG_NAME = re.compile(
-    r'^segvit_(dinov2|dinov3|beitv2|eva02|timm-vit)')
+# names of the configs on TimmViT (exactly these build it and are tested:
+# tests/test_configs/test_foundation_configs.py)
+TIMM_CONFIG_NAME = re.compile(r'^segvit_(dinov2|dinov3|beitv2|eva02|timm-vit)')
 # the module of numpy's array and scalar rebuilders in a pickle, as
 # numpy 2.x and numpy 1.x spell it
 NUMPY2 = b'numpy._core.multiarray\n'
@@ -65,8 +66,8 @@ def data_samples(labels: torch.Tensor):
         sample = SegDataSample()
         sample.gt_sem_seg = PixelData(data=label[None].long())
         h, w = label.shape
-        sample.set_metainfo(dict(img_shape=(h, w), pad_shape=(h, w),
-                                 ori_shape=(h, w)))
+        sample.set_metainfo(
+            dict(img_shape=(h, w), pad_shape=(h, w), ori_shape=(h, w)))
         samples.append(sample)
     return samples
 
@@ -79,8 +80,8 @@ def meta_head(head_cfg: dict):
 
 
 def predict_image(model, img: torch.Tensor):
-    """``model.predict`` on one (C, H, W) image through its data
-    preprocessor, without gradients; returns the SegDataSample."""
+    """``model.predict`` on one (C, H, W) image through its data preprocessor,
+    without gradients; returns the SegDataSample."""
     sample = data_samples(torch.zeros(1, *img.shape[-2:], dtype=torch.long))
     with torch.no_grad():
         data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
@@ -150,21 +151,25 @@ def make_finetune_model_tiny(model):
     changed in place) a 3-layer, 32-dim ViT + ATMHead for
     :data:`FINETUNE_SIZE` square images (one sliding window)."""
     model.data_preprocessor.size = (FINETUNE_SIZE, FINETUNE_SIZE)
-    model.backbone.update(img_size=(FINETUNE_SIZE, FINETUNE_SIZE),
-                          embed_dims=32, num_layers=3, num_heads=2,
-                          out_indices=[0, 1, 2], drop_path_rate=0.0)
-    model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4,
-                             num_layers=2)
-    model.test_cfg.update(crop_size=(FINETUNE_SIZE, FINETUNE_SIZE),
-                          stride=(48, 48))
+    model.backbone.update(
+        img_size=(FINETUNE_SIZE, FINETUNE_SIZE),
+        embed_dims=32,
+        num_layers=3,
+        num_heads=2,
+        out_indices=[0, 1, 2],
+        drop_path_rate=0.0)
+    model.decode_head.update(
+        in_channels=32, embed_dims=32, num_heads=4, num_layers=2)
+    model.test_cfg.update(
+        crop_size=(FINETUNE_SIZE, FINETUNE_SIZE), stride=(48, 48))
 
 
 def rewrite_globals(src, dst, old: bytes, new: bytes) -> bytes:
     """Copy a ``torch.save`` file, renaming a pickled global's module.
 
     ``torch.save`` writes pickle protocol 2, where a global is the text
-    ``c<module>\\n<name>\\n``; renaming it changes nothing else.
-    Returns the new pickle.
+    ``c<module>\\n<name>\\n``; renaming it changes nothing else. Returns the
+    new pickle.
     """
     with zipfile.ZipFile(src) as zin, \
             zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as zout:

@@ -1,13 +1,12 @@
 """Tiny official SegViT checkpoints and the configs that take them.
 
-The state dicts have the official key layout (mmseg 0.x ViT or
-``vit_shrink`` keys + the heads of :mod:`official_segvit_reference`), with
-random weights; the configs build this package's models of the same size.
-One module, imported by name (``pytest.ini`` puts ``tests/`` on the path).
+The state dicts have the official key layout (mmseg 0.x ViT or ``vit_shrink``
+keys + the heads of :mod:`official_segvit_reference`), with random weights; the
+configs build this package's models of the same size. One module, imported by
+name (``pytest.ini`` puts ``tests/`` on the path).
 """
 import torch
 from mmseg.registry import MODELS
-
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
 
@@ -29,8 +28,9 @@ VIT = dict(
 
 def tiny_cfg(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
     """Config of the plain model :func:`official_checkpoint` converts to:
-    a ``depth``-layer ViT/16 (patch bias, no final norm) + 3-stage
-    ATMHead."""
+
+    a ``depth``-layer ViT/16 (patch bias, no final norm) + 3-stage ATMHead.
+    """
     return dict(
         type='EncoderDecoder',
         backbone=dict(
@@ -81,8 +81,10 @@ def official_checkpoint(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
 
 def shrunk_cfg(num_classes=NUM_CLASSES):
     """Config of the Shrunk model :func:`official_shrunk` converts to:
-    ``ShrunkViT`` with query up-sampling + a 1-stage, per-layer-mask
-    ATMHead without projections."""
+
+    ``ShrunkViT`` with query up-sampling + a 1-stage, per-layer-mask ATMHead
+    without projections.
+    """
     return dict(
         type='EncoderDecoder',
         backbone=dict(
@@ -105,8 +107,8 @@ def shrunk_cfg(num_classes=NUM_CLASSES):
 
 
 def official_shrunk(num_classes=NUM_CLASSES):
-    """An official Shrunk state dict: reference ``vit_shrink`` keys +
-    reference ``TPNATMHead``; returns it, the backbone and the head."""
+    """An official Shrunk state dict: reference ``vit_shrink`` keys + reference
+    ``TPNATMHead``; returns it, the backbone and the head."""
     backbone = randomize(OfficialViTShrink(shrink_idx=2, **VIT))
     head = randomize(
         OfficialTPNATMHead(64, EMBED, DIM, num_classes, LAYERS, HEADS, 2))
@@ -116,9 +118,9 @@ def official_shrunk(num_classes=NUM_CLASSES):
 
 
 def load_numbered(sd, cfg):
-    """Give every tensor of the official state dict ``sd`` a distinct
-    constant (its index), convert it and load it strictly into the model
-    ``cfg`` builds, so that a swapped tensor cannot go unnoticed.
+    """Give every tensor of the official state dict ``sd`` a distinct constant
+    (its index), convert it and load it strictly into the model ``cfg`` builds,
+    so that a swapped tensor cannot go unnoticed.
 
     Returns:
         The loaded model.
@@ -150,8 +152,8 @@ def vit_shapes(dims, depth, classes, tokens):
 
 
 def assert_computes_like(model, img, want, num_outputs):
-    """Class logits, masks and prediction of ``model`` on (2, 3, 64, 64)
-    images equal the reference ones (``want``: classes, masks, pred)."""
+    """Class logits, masks and prediction of ``model`` on (2, 3, 64, 64) images
+    equal the reference ones (``want``: classes, masks, pred)."""
     with torch.no_grad():
         cls, masks = model.decode_head(model.extract_feat(img))
         metas = [dict(img_shape=(64, 64), pad_shape=(64, 64))] * 2

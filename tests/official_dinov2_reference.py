@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 
 class RefBlock(nn.Module):
-    """Pre-norm block with layer scales: x + ls1(attn(norm1(x))), then the
-    same with the MLP (names of the official ``Block``)."""
+    """Pre-norm block with layer scales: x + ls1(attn(norm1(x))), then the same
+    with the MLP (names of the official ``Block``)."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -66,8 +66,12 @@ class RefDinoV2(nn.Module):
             gives 0.1 / False without registers, 0.0 / True with them.
     """
 
-    def __init__(self, img_size: int = 518, patch_size: int = 14,
-                 embed_dim: int = 32, depth: int = 4, num_heads: int = 2,
+    def __init__(self,
+                 img_size: int = 518,
+                 patch_size: int = 14,
+                 embed_dim: int = 32,
+                 depth: int = 4,
+                 num_heads: int = 2,
                  num_register_tokens: int = 0,
                  interpolate_offset: float = 0.1,
                  interpolate_antialias: bool = False):
@@ -78,11 +82,10 @@ class RefDinoV2(nn.Module):
         self.num_register_tokens = num_register_tokens
         grid = img_size // patch_size
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, embed_dim, patch_size,
-                                          patch_size)
+        self.patch_embed.proj = nn.Conv2d(3, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid,
-                                                  embed_dim))
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, 1 + grid * grid, embed_dim))
         if num_register_tokens:
             self.register_tokens = nn.Parameter(
                 torch.zeros(1, num_register_tokens, embed_dim))
@@ -95,8 +98,11 @@ class RefDinoV2(nn.Module):
     def hub(cls, registers: bool, **kwargs) -> 'RefDinoV2':
         """The hub's settings for ``dinov2_vit*14`` / ``*14_reg``."""
         if registers:
-            return cls(num_register_tokens=4, interpolate_offset=0.0,
-                       interpolate_antialias=True, **kwargs)
+            return cls(
+                num_register_tokens=4,
+                interpolate_offset=0.0,
+                interpolate_antialias=True,
+                **kwargs)
         return cls(**kwargs)
 
     def positions(self, h: int, w: int) -> Tensor:
@@ -108,43 +114,43 @@ class RefDinoV2(nn.Module):
         table = self.pos_embed.float()
         grid = table[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
         if self.offset:
-            kwargs = dict(scale_factor=((h + self.offset) / side,
-                                        (w + self.offset) / side))
+            kwargs = dict(
+                scale_factor=((h + self.offset) / side,
+                              (w + self.offset) / side))
         else:
             kwargs = dict(size=(h, w))
-        grid = F.interpolate(grid, mode='bicubic', antialias=self.antialias,
-                             **kwargs)
+        grid = F.interpolate(
+            grid, mode='bicubic', antialias=self.antialias, **kwargs)
         assert grid.shape[-2:] == (h, w)
         grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)
         return torch.cat((table[:, :1], grid), 1).to(self.pos_embed.dtype)
 
     def get_intermediate_layers(self, x: Tensor,
                                 n: Sequence[int]) -> Tuple[Tensor, ...]:
-        """``get_intermediate_layers(x, n, reshape=True, norm=False)``:
-        (B, C, H / p, W / p) maps of blocks ``n``."""
+        """The official ``get_intermediate_layers(x, n, reshape=True,
+        norm=False)``: the maps of blocks ``n``, each (B, C, H / p, W / p)."""
         b, _, height, width = x.shape
         h, w = height // self.patch_size, width // self.patch_size
         tokens = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
         tokens = torch.cat((self.cls_token.expand(b, -1, -1), tokens), 1)
         tokens = tokens + self.positions(h, w)
         if self.num_register_tokens:
-            tokens = torch.cat((tokens[:, :1],
-                                self.register_tokens.expand(b, -1, -1),
-                                tokens[:, 1:]), 1)
+            tokens = torch.cat(
+                (tokens[:, :1], self.register_tokens.expand(
+                    b, -1, -1), tokens[:, 1:]), 1)
         outputs: List[Tensor] = []
         for i, block in enumerate(self.blocks):
             tokens = block(tokens)
             if i in n:
                 outputs.append(tokens)
         start = 1 + self.num_register_tokens
-        return tuple(
-            o[:, start:].reshape(b, h, w, -1).permute(0, 3, 1, 2)
-            for o in outputs)
+        return tuple(o[:, start:].reshape(b, h, w, -1).permute(0, 3, 1, 2)
+                     for o in outputs)
 
 
 def center_padding(x: Tensor, multiple: int) -> Tensor:
-    """The official ``CenterPadding`` (``dinov2/hub/utils.py``): zeros,
-    ``pad // 2`` before and the rest after, on H and W."""
+    """The official ``CenterPadding`` (``dinov2/hub/utils.py``): zeros, half
+    the padding (rounded down) before and the rest after, on H and W."""
     pads = []
     for size in (x.shape[-1], x.shape[-2]):
         pad = math.ceil(size / multiple) * multiple - size
@@ -153,8 +159,8 @@ def center_padding(x: Tensor, multiple: int) -> Tensor:
 
 
 def randomise(model: nn.Module, seed: int = 0) -> None:
-    """Random values in every tensor (layer scales, tokens and position
-    table included), so a wrong mapping shows."""
+    """Random values in every tensor (layer scales, tokens and position table
+    included), so a wrong mapping shows."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

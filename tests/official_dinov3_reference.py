@@ -30,8 +30,8 @@ def rope_sincos(periods: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor]:
     (``normalize_coords='separate'``)."""
     coords_h = torch.arange(0.5, h, dtype=torch.float32) / h
     coords_w = torch.arange(0.5, w, dtype=torch.float32) / w
-    coords = torch.stack(torch.meshgrid(coords_h, coords_w, indexing='ij'),
-                         -1).flatten(0, 1)
+    coords = torch.stack(
+        torch.meshgrid(coords_h, coords_w, indexing='ij'), -1).flatten(0, 1)
     coords = 2.0 * coords - 1.0
     angles = 2 * math.pi * coords[:, :, None] / periods[None, None, :]
     angles = angles.flatten(1, 2).tile(2)
@@ -77,8 +77,8 @@ class RefBlock(nn.Module):
         prefix = n - sin.shape[0]
 
         def rope(t: Tensor) -> Tensor:
-            rotated = t[:, :, prefix:] * cos + rotate_half(
-                t[:, :, prefix:]) * sin
+            rotated = t[:, :, prefix:] * cos + rotate_half(t[:, :,
+                                                             prefix:]) * sin
             return torch.cat((t[:, :, :prefix], rotated), dim=2)
 
         q, k = rope(q), rope(k)
@@ -102,15 +102,18 @@ class RefDinoV3(nn.Module):
         rope_base (float): 100 for the releases.
     """
 
-    def __init__(self, patch_size: int = 16, embed_dim: int = 32,
-                 depth: int = 4, num_heads: int = 2,
-                 n_storage_tokens: int = 4, rope_base: float = 100.0):
+    def __init__(self,
+                 patch_size: int = 16,
+                 embed_dim: int = 32,
+                 depth: int = 4,
+                 num_heads: int = 2,
+                 n_storage_tokens: int = 4,
+                 rope_base: float = 100.0):
         super().__init__()
         self.patch_size = patch_size
         self.n_storage_tokens = n_storage_tokens
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, embed_dim, patch_size,
-                                          patch_size)
+        self.patch_embed.proj = nn.Conv2d(3, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.storage_tokens = nn.Parameter(
             torch.zeros(1, n_storage_tokens, embed_dim))
@@ -132,8 +135,8 @@ class RefDinoV3(nn.Module):
         h, w = tokens.shape[-2:]
         tokens = tokens.flatten(2).transpose(1, 2)
         cls = self.cls_token + 0 * self.mask_token
-        tokens = torch.cat((cls.expand(b, -1, -1),
-                            self.storage_tokens.expand(b, -1, -1), tokens), 1)
+        tokens = torch.cat((cls.expand(
+            b, -1, -1), self.storage_tokens.expand(b, -1, -1), tokens), 1)
         sin, cos = rope_sincos(self.rope_embed.periods, h, w)
         outputs: List[Tensor] = []
         for i, block in enumerate(self.blocks):
@@ -141,6 +144,5 @@ class RefDinoV3(nn.Module):
             if i in n:
                 outputs.append(tokens)
         start = 1 + self.n_storage_tokens
-        return tuple(
-            o[:, start:].reshape(b, h, w, -1).permute(0, 3, 1, 2)
-            for o in outputs)
+        return tuple(o[:, start:].reshape(b, h, w, -1).permute(0, 3, 1, 2)
+                     for o in outputs)

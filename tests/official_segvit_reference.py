@@ -92,8 +92,8 @@ class OfficialDecoderLayer(nn.TransformerDecoderLayer):
 
 
 class OfficialDecoder(nn.TransformerDecoder):
-    """Runs the layers; returns the last queries and the last map, or the
-    lists of every layer's (``ATMSingleHead``'s decoder)."""
+    """Runs the layers; returns the last queries and the last map, or the lists
+    of every layer's (``ATMSingleHead``'s decoder)."""
 
     def __init__(self,
                  layer: nn.Module,
@@ -267,9 +267,9 @@ class OfficialATMSingleHead(nn.Module):
 class OfficialTPNATMHead(nn.Module):
     """The official ``TPNATMHead`` at eval time.
 
-    Query up-sampling: ``(img_size // shrink_ratio) ** 2`` queries pass
-    through one torch ``TransformerDecoder`` per input (not reversed: the
-    high-resolution input first), then ``atm`` segments the result.
+    Query up-sampling: ``(img_size // shrink_ratio) ** 2`` queries pass through
+    one torch ``TransformerDecoder`` per input (not reversed: the high-
+    resolution input first), then ``atm`` segments the result.
     """
 
     def __init__(self,
@@ -312,8 +312,8 @@ class OfficialTPNATMHead(nn.Module):
 class OfficialViTShrink(VisionTransformer):
     """The official ``vit_shrink`` backbone's forward on mmseg's ViT.
 
-    Same parameters as the plain ViT (the shrink layer is an ordinary
-    encoder layer called differently), returns tokens (B, N, C).
+    Same parameters as the plain ViT (the shrink layer is an ordinary encoder
+    layer called differently), returns tokens (B, N, C).
     """
 
     def __init__(self, shrink_idx: int, **kwargs) -> None:

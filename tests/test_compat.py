@@ -64,7 +64,9 @@ def test_mmseg_models_import_in_a_fresh_interpreter():
             "assert MODELS.get('ATMLoss') is not None;"
             'print("ok")')
     out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True,
+                         text=True,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith('ok')
 
@@ -76,13 +78,21 @@ def _mmengine_checkpoint():
         hub.update_scalar('train/loss', value)
     hub.update_info('iter', 7)
     return dict(
-        meta=dict(seed=np.int64(0), epoch=0, iter=7,
-                  mmengine_version='0.10.7',
-                  dataset_meta=dict(classes=('a', 'b')),
-                  hist=np.arange(3, dtype=np.float32)),
+        meta=dict(
+            seed=np.int64(0),
+            epoch=0,
+            iter=7,
+            mmengine_version='0.10.7',
+            dataset_meta=dict(classes=('a', 'b')),
+            hist=np.arange(3, dtype=np.float32)),
         state_dict={'w': torch.ones(2)},
         message_hub=hub.state_dict(),
-        optimizer={'state': {}, 'param_groups': [{'lr': np.float32(1e-3)}]})
+        optimizer={
+            'state': {},
+            'param_groups': [{
+                'lr': np.float32(1e-3)
+            }]
+        })
 
 
 def test_mmengine_checkpoint_round_trip_weights_only():
@@ -107,7 +117,9 @@ def test_checkpoint_loads_in_a_fresh_interpreter(tmp_path):
             f'ckpt = torch.load({str(path)!r}, weights_only=True);'
             "print(ckpt['message_hub']['log_scalars']['train/loss'].max())")
     out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True,
+                         text=True,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) == pytest.approx(1.5)
 

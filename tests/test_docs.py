@@ -4,7 +4,6 @@ import os.path as osp
 import re
 
 import pytest
-
 from fixtures import REPO
 
 PAGES = ['README.md', 'configs/segvit/README.md'] + sorted(
@@ -37,8 +36,9 @@ def test_local_links_and_anchors_resolve(page):
         if re.match(r'[a-z]+://', link):
             continue
         target, _, anchor = link.partition('#')
-        target = (osp.normpath(osp.join(osp.dirname(path), target))
-                  if target else path)
+        target = (
+            osp.normpath(osp.join(osp.dirname(path), target))
+            if target else path)
         assert osp.exists(target), f'{page}: {link} does not exist'
         if anchor and target.endswith('.md'):
             assert anchor in _anchors(target), f'{page}: no #{anchor}'

@@ -1,6 +1,6 @@
-"""Importing the package registers modules and applies the documented
-compat steps (a light mmcv.ops where mmcv has no compiled ops, the
-weights_only allow-list); it changes no attribute of mmseg or mmengine."""
+"""Importing the package registers modules and applies the documented compat
+steps (a light mmcv.ops where mmcv has no compiled ops, the weights_only allow-
+list); it changes no attribute of mmseg or mmengine."""
 import subprocess
 import sys
 import textwrap
@@ -9,9 +9,11 @@ import pytest
 
 
 def _run(code: str) -> str:
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True).stdout.strip()
 
 
 def test_import_leaves_mmseg_and_mmengine_as_they_were():

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmseg_segvit.tools.convert_official_segvit import main  # noqa: E402
+from mmseg_segvit.tools.convert_official_segvit import main
 
 if __name__ == '__main__':
     main()

@@ -39,14 +39,13 @@ if '--verbose' not in sys.argv[1:]:  # import-time deprecation notices
     warnings.simplefilter('ignore')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmseg_segvit.checkpoints import (get_state_dict,  # noqa: E402
-                                      load_weights_file)
-from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
+from mmseg_segvit.checkpoints import get_state_dict, load_weights_file
+from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS, check_exportable,
+                                 check_onnx, check_shapes, choose_exporter,
+                                 export_onnx)
+from mmseg_segvit.utils.cli import (add_cfg_options_argument,
                                     add_shape_argument, add_verbose_argument,
                                     model_and_shape, quiet_output)
-from mmseg_segvit.deploy import (EXPORTERS, ORDERS, OUTPUTS,  # noqa: E402
-                                 check_exportable, check_onnx, check_shapes,
-                                 choose_exporter, export_onnx)
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,8 +53,9 @@ def parse_args() -> argparse.Namespace:
         description='Export a SegViT segmentor to ONNX, check it with '
         'onnxruntime')
     parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help="checkpoint file, or 'none' for "
-                        'random weights')
+    parser.add_argument(
+        'checkpoint', help="checkpoint file, or 'none' for "
+        'random weights')
     parser.add_argument('out', help='output .onnx file')
     add_shape_argument(parser)
     parser.add_argument(
@@ -64,22 +64,32 @@ def parse_args() -> argparse.Namespace:
         help='dynamic batch and image size (any size)')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset')
     parser.add_argument(
-        '--output', choices=OUTPUTS, default='scores',
+        '--output',
+        choices=OUTPUTS,
+        default='scores',
         help="'scores' (B, K, H, W) or 'labels' (B, H, W)")
     parser.add_argument(
-        '--order', choices=ORDERS, default=None,
+        '--order',
+        choices=ORDERS,
+        default=None,
         help="'faithful' (official: resize the masks, then combine) or "
         "'fast' (combine near the mask grid, then resize the scores); "
         "default: the config's (decode_head.fast_inference)")
     parser.add_argument(
-        '--exporter', choices=EXPORTERS, default='auto',
+        '--exporter',
+        choices=EXPORTERS,
+        default='auto',
         help="torch's exporter: 'auto' (dynamo for a dynamic ShrunkViT, "
         "else TorchScript), 'torchscript' or 'dynamo' (opset >= 18)")
     parser.add_argument(
-        '--atol', type=float, default=1e-3,
+        '--atol',
+        type=float,
+        default=1e-3,
         help='largest max |diff| of the scores accepted')
     parser.add_argument(
-        '--min-agreement', type=float, default=0.999,
+        '--min-agreement',
+        type=float,
+        default=0.999,
         help='smallest arg-max agreement accepted')
     add_cfg_options_argument(parser)
     add_verbose_argument(parser)
@@ -98,8 +108,9 @@ def main() -> None:
         if args.checkpoint.lower() == 'none':
             model.init_weights()
         else:
-            model.load_state_dict(get_state_dict(
-                load_weights_file(args.checkpoint), args.checkpoint))
+            model.load_state_dict(
+                get_state_dict(
+                    load_weights_file(args.checkpoint), args.checkpoint))
     if args.checkpoint.lower() == 'none':
         print('random weights')
     model.eval()
@@ -115,12 +126,13 @@ def main() -> None:
     opset = max(args.opset, 18) if exporter == 'dynamo' else args.opset
     print(f'wrote {args.out} ({exporter} exporter, opset {opset}, output '
           f'{args.output}, order {wrapper.order}, ' +
-          ('dynamic batch and size)' if args.dynamic else
-           f'static 1x3x{shape[0]}x{shape[1]})'))
+          ('dynamic batch and size)' if args.
+           dynamic else f'static 1x3x{shape[0]}x{shape[1]})'))
     ok = True
     with quiet_output(args.verbose):
-        results = list(check_onnx(args.out, wrapper,
-                                  check_shapes(model, shape, args.dynamic)))
+        results = list(
+            check_onnx(args.out, wrapper,
+                       check_shapes(model, shape, args.dynamic)))
     for res in results:
         b, h, w = res.shape
         diff = 'n/a' if res.max_abs_diff is None else \
@@ -131,8 +143,10 @@ def main() -> None:
               f'scores {diff}, argmax agreement {res.agreement:.6f} '
               f'{"ok" if passed else "FAILED"}')
     if not ok:
-        print(f'FAILED: tolerance max |diff| <= {args.atol}, agreement >= '
-              f'{args.min_agreement}', file=sys.stderr)
+        print(
+            f'FAILED: tolerance max |diff| <= {args.atol}, agreement >= '
+            f'{args.min_agreement}',
+            file=sys.stderr)
         sys.exit(1)
 
 

@@ -16,8 +16,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mmseg_segvit.utils import count_flops, flops_summary  # noqa: E402
-from mmseg_segvit.utils.cli import (add_cfg_options_argument,  # noqa: E402
+from mmseg_segvit.utils import count_flops, flops_summary
+from mmseg_segvit.utils.cli import (add_cfg_options_argument,
                                     add_shape_argument, model_and_shape)
 
 

@@ -5,15 +5,16 @@
 # which needs no position, stays near zero), so the Shrunk demo that starts
 # from this ViT finds its place through the features.
 _base_ = [
-    '../_base_/models/segvit_vit-b16.py', '../_base_/datasets/segvit_shapes.py',
-    '../_base_/default_runtime.py'
+    '../_base_/models/segvit_vit-b16.py',
+    '../_base_/datasets/segvit_shapes.py', '../_base_/default_runtime.py'
 ]
 num_classes = 12
 max_iters = 500
 # One preprocessing for the model and for the wrappers that take the
 # top-level one (MMSeg's TTA model under `--tta`).
 data_preprocessor = dict(
-    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
     size=(128, 128))
 model = dict(
     pretrained=None,

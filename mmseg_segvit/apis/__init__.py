@@ -1,5 +1,5 @@
-"""Inference API: ``init_model`` and an inferencer for every checkpoint
-layout, outputs named after their inputs."""
+"""Inference API: ``init_model`` and an inferencer for every checkpoint layout,
+outputs named after their inputs."""
 from .inference import head_num_classes, init_model, load_segmentor_weights
 from .inferencer import SegViTInferencer
 

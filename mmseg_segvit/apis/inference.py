@@ -31,8 +31,8 @@ __all__ = ['init_model', 'load_segmentor_weights', 'head_num_classes']
 
 
 def head_num_classes(model: nn.Module) -> Optional[int]:
-    """``num_classes`` of a segmentor's decode head (the last of a cascade),
-    or None."""
+    """``num_classes`` of a segmentor's decode head (the last of a cascade), or
+    None."""
     head = getattr(model, 'decode_head', None)
     if isinstance(head, (nn.ModuleList, list, tuple)):
         head = head[-1]

@@ -20,7 +20,7 @@ Cityscapes. :class:`SegViTInferencer` takes the same arguments and:
 import os.path as osp
 import warnings
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import mmengine
 import numpy as np
@@ -36,8 +36,10 @@ __all__ = ['SegViTInferencer']
 
 class SegViTInferencer(MMSegInferencer):
     """``MMSegInferencer`` with outputs named after their inputs, batches of
-    mixed image sizes and every checkpoint layout (see module). Same
-    arguments and call as ``MMSegInferencer``."""
+    mixed image sizes and every checkpoint layout (see module).
+
+    Same arguments and call as ``MMSegInferencer``.
+    """
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
         if checkpoint is None:

@@ -159,7 +159,8 @@ def checkpoint_dataset_meta(checkpoint, cfg,
     meta = meta if isinstance(meta, Mapping) else {}
     dataset_meta = meta.get('dataset_meta')
     dataset_meta = dataset_meta if isinstance(dataset_meta, Mapping) else {}
-    found = dict(CLASSES=dataset_meta.get('classes', meta.get('CLASSES')),
-                 PALETTE=dataset_meta.get('palette', meta.get('PALETTE')))
+    found = dict(
+        CLASSES=dataset_meta.get('classes', meta.get('CLASSES')),
+        PALETTE=dataset_meta.get('palette', meta.get('PALETTE')))
     result, note = converted_dataset_meta(found, cfg, num_classes)
     return result, note.replace('the official file', 'the checkpoint')

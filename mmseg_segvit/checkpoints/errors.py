@@ -4,5 +4,5 @@ __all__ = ['ConversionError']
 
 
 class ConversionError(ValueError):
-    """A checkpoint that does not fit the target model (the message names
-    the keys, shapes or grids at fault)."""
+    """A checkpoint that does not fit the target model (the message names the
+    keys, shapes or grids at fault)."""

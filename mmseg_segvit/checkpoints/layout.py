@@ -4,10 +4,10 @@ The released SegViT files (mmseg 0.24) name the ATM head's modules
 ``decode_head.input_proj_1``, ``decode_head.decoder_1``, ...
 (``decode_head.atm.*`` in the Shrunk models); this package names them
 ``decode_head.input_projs.0``, ``decode_head.decoders.0``, ... Both have
-``decode_head.q`` and ``decode_head.class_embed``, so a tool that only
-looks at those would take an official file, and loading its output would
-leave the head at random initialisation. The tools that expect this
-package's layout call :func:`require_package_layout`.
+``decode_head.q`` and ``decode_head.class_embed``, so a tool that only looks at
+those would take an official file, and loading its output would leave the head
+at random initialisation. The tools that expect this package's layout call
+:func:`require_package_layout`.
 """
 import re
 from typing import Mapping, Optional
@@ -41,8 +41,9 @@ def segvit_layout(state_dict: Mapping,
         str | None: :data:`OFFICIAL` (mmseg 0.24 names), :data:`PACKAGE`
         (this package's names) or None (no ATM head found).
     """
-    head = [k[len(head_prefix):] for k in state_dict
-            if k.startswith(head_prefix)]
+    head = [
+        k[len(head_prefix):] for k in state_dict if k.startswith(head_prefix)
+    ]
     if any(OFFICIAL_HEAD_KEY.match(k) for k in head):
         return OFFICIAL
     if any(_PACKAGE_HEAD.match(k) for k in head):

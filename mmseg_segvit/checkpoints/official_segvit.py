@@ -36,16 +36,16 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 import torch.nn as nn
 from torch import Tensor
 
+from ..grids import patch_grid
 from ..typing_utils import StateDict
 from .errors import ConversionError
-from ..grids import patch_grid
 from .pos_embed import resize_pos_embed
 from .vit_keys import VIT_KEY
 
 __all__ = [
-    'ConversionError', 'ViTInfo', 'rename_official_keys',
-    'describe_official', 'describe_model', 'convert_official_state_dict',
-    'is_shrunk_official', 'ATM_RULES', 'SHRUNK_RULES', 'DROPPED_KEYS'
+    'ConversionError', 'ViTInfo', 'rename_official_keys', 'describe_official',
+    'describe_model', 'convert_official_state_dict', 'is_shrunk_official',
+    'ATM_RULES', 'SHRUNK_RULES', 'DROPPED_KEYS'
 ]
 
 Rule = Tuple[str, Callable[[re.Match], str]]
@@ -163,8 +163,8 @@ def rename_official_keys(
 
 
 class ViTInfo(dict):
-    """What a state dict says about the model: backbone depth and width,
-    patch size, position grid tokens and class count."""
+    """What a state dict says about the model: backbone depth and width, patch
+    size, position grid tokens and class count."""
 
     @property
     def name(self) -> str:
@@ -226,9 +226,8 @@ def _check_architecture(src: ViTInfo,
             f"{path} is {kinds[src['shrunk']]} but the config builds "
             f"{kinds[dst['shrunk']]}: use a "
             f"{'-shrunk' if src['shrunk'] else 'plain'} config.")
-    if (src['embed_dims'], src['num_layers'],
-            src['patch_size']) != (dst['embed_dims'], dst['num_layers'],
-                                   dst['patch_size']):
+    if (src['embed_dims'], src['num_layers'], src['patch_size']) != (
+            dst['embed_dims'], dst['num_layers'], dst['patch_size']):
         raise ConversionError(
             f'{path} holds a {src.name} backbone but the config builds a '
             f'{dst.name}: convert it with a config of the same backbone '
@@ -336,8 +335,7 @@ def convert_official_state_dict(
         if value.shape == want.shape:
             continue
         if key == 'backbone.pos_embed' and value.shape[2] == want.shape[2]:
-            renamed[key] = _resize_pos_embed(value, want, backbone,
-                                                src_grid)
+            renamed[key] = _resize_pos_embed(value, want, backbone, src_grid)
             notes.append(f'resized {key} from {tuple(value.shape)} to '
                          f'{tuple(want.shape)}')
             continue

@@ -26,16 +26,13 @@ from torch import Tensor
 from ..typing_utils import Grid
 from .errors import ConversionError
 
-__all__ = [
-    'RELEASED_GRIDS', 'GRIDS_KEY', 'source_grid', 'resize_pos_embed'
-]
+__all__ = ['RELEASED_GRIDS', 'GRIDS_KEY', 'source_grid', 'resize_pos_embed']
 
 #: Key of a module's state-dict metadata (``state_dict._metadata[name]``,
 #: kept by ``torch.save`` and mmengine's checkpoints) that maps each of its
 #: position tables (``'pos_embed'``, ``'qu.q.weight'``) to the (h, w) grid
 #: it is laid on.
 GRIDS_KEY = 'position_grids'
-
 
 RELEASED_GRIDS = {
     196: (14, 14),

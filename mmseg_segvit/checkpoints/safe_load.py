@@ -1,10 +1,10 @@
 """Load checkpoint files without running code from them.
 
-Every file goes through ``torch.load(..., weights_only=True)`` or
-safetensors. ``weights_only`` unpickles tensors, containers and plain
-values only (plus the numpy and mmengine types :mod:`mmseg_segvit.compat`
-allow-lists); a pickle that would import or call anything else is refused
-with :class:`UnsafeCheckpointError`, which names the file.
+Every file goes through ``torch.load(..., weights_only=True)`` or safetensors.
+``weights_only`` unpickles tensors, containers and plain values only (plus the
+numpy and mmengine types :mod:`mmseg_segvit.compat` allow-lists); a pickle that
+would import or call anything else is refused with
+:class:`UnsafeCheckpointError`, which names the file.
 """
 import os.path as osp
 import pickle
@@ -107,9 +107,12 @@ def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
         if isinstance(checkpoint.get(key), Mapping):
             checkpoint = checkpoint[key]
             if key == 'ema_state_dict':
-                checkpoint = {k: v for k, v in checkpoint.items()
-                              if k != 'steps'}
+                checkpoint = {
+                    k: v
+                    for k, v in checkpoint.items() if k != 'steps'
+                }
             break
+
     def strip(name: str) -> str:
         return name[len('module.'):] if name.startswith('module.') else name
 

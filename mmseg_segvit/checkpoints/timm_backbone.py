@@ -46,8 +46,10 @@ from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
 from .safe_load import get_state_dict, load_weights_file
 
-__all__ = ['read_backbone_file', 'convert_timm_backbone',
-           'load_timm_backbone', 'TimmPretrained']
+__all__ = [
+    'read_backbone_file', 'convert_timm_backbone', 'load_timm_backbone',
+    'TimmPretrained'
+]
 
 # modules and tensors of pretraining files that a TimmViT leaves out by
 # design (classifier, final norms, pretraining-only tokens)
@@ -73,8 +75,10 @@ def read_backbone_file(path: str, prefix: Optional[str] = None) -> StateDict:
         checkpoint = checkpoint['module']  # EVA (deepspeed) files
     state_dict = get_state_dict(checkpoint, path)
     if prefix:
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
-                      if k.startswith(prefix)}
+        state_dict = {
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
+        }
         if not state_dict:
             raise ConversionError(f'{path} has no key starting with '
                                   f'{prefix!r}')
@@ -102,11 +106,11 @@ def _source_grid(tokens: int, num_prefix: int, candidates: List[Grid],
         "checkpoint=..., src_grid=(H, W))")
 
 
-def convert_timm_backbone(state_dict: Mapping[str, Tensor],
-                          backbone: nn.Module,
-                          src_grid: Optional[Sequence[int]] = None,
-                          path: str = '<checkpoint>'
-                          ) -> Tuple[StateDict, List[str]]:
+def convert_timm_backbone(
+        state_dict: Mapping[str, Tensor],
+        backbone: nn.Module,
+        src_grid: Optional[Sequence[int]] = None,
+        path: str = '<checkpoint>') -> Tuple[StateDict, List[str]]:
     """A release or timm state dict in the layout of ``backbone.vit``.
 
     Args:
@@ -141,13 +145,16 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
     table = raw.get('pos_embed')
     resized = None
     if table is not None and getattr(vit, 'pos_embed', None) is not None:
-        pretrain = tuple(vit.pretrained_cfg.get('input_size',
-                                                (3, ) + backbone.img_size)[-2:])
-        candidates = [backbone.grid,
-                      (pretrain[0] // backbone.patch_size,
-                       pretrain[1] // backbone.patch_size)]
-        grid = _source_grid(table.shape[1], vit.num_prefix_tokens,
-                            candidates, src_grid, path)
+        pretrain = tuple(
+            vit.pretrained_cfg.get('input_size',
+                                   (3, ) + backbone.img_size)[-2:])
+        candidates = [
+            backbone.grid,
+            (pretrain[0] // backbone.patch_size,
+             pretrain[1] // backbone.patch_size)
+        ]
+        grid = _source_grid(table.shape[1], vit.num_prefix_tokens, candidates,
+                            src_grid, path)
         num_prefix = table.shape[1] - grid[0] * grid[1]
         raw['pos_embed'] = resize_pos_table(table, grid, backbone.grid,
                                             num_prefix, backbone.pos_rule)
@@ -194,18 +201,22 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
             dropped.append(key)
             del out[key]
     if dropped:
-        parts = sorted({'.'.join(k.split('.')[:2 if k.startswith('blocks.')
-                                             else 1]) for k in dropped})
+        parts = sorted({
+            '.'.join(k.split('.')[:2 if k.startswith('blocks.') else 1])
+            for k in dropped
+        })
         notes.append(f'left out {len(dropped)} tensors the backbone does not '
                      f'use ({", ".join(parts[:12])}'
                      f'{", ..." if len(parts) > 12 else ""})')
 
     missing = sorted(set(expected) - set(out))
     unexpected = sorted(set(out) - set(expected))
-    misshaped = [f'{k} {tuple(out[k].shape)} (backbone '
-                 f'{tuple(expected[k].shape)})'
-                 for k in sorted(set(out) & set(expected))
-                 if out[k].shape != expected[k].shape]
+    misshaped = [
+        f'{k} {tuple(out[k].shape)} (backbone '
+        f'{tuple(expected[k].shape)})'
+        for k in sorted(set(out) & set(expected))
+        if out[k].shape != expected[k].shape
+    ]
     if missing or unexpected or misshaped:
         what = []
         if missing:
@@ -219,15 +230,15 @@ def convert_timm_backbone(state_dict: Mapping[str, Tensor],
                         f'{"; ".join(misshaped[:8])}')
         raise ConversionError(
             f'{path} does not fit TimmViT({backbone.model_name}, '
-            f'{dict(vit.pretrained_cfg).get("architecture", "")}): it '
-            + '; it '.join(what) + '. Check model_name and model_kwargs '
+            f'{dict(vit.pretrained_cfg).get("architecture", "")}): it ' +
+            '; it '.join(what) + '. Check model_name and model_kwargs '
             'against the file (size, registers, qkv bias)')
     return out, notes
 
 
 def _check_whole_model(raw: Mapping[str, Tensor], path: str) -> None:
-    """Refuse a segmentor checkpoint read without a prefix, naming the
-    prefix that takes its backbone."""
+    """Refuse a segmentor checkpoint read without a prefix, naming the prefix
+    that takes its backbone."""
     if any(k.startswith('backbone.vit.') for k in raw):
         raise ConversionError(
             f"{path} is a whole-model checkpoint (keys under 'backbone.vit.'"
@@ -238,10 +249,11 @@ def _check_whole_model(raw: Mapping[str, Tensor], path: str) -> None:
 
 def _check_register_tokens(raw: Mapping[str, Tensor], vit: nn.Module,
                            model_name: str, path: str) -> None:
-    """Refuse a file whose register / storage tokens the model lacks (or
-    the other way round), naming both counts."""
-    stored = next((raw[k] for k in ('register_tokens', 'storage_tokens',
-                                    'reg_token') if k in raw), None)
+    """Refuse a file whose register / storage tokens the model lacks (or the
+    other way round), naming both counts."""
+    stored = next((raw[k]
+                   for k in ('register_tokens', 'storage_tokens', 'reg_token')
+                   if k in raw), None)
     have = 0 if stored is None else stored.shape[1]
     reg = getattr(vit, 'reg_token', None)
     want = 0 if reg is None else reg.shape[1]
@@ -257,9 +269,9 @@ def _check_dinov3_qkv_bias(raw: Mapping[str, Tensor], vit: nn.Module,
                            model_name: str, path: str) -> None:
     """Refuse DINOv3 qkv biases a bias-free timm model would drop.
 
-    timm's filter skips ``qkv.bias`` when the model has no ``q_bias``
-    (its ``vit_*_dinov3`` models without ``_qkvb`` assume the released
-    biases are zero); a file with non-zero biases then loses them.
+    timm's filter skips ``qkv.bias`` when the model has no ``q_bias`` (its
+    ``vit_*_dinov3`` models without ``_qkvb`` assume the released biases are
+    zero); a file with non-zero biases then loses them.
     """
     if 'storage_tokens' not in raw:
         return
@@ -337,5 +349,4 @@ class TimmPretrained:
         if not hasattr(module, 'vit') or not hasattr(module, 'pos_rule'):
             raise TypeError('TimmPretrained initialises a TimmViT, not '
                             f'{type(module).__name__}')
-        load_timm_backbone(module, self.checkpoint, self.prefix,
-                           self.src_grid)
+        load_timm_backbone(module, self.checkpoint, self.prefix, self.src_grid)

@@ -40,9 +40,9 @@ from mmengine.logging import print_log
 from mmseg.registry import WEIGHT_INITIALIZERS
 from torch import Tensor
 
+from ..grids import patch_grid
 from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
-from ..grids import patch_grid
 from .pos_embed import resize_pos_embed
 from .safe_load import UnsafeCheckpointError
 from .vit_keys import VIT_KEY
@@ -86,8 +86,8 @@ def load_jax_npz(path: str) -> StateDict:
     """An original JAX ViT ``.npz`` (e.g. AugReg) in mmseg's ViT layout.
 
     Read with ``numpy.load(allow_pickle=False)`` and converted by
-    ``vit_jax_to_torch`` of mmseg's ``vitjax2mmseg.py`` (the depth is
-    counted from the file).
+    ``vit_jax_to_torch`` of mmseg's ``vitjax2mmseg.py`` (the depth is counted
+    from the file).
     """
     import numpy as np
     import torch
@@ -122,12 +122,13 @@ def checkpoint_layout(state_dict: Mapping[str, Tensor]) -> str:
 
 
 def convert_pretrained_vit(
-        state_dict: Mapping[str, Tensor],
-        grid: Optional[Grid] = None,
-        final_norm: bool = False,
-        interpolate_mode: str = 'bicubic',
-        src_grid: Optional[Grid] = None,
-        extra_keys: Collection[str] = ()) -> Tuple[StateDict, List[str]]:
+    state_dict: Mapping[str, Tensor],
+    grid: Optional[Grid] = None,
+    final_norm: bool = False,
+    interpolate_mode: str = 'bicubic',
+    src_grid: Optional[Grid] = None,
+    extra_keys: Collection[str] = ()
+) -> Tuple[StateDict, List[str]]:
     """A timm or mmseg ViT state dict in mmseg's ViT layout.
 
     Args:
@@ -184,13 +185,14 @@ def convert_pretrained_vit(
 
 
 def load_pretrained_vit(
-        path: str,
-        grid: Optional[Grid] = None,
-        final_norm: bool = False,
-        interpolate_mode: str = 'bicubic',
-        src_grid: Optional[Grid] = None,
-        prefix: Optional[str] = None,
-        extra_keys: Collection[str] = ()) -> Tuple[StateDict, List[str]]:
+    path: str,
+    grid: Optional[Grid] = None,
+    final_norm: bool = False,
+    interpolate_mode: str = 'bicubic',
+    src_grid: Optional[Grid] = None,
+    prefix: Optional[str] = None,
+    extra_keys: Collection[str] = ()
+) -> Tuple[StateDict, List[str]]:
     """Read a timm or mmseg ViT file and convert it (see
     :func:`convert_pretrained_vit`).
 
@@ -246,12 +248,13 @@ def recorded_grids(path: str, prefix: Optional[str] = None) -> dict:
     weights_only=True)``); safetensors and ``.npz`` files record none.
     """
     import torch
+
     from .pos_embed import GRIDS_KEY
     if path.endswith(('.npz', '.safetensors')):
         return {}
     try:
-        checkpoint = torch.load(path, map_location='cpu', mmap=True,
-                                weights_only=True)
+        checkpoint = torch.load(
+            path, map_location='cpu', mmap=True, weights_only=True)
     except Exception:  # an older format: read by the main loader
         return {}
     if isinstance(checkpoint, dict):
@@ -328,8 +331,7 @@ class ViTPretrained:
             grids = {k: self.src_grid for k in extra}
         state_dict = OrderedDict(state_dict)
         state_dict._metadata = {'': {GRIDS_KEY: grids}}
-        missing, unexpected = module.load_state_dict(
-            state_dict, strict=False)
+        missing, unexpected = module.load_state_dict(state_dict, strict=False)
         missing = [k for k in missing if k not in missing_extra]
         if missing or unexpected:
             raise ConversionError(

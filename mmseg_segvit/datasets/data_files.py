@@ -143,7 +143,7 @@ class DataFilesCheckMixin:
 @DATASETS.register_module()
 class CheckedSegDataset(NamedFileErrorsMixin, DataFilesCheckMixin,
                         BaseSegDataset):
-    """``BaseSegDataset`` (a folder of images and label maps) that checks
-    its folders and what a sample of its label maps holds when it is built
-    (:func:`check_data_files`, :func:`check_label_values`) and names the
-    files of a sample that does not load (:class:`NamedFileErrorsMixin`)."""
+    """``BaseSegDataset`` (a folder of images and label maps) that checks its
+    folders and what a sample of its label maps holds when it is built
+    (:func:`check_data_files`, :func:`check_label_values`) and names the files
+    of a sample that does not load (:class:`NamedFileErrorsMixin`)."""

@@ -10,7 +10,8 @@ pipeline meet) so that such a failure is re-raised as a
 :class:`SampleLoadError` that names the image and label files of the
 sample that does not decode; the original error stays attached as its
 cause. For MMSeg's own dataset classes, :func:`install` does the same to
-``BaseSegDataset`` when called; importing the package does not call it. Errors of samples whose files decode (a transform's own error)
+``BaseSegDataset`` when called; importing the package does not call it.
+Errors of samples whose files decode (a transform's own error)
 keep their type and get a note with the file names (Python >= 3.11).
 Missing files are left alone: their ``FileNotFoundError`` already names
 the path.
@@ -93,9 +94,8 @@ class NamedFileErrorsMixin:
 
 
 def install() -> bool:
-    """Wrap ``BaseSegDataset.prepare_data`` once, for every MMSeg dataset
-    in this process. Only on request: importing the package does not call
-    it.
+    """Wrap ``BaseSegDataset.prepare_data`` once, for every MMSeg dataset in
+    this process. Only on request: importing the package does not call it.
 
     Returns:
         bool: True if the wrapper was installed by this call.

@@ -74,11 +74,10 @@ class LabelValues:
 
 
 def _decode(path: str, backend: str) -> np.ndarray:
-    """A label map as stored (before ``LoadAnnotations``' squeeze and
-    ``uint8`` cast)."""
-    return mmcv.imfrombytes(fileio.get(path),
-                            flag='unchanged',
-                            backend=backend)
+    """A label map as stored (before ``LoadAnnotations``' squeeze and ``uint8``
+    cast)."""
+    return mmcv.imfrombytes(
+        fileio.get(path), flag='unchanged', backend=backend)
 
 
 def _as_loaded(raw: np.ndarray, reduce_zero_label: bool,
@@ -223,8 +222,8 @@ def check_label_values(dataset,
         return report
     ignore = int(getattr(dataset, 'ignore_index', 255))
     reduce_zero_label = bool(getattr(dataset, 'reduce_zero_label', False))
-    scope = (f'the {report.files} label maps checked' if report.files
-             < report.total else f'all {report.files} label maps')
+    scope = (f'the {report.files} label maps checked' if
+             report.files < report.total else f'all {report.files} label maps')
     if report.raw <= {0, 255} and 255 in report.raw and num_classes > 1:
         example = report.where.get(ignore, next(iter(report.where.values())))
         raise LabelValuesError(

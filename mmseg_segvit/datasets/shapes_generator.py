@@ -142,8 +142,7 @@ def dataset_is_complete(root: str) -> bool:
     return True
 
 
-def generate_shapes_dataset(root: str, size: int = 128,
-                            seed: int = 0) -> str:
+def generate_shapes_dataset(root: str, size: int = 128, seed: int = 0) -> str:
     """Write the dataset to ``root`` unless it is already there.
 
     Files are written to a temporary folder beside ``root`` and moved in

@@ -8,7 +8,8 @@ size of the short side of a very elongated image (1x5000 to (2048, 512),
 image. :class:`ClampedResize` computes the same size and keeps every side
 at least ``min_size`` pixels (the long side keeps its scaled size; the
 aspect ratio is kept as far as whole pixels allow), so such an image is
-predicted like any other; the label comes back at the original size as usual. The
+predicted like any other; the label comes back at the original size as
+usual. The
 shipped configs' test and ``--tta`` pipelines use it in place of
 ``Resize``.
 """
@@ -25,8 +26,8 @@ def kept_ratio_size(hw: Tuple[int, int],
                     scale: Tuple[int, int],
                     scale_factor: Optional[float] = None,
                     min_size: int = 1) -> Tuple[int, int]:
-    """``(w, h)`` that ``Resize(keep_ratio=True)`` gives an ``hw`` image,
-    each side at least ``min_size`` pixels.
+    """``(w, h)`` that ``Resize(keep_ratio=True)`` gives an ``hw`` image, each
+    side at least ``min_size`` pixels.
 
     Args:
         hw (tuple): Image (height, width).

@@ -2,10 +2,9 @@
 onnxscript, imported only when a file is checked) and the steps a caller
 does around the exported graph (the config's test pipeline, mmseg's
 post-processing)."""
-from .onnx import (EXPORTERS, ORDERS, OUTPUTS, OnnxCheck,
-                   SegmentorForExport, check_exportable, check_onnx,
-                   check_shapes, choose_exporter, export_onnx,
-                   pad_to_patches, trace_shape)
+from .onnx import (EXPORTERS, ORDERS, OUTPUTS, OnnxCheck, SegmentorForExport,
+                   check_exportable, check_onnx, check_shapes, choose_exporter,
+                   export_onnx, pad_to_patches, trace_shape)
 from .pipeline import predict_labels, prepare_inputs
 
 __all__ = [

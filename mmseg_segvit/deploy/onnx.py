@@ -22,15 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..typing_utils import Size
-from ..models.layers.memory_plan import memory_budget
 from ..grids import patch_grid
+from ..models.layers.memory_plan import memory_budget
+from ..typing_utils import Size
 
 __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
     'trace_shape', 'check_shapes', 'choose_exporter', 'check_exportable',
-    'pad_to_patches', 'check_dynamic_inputs', 'OUTPUTS', 'ORDERS',
-    'EXPORTERS',
+    'pad_to_patches', 'check_dynamic_inputs', 'OUTPUTS', 'ORDERS', 'EXPORTERS',
     'STATIC_ONLY_BACKBONES'
 ]
 
@@ -60,8 +59,8 @@ class SegmentorForExport(nn.Module):
                  order: Optional[str] = None) -> None:
         super().__init__()
         if order is None:
-            order = 'fast' if getattr(segmentor.decode_head,
-                                      'fast_inference', False) else 'faithful'
+            order = 'fast' if getattr(segmentor.decode_head, 'fast_inference',
+                                      False) else 'faithful'
         if output not in OUTPUTS:
             raise ValueError(
                 f'output must be one of {OUTPUTS}, got {output!r}')
@@ -81,7 +80,9 @@ class SegmentorForExport(nn.Module):
         outputs = head.forward(feats)
         with memory_budget(float('inf')):
             return head.combine_outputs(
-                outputs, inputs.shape[-2:], order=self.order,
+                outputs,
+                inputs.shape[-2:],
+                order=self.order,
                 output=self.output)
 
 
@@ -112,19 +113,21 @@ def pad_to_patches(inputs: Tensor, backbone: nn.Module) -> Tensor:
     if padding is None:
         return inputs
     pads = []
-    for size, kernel, stride, dilation in zip(
-            inputs.shape[-2:], padding.kernel_size, padding.stride,
-            padding.dilation):
+    for size, kernel, stride, dilation in zip(inputs.shape[-2:],
+                                              padding.kernel_size,
+                                              padding.stride,
+                                              padding.dilation):
         # AdaptivePadding.get_pad_shape, in ops a trace records
         steps = (size + stride - 1) // stride
-        pads.append(_sym_max(
-            (steps - 1) * stride + (kernel - 1) * dilation + 1 - size, 0))
+        pads.append(
+            _sym_max((steps - 1) * stride + (kernel - 1) * dilation + 1 - size,
+                     0))
     pad_h, pad_w = pads
     if padding.padding == 'corner':
         return F.pad(inputs, [0, pad_w, 0, pad_h])
-    return F.pad(inputs, [
-        pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2
-    ])
+    return F.pad(
+        inputs,
+        [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
 
 
 def _sym_max(value, low: int):
@@ -149,14 +152,14 @@ def _patch(segmentor: nn.Module) -> Tuple[int, Optional[Size]]:
 def trace_shape(segmentor: nn.Module, shape: Size) -> Size:
     """The example size a ``dynamic`` export is traced at.
 
-    Python branches in the backbone (mmseg's ``_pos_embeding``) and in
-    QU (``queries``) resize the position embedding and the QU queries only
-    when the patch grid differs from the trained one, and a trace records
-    the branch it took. So a dynamic export is traced on a grid other than
-    the trained one on both axes (``shape`` where it already is; else one
-    patch more in height, two in width): the resizes are then in the graph,
-    and at the trained grid they are identities. A ``shape`` off the patch
-    grid is first rounded up to it.
+    Python branches in the backbone (mmseg's ``_pos_embeding``) and in QU
+    (``queries``) resize the position embedding and the QU queries only when
+    the patch grid differs from the trained one, and a trace records the branch
+    it took. So a dynamic export is traced on a grid other than the trained one
+    on both axes (``shape`` where it already is; else one patch more in height,
+    two in width): the resizes are then in the graph, and at the trained grid
+    they are identities. A ``shape`` off the patch grid is first rounded up to
+    it.
     """
     patch, native = _patch(segmentor)
     h, w = (-(-int(s) // patch) * patch for s in shape)
@@ -177,17 +180,17 @@ def check_shapes(segmentor: nn.Module, shape: Size,
     A static export takes one size: ``shape``. A dynamic one is checked at
     sizes far from the traced one, where anything the trace recorded as a
     constant shows: the traced size (batch 1); half of ``shape`` (batch 2,
-    multiples of the patch); about twice ``shape``, non-square; and a
-    non-square size off the patch grid (e.g. 97x131 for 128x128, padded
-    by the graph as the patch embedding pads it).
+    multiples of the patch); about twice ``shape``, non-square; and a non-
+    square size off the patch grid (e.g. 97x131 for 128x128, padded by the
+    graph as the patch embedding pads it).
     """
     if not dynamic:
         return [(1, *shape)]
     patch, _ = _patch(segmentor)
     h, w = shape
     traced = trace_shape(segmentor, shape)
-    half = (max(patch, h // 2 // patch * patch),
-            max(patch, w // 2 // patch * patch))
+    half = (max(patch,
+                h // 2 // patch * patch), max(patch, w // 2 // patch * patch))
     return [(1, *traced), (2, *half), (1, 2 * h, 2 * w + 2 * patch),
             (1, h * 3 // 4 + 1, w + 3)]
 
@@ -205,17 +208,18 @@ def _no_mha_fastpath() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(enabled)
 
 
-def choose_exporter(segmentor: nn.Module, dynamic: bool,
+def choose_exporter(segmentor: nn.Module,
+                    dynamic: bool,
                     exporter: str = 'auto') -> str:
     """``'torchscript'`` or ``'dynamo'`` for ``exporter='auto'``.
 
     A backbone with a ``check_export(dynamic, exporter)`` method
     (:class:`~mmseg_segvit.models.backbones.TimmViT`) decides itself.
     Otherwise TorchScript (``torch.onnx.export(..., dynamo=False)``, quick)
-    except for a dynamic ShrunkViT: TorchScript records QU's query count (the traced
-    patch grid) as a constant in ``nn.MultiheadAttention``'s reshapes, so
-    that file would run at the traced size only; torch.export keeps it
-    symbolic.
+    except for a dynamic ShrunkViT: TorchScript records QU's query count
+    (the traced patch grid) as a constant in ``nn.MultiheadAttention``'s
+    reshapes, so that file would run at the traced size only; torch.export
+    keeps it symbolic.
 
     Raises:
         ValueError: ``exporter='torchscript'`` for a dynamic ShrunkViT, an
@@ -242,20 +246,24 @@ def choose_exporter(segmentor: nn.Module, dynamic: bool,
 #: Backbones whose dynamic export would not give PyTorch's result at other
 #: sizes, and why (checked with the drop-in configs of ``atm_head_swap``).
 STATIC_ONLY_BACKBONES = {
-    'SwinTransformer': 'it pads its windows by amounts computed in Python, '
+    'SwinTransformer':
+    'it pads its windows by amounts computed in Python, '
     'which a trace keeps from the example (the graph is off by 1.8e-3 at '
     'a size off its window grid)',
-    'BEiT': 'its relative position tables fit its img_size only (PyTorch '
+    'BEiT':
+    'its relative position tables fit its img_size only (PyTorch '
     'itself runs at that size only)',
-    'MAE': 'its relative position tables fit its img_size only (PyTorch '
+    'MAE':
+    'its relative position tables fit its img_size only (PyTorch '
     'itself runs at that size only)',
 }
 
 
-def check_exportable(segmentor: nn.Module, shape: Size,
+def check_exportable(segmentor: nn.Module,
+                     shape: Size,
                      dynamic: bool = False) -> None:
-    """Refuse, before tracing, what the exported graph would not compute
-    as PyTorch does.
+    """Refuse, before tracing, what the exported graph would not compute as
+    PyTorch does.
 
     The graph is the segmentor's whole-image inference of one batch
     (:class:`SegmentorForExport`). Refused by name:
@@ -361,7 +369,10 @@ def export_onnx(segmentor: nn.Module,
     example = torch.randn(1, 3, *size)
     dims = {0: 'batch', 2: 'height', 3: 'width'}
     out_dims = dims if output == 'scores' else {
-        0: 'batch', 1: 'height', 2: 'width'}
+        0: 'batch',
+        1: 'height',
+        2: 'width'
+    }
     with torch.no_grad(), _no_mha_fastpath(), warnings.catch_warnings():
         # the tracer warns at every Python-side shape test; the checks at
         # two sizes (check_onnx) are what tell whether the graph generalises
@@ -374,18 +385,20 @@ def export_onnx(segmentor: nn.Module,
             opset_version=opset,
             input_names=['inputs'],
             output_names=[output],
-            dynamic_axes={'inputs': dims, output: out_dims}
-            if dynamic else None)
+            dynamic_axes={
+                'inputs': dims,
+                output: out_dims
+            } if dynamic else None)
     if dynamic:
         check_dynamic_inputs(path, exporter)
     return wrapper
 
 
 def check_dynamic_inputs(path: str, exporter: str) -> None:
-    """Refuse a graph asked for dynamic sizes whose input the exporter
-    fixed anyway (torch.export specialises a dimension that the model's
-    Python code compares with a constant): such a graph accepts only the
-    traced size, and every other would fail inside onnxruntime.
+    """Refuse a graph asked for dynamic sizes whose input the exporter fixed
+    anyway (torch.export specialises a dimension that the model's Python code
+    compares with a constant): such a graph accepts only the traced size, and
+    every other would fail inside onnxruntime.
 
     Args:
         path (str): The exported ``.onnx`` file (its ``inputs``).
@@ -474,8 +487,7 @@ def check_onnx(path: str,
         list[OnnxCheck]: One per size.
     """
     import onnxruntime as ort
-    session = ort.InferenceSession(
-        path, providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(seed)
     results = []

@@ -24,8 +24,8 @@ from ..utils.config_pipeline import load_for_test
 __all__ = ['prepare_inputs', 'predict_labels']
 
 
-def prepare_inputs(cfg, image: Union[str, np.ndarray]
-                   ) -> Tuple[np.ndarray, dict]:
+def prepare_inputs(cfg, image: Union[str,
+                                     np.ndarray]) -> Tuple[np.ndarray, dict]:
     """One image as the exported graph takes it, and what
     :func:`predict_labels` needs to undo.
 
@@ -87,6 +87,9 @@ def predict_labels(scores: Union[np.ndarray, torch.Tensor],
                                         meta.get('padding_size', [0] * 4))
     h, w = scores.shape[-2:]
     scores = scores[:, :, top:h - bottom, left:w - right]
-    scores = F.interpolate(scores.float(), size=tuple(meta['ori_shape'][:2]),
-                           mode='bilinear', align_corners=align_corners)
+    scores = F.interpolate(
+        scores.float(),
+        size=tuple(meta['ori_shape'][:2]),
+        mode='bilinear',
+        align_corners=align_corners)
     return scores[0].argmax(0).numpy()

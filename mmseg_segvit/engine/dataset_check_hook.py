@@ -60,8 +60,8 @@ def _leaf_datasets(dataset) -> Iterator:
 
 
 def _built_datasets(runner) -> Iterator[Tuple[str, object]]:
-    """``(dataloader name, dataset)`` of the loops this run has built
-    (a loop still given as a config is not built here)."""
+    """``(dataloader name, dataset)`` of the loops this run has built (a loop
+    still given as a config is not built here)."""
     for name in ('train', 'val', 'test'):
         loop = getattr(runner, f'_{name}_loop', None)
         loader = getattr(loop, 'dataloader', None)

@@ -93,8 +93,7 @@ def vit_layer_ids(vit: nn.Module) -> Tuple[Dict[str, int], int]:
     num_blocks = len(vit.blocks)
     grouped = group_parameters(
         vit, vit.group_matcher(coarse=False), reverse=True)
-    ids = {name: min(layer, num_blocks + 1)
-           for name, layer in grouped.items()}
+    ids = {name: min(layer, num_blocks + 1) for name, layer in grouped.items()}
     for name, layer in ids.items():
         if name.startswith('blocks.'):
             block = int(name.split('.')[1])
@@ -172,8 +171,8 @@ class ViTLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                    module: nn.Module,
                    prefix: str = '',
                    **kwargs) -> None:
-        """Append one group per (layer, weight decay, custom key) of
-        ``module`` (the segmentor) to ``params``."""
+        """Append one group per (layer, weight decay, custom key) of ``module``
+        (the segmentor) to ``params``."""
         backbone = getattr(module, 'backbone', None)
         if not isinstance(backbone, nn.Module):
             raise TypeError(

@@ -33,14 +33,10 @@ class OptimStateCheckHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        names: Dict[int, str] = {
-            id(p): n
-            for n, p in model.named_parameters()
-        }
+        names: Dict[int, str] = {id(p): n for n, p in model.named_parameters()}
         wrapper = runner.optim_wrapper
-        wrappers = wrapper.values() if hasattr(wrapper, 'values') else [
-            wrapper
-        ]
+        wrappers = wrapper.values() if hasattr(wrapper,
+                                               'values') else [wrapper]
         wrong: List[str] = []
         for item in wrappers:
             optimizer = getattr(item, 'optimizer', None)
@@ -50,15 +46,14 @@ class OptimStateCheckHook(Hook):
                 for key, value in state.items():
                     if isinstance(value, Tensor) and value.dim() > 0 \
                             and value.shape != param.shape:
-                        wrong.append(
-                            f'{names.get(id(param), "?")} ({key} '
-                            f'{tuple(value.shape)}, parameter '
-                            f'{tuple(param.shape)})')
+                        wrong.append(f'{names.get(id(param), "?")} ({key} '
+                                     f'{tuple(value.shape)}, parameter '
+                                     f'{tuple(param.shape)})')
                         break
         if wrong:
             raise ValueError(
-                'the resumed optimizer state does not fit the model: '
-                + '; '.join(wrong[:4]) + '. The checkpoint comes from a run '
+                'the resumed optimizer state does not fit the model: ' +
+                '; '.join(wrong[:4]) + '. The checkpoint comes from a run '
                 'with another model size (e.g. another crop: the position '
                 'tables were resized on loading, their optimizer state was '
                 'not). --resume continues the same run; to train on from '

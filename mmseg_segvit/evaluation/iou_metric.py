@@ -71,10 +71,10 @@ class CheckedIoUMetric(IoUMetric):
     """``IoUMetric`` that names the classes absent from the labels.
 
     Takes ``IoUMetric``'s arguments and returns its metrics, plus
-    ``classes_in_labels`` (the number of classes with label pixels) when
-    some listed class has none; then a warning naming those classes and
-    how the means treated them (:func:`absent_class_note`) is logged after
-    the per-class table.
+    ``classes_in_labels`` (the number of classes with label pixels) when some
+    listed class has none; then a warning naming those classes and how the
+    means treated them (:func:`absent_class_note`) is logged after the per-
+    class table.
     """
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
@@ -87,8 +87,9 @@ class CheckedIoUMetric(IoUMetric):
         note = absent_class_note(classes, _numpy(area_label),
                                  _numpy(area_pred), self.nan_to_num)
         if note is not None:
-            print_log(note, logger=MMLogger.get_current_instance(),
-                      level=30)  # logging.WARNING
+            print_log(
+                note, logger=MMLogger.get_current_instance(),
+                level=30)  # logging.WARNING
             metrics['classes_in_labels'] = int((_numpy(area_label) > 0).sum())
         return metrics
 

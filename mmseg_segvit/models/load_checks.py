@@ -52,8 +52,10 @@ class KeyReport(NamedTuple):
     mismatched: List[str]
 
 
-def compare_keys(expected: Mapping[str, Tensor], state_dict: Mapping,
-                 prefix: str, under: str = '') -> KeyReport:
+def compare_keys(expected: Mapping[str, Tensor],
+                 state_dict: Mapping,
+                 prefix: str,
+                 under: str = '') -> KeyReport:
     """Compare the tensors a module expects with a checkpoint.
 
     Args:
@@ -130,8 +132,8 @@ def check_class_count(head: nn.Module, state_dict: Mapping,
             the two ways on (evaluate with that count, or drop the class
             weights to fine-tune).
     """
-    for name, rows in (('q.weight', head.num_classes),
-                       ('class_embed.weight', head.num_classes + 1)):
+    for name, rows in (('q.weight', head.num_classes), ('class_embed.weight',
+                                                        head.num_classes + 1)):
         weight = state_dict.get(prefix + name)
         if weight is not None and weight.shape[0] != rows:
             found = weight.shape[0] - (rows - head.num_classes)
@@ -149,15 +151,15 @@ def check_loaded_head(head: nn.Module, state_dict: dict, prefix: str,
                       *args) -> None:
     """Load-state pre-hook of ATMHead: refuse a partial load of the head.
 
-    Class tensors of another class count are refused whatever the prefix
-    (a checkpoint trained with K' != K classes would otherwise load with
-    shape-mismatch warnings only and evaluate with random class queries).
-    Missing class tensors (``q``, ``class_embed``: a checkpoint of
+    Class tensors of another class count are refused whatever the prefix (a
+    checkpoint trained with K' != K classes would otherwise load with shape-
+    mismatch warnings only and evaluate with random class queries). Missing
+    class tensors (``q``, ``class_embed``: a checkpoint of
     ``drop_class_weights``) and the modules of ``head.fresh_modules`` keep
-    their initialisation, which is logged; any other missing, unexpected
-    or differently shaped head weight is a ``ValueError`` that names the
-    modules and says what to do. Loading the head on its own (empty
-    ``prefix``) is not checked.
+    their initialisation, which is logged; any other missing, unexpected or
+    differently shaped head weight is a ``ValueError`` that names the modules
+    and says what to do. Loading the head on its own (empty ``prefix``) is not
+    checked.
     """
     check_class_count(head, state_dict, prefix)
     if not prefix:
@@ -221,13 +223,15 @@ def check_loaded_qu(backbone: nn.Module, state_dict: dict, prefix: str,
     ``init_model``; prefix ``backbone.``) must carry the query up-sampling
     weights (``qu.*``) with their shapes, else QU would keep its random
     initialisation. ViT weights loaded into the backbone itself
-    (``pretrained``, empty prefix) are not checked: ShrunkViT initialises
-    QU after them.
+    (``pretrained``, empty prefix) are not checked: ShrunkViT initialises QU
+    after them.
     """
     if not prefix:
         return
-    expected = {f'qu.{k}': v for k, v in backbone.qu.state_dict(
-        keep_vars=True).items()}
+    expected = {
+        f'qu.{k}': v
+        for k, v in backbone.qu.state_dict(keep_vars=True).items()
+    }
     report = compare_keys(expected, state_dict, prefix, under='qu.')
     if report.missing or report.unexpected or report.mismatched:
         what = []

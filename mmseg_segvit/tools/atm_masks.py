@@ -27,8 +27,7 @@ from typing import List, Optional, Sequence
 
 __all__ = ['list_images', 'main']
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
-                  '.webp')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def list_images(path: str) -> List[str]:
@@ -58,11 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
-    import mmseg_segvit  # noqa: F401  (compat first)
     from mmengine.logging import MMLogger
     from mmengine.utils import track_iter_progress
     from mmseg.utils import register_all_modules
 
+    import mmseg_segvit  # noqa: F401  (compat first)
     from mmseg_segvit.apis import init_model
     from mmseg_segvit.visualization import save_atm_pictures
     register_all_modules()
@@ -78,10 +77,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logger.info(f'{len(images)} image(s), top {args.topk} classes, '
                 f'writing to {args.out_dir}')
     written = []
-    for path in (track_iter_progress(images)
-                 if len(images) > 1 else images):
-        written.extend(
-            save_atm_pictures(model, path, args.out_dir, args.topk))
+    for path in (track_iter_progress(images) if len(images) > 1 else images):
+        written.extend(save_atm_pictures(model, path, args.out_dir, args.topk))
     logger.info('wrote ' + ', '.join(written[:4]) +
                 (f' and {len(written) - 4} more' if len(written) > 4 else ''))
 

@@ -33,8 +33,8 @@ def convert_file(src: str,
                  src_grid: Optional[Sequence[int]] = None) -> List[str]:
     """Convert ``src`` to ``dst``; returns notes on what changed.
 
-    ``src_grid`` is the patch grid (h, w) the file's position embeddings
-    were trained on (default: the released grid for their length).
+    ``src_grid`` is the patch grid (h, w) the file's position embeddings were
+    trained on (default: the released grid for their length).
     """
     backbone, grid = None, None
     final_norm, mode = False, 'bicubic'
@@ -45,7 +45,7 @@ def convert_file(src: str,
     elif img_size is not None:
         grid = patch_grid(img_size, patch_size)
     state_dict, notes = load_pretrained_vit(src, grid, final_norm, mode,
-                                         src_grid)
+                                            src_grid)
     if backbone is not None:
         backbone.load_state_dict(state_dict, strict=True, assign=True)
         notes.append(f'fills the backbone of {osp.basename(config)} '

@@ -31,10 +31,9 @@ CLASS_KEYS = ('q.weight', 'class_embed.weight', 'class_embed.bias')
 
 
 def drop_class_weights(
-    state_dict: StateDict,
-    head_prefix: str = 'decode_head.',
-    path: str = '<checkpoint>'
-) -> Tuple[StateDict, List[str]]:
+        state_dict: StateDict,
+        head_prefix: str = 'decode_head.',
+        path: str = '<checkpoint>') -> Tuple[StateDict, List[str]]:
     """Remove the class-specific tensors of the head under ``head_prefix``.
 
     Args:
@@ -74,8 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         ckpt = load_weights_file(args.src)
         state_dict = get_state_dict(ckpt, args.src)
-        state_dict, removed = drop_class_weights(state_dict,
-                                                 args.head_prefix, args.src)
+        state_dict, removed = drop_class_weights(state_dict, args.head_prefix,
+                                                 args.src)
     except (ConversionError, UnsafeCheckpointError, FileNotFoundError,
             KeyError, TypeError) as err:
         raise SystemExit(f'error: {err}')

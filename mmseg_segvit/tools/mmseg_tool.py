@@ -76,9 +76,7 @@ def find_tool(name: str) -> str:
     """
     root = mmseg_tools_dir()
     tools = _all_tools(root)
-    matches = [
-        t for t in tools if t == name or t.endswith(':' + name)
-    ]
+    matches = [t for t in tools if t == name or t.endswith(':' + name)]
     if not matches:
         raise ValueError(f'MMSegmentation has no tool {name!r}; it has: ' +
                          ', '.join(tools))
@@ -87,10 +85,11 @@ def find_tool(name: str) -> str:
 
 
 def _fix_get_flops() -> None:
-    """Let ``get_model_complexity_info`` ignore ``input_shape`` when the
-    caller also passes ``inputs`` (what MMSeg 1.2.2's get_flops does), and
-    count fused attention (:func:`register_flop_handles`)."""
+    """Let ``get_model_complexity_info`` ignore ``input_shape`` when the caller
+    also passes ``inputs`` (what MMSeg 1.2.2's get_flops does), and count fused
+    attention (:func:`register_flop_handles`)."""
     import mmengine.analysis as analysis
+
     from mmseg_segvit.utils.flops import register_flop_handles
     register_flop_handles()
     original = analysis.get_model_complexity_info
@@ -134,8 +133,8 @@ def _check_benchmark(script: str, args: Sequence[str]) -> None:
     """Refuse a benchmark that would time no image.
 
     MMSeg's ``benchmark`` times test images ``num_warmup + 1`` to
-    ``total_iters`` (6 to 200) and reports their mean; with fewer test
-    images it writes ``"average_fps": NaN`` and exits 0.
+    ``total_iters`` (6 to 200) and reports their mean; with fewer test images
+    it writes ``"average_fps": NaN`` and exits 0.
     """
     positional = [a for a in args if not a.startswith('-')]
     if not positional or not osp.isfile(positional[0]):
@@ -210,8 +209,8 @@ def run_tool(name: str, args: Sequence[str]) -> None:
     check = _TOOL_CHECKS.get(stem)
     if check is not None:
         check(script, args)
-    guard = (_NoNaNResults()
-             if stem == 'benchmark' else contextlib.nullcontext())
+    guard = (
+        _NoNaNResults() if stem == 'benchmark' else contextlib.nullcontext())
     saved = sys.argv
     sys.argv = [script, *args]
     try:

@@ -1,6 +1,6 @@
-"""Command-line pieces shared by the tools: arguments several of them take
-and how they read them (``tools/get_flops.py``, ``tools/export_onnx.py``,
-the checkpoint converters)."""
+"""Command-line pieces shared by the tools: arguments several of them take and
+how they read them (``tools/get_flops.py``, ``tools/export_onnx.py``, the
+checkpoint converters)."""
 import argparse
 import contextlib
 import io
@@ -16,9 +16,8 @@ from ..typing_utils import Size
 from .configs import build_model, load_config
 
 __all__ = [
-    'add_shape_argument', 'add_cfg_options_argument',
-    'add_src_grid_argument', 'add_verbose_argument', 'input_shape',
-    'model_and_shape', 'quiet_output'
+    'add_shape_argument', 'add_cfg_options_argument', 'add_src_grid_argument',
+    'add_verbose_argument', 'input_shape', 'model_and_shape', 'quiet_output'
 ]
 
 
@@ -41,8 +40,8 @@ def add_cfg_options_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_src_grid_argument(parser: argparse.ArgumentParser) -> None:
-    """``--src-grid H W``: the patch grid of the input's position
-    embeddings (see :mod:`mmseg_segvit.checkpoints.pos_embed`)."""
+    """``--src-grid H W``: the patch grid of the input's position embeddings
+    (see :mod:`mmseg_segvit.checkpoints.pos_embed`)."""
     parser.add_argument(
         '--src-grid',
         type=int,
@@ -124,8 +123,8 @@ def input_shape(cfg: Config, shape: Optional[Sequence[int]] = None) -> Size:
 
 
 def model_and_shape(args: argparse.Namespace) -> Tuple[nn.Module, Size]:
-    """The model of ``args.config`` (``--cfg-options`` merged) built on the
-    CPU without pretrained weights, and the input size (``--shape`` or the
-    config's crop, :func:`input_shape`)."""
+    """The model of ``args.config`` (``--cfg-options`` merged) built on the CPU
+    without pretrained weights, and the input size (``--shape`` or the config's
+    crop, :func:`input_shape`)."""
     cfg = load_config(args.config, args.cfg_options)
     return build_model(cfg, device='cpu'), input_shape(cfg, args.shape)

@@ -1,12 +1,12 @@
 """Read an image the way the model's config does, and keep what it saw.
 
-A tool that decodes images itself (always 3 channels, its own loader)
-feeds a model whose config reads images differently (grayscale, 4
-channels, 16 bits, another decoder) other pixels than ``inference_model``
-and the test loop do, or crashes. :func:`load_for_test` runs the config's
-own test pipeline, as ``mmseg.apis.inference_model`` does, and also returns
-the image as the pipeline's loading step decoded it, so that pictures show
-what the model saw; :func:`displayable` turns that into an RGB picture.
+A tool that decodes images itself (always 3 channels, its own loader) feeds a
+model whose config reads images differently (grayscale, 4 channels, 16 bits,
+another decoder) other pixels than ``inference_model`` and the test loop do, or
+crashes. :func:`load_for_test` runs the config's own test pipeline, as
+``mmseg.apis.inference_model`` does, and also returns the image as the
+pipeline's loading step decoded it, so that pictures show what the model saw;
+:func:`displayable` turns that into an RGB picture.
 """
 import copy
 from typing import Optional, Sequence, Tuple, Union
@@ -19,8 +19,8 @@ Image = Union[str, np.ndarray, dict]
 
 
 def config_test_pipeline(cfg) -> list:
-    """The config's test pipeline: ``test_pipeline`` (what
-    ``inference_model`` runs), else the test dataset's pipeline.
+    """The config's test pipeline: ``test_pipeline`` (what ``inference_model``
+    runs), else the test dataset's pipeline.
 
     Raises:
         ValueError: The config has neither, or it does not start by
@@ -42,10 +42,10 @@ def config_test_pipeline(cfg) -> list:
     return steps
 
 
-def load_for_test(cfg,
-                  image: Image,
-                  pipeline: Optional[Sequence[dict]] = None
-                  ) -> Tuple[dict, np.ndarray]:
+def load_for_test(
+        cfg,
+        image: Image,
+        pipeline: Optional[Sequence[dict]] = None) -> Tuple[dict, np.ndarray]:
     """Run the config's test pipeline on one image.
 
     Args:

@@ -62,9 +62,9 @@ def _parse(path: str, mtime: float) -> Config:
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
-    """The config at ``path`` (a copy; each file version is parsed once),
-    with ``cfg_options`` (``--cfg-options``) merged, its default scope
-    (mmseg) set."""
+    """The config at ``path`` (a copy; each file version is parsed once), with
+    ``cfg_options`` (``--cfg-options``) merged, its default scope (mmseg)
+    set."""
     path = osp.abspath(path)
     cfg = copy.deepcopy(_parse(path, osp.getmtime(path)))
     if cfg_options:
@@ -75,8 +75,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
 
 class _ScalarsOnCPU(TorchFunctionMode):
     """Keep ``linspace`` on the CPU while a model is built on ``'meta'``:
-    constructors read values from it (drop-path rates with ``.item()``),
-    which meta tensors do not have."""
+
+    constructors read values from it (drop-path rates with ``.item()``), which
+    meta tensors do not have.
+    """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -87,9 +89,9 @@ class _ScalarsOnCPU(TorchFunctionMode):
 
 @contextlib.contextmanager
 def build_device(device: str = 'meta') -> Iterator[None]:
-    """Build modules on ``device`` in this context (``torch.device``), with
-    the drop-path rates of mmseg's constructors still computed on the
-    CPU, so that a model builds on ``'meta'``."""
+    """Build modules on ``device`` in this context (``torch.device``), with the
+    drop-path rates of mmseg's constructors still computed on the CPU, so that
+    a model builds on ``'meta'``."""
     with torch.device(device), _ScalarsOnCPU():
         yield
 

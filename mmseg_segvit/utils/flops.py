@@ -31,8 +31,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis import complexity_analysis
+from mmengine.analysis import FlopAnalyzer, complexity_analysis
 from mmengine.analysis.jit_handles import get_shape
 from torch import Tensor
 
@@ -91,9 +90,9 @@ def native_mha_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 def sdpa_activation_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """Activations of ``aten::scaled_dot_product_attention``.
 
-    What mmengine's ``ActivationAnalyzer`` counts for the explicit path:
-    the outputs of its two ``matmul`` ops, the attention map
-    (..., L, S) and the result (..., L, Ev).
+    What mmengine's ``ActivationAnalyzer`` counts for the explicit path: the
+    outputs of its two ``matmul`` ops, the attention map (..., L, S) and the
+    result (..., L, Ev).
     """
     op = 'aten::scaled_dot_product_attention'
     q = _shape(inputs[0], op, 'query')
@@ -106,10 +105,9 @@ def native_mha_activation_jit(inputs: List[Any], outputs: List[Any]) -> int:
     """Activations of ``aten::_native_multi_head_attention``.
 
     What mmengine's ``ActivationAnalyzer`` counts for
-    ``nn.MultiheadAttention``'s explicit path: the q, k, v projections
-    (``B L E + 2 B S E``), the attention maps of its ``num_heads`` heads
-    (``B heads L S``), their product with v and the output projection
-    (``2 B L E``).
+    ``nn.MultiheadAttention``'s explicit path: the q, k, v projections (``B L E
+    + 2 B S E``), the attention maps of its ``num_heads`` heads (``B heads L
+    S``), their product with v and the output projection (``2 B L E``).
     """
     op = 'aten::_native_multi_head_attention'
     q = _shape(inputs[0], op, 'query')
@@ -138,8 +136,8 @@ ACTIVATION_HANDLES = {
 
 
 def register_flop_handles() -> None:
-    """Add :data:`FLOP_HANDLES` and :data:`ACTIVATION_HANDLES` to
-    mmengine's default handles.
+    """Add :data:`FLOP_HANDLES` and :data:`ACTIVATION_HANDLES` to mmengine's
+    default handles.
 
     Every :class:`~mmengine.analysis.FlopAnalyzer` and
     :class:`~mmengine.analysis.ActivationAnalyzer` created afterwards (also

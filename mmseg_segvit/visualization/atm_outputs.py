@@ -34,8 +34,8 @@ class AtmOutputs(NamedTuple):
 
 
 @torch.no_grad()
-def atm_outputs(model: torch.nn.Module,
-                image: Union[str, np.ndarray, dict]) -> AtmOutputs:
+def atm_outputs(model: torch.nn.Module, image: Union[str, np.ndarray,
+                                                     dict]) -> AtmOutputs:
     """Run the backbone and ATMHead on one image and keep every output.
 
     The masks come from one pass of the head over the whole (test-pipeline
@@ -123,6 +123,4 @@ def output_titles(num_outputs: int, mask_mode: str) -> List[str]:
     """
     if mask_mode == 'per_layer':
         return [f'layer {i + 1}' for i in range(num_outputs)]
-    return ['stage 1'] + [
-        f'stages 1-{i + 1}' for i in range(1, num_outputs)
-    ]
+    return ['stage 1'] + [f'stages 1-{i + 1}' for i in range(1, num_outputs)]

@@ -53,8 +53,9 @@ def read_scalars(path: str) -> List[dict]:
     return records
 
 
-def loss_terms(records: Sequence[dict]
-               ) -> Tuple[np.ndarray, np.ndarray, Dict[str, dict]]:
+def loss_terms(
+        records: Sequence[dict]
+) -> Tuple[np.ndarray, np.ndarray, Dict[str, dict]]:
     """Group the logged loss terms by kind, summed over the outputs.
 
     Args:
@@ -77,14 +78,13 @@ def loss_terms(records: Sequence[dict]
     total = np.array([r['loss'] for r in records], float)
     terms = OrderedDict()
     for kind, keys in groups.items():
-        values = np.array([sum(r.get(k, 0.0) for k in keys)
-                           for r in records], float)
+        values = np.array([sum(r.get(k, 0.0) for k in keys) for r in records],
+                          float)
         terms[kind] = dict(values=values, keys=keys)
     return steps, total, terms
 
 
-def loss_terms_figure(records: Sequence[dict],
-                      title: str = 'training loss'):
+def loss_terms_figure(records: Sequence[dict], title: str = 'training loss'):
     """The total loss and its terms, each summed over the outputs.
 
     Args:
@@ -99,8 +99,12 @@ def loss_terms_figure(records: Sequence[dict],
     steps, total, terms = loss_terms(records)
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot()
-    ax.plot(steps, total, color='black', linewidth=2,
-            label='loss (total) = sum of the terms below')
+    ax.plot(
+        steps,
+        total,
+        color='black',
+        linewidth=2,
+        label='loss (total) = sum of the terms below')
     for kind, term in terms.items():
         count = len(term['keys'])
         suffix = f' ({count} outputs)' if count > 1 else ''

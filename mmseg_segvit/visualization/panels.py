@@ -1,12 +1,12 @@
 """Labelled pictures of SegViT's predictions and ATM masks (matplotlib).
 
 Every function draws on its own ``matplotlib.figure.Figure`` with the Agg
-canvas and returns it (:func:`figure_to_rgb` renders it to an RGB array):
-no pyplot state and no global backend change, so they run in scripts,
-tests and notebooks alike. Colours come
-from the dataset's palette (``dataset_meta['palette']``, RGB).
+canvas and returns it (:func:`figure_to_rgb` renders it to an RGB array): no
+pyplot state and no global backend change, so they run in scripts, tests and
+notebooks alike. Colours come from the dataset's palette
+(``dataset_meta['palette']``, RGB).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -55,8 +55,8 @@ def colorize(label: np.ndarray,
     ignored = label >= len(palette)
     if ignored.any():
         rows, cols = np.indices(label.shape)
-        stripes = np.asarray(IGNORE_COLOURS, np.uint8)[
-            (rows + cols) // _STRIPE % 2]
+        stripes = np.asarray(IGNORE_COLOURS,
+                             np.uint8)[(rows + cols) // _STRIPE % 2]
         picture[ignored] = stripes[ignored]
     return picture
 
@@ -65,10 +65,12 @@ def ignored_patch():
     """Legend entry ``ignored``: white with grey stripes, as
     :func:`colorize` draws the ignore index."""
     from matplotlib.patches import Patch
-    return Patch(facecolor=np.asarray(IGNORE_COLOURS[0], float) / 255,
-                 hatch='////',
-                 edgecolor=np.asarray(IGNORE_COLOURS[1], float) / 255,
-                 linewidth=0.5, label='ignored')
+    return Patch(
+        facecolor=np.asarray(IGNORE_COLOURS[0], float) / 255,
+        hatch='////',
+        edgecolor=np.asarray(IGNORE_COLOURS[1], float) / 255,
+        linewidth=0.5,
+        label='ignored')
 
 
 def legend_patches(classes: Sequence[int],
@@ -90,15 +92,17 @@ def legend_patches(classes: Sequence[int],
     from matplotlib.patches import Patch
     texts = labels if labels is not None else [names[c] for c in classes]
     return [
-        Patch(facecolor=np.asarray(palette[c], float) / 255,
-              edgecolor='black', linewidth=0.5, label=text)
-        for c, text in zip(classes, texts)
+        Patch(
+            facecolor=np.asarray(palette[c], float) / 255,
+            edgecolor='black',
+            linewidth=0.5,
+            label=text) for c, text in zip(classes, texts)
     ]
 
 
 def new_figure(width: float, height: float, dpi: int = 100):
-    """A figure with its own Agg canvas and constrained layout (no label
-    is cut at the border)."""
+    """A figure with its own Agg canvas and constrained layout (no label is cut
+    at the border)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=dpi, layout='constrained')
@@ -150,8 +154,8 @@ def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
     has_ignored = False
     for r, (image, gt, pred) in enumerate(rows):
         has_ignored |= bool((gt >= len(palette)).any())
-        for j, picture in enumerate(
-                (image, colorize(gt, palette), colorize(pred, palette))):
+        pictures = (image, colorize(gt, palette), colorize(pred, palette))
+        for j, picture in enumerate(pictures):
             ax = axes[r, j]
             ax.imshow(picture, interpolation='nearest')
             _bare(ax)
@@ -160,9 +164,14 @@ def demo_panel_figure(rows: Sequence[Tuple[np.ndarray, np.ndarray,
     handles = legend_patches(range(len(names)), names, palette)
     if has_ignored:
         handles.append(ignored_patch())
-    fig.legend(handles=handles, loc='outside lower center',
-               ncol=min(len(handles), ncol), fontsize=9, frameon=False,
-               handlelength=1.2, columnspacing=1.0)
+    fig.legend(
+        handles=handles,
+        loc='outside lower center',
+        ncol=min(len(handles), ncol),
+        fontsize=9,
+        frameon=False,
+        handlelength=1.2,
+        columnspacing=1.0)
     return fig
 
 
@@ -201,10 +210,13 @@ def prediction_figure(image_rgb: np.ndarray,
     height, width = pred.shape
     aspect = max(width / height, 0.5)
     area = np.bincount(pred.ravel().astype(np.int64), minlength=256)
-    classes = [int(c) for c in np.argsort(-area[:len(palette)], kind='stable')
-               if area[c] > 0]
-    labels = [f'{names[c]} ({100.0 * area[c] / pred.size:.1f}%)'
-              for c in classes]
+    classes = [
+        int(c) for c in np.argsort(-area[:len(palette)], kind='stable')
+        if area[c] > 0
+    ]
+    labels = [
+        f'{names[c]} ({100.0 * area[c] / pred.size:.1f}%)' for c in classes
+    ]
     handles = legend_patches(classes, names, palette, labels)
     if area[len(palette):].sum() > 0:
         handles.append(ignored_patch())
@@ -216,8 +228,13 @@ def prediction_figure(image_rgb: np.ndarray,
         ax.imshow(picture, interpolation='nearest')
         ax.set_title(title, fontsize=11)
         _bare(ax)
-    fig.legend(handles=handles, loc='outside right center', ncol=ncol,
-               fontsize=9, frameon=False, handlelength=1.2)
+    fig.legend(
+        handles=handles,
+        loc='outside right center',
+        ncol=ncol,
+        fontsize=9,
+        frameon=False,
+        handlelength=1.2)
     return fig
 
 
@@ -266,7 +283,9 @@ def mask_grid_figure(image_rgb: np.ndarray,
     fig = new_figure(label_width + cell * aspect * cols + 0.9,
                      cell * rows + 0.8)
     axes = fig.subplots(
-        rows, cols + 1, squeeze=False,
+        rows,
+        cols + 1,
+        squeeze=False,
         gridspec_kw=dict(width_ratios=[label_width / (cell * aspect)] +
                          [1] * cols))
     cmap = colormaps['inferno']
@@ -278,14 +297,28 @@ def mask_grid_figure(image_rgb: np.ndarray,
         label_ax.set_xlim(0, 1)
         label_ax.set_ylim(0, 1)
         label_ax.add_patch(
-            Rectangle((0.02, 0.62), 0.22 * cell / label_width, 0.22,
+            Rectangle((0.02, 0.62),
+                      0.22 * cell / label_width,
+                      0.22,
                       facecolor=np.asarray(palette[c], float) / 255,
-                      edgecolor='black', linewidth=0.5))
+                      edgecolor='black',
+                      linewidth=0.5))
         area = 100.0 * float((pred == c).sum()) / total
-        label_ax.text(0.38, 0.73, names[c], fontsize=11, va='center',
-                      ha='left', weight='bold')
-        label_ax.text(0.02, 0.42, f'{area:.1f}% of pixels', fontsize=9,
-                      va='center', ha='left')
+        label_ax.text(
+            0.38,
+            0.73,
+            names[c],
+            fontsize=11,
+            va='center',
+            ha='left',
+            weight='bold')
+        label_ax.text(
+            0.02,
+            0.42,
+            f'{area:.1f}% of pixels',
+            fontsize=9,
+            va='center',
+            ha='left')
         maps = [outputs.masks[i, c] for i in range(num_outputs)]
         maps.append(outputs.scores[c])
         for j, heat in enumerate(maps):
@@ -306,7 +339,8 @@ def mask_grid_figure(image_rgb: np.ndarray,
         ax=axes[:, 1:].ravel().tolist(),
         shrink=min(1.0, 2.0 / max(rows, 1) + 0.3),
         label='sigmoid(mask) / class score')
-    fig.suptitle('ATM masks: sigmoid(query-token similarity) per output; '
-                 'p = class probability of the query', fontsize=10)
+    fig.suptitle(
+        'ATM masks: sigmoid(query-token similarity) per output; '
+        'p = class probability of the query',
+        fontsize=10)
     return fig
-

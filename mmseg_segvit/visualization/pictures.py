@@ -46,15 +46,18 @@ def demo_rows(model: torch.nn.Module, dataset,
     rows = []
     for index in range(0, step * num, step)[:len(dataset)]:
         data, loaded = load_for_test(
-            cfg, dataset.get_data_info(index),
+            cfg,
+            dataset.get_data_info(index),
             pipeline=cfg.test_dataloader.dataset.pipeline)
         with torch.no_grad():
             result = model.test_step(data)[0]
         pred = result.pred_sem_seg.data[0].cpu().numpy()
         gt = data['data_samples'][0].gt_sem_seg.data[0].cpu().numpy()
         if gt.shape != pred.shape:  # a pipeline that resizes the label
-            gt = cv2.resize(gt.astype(np.uint8), pred.shape[::-1],
-                            interpolation=cv2.INTER_NEAREST)
+            gt = cv2.resize(
+                gt.astype(np.uint8),
+                pred.shape[::-1],
+                interpolation=cv2.INTER_NEAREST)
         rows.append((displayable(loaded), gt, pred))
     return rows
 

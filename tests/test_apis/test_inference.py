@@ -1,7 +1,7 @@
-"""Every checkpoint layout users save loads in init_model, the inferencer
-and the tools, with class names from the config's dataset when the file
-has none; the inferencer names its outputs after their inputs and takes
-batches of mixed image sizes."""
+"""Every checkpoint layout users save loads in init_model, the inferencer and
+the tools, with class names from the config's dataset when the file has none;
+the inferencer names its outputs after their inputs and takes batches of mixed
+image sizes."""
 import os
 import os.path as osp
 
@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fixtures import DEMO_CONFIG
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from fixtures import DEMO_CONFIG
 from mmseg_segvit.apis import SegViTInferencer, init_model
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import atm_masks
@@ -23,14 +23,10 @@ NAMED = [f'mine {i}' for i in range(12)]
 
 def _tiny_cfg():
     cfg = Config.fromfile(DEMO_CONFIG)
-    cfg.model.backbone.update(embed_dims=32,
-                              num_layers=3,
-                              num_heads=2,
-                              out_indices=[0, 1, 2])
-    cfg.model.decode_head.update(in_channels=32,
-                                 embed_dims=32,
-                                 num_heads=4,
-                                 num_layers=1)
+    cfg.model.backbone.update(
+        embed_dims=32, num_layers=3, num_heads=2, out_indices=[0, 1, 2])
+    cfg.model.decode_head.update(
+        in_channels=32, embed_dims=32, num_heads=4, num_layers=1)
     return cfg
 
 
@@ -48,20 +44,23 @@ def trained(tmp_path_factory):
 def _layout(state_dict, layout):
     """The file content each tool or habit writes."""
     if layout == 'mmengine':
-        return dict(state_dict=state_dict,
-                    meta=dict(iter=5,
-                              dataset_meta=dict(classes=NAMED,
-                                                palette=[[1, 2, 3]] * 12)))
+        return dict(
+            state_dict=state_dict,
+            meta=dict(
+                iter=5,
+                dataset_meta=dict(classes=NAMED, palette=[[1, 2, 3]] * 12)))
     if layout == 'mmseg0x':
-        return dict(state_dict=state_dict,
-                    meta=dict(CLASSES=NAMED, PALETTE=[[1, 2, 3]] * 12))
+        return dict(
+            state_dict=state_dict,
+            meta=dict(CLASSES=NAMED, PALETTE=[[1, 2, 3]] * 12))
     if layout == 'no_meta':
         return dict(state_dict=state_dict)
     if layout == 'meta_without_classes':
         return dict(state_dict=state_dict, meta=dict(iter=5, seed=0))
     if layout == 'wrong_class_count':
-        return dict(state_dict=state_dict,
-                    meta=dict(dataset_meta=dict(classes=['a'] * 150)))
+        return dict(
+            state_dict=state_dict,
+            meta=dict(dataset_meta=dict(classes=['a'] * 150)))
     if layout == 'bare':
         return dict(state_dict)
     if layout == 'model_key':
@@ -116,9 +115,8 @@ def test_init_model_reads_safetensors(trained, tmp_path):
 @pytest.mark.parametrize('layout', ['bare', 'no_meta', 'ddp'])
 def test_inferencer_names_classes_after_the_config(trained, tmp_path, layout):
     model, cfg = trained
-    inferencer = SegViTInferencer(model=cfg,
-                                  weights=_save(model, tmp_path, layout),
-                                  device='cpu')
+    inferencer = SegViTInferencer(
+        model=cfg, weights=_save(model, tmp_path, layout), device='cpu')
     assert list(inferencer.model.dataset_meta['classes']) == CLASSES
     assert _same_weights(inferencer.model, model)
 
@@ -140,8 +138,9 @@ def _mixed_folder(root):
     }
     os.makedirs(root, exist_ok=True)
     for name, (h, w) in sizes.items():
-        cv2.imwrite(osp.join(root, f'{name}.png'),
-                    rng.randint(0, 256, (h, w, 3), dtype=np.uint8))
+        cv2.imwrite(
+            osp.join(root, f'{name}.png'),
+            rng.randint(0, 256, (h, w, 3), dtype=np.uint8))
     return sizes
 
 
@@ -156,12 +155,13 @@ def test_folder_inference_names_outputs_and_batches_mixed_sizes(
     assert sorted(os.listdir(tmp_path / 'out' / 'pred')) == sorted(
         f'{name}.png' for name in sizes)
     for name, size in sizes.items():
-        written = cv2.imread(str(tmp_path / 'out' / 'pred' / f'{name}.png'),
-                             cv2.IMREAD_UNCHANGED)
+        written = cv2.imread(
+            str(tmp_path / 'out' / 'pred' / f'{name}.png'),
+            cv2.IMREAD_UNCHANGED)
         assert written.shape == size
-        single = SegViTInferencer(model=cfg, weights=weights,
-                                  device='cpu')(osp.join(
-                                      folder, f'{name}.png'))
+        single = SegViTInferencer(
+            model=cfg, weights=weights, device='cpu')(
+                osp.join(folder, f'{name}.png'))
         assert np.array_equal(written, single['predictions'])
     assert len(out['predictions']) == 4
 

@@ -5,9 +5,9 @@ import sys
 import textwrap
 
 import pytest
+from fixtures import REPO
 
 from benchmarks import cpu_memory
-from fixtures import REPO
 
 pytestmark = pytest.mark.skipif(
     not os.access('/proc/self/clear_refs', os.W_OK),
@@ -47,15 +47,16 @@ def test_memory_process_requires_the_fixed_threshold(monkeypatch):
 
 @pytest.mark.slow
 def test_quick_benchmark_writes_a_complete_table(tmp_path):
-    """``python -m benchmarks.bench_models --quick`` end to end: every
-    model row has its times from this process and its peaks from the
-    memory child."""
-    subprocess.run(
-        [sys.executable, '-m', 'benchmarks.bench_models', '--quick',
-         '--out-dir', str(tmp_path)],
-        cwd=REPO,
-        check=True,
-        capture_output=True)
+    """``python -m benchmarks.bench_models --quick`` end to end: every model
+    row has its times from this process and its peaks from the memory child."""
+    subprocess.run([
+        sys.executable, '-m', 'benchmarks.bench_models', '--quick',
+        '--out-dir',
+        str(tmp_path)
+    ],
+                   cwd=REPO,
+                   check=True,
+                   capture_output=True)
     tables = list(tmp_path.glob('cpu-*_fp32_quick.md'))
     assert len(tables) == 1
     table = tables[0].read_text()

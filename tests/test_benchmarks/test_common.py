@@ -1,5 +1,5 @@
-"""What the benchmark scripts share (benchmarks/common.py): the models
-they build, the fake batch, the training step and the timing."""
+"""What the benchmark scripts share (benchmarks/common.py): the models they
+build, the fake batch, the training step and the timing."""
 import pytest
 import torch
 import torch.nn as nn
@@ -23,8 +23,11 @@ def test_build_model_gives_the_spec_at_the_crop_without_preprocessing():
 
 def test_build_model_replaces_sync_bn_and_the_head_of_a_spec():
     upernet = common.build_model(common.SPECS['upernet-b'], 64, tiny=True)
-    norms = {type(m) for m in upernet.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    norms = {
+        type(m)
+        for m in upernet.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    }
     assert norms == {nn.BatchNorm2d}  # SyncBN needs a process group
     spec = common.SPECS['segvit-b-crop-masks']
     model = common.build_model(spec, 64, tiny=True)
@@ -52,8 +55,9 @@ def test_fake_batch_and_train_step_drive_a_spec_model():
     weights = [p.detach().clone() for p in model.parameters()]
     common.train_step(model, images, samples, torch.device('cpu'), 'fp32',
                       optimizer)()
-    assert any(not torch.equal(w, p) for w, p in
-               zip(weights, model.parameters()))  # the optimizer stepped
+    assert any(
+        not torch.equal(w, p)
+        for w, p in zip(weights, model.parameters()))  # the optimizer stepped
     assert all(p.grad is None for p in model.parameters())  # freed
 
 
@@ -67,8 +71,11 @@ def test_calls_per_block_gives_twenty_calls_or_one_second():
 
 def test_time_block_times_a_block_of_calls():
     calls = []
-    seconds = common.time_block(lambda: calls.append(1), torch.device('cpu'),
-                                min_calls=5, min_seconds=10.0)
+    seconds = common.time_block(
+        lambda: calls.append(1),
+        torch.device('cpu'),
+        min_calls=5,
+        min_seconds=10.0)
     assert len(calls) == 1 + 5  # one call sizes the block, five are timed
     assert seconds >= 0
 
@@ -85,6 +92,7 @@ def test_autocast_follows_the_dtype():
 
 
 def test_tiny_model_cfg_keeps_the_structure_at_small_sizes():
+
     def tiny(key):
         cfg = Config.fromfile(common.resolve_config(common.SPECS[key])).model
         common.tiny_model_cfg(cfg)

@@ -8,24 +8,26 @@ import subprocess
 import sys
 
 import pytest
+from fixtures import REPO
 
 from benchmarks import bench_models, demo_miou
-from fixtures import REPO
 
 SCRIPT = osp.join(REPO, 'benchmarks', 'gpu_checks.sh')
 
 
 def _env(tmp_path, **extra):
-    env = dict(os.environ, OUT=str(tmp_path), CUDA_VISIBLE_DEVICES='',
-               PATH=osp.dirname(sys.executable) + os.pathsep +
-               os.environ['PATH'])
+    env = dict(
+        os.environ,
+        OUT=str(tmp_path),
+        CUDA_VISIBLE_DEVICES='',
+        PATH=osp.dirname(sys.executable) + os.pathsep + os.environ['PATH'])
     env.update(extra)
     return env
 
 
 def _rows(text, label):
-    """The cells of the main tables' rows of ``label`` (not those of the
-    ratio tables, which are shorter)."""
+    """The cells of the main tables' rows of ``label`` (not those of the ratio
+    tables, which are shorter)."""
     rows = [[c.strip() for c in line.strip().strip('|').split('|')]
             for line in text.splitlines() if line.startswith(f'| {label} |')]
     return [cells for cells in rows if len(cells) > 10]
@@ -37,24 +39,34 @@ def test_gpu_checks_script_parses():
 
 def test_gpu_checks_stops_without_cuda_unless_dry_run(tmp_path):
     env = _env(tmp_path, STEPS='none')
-    proc = subprocess.run(['bash', SCRIPT], env=env, capture_output=True,
+    proc = subprocess.run(['bash', SCRIPT],
+                          env=env,
+                          capture_output=True,
                           text=True)
     assert proc.returncode != 0 and 'no CUDA' in proc.stderr
-    proc = subprocess.run(['bash', SCRIPT], env=dict(env, DEVICE='cpu'),
-                          capture_output=True, text=True)
+    proc = subprocess.run(['bash', SCRIPT],
+                          env=dict(env, DEVICE='cpu'),
+                          capture_output=True,
+                          text=True)
     assert proc.returncode == 0 and 'done' in proc.stdout
 
 
 @pytest.mark.slow
 def test_gpu_checks_dry_run_writes_the_tables(tmp_path):
     """The bf16 and fp32 steps at tiny sizes, with no time limit (a slow
-    machine only takes longer): each table has its rows, the kernel-op
-    columns are filled, and the official code's rows run where its mirror
-    is at hand (SEGVIT_OFFICIAL) and are skipped by name otherwise."""
+    machine only takes longer): each table has its rows, the kernel-op columns
+    are filled, and the official code's rows run where its mirror is at hand
+    (SEGVIT_OFFICIAL) and are skipped by name otherwise."""
     models = 'segvit-b,segvit-b-casts,segvit-shrunk-l,off-b,off-shrunk-l'
-    env = _env(tmp_path, DEVICE='cpu', STEPS='bf16,fp32', MODELS=models,
-               FP32_MODELS='segvit-b,off-b')
-    proc = subprocess.run(['bash', SCRIPT], env=env, capture_output=True,
+    env = _env(
+        tmp_path,
+        DEVICE='cpu',
+        STEPS='bf16,fp32',
+        MODELS=models,
+        FP32_MODELS='segvit-b,off-b')
+    proc = subprocess.run(['bash', SCRIPT],
+                          env=env,
+                          capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
@@ -77,18 +89,27 @@ def test_gpu_checks_dry_run_writes_the_tables(tmp_path):
 
 
 def test_ratio_table_compares_each_row_with_its_official_twin():
+
     def row(key, **results):
         r = bench_models.Row(key, bench_models.SPECS[key], None, 512)
         for name, value in results.items():
             r.add(name, value)
         return r
 
-    rows = [row('off-b', throughput=100.0, latency=0.02, train=0.2,
-                train_mem=1000.0),
-            row('segvit-b', throughput=250.0, latency=0.01, train=0.1,
-                train_mem=400.0),
-            row('segmenter-b', latency=0.0125),
-            row('segvit-l', throughput=5.0)]  # no official twin in the run
+    rows = [
+        row('off-b',
+            throughput=100.0,
+            latency=0.02,
+            train=0.2,
+            train_mem=1000.0),
+        row('segvit-b',
+            throughput=250.0,
+            latency=0.01,
+            train=0.1,
+            train_mem=400.0),
+        row('segmenter-b', latency=0.0125),
+        row('segvit-l', throughput=5.0)
+    ]  # no official twin in the run
     lines = bench_models.ratio_lines(rows)
     body = [line for line in lines if line.startswith('| SegViT')]
     assert len(body) == 1

@@ -24,8 +24,7 @@ def test_count_ops_counts_kernels_not_views():
 
 def test_inference_and_step_count_a_spec_model():
     model = common.build_model(common.SPECS['segvit-b'], 32, tiny=True)
-    infer, train = op_counts.inference_and_step(model, 32, 1, 2, CPU,
-                                                'fp32')
+    infer, train = op_counts.inference_and_step(model, 32, 1, 2, CPU, 'fp32')
     assert 0 < infer.leaf <= infer.aten
     assert train.leaf > infer.leaf  # forward, loss and backward
 

@@ -1,7 +1,7 @@
 """benchmarks/ as a package: every script runs as ``python -m
-benchmarks.<name>``, imports its siblings as ``benchmarks.<name>`` with
-no import cycle and no ``sys.path`` edit, and ``bench_models`` keeps the
-names external harnesses import it for."""
+benchmarks.<name>``, imports its siblings as ``benchmarks.<name>`` with no
+import cycle and no ``sys.path`` edit, and ``bench_models`` keeps the names
+external harnesses import it for."""
 import ast
 import glob
 import importlib
@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-
 from fixtures import REPO
 
 BENCH = osp.join(REPO, 'benchmarks')
@@ -49,8 +48,8 @@ def _siblings(name):
 
 
 def test_the_scripts_are_found():
-    assert {'bench_models', 'op_counts', 'common', 'cpu_memory',
-            'demo_miou'} <= set(MODULES)
+    assert {'bench_models', 'op_counts', 'common', 'cpu_memory', 'demo_miou'
+            } <= set(MODULES)
 
 
 @pytest.mark.parametrize('name', MODULES)
@@ -101,8 +100,8 @@ def test_a_module_imports_as_part_of_the_package(name):
 
 def test_bench_models_by_name_keeps_the_harness_interface(monkeypatch):
     """A harness that puts ``benchmarks/`` and the checkout on sys.path,
-    imports ``bench_models`` and calls ``SPECS``, ``build_model(spec,
-    crop)`` and ``fake_batch(batch, crop, num_classes, device)``."""
+    imports ``bench_models`` and calls ``SPECS``, ``build_model(spec, crop)``
+    and ``fake_batch(batch, crop, num_classes, device)``."""
     monkeypatch.syspath_prepend(BENCH)
     monkeypatch.syspath_prepend(REPO)
     monkeypatch.delitem(sys.modules, 'bench_models', raising=False)
@@ -111,8 +110,7 @@ def test_bench_models_by_name_keeps_the_harness_interface(monkeypatch):
         spec = bm.SPECS['segvit-b']
         inspect.signature(bm.build_model).bind(spec, spec.crop)
         model = bm.build_model(spec, 64, tiny=True)
-        x, metas, samples = bm.fake_batch(2, 64,
-                                          model.decode_head.num_classes,
+        x, metas, samples = bm.fake_batch(2, 64, model.decode_head.num_classes,
                                           torch.device('cpu'))
         assert x.shape == (2, 3, 64, 64) and len(samples) == 2
         model.eval()

@@ -9,12 +9,23 @@ from benchmarks import qu_read_distance
 
 def _shrunk(**qu_cfg):
     backbone = MODELS.build(
-        dict(type='ShrunkViT', img_size=(64, 64), patch_size=8,
-             embed_dims=32, num_layers=3, num_heads=2, qd_index=1,
-             out_indices=[0, 2], with_cls_token=False,
-             pos_embed_init='sincos',
-             qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=2,
-                         dropout=0.0, **qu_cfg)))
+        dict(
+            type='ShrunkViT',
+            img_size=(64, 64),
+            patch_size=8,
+            embed_dims=32,
+            num_layers=3,
+            num_heads=2,
+            qd_index=1,
+            out_indices=[0, 2],
+            with_cls_token=False,
+            pos_embed_init='sincos',
+            qu_cfg=dict(
+                embed_dims=16,
+                num_heads=2,
+                num_layers=2,
+                dropout=0.0,
+                **qu_cfg)))
     backbone.init_weights()
     model = EncoderDecoder.__new__(EncoderDecoder)
     torch.nn.Module.__init__(model)
@@ -23,14 +34,14 @@ def _shrunk(**qu_cfg):
 
 
 def test_read_distance_of_a_fresh_qu_is_the_uniform_one():
-    """Fresh queries read every token about equally: the mean distance is
-    that of uniform weights (8x8 grid: 4.14 cells; the 4x4 level of
-    2-cell tokens: 4.09 cells)."""
+    """Fresh queries read every token about equally: the mean distance is that
+    of uniform weights (on the 8x8 grid 4.14 cells, on the 4x4 level of 2-cell
+    tokens 4.09 cells)."""
     torch.manual_seed(0)
-    rows = qu_read_distance.read_distances(_shrunk(), torch.randn(
-        2, 3, 64, 64))
-    assert [(r['level'], r['layer']) for r in rows] == [(0, 0), (0, 1),
-                                                        (1, 0), (1, 1)]
+    rows = qu_read_distance.read_distances(_shrunk(),
+                                           torch.randn(2, 3, 64, 64))
+    assert [(r['level'], r['layer']) for r in rows] == [(0, 0), (0, 1), (1, 0),
+                                                        (1, 1)]
     assert [r['level_grid'] for r in rows] == [(8, 8)] * 2 + [(4, 4)] * 2
     assert all(r['grid'] == (8, 8) for r in rows)
     assert [round(r['uniform'], 2) for r in rows] == [4.14] * 2 + [4.09] * 2
@@ -39,9 +50,9 @@ def test_read_distance_of_a_fresh_qu_is_the_uniform_one():
 
 
 def test_read_distance_sees_a_local_qu():
-    """With a sharp locality prior each query reads its own cell on the
-    level of its own grid (distance ~0) and the nearest tokens of the
-    coarser level (sqrt(0.5) cells from every query)."""
+    """With a sharp locality prior each query reads its own cell on the level
+    of its own grid (distance ~0) and the nearest tokens of the coarser level
+    (sqrt(0.5) cells from every query)."""
     torch.manual_seed(0)
     model = _shrunk(locality_sigma=0.05)
     rows = qu_read_distance.read_distances(model, torch.randn(2, 3, 64, 64))

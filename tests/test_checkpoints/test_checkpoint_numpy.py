@@ -3,8 +3,8 @@
 numpy 1.x pickles its array and scalar rebuilders as
 ``numpy.core.multiarray._reconstruct`` / ``numpy.core.multiarray.scalar``,
 numpy 2.x as ``numpy._core.multiarray.*``. The files here come from a real
-mmengine ``Runner`` (training, validation with a best checkpoint, the
-message hub, custom hooks' state) and are rewritten to carry each spelling.
+mmengine ``Runner`` (training, validation with a best checkpoint, the message
+hub, custom hooks' state) and are rewritten to carry each spelling.
 """
 import os.path as osp
 import pickle
@@ -12,6 +12,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from fixtures import NUMPY1, NUMPY2, rewrite_globals, tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner import Runner, load_checkpoint
@@ -21,7 +22,6 @@ from mmseg.registry import MODELS
 from mmseg_segvit.checkpoints import UnsafeCheckpointError, load_weights_file
 from mmseg_segvit.compat import NUMPY_MULTIARRAY_MODULES
 from mmseg_segvit.tools import drop_class_weights
-from fixtures import NUMPY1, NUMPY2, rewrite_globals, tiny_segmentor_cfg
 
 
 def _pipeline(train):
@@ -32,6 +32,7 @@ def _pipeline(train):
 
 
 def _runner(work_dir, data_root, max_iters=2, resume_from=None):
+
     def dataset(split, count):
         return dict(
             type='SegVitShapesDataset',
@@ -104,8 +105,8 @@ def _as_numpy1(path, tmp_path):
 
 @pytest.mark.parametrize('which', ['last', 'best'])
 @pytest.mark.parametrize('spelling', ['numpy2', 'numpy1'])
-def test_runner_checkpoint_loads_with_weights_only(run_files, tmp_path,
-                                                   which, spelling):
+def test_runner_checkpoint_loads_with_weights_only(run_files, tmp_path, which,
+                                                   spelling):
     path = run_files[which]
     if spelling == 'numpy1':
         path = _as_numpy1(path, tmp_path)
@@ -130,12 +131,11 @@ def test_runner_checkpoint_loads_with_weights_only(run_files, tmp_path,
                                ckpt['state_dict']['decode_head.q.weight'])
 
 
-def test_resume_from_a_numpy1_checkpoint(run_files, tmp_path,
-                                         demo_data_root):
+def test_resume_from_a_numpy1_checkpoint(run_files, tmp_path, demo_data_root):
     """``--resume`` with a file written where numpy is 1.x."""
     path = _as_numpy1(run_files['last'], tmp_path)
-    runner = _runner(tmp_path / 'resumed', demo_data_root, max_iters=3,
-                     resume_from=path)
+    runner = _runner(
+        tmp_path / 'resumed', demo_data_root, max_iters=3, resume_from=path)
     runner.train()
     assert runner.iter == 3
 
@@ -170,8 +170,10 @@ def _hub_states():
 @pytest.mark.parametrize('module', NUMPY_MULTIARRAY_MODULES)
 def test_message_hub_states_load_under_each_spelling(tmp_path, module):
     ckpt = dict(
-        meta=dict(seed=np.int64(3), hist=np.arange(4, dtype=np.float32),
-                  empty=np.zeros((0, 3))),
+        meta=dict(
+            seed=np.int64(3),
+            hist=np.arange(4, dtype=np.float32),
+            empty=np.zeros((0, 3))),
         message_hubs=_hub_states(),
         state_dict={'w': torch.ones(1)})
     src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
@@ -187,12 +189,14 @@ def test_message_hub_states_load_under_each_spelling(tmp_path, module):
     np.testing.assert_array_equal(loaded['meta']['hist'], [0, 1, 2, 3])
 
 
-@pytest.mark.parametrize('target', [
-    b'numpy.testing._private.utils\nrunstring\n',  # exec()s a string
-    b'numpy.core.multiarray\nfrombuffer\n',
-    b'numpy.lib.npyio\nload\n',
-    b'numpy.core.multiarray\n_reconstructx\n',
-])
+@pytest.mark.parametrize(
+    'target',
+    [
+        b'numpy.testing._private.utils\nrunstring\n',  # exec()s a string
+        b'numpy.core.multiarray\nfrombuffer\n',
+        b'numpy.lib.npyio\nload\n',
+        b'numpy.core.multiarray\n_reconstructx\n',
+    ])
 def test_other_numpy_globals_are_still_refused(tmp_path, target):
     src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
     torch.save(dict(meta=dict(seed=np.float64(1.0))), src)
@@ -215,6 +219,5 @@ def test_only_the_empty_bytes_call_is_allowed(tmp_path):
     torch.save(dict(meta=dict(hist=np.zeros(0, np.float32))), path)
     assert torch.load(path, weights_only=True)['meta']['hist'].shape == (0, )
     torch.save(dict(meta=dict(x=_BigBytes())), path)
-    with pytest.raises((pickle.UnpicklingError, RuntimeError),
-                       match='bytes'):
+    with pytest.raises((pickle.UnpicklingError, RuntimeError), match='bytes'):
         torch.load(path, weights_only=True)

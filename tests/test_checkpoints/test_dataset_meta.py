@@ -1,19 +1,19 @@
 """Converted official checkpoints keep their class names and palette, so
-``MMSegInferencer`` names and colours every class of every released
-model's class count."""
+``MMSegInferencer`` names and colours every class of every released model's
+class count."""
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-
 from fixtures import NUMPY1, NUMPY2, REPO, rewrite_globals
+from mmengine.config import Config
+from official_checkpoints import official_checkpoint
+
 from mmseg_segvit.checkpoints import (config_dataset_meta,
                                       converted_dataset_meta,
                                       load_weights_file)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from official_checkpoints import official_checkpoint
 
 CONFIGS = osp.join(REPO, 'configs', 'segvit')
 RELEASED = {  # class count: (config, mmseg dataset)
@@ -65,8 +65,8 @@ def _official_file(tmp_path, num_classes, meta):
     return path
 
 
-@pytest.mark.parametrize('with_meta', [True, False],
-                         ids=['official-meta', 'no-meta'])
+@pytest.mark.parametrize(
+    'with_meta', [True, False], ids=['official-meta', 'no-meta'])
 @pytest.mark.parametrize('num_classes', sorted(RELEASED))
 def test_inferencer_names_and_colours_every_class(tmp_path, num_classes,
                                                   with_meta):
@@ -87,9 +87,8 @@ def test_inferencer_names_and_colours_every_class(tmp_path, num_classes,
         want = dict(classes=info['classes'], palette=info['palette'])
     saved = load_weights_file(dst)['meta']['dataset_meta']
     assert list(saved['classes']) == list(want['classes'])
-    assert [list(c) for c in saved['palette']] == [
-        list(c) for c in want['palette']
-    ]
+    assert [list(c)
+            for c in saved['palette']] == [list(c) for c in want['palette']]
 
     inferencer = MMSegInferencer(model=config, weights=dst, device='cpu')
     assert list(inferencer.model.dataset_meta['classes']) == list(
@@ -115,8 +114,8 @@ def test_dataset_meta_sources():
     assert len(from_config['classes']) == len(from_config['palette']) == 171
     official = _official_meta(171)
     # names from the file, palette from the config when the file has none
-    meta, note = converted_dataset_meta(dict(CLASSES=official['CLASSES']),
-                                        cfg, 171)
+    meta, note = converted_dataset_meta(
+        dict(CLASSES=official['CLASSES']), cfg, 171)
     assert meta['classes'] == official['CLASSES']
     assert meta['palette'] == from_config['palette']
     assert note.endswith("palette from the config's dataset")
@@ -124,18 +123,25 @@ def test_dataset_meta_sources():
     meta, _ = converted_dataset_meta(dict(CLASSES=('a', 'b')), cfg, 171)
     assert meta['classes'] == from_config['classes']
     # a config without class names: numbered names, a fixed palette
-    bare = Config(dict(test_dataloader=dict(dataset=dict(
-        type='BaseSegDataset'))))
+    bare = Config(
+        dict(test_dataloader=dict(dataset=dict(type='BaseSegDataset'))))
     assert config_dataset_meta(bare) is None
     meta, note = converted_dataset_meta({}, bare, 3)
     assert meta['classes'] == ('class 0', 'class 1', 'class 2')
     assert len(meta['palette']) == 3 and 'generated' in note
     assert converted_dataset_meta({}, bare, 3)[0] == meta
     # the config's metainfo wins over the dataset class's
-    custom = Config(dict(test_dataloader=dict(dataset=dict(
-        type='RepeatDataset', times=2, dataset=dict(
-            type='ADE20KDataset', metainfo=dict(
-                classes=('x', 'y'), palette=[[1, 2, 3], [4, 5, 6]]))))))
+    custom = Config(
+        dict(
+            test_dataloader=dict(
+                dataset=dict(
+                    type='RepeatDataset',
+                    times=2,
+                    dataset=dict(
+                        type='ADE20KDataset',
+                        metainfo=dict(
+                            classes=('x',
+                                     'y'), palette=[[1, 2, 3], [4, 5, 6]]))))))
     assert config_dataset_meta(custom) == dict(
         classes=('x', 'y'), palette=[[1, 2, 3], [4, 5, 6]])
 

@@ -6,15 +6,16 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
+from official_checkpoints import (DIM, EMBED, LAYERS, assert_computes_like,
+                                  load_numbered, official_checkpoint, tiny_cfg,
+                                  vit_shapes)
 
 from mmseg_segvit.checkpoints import (ConversionError,
                                       convert_official_state_dict,
                                       describe_official, load_weights_file,
                                       rename_official_keys)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from official_checkpoints import (DIM, EMBED, LAYERS, assert_computes_like,
-                                  load_numbered, official_checkpoint,
-                                  tiny_cfg, vit_shapes)
+
 
 def test_official_reference_has_the_official_keys():
     sd, _, _ = official_checkpoint()
@@ -168,8 +169,9 @@ def test_position_embeddings_are_resized_to_the_config_crop():
     sd, _, _ = official_checkpoint(img=64)
     model = MODELS.build(tiny_cfg(img=96))
     # 16 positions are not a released grid: the source grid is required
-    with pytest.raises(ConversionError, match=r'16 patch positions.*'
-                       r'--src-grid H W'):
+    with pytest.raises(
+            ConversionError, match=r'16 patch positions.*'
+            r'--src-grid H W'):
         convert_official_state_dict(sd, model)
     converted, notes = convert_official_state_dict(sd, model, src_grid=(4, 4))
     model.load_state_dict(converted, strict=True)

@@ -4,18 +4,19 @@ import os.path as osp
 import pytest
 import torch
 from mmseg.registry import MODELS
-
-from mmseg_segvit.checkpoints import (ConversionError,
-                                      convert_official_state_dict,
-                                      describe_official)
-from mmseg_segvit.tools import convert_official_segvit as tool
-from mmseg_segvit.utils.configs import build_device
 from official_checkpoints import (DIM, EMBED, HEADS, LAYERS, NUM_CLASSES,
                                   assert_computes_like, load_numbered,
                                   official_shrunk, shrunk_cfg, tiny_cfg,
                                   vit_shapes)
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
+
+from mmseg_segvit.checkpoints import (ConversionError,
+                                      convert_official_state_dict,
+                                      describe_official)
+from mmseg_segvit.tools import convert_official_segvit as tool
+from mmseg_segvit.utils.configs import build_device
+
 
 def test_reference_has_the_official_shrunk_keys():
     sd, _, _ = official_shrunk()

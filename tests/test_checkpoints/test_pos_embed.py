@@ -2,11 +2,11 @@
 import pytest
 import torch
 from mmseg.models.backbones.vit import VisionTransformer
+from official_checkpoints import official_checkpoint, tiny_cfg
 
 from mmseg_segvit.checkpoints import (RELEASED_GRIDS, ConversionError,
                                       resize_pos_embed, source_grid)
 from mmseg_segvit.tools import convert_official_segvit as tool
-from official_checkpoints import official_checkpoint, tiny_cfg
 
 
 def rows_embed(h, w, dims=8):
@@ -22,7 +22,7 @@ def test_released_lengths_map_to_their_grids():
         assert source_grid(torch.zeros(1, tokens + 1, 4)) == (h, w)
     # ViT-B at 512: 1024 positions on 32x32; ViT-L at 640: 40x40
     assert RELEASED_GRIDS[1024] == (32, 32) and RELEASED_GRIDS[1600] == (40,
-                                                                        40)
+                                                                         40)
 
 
 def test_other_lengths_need_the_grid_named():

@@ -1,6 +1,5 @@
 """Crafted checkpoints: pickles that run code are refused by every loader
-(torch, mmengine's Runner and load_checkpoint, our tools) and nothing
-runs."""
+(torch, mmengine's Runner and load_checkpoint, our tools) and nothing runs."""
 import io
 import os
 import pickle
@@ -12,8 +11,8 @@ import torch
 from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from mmseg_segvit.tools import drop_class_weights
 from mmseg_segvit.checkpoints import UnsafeCheckpointError, load_weights_file
+from mmseg_segvit.tools import drop_class_weights
 
 
 class _Payload:
@@ -81,12 +80,12 @@ def test_crafted_checkpoint_is_refused_and_nothing_runs(
     assert not (tmp_path / 'out.pth').exists()
 
 
-def test_a_file_that_is_no_checkpoint_is_named_without_unsafe_advice(
-        tmp_path):
+def test_a_file_that_is_no_checkpoint_is_named_without_unsafe_advice(tmp_path):
     path = tmp_path / 'model.onnx'
     path.write_bytes(b'\x08\x07\x12\x07pytorch' * 8)
-    with pytest.raises(UnsafeCheckpointError,
-                       match=f'{path} is not a readable PyTorch '
-                       'checkpoint') as info:
+    with pytest.raises(
+            UnsafeCheckpointError,
+            match=f'{path} is not a readable PyTorch '
+            'checkpoint') as info:
         load_weights_file(str(path))
     assert 'weights_only' not in str(info.value)  # no advice to turn it off

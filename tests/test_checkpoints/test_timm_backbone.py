@@ -5,23 +5,26 @@ import pytest
 import timm
 import torch
 from mmseg.registry import MODELS
+from official_dinov2_reference import RefDinoV2, randomise
+from official_dinov3_reference import RefDinoV3
 from safetensors.torch import save_file
 
 from mmseg_segvit.checkpoints import (ConversionError, TimmPretrained,
                                       UnsafeCheckpointError,
                                       load_timm_backbone)
 from mmseg_segvit.models.backbones import TimmViT
-from mmseg_segvit.pos_table import (DINOV2_RULE,
-                                                  resize_pos_table)
-from official_dinov2_reference import RefDinoV2, randomise
-from official_dinov3_reference import RefDinoV3
+from mmseg_segvit.pos_table import DINOV2_RULE, resize_pos_table
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2)
 
 
 def tiny(name, img_size=(56, 56), out_indices=(1, 3), **kwargs):
-    return TimmViT(name, img_size=img_size, out_indices=out_indices,
-                   model_kwargs=dict(TINY), **kwargs)
+    return TimmViT(
+        name,
+        img_size=img_size,
+        out_indices=out_indices,
+        model_kwargs=dict(TINY),
+        **kwargs)
 
 
 def official_dinov2(tmp_path, registers=False, name='dinov2.pth'):
@@ -33,8 +36,8 @@ def official_dinov2(tmp_path, registers=False, name='dinov2.pth'):
 
 
 def timm_full(name, **kwargs):
-    """A whole timm model (norm and classifier included) of random
-    values, as timm's own files hold it."""
+    """A whole timm model (norm and classifier included) of random values, as
+    timm's own files hold it."""
     model = timm.create_model(name, **dict(TINY, **kwargs))
     randomise(model, seed=1)
     return model.state_dict()
@@ -60,8 +63,8 @@ def test_official_dinov2_keys_and_tokens(tmp_path):
 
 
 def test_official_dinov2_registers(tmp_path):
-    """``register_tokens`` become ``reg_token``; the class token carries
-    its position (timm's conversion, same computation)."""
+    """``register_tokens`` become ``reg_token``; the class token carries its
+    position (timm's conversion, same computation)."""
     src, path = official_dinov2(tmp_path, registers=True)
     backbone = tiny('vit_small_patch14_reg4_dinov2', img_size=(518, 518))
     load_timm_backbone(backbone, path)
@@ -102,11 +105,18 @@ def test_segmentor_checkpoint_prefix(tmp_path):
     first = tiny('vit_small_patch16_dinov3_qkvb', img_size=(64, 64))
     randomise(first.vit, seed=2)
     path = tmp_path / 'segmentor.pth'
-    torch.save(dict(meta=dict(iter=3), state_dict={
-        f'backbone.{k}': v for k, v in first.state_dict().items()}), path)
-    second = tiny('vit_small_patch16_dinov3_qkvb', img_size=(64, 64),
-                  init_cfg=dict(type='Pretrained', checkpoint=str(path),
-                                prefix='backbone.vit.'))
+    torch.save(
+        dict(
+            meta=dict(iter=3),
+            state_dict={
+                f'backbone.{k}': v
+                for k, v in first.state_dict().items()
+            }), path)
+    second = tiny(
+        'vit_small_patch16_dinov3_qkvb',
+        img_size=(64, 64),
+        init_cfg=dict(
+            type='Pretrained', checkpoint=str(path), prefix='backbone.vit.'))
     second.init_weights()
     assert_loaded(second, first.vit.state_dict())
     with pytest.raises(ConversionError, match="no key starting with 'x.'"):
@@ -157,7 +167,9 @@ def test_unknown_table_grid_asks_for_src_grid(tmp_path):
 
 
 def test_pickle_with_code_is_refused(tmp_path):
+
     class Payload:
+
         def __reduce__(self):
             return (os.system, ('true', ))
 
@@ -169,16 +181,18 @@ def test_pickle_with_code_is_refused(tmp_path):
 
 
 def test_missing_file():
-    backbone = tiny('vit_small_patch14_dinov2',
-                    init_cfg=dict(type='Pretrained', checkpoint='nope.pth'))
+    backbone = tiny(
+        'vit_small_patch14_dinov2',
+        init_cfg=dict(type='Pretrained', checkpoint='nope.pth'))
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         backbone.init_weights()
 
 
 def test_bad_init_cfg_keys():
-    backbone = tiny('vit_small_patch14_dinov2',
-                    init_cfg=dict(type='Pretrained', checkpoint='a.pth',
-                                  map_location='cpu'))
+    backbone = tiny(
+        'vit_small_patch14_dinov2',
+        init_cfg=dict(
+            type='Pretrained', checkpoint='a.pth', map_location='cpu'))
     with pytest.raises(ValueError, match='map_location'):
         backbone.init_weights()
 
@@ -206,9 +220,9 @@ def test_dinov3_nonzero_qkv_bias_needs_the_qkvb_model(tmp_path):
     ('eva02_small_patch14_224', 'module', (56, 84)),
 ])
 def test_beitv2_and_eva02_files(tmp_path, name, nest, size):
-    """Release-style nesting (``model`` / ``module``) of timm-layout
-    weights at 224, loaded into another crop: BEiT-v2's relative position
-    tables and EVA-02's table resized by timm's filter and rule."""
+    """Release-style nesting (``model`` / ``module``) of timm-layout weights at
+    224, loaded into another crop: BEiT-v2's relative position tables and
+    EVA-02's table resized by timm's filter and rule."""
     src = timm_full(name)
     path = tmp_path / 'release.pth'
     torch.save({nest: src, 'epoch': 10}, path)
@@ -233,24 +247,32 @@ def test_timm_pretrained_initializer(tmp_path):
 
 def test_frozen_backbone_from_a_config(tmp_path):
     _, path = official_dinov2(tmp_path)
-    backbone = MODELS.build(dict(
-        type='TimmViT', model_name='vit_small_patch14_dinov2',
-        img_size=(512, 512), frozen=True, model_kwargs=dict(TINY),
-        init_cfg=dict(type='Pretrained', checkpoint=path)))
+    backbone = MODELS.build(
+        dict(
+            type='TimmViT',
+            model_name='vit_small_patch14_dinov2',
+            img_size=(512, 512),
+            frozen=True,
+            model_kwargs=dict(TINY),
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
     backbone.init_weights()
     assert not any(p.requires_grad for p in backbone.parameters())
 
 
 def test_segmentor_checkpoint_with_mmengine_prefix(tmp_path):
-    """``prefix='backbone.'`` (mmengine's usual way) and a saved TimmViT
-    (keys ``vit.*``) load every tensor; without a prefix a segmentor
-    checkpoint is refused naming the prefix to use."""
+    """``prefix='backbone.'`` (mmengine's usual way) and a saved TimmViT (keys
+    ``vit.*``) load every tensor; without a prefix a segmentor checkpoint is
+    refused naming the prefix to use."""
     first = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
     randomise(first.vit, seed=3)
     whole = tmp_path / 'segmentor.pth'
-    torch.save(dict(meta=dict(iter=3), state_dict=dict(
-        {f'backbone.{k}': v for k, v in first.state_dict().items()},
-        **{'decode_head.q.weight': torch.zeros(5, 32)})), whole)
+    torch.save(
+        dict(
+            meta=dict(iter=3),
+            state_dict=dict(
+                {f'backbone.{k}': v
+                 for k, v in first.state_dict().items()},
+                **{'decode_head.q.weight': torch.zeros(5, 32)})), whole)
     second = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
     load_timm_backbone(second, str(whole), prefix='backbone.')
     assert_loaded(second, first.vit.state_dict())
@@ -264,21 +286,22 @@ def test_segmentor_checkpoint_with_mmengine_prefix(tmp_path):
 
 
 def test_file_of_another_family_is_named(tmp_path):
-    """A DINOv2 file into BEiT-v2: timm's BEiT filter fails inside; the
-    error names the file and the model."""
+    """A DINOv2 file into BEiT-v2: timm's BEiT filter fails inside; the error
+    names the file and the model."""
     _, path = official_dinov2(tmp_path)
     backbone = tiny('beitv2_base_patch16_224', img_size=(64, 64))
-    with pytest.raises(ConversionError,
-                       match=r'dinov2.pth does not fit TimmViT\('
-                       r'beitv2_base_patch16_224'):
+    with pytest.raises(
+            ConversionError,
+            match=r'dinov2.pth does not fit TimmViT\('
+            r'beitv2_base_patch16_224'):
         load_timm_backbone(backbone, path)
 
 
 @pytest.mark.parametrize('damage', ['truncated', 'empty'])
 @pytest.mark.parametrize('suffix', ['.pth', '.safetensors'])
 def test_damaged_file_is_named(tmp_path, damage, suffix):
-    """Empty or half-copied files: refused naming the file, not with
-    torch's zip-reader or EOF error."""
+    """Empty or half-copied files: refused naming the file, not with torch's
+    zip-reader or EOF error."""
     src, _ = official_dinov2(tmp_path)
     path = tmp_path / f'dinov2{suffix}'
     if suffix == '.pth':
@@ -288,6 +311,7 @@ def test_damaged_file_is_named(tmp_path, damage, suffix):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2] if damage == 'truncated' else b'')
     backbone = tiny('vit_small_patch14_dinov2', img_size=(518, 518))
-    with pytest.raises(UnsafeCheckpointError,
-                       match=rf'dinov2\{suffix}.*(truncated|corrupted)'):
+    with pytest.raises(
+            UnsafeCheckpointError,
+            match=rf'dinov2\{suffix}.*(truncated|corrupted)'):
         load_timm_backbone(backbone, str(path))

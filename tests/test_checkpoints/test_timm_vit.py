@@ -17,8 +17,8 @@ EMBED, DEPTH, HEADS = 32, 4, 4
 
 
 def timm_vit(img=64):
-    """A small timm ViT (AugReg layout: class token, no final-norm use),
-    random weights, no download."""
+    """A small timm ViT (AugReg layout: class token, no final-norm use), random
+    weights, no download."""
     model = TimmViT(
         img_size=img,
         patch_size=16,
@@ -64,7 +64,9 @@ def test_timm_vit_and_converted_backbone_give_the_same_features():
 
 def test_segvit_backbone_runs_the_timm_blocks_without_class_token():
     """SegViT's configs drop the class token after the position embedding:
-    the same as running timm's blocks on the patch tokens alone."""
+
+    the same as running timm's blocks on the patch tokens alone.
+    """
     timm_model = timm_vit()
     sd, _ = convert_pretrained_vit(timm_model.state_dict())
     ours = mmseg_vit(with_cls_token=False)
@@ -149,8 +151,8 @@ def test_config_init_cfg_loads_a_timm_safetensors_file(tmp_path):
 
 
 def test_init_cfg_takes_the_backbone_of_a_segmentor_checkpoint(tmp_path):
-    """prefix='backbone.' reads the ViT out of a whole-model checkpoint;
-    a ShrunkViT gets every ViT weight from it, QU keeps its own init."""
+    """prefix='backbone.' reads the ViT out of a whole-model checkpoint; a
+    ShrunkViT gets every ViT weight from it, QU keeps its own init."""
     vit = mmseg_vit(img=64, with_cls_token=False)
     whole = {f'backbone.{k}': v for k, v in vit.state_dict().items()}
     whole['decode_head.q.weight'] = torch.zeros(3, 16)
@@ -158,8 +160,13 @@ def test_init_cfg_takes_the_backbone_of_a_segmentor_checkpoint(tmp_path):
     torch.save({'state_dict': whole, 'meta': {}}, path)
     init = dict(type='ViTPretrained', checkpoint=path, prefix='backbone.')
     shrunk = MODELS.build(
-        mmseg_vit_cfg(64, False, type='ShrunkViT', qd_index=2,
-                      out_indices=[1, 3], init_cfg=init))
+        mmseg_vit_cfg(
+            64,
+            False,
+            type='ShrunkViT',
+            qd_index=2,
+            out_indices=[1, 3],
+            init_cfg=init))
     shrunk.init_weights()
     loaded = shrunk.state_dict()
     for key, value in vit.state_dict().items():
@@ -170,10 +177,16 @@ def test_init_cfg_takes_the_backbone_of_a_segmentor_checkpoint(tmp_path):
     del whole['backbone.layers.3.ffn.layers.1.weight']
     torch.save({'state_dict': whole}, path)
     shrunk = MODELS.build(
-        mmseg_vit_cfg(64, False, type='ShrunkViT', qd_index=2,
-                      out_indices=[1, 3], init_cfg=init))
-    with pytest.raises(ConversionError,
-                       match=r'missing layers\.3\.ffn\.layers\.1\.weight'):
+        mmseg_vit_cfg(
+            64,
+            False,
+            type='ShrunkViT',
+            qd_index=2,
+            out_indices=[1, 3],
+            init_cfg=init))
+    with pytest.raises(
+            ConversionError,
+            match=r'missing layers\.3\.ffn\.layers\.1\.weight'):
         shrunk.init_weights()
 
 

@@ -1,8 +1,8 @@
 """Drop-in configs: stock MMSeg configs with ATMHead as the decode head.
 
-Each real config is loaded (stock ``mmseg::`` base included); only the
-widths and depths are shrunk for speed. The model builds, trains one step
-with its auxiliary head and infers with the stock test mode.
+Each real config is loaded (stock ``mmseg::`` base included); only the widths
+and depths are shrunk for speed. The model builds, trains one step with its
+auxiliary head and infers with the stock test mode.
 """
 import glob
 import importlib.util
@@ -10,11 +10,10 @@ import os.path as osp
 
 import pytest
 import torch
+from fixtures import REPO, data_samples
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
-
-from fixtures import REPO, data_samples
 
 SWAP_DIR = osp.join(REPO, 'configs', 'segvit', 'atm_head_swap')
 CONFIGS = sorted(glob.glob(osp.join(SWAP_DIR, '*.py')))
@@ -40,7 +39,6 @@ STOCK = {
     'atm_r50_4xb4-160k_ade20k-512x512':
     'upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
 }
-
 
 # What a drop-in changes in the stock model besides the decode head: it
 # does not build the backbone / neck level that ATMHead does not read, so
@@ -86,8 +84,7 @@ def test_every_requested_backbone_has_a_drop_in_config():
 @pytest.mark.parametrize('path', CONFIGS, ids=_stem)
 def test_drop_in_inherits_the_stock_config(path):
     text = open(path).read()
-    assert f"'mmseg::{STOCK[_stem(path)]}'" in text.replace(
-        "'\n    '", '')
+    assert f"'mmseg::{STOCK[_stem(path)]}'" in text.replace("'\n    '", '')
     cfg = Config.fromfile(path, import_custom_modules=False)
     stock = Config.fromfile(
         osp.join(_mmseg_configs(), STOCK[_stem(path)]),
@@ -103,8 +100,10 @@ def test_drop_in_inherits_the_stock_config(path):
         assert _plain(cfg, 'model.' + key) == _plain(value, ''), key
         *parents, leaf = key.split('.')
         _get(stock.model, '.'.join(parents))[leaf] = value
-    same = ['train_dataloader', 'test_dataloader', 'param_scheduler',
-            'model.auxiliary_head', 'model.neck', 'model.test_cfg']
+    same = [
+        'train_dataloader', 'test_dataloader', 'param_scheduler',
+        'model.auxiliary_head', 'model.neck', 'model.test_cfg'
+    ]
     if 'timm' not in path:
         same += ['model.backbone', 'optim_wrapper']
     for key in same:
@@ -113,12 +112,15 @@ def test_drop_in_inherits_the_stock_config(path):
     # evaluator is IoUMetric that names the classes absent from the labels.
     assert [t['type'] for t in cfg.test_dataloader.dataset.pipeline] == [
         'LoadImageFromFile', 'ClampedResize', 'LoadAnnotations',
-        'PackSegInputs']
+        'PackSegInputs'
+    ]
     assert cfg.test_evaluator.type == cfg.val_evaluator.type == \
         'CheckedIoUMetric'
     assert [h['type'] for h in cfg.custom_hooks] == ['DatasetCheckHook']
-    assert [t.get('resize_type') for t in cfg.train_dataloader.dataset.pipeline
-            if t['type'] == 'RandomResize'] == ['ClampedResize']
+    assert [
+        t.get('resize_type') for t in cfg.train_dataloader.dataset.pipeline
+        if t['type'] == 'RandomResize'
+    ] == ['ClampedResize']
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_stem)
@@ -159,12 +161,15 @@ def _get(cfg, key):
 
 
 def _stock_resize(value):
-    """``value`` with mmcv's ``Resize`` where it says ``ClampedResize``
-    (which resizes every image mmcv's can the same way)."""
+    """``value`` with mmcv's ``Resize`` where it says ``ClampedResize`` (which
+    resizes every image mmcv's can the same way)."""
     if isinstance(value, dict):
-        return {k: ('Resize' if k == 'type' and v == 'ClampedResize' else
-                    _stock_resize(v)) for k, v in value.items()
-                if (k, v) != ('resize_type', 'ClampedResize')}
+        return {
+            k: ('Resize'
+                if k == 'type' and v == 'ClampedResize' else _stock_resize(v))
+            for k, v in value.items()
+            if (k, v) != ('resize_type', 'ClampedResize')
+        }
     if isinstance(value, list):
         return [_stock_resize(v) for v in value]
     return value
@@ -215,13 +220,14 @@ def _tiny(cfg):
     elif kind == 'SwinTransformer':
         chans = [16, 32, 64, 128]
         backbone.update(
-            embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4],
+            embed_dims=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 2, 2, 4],
             drop_path_rate=0.0)
     elif kind == 'mmpretrain.ConvNeXt':
         chans = [16, 32, 64, 128]
         backbone.update(
-            arch=dict(depths=[1, 1, 1, 1], channels=chans),
-            drop_path_rate=0.0)
+            arch=dict(depths=[1, 1, 1, 1], channels=chans), drop_path_rate=0.0)
     elif kind == 'TIMMBackbone':
         chans = [16, 32, 64, 128]
         backbone.update(depths=(1, 1, 1, 1), dims=chans, drop_path_rate=0.0)
@@ -261,8 +267,9 @@ def test_drop_in_trains_a_step_and_infers(path):
     data = model.data_preprocessor(
         dict(inputs=list(imgs), data_samples=samples), training=True)
     losses = model.loss(data['inputs'], data['data_samples'])
-    assert {'decode.loss_ce', 'decode.loss_mask', 'decode.loss_dice',
-            'aux.loss_ce'} <= set(losses)
+    assert {
+        'decode.loss_ce', 'decode.loss_mask', 'decode.loss_dice', 'aux.loss_ce'
+    } <= set(losses)
     loss, _ = model.parse_losses(losses)
     assert torch.isfinite(loss)
     loss.backward()

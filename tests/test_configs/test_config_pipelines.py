@@ -2,9 +2,9 @@
 
 The official SegViT configs run mmseg 0.24, whose test resize differs from
 mmseg 1.x's. Each test here runs a config's real test (and TTA) pipeline
-through mmseg's transform registry on a synthetic image and compares the
-size it produces with the size mmseg 0.24's rule gives for the official
-settings (computed below from that rule, not written down).
+through mmseg's transform registry on a synthetic image and compares the size
+it produces with the size mmseg 0.24's rule gives for the official settings
+(computed below from that rule, not written down).
 """
 import inspect
 import os.path as osp
@@ -12,11 +12,10 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+from fixtures import REPO
 from mmengine.config import Config
 from mmengine.dataset import Compose
 from mmseg.registry import DATASETS
-
-from fixtures import REPO
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
 # config stem -> official test settings: MultiScaleFlipAug's img_scale and
@@ -88,12 +87,15 @@ def _sample(files, size, cfg):
     for cls in DATASETS.get(dataset.type).__mro__:
         if reduce_zero_label is not None:
             break
-        param = inspect.signature(cls.__init__).parameters.get(
-            'reduce_zero_label')
+        param = inspect.signature(
+            cls.__init__).parameters.get('reduce_zero_label')
         reduce_zero_label = param and param.default
     img, label = files[size]
-    return dict(img_path=img, seg_map_path=label,
-                reduce_zero_label=reduce_zero_label, seg_fields=[])
+    return dict(
+        img_path=img,
+        seg_map_path=label,
+        reduce_zero_label=reduce_zero_label,
+        seg_fields=[])
 
 
 def _load(stem):
@@ -134,8 +136,7 @@ def test_tta_pipeline_uses_the_official_aug_test_scales(stem, images):
         assert flips == [False, True] * len(AUG_TEST_RATIOS)
 
 
-def test_pascal_context_tests_at_the_official_scale_not_mmseg_1x_one(
-        images):
+def test_pascal_context_tests_at_the_official_scale_not_mmseg_1x_one(images):
     """The issue's case, literally: 375x500 -> 520x693."""
     cfg = _load('segvit_vit-l16_4xb4-80k_pascal-context-480x480')
     packed = Compose(cfg.test_dataloader.dataset.pipeline)(

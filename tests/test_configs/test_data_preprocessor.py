@@ -1,10 +1,9 @@
 """The preprocessing a tool or wrapper takes from a config is the model's.
 
-MMSeg's `tools/test.py --tta` builds `tta_model` with the config's
-top-level `data_preprocessor` (mmengine's Runner passes it on, and
-`BaseTTAModel` puts it into the wrapped model), so a config whose
-`model.data_preprocessor` differs from it normalises every image of a
-`--tta` run otherwise than the plain test.
+MMSeg's `tools/test.py --tta` builds `tta_model` with the config's top-level
+`data_preprocessor` (mmengine's Runner passes it on, and `BaseTTAModel` puts it
+into the wrapped model), so a config whose `model.data_preprocessor` differs
+from it normalises every image of a `--tta` run otherwise than the plain test.
 """
 import glob
 import os.path as osp
@@ -13,15 +12,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fixtures import DEMO_CONFIG, REPO
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmseg.registry import MODELS
 
-from fixtures import DEMO_CONFIG, REPO
-
 ALL = sorted(
-    glob.glob(osp.join(REPO, 'configs', 'segvit', '**', '*.py'),
-              recursive=True))
+    glob.glob(
+        osp.join(REPO, 'configs', 'segvit', '**', '*.py'), recursive=True))
 
 
 def _stem(path):
@@ -45,14 +43,10 @@ def test_top_level_data_preprocessor_is_the_models(path):
 
 def _tiny_demo_cfg(tta_views):
     cfg = Config.fromfile(DEMO_CONFIG, import_custom_modules=False)
-    cfg.model.backbone.update(embed_dims=32,
-                              num_layers=3,
-                              num_heads=2,
-                              out_indices=[0, 1, 2])
-    cfg.model.decode_head.update(in_channels=32,
-                                 embed_dims=32,
-                                 num_heads=4,
-                                 num_layers=1)
+    cfg.model.backbone.update(
+        embed_dims=32, num_layers=3, num_heads=2, out_indices=[0, 1, 2])
+    cfg.model.decode_head.update(
+        in_channels=32, embed_dims=32, num_heads=4, num_layers=1)
     cfg.tta_pipeline[1].transforms = tta_views
     return cfg
 
@@ -70,9 +64,10 @@ def _tta_model(cfg, module):
     """The model `tools/test.py --tta` runs (Runner: the config's top-level
     data_preprocessor goes to the TTA model, which puts it in the module)."""
     tta = MODELS.build(
-        dict(cfg.tta_model,
-             module=cfg.model,
-             data_preprocessor=cfg.get('data_preprocessor')))
+        dict(
+            cfg.tta_model,
+            module=cfg.model,
+            data_preprocessor=cfg.get('data_preprocessor')))
     tta.module.load_state_dict(module.state_dict())
     return tta.eval()
 
@@ -102,6 +97,7 @@ def test_tta_at_one_scale_without_flip_equals_the_plain_test(tmp_path):
     with torch.no_grad():
         a = model.data_preprocessor(plain)['inputs']
         b = tta.module.data_preprocessor(
-            dict(inputs=views['inputs'][0],
-                 data_samples=views['data_samples'][0]))['inputs']
+            dict(
+                inputs=views['inputs'][0],
+                data_samples=views['data_samples'][0]))['inputs']
     torch.testing.assert_close(a, b)

@@ -1,9 +1,9 @@
 """The fine-tuning example: an ADE20K model on a 5-class custom dataset.
 
-The real config is loaded; the model is shrunk, the data are a few
-generated images in the documented layout, and the ADE20K checkpoint is a
-tiny 150-class model saved here. mmengine's Runner loads it with
-``load_from``, trains two iterations and validates.
+The real config is loaded; the model is shrunk, the data are a few generated
+images in the documented layout, and the ADE20K checkpoint is a tiny 150-class
+model saved here. mmengine's Runner loads it with ``load_from``, trains two
+iterations and validates.
 """
 import os
 import os.path as osp
@@ -11,12 +11,12 @@ import os.path as osp
 import cv2
 import numpy as np
 import torch
+from fixtures import (FINETUNE_CONFIG, FINETUNE_SIZE, make_finetune_model_tiny,
+                      meta_head)
 from mmengine.config import Config
 from mmengine.runner import Runner, save_checkpoint
 from mmseg.registry import MODELS
 
-from fixtures import (FINETUNE_CONFIG, FINETUNE_SIZE, make_finetune_model_tiny,
-                      meta_head)
 from mmseg_segvit.tools.drop_class_weights import drop_class_weights
 
 
@@ -31,8 +31,10 @@ def _write_dataset(root):
                 y, x = rng.integers(0, FINETUNE_SIZE - 16, 2)
                 label[y:y + 16, x:x + 16] = c
             label[:2] = 255
-            img = (label[..., None] * 40 + rng.integers(
-                0, 30, (FINETUNE_SIZE, FINETUNE_SIZE, 3))).astype(np.uint8)
+            img = (label[..., None] * 40 +
+                   rng.integers(0, 30,
+                                (FINETUNE_SIZE, FINETUNE_SIZE, 3))).astype(
+                                    np.uint8)
             cv2.imwrite(osp.join(root, 'img_dir', split, f'{i}.jpg'), img)
             cv2.imwrite(osp.join(root, 'ann_dir', split, f'{i}.png'), label)
 
@@ -63,11 +65,14 @@ def test_tta_keeps_label_zero(tmp_path):
     _write_dataset(str(tmp_path))
     cfg = Config.fromfile(FINETUNE_CONFIG)
     tta = Compose(cfg.tta_pipeline)
-    out = tta(dict(img_path=str(tmp_path / 'img_dir/val/0.jpg'),
-                   seg_map_path=str(tmp_path / 'ann_dir/val/0.png'),
-                   reduce_zero_label=False, seg_fields=[]))
-    label = cv2.imread(str(tmp_path / 'ann_dir/val/0.png'),
-                       cv2.IMREAD_UNCHANGED)
+    out = tta(
+        dict(
+            img_path=str(tmp_path / 'img_dir/val/0.jpg'),
+            seg_map_path=str(tmp_path / 'ann_dir/val/0.png'),
+            reduce_zero_label=False,
+            seg_fields=[]))
+    label = cv2.imread(
+        str(tmp_path / 'ann_dir/val/0.png'), cv2.IMREAD_UNCHANGED)
     assert len(out['data_samples']) == 12  # 6 scales x 2 flips
     for sample in out['data_samples']:
         gt = sample.gt_sem_seg.data[0].numpy()

@@ -9,11 +9,10 @@ import re
 
 import pytest
 import torch
+from fixtures import REPO, TIMM_CONFIG_NAME, data_samples, predict_image
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
-
-from fixtures import REPO, TIMM_CONFIG_NAME, data_samples, predict_image
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
 IMAGENET = ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
@@ -23,11 +22,11 @@ RECIPES = {
     ('vit_large_patch14_dinov2', 'dinov2_vitl14_pretrain.pth', 4e-5, 0.9,
      80000, False),
     'segvit_dinov3-l16_8xb2-80k_ade20k-512x512':
-    ('vit_large_patch16_dinov3', 'dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth',
-     4e-5, 0.9, 80000, False),
+    ('vit_large_patch16_dinov3',
+     'dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth', 4e-5, 0.9, 80000, False),
     'segvit_dinov3-l16-frozen_8xb2-40k_ade20k-512x512':
-    ('vit_large_patch16_dinov3', 'dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth',
-     1e-3, 1.0, 40000, True),
+    ('vit_large_patch16_dinov3',
+     'dinov3_vitl16_pretrain_lvd1689m-8aa4cbdd.pth', 1e-3, 1.0, 40000, True),
     'segvit_beitv2-l16_8xb2-160k_ade20k-512x512':
     ('beitv2_large_patch16_224', 'beitv2_large_patch16_224_pt1k_ft21k.pth',
      3e-5, 0.9, 160000, False),
@@ -103,29 +102,38 @@ def test_config_keeps_its_recipe(stem):
         assert cfg.param_scheduler[-1].type == 'PolyLR'
         assert optim.optimizer.weight_decay == 0.05
         assert optim.paramwise_cfg.custom_keys == {
-            'decode_head': dict(lr_mult=10.0)}
+            'decode_head': dict(lr_mult=10.0)
+        }
     gpus, batch = re.search(r'_(\d+)xb(\d+)-', stem).groups()
     assert (int(gpus), int(batch)) == (8, cfg.train_dataloader.batch_size)
 
 
 def _tiny(stem):
-    """The config's model at 3 blocks of 32 dims, as ``--cfg-options``
-    would set it; returns (model cfg, optim_wrapper cfg, patch)."""
+    """The config's model at 3 blocks of 32 dims, as ``--cfg-options`` would
+    set it; returns (model cfg, optim_wrapper cfg, patch)."""
     cfg = Config.fromfile(_path(stem))
     patch = 8 if stem == DEMO else int(re.search(r'-[lt](\d+)', stem)[1])
     size = 4 * patch
     cfg.merge_from_dict({
-        'model.backbone.model_kwargs': dict(
-            cfg.model.backbone.get('model_kwargs') or {}, depth=3,
-            embed_dim=32, num_heads=2),
+        'model.backbone.model_kwargs':
+        dict(
+            cfg.model.backbone.get('model_kwargs') or {},
+            depth=3,
+            embed_dim=32,
+            num_heads=2),
         'model.backbone.out_indices': (0, 1, 2),
         'model.backbone.img_size': (size, size),
-        'model.backbone.drop_path_rate': 0.0,  # every branch gets a gradient
-        'model.backbone.init_cfg': None,
+        'model.backbone.drop_path_rate':
+        0.0,  # every branch gets a gradient
+        'model.backbone.init_cfg':
+        None,
         'model.data_preprocessor.size': (size, size),
-        'model.decode_head.in_channels': 32,
-        'model.decode_head.embed_dims': 32,
-        'model.decode_head.num_heads': 4,
+        'model.decode_head.in_channels':
+        32,
+        'model.decode_head.embed_dims':
+        32,
+        'model.decode_head.num_heads':
+        4,
     })
     if cfg.model.data_preprocessor.get('test_cfg'):
         cfg.model.data_preprocessor.test_cfg.size = (size, size)
@@ -139,8 +147,10 @@ def test_config_trains_one_step_and_infers(stem):
     model.init_weights()
     optim = build_optim_wrapper(model, optim_cfg)
     frozen = model_cfg.backbone.get('frozen', False)
-    in_optim = {id(p) for g in optim.optimizer.param_groups
-                for p in g['params']}
+    in_optim = {
+        id(p)
+        for g in optim.optimizer.param_groups for p in g['params']
+    }
     trained = {n for n, p in model.named_parameters() if id(p) in in_optim}
     assert any(n.startswith('backbone.') for n in trained) != frozen
 
@@ -169,8 +179,8 @@ def test_config_trains_one_step_and_infers(stem):
         out = predict_image(model, img)
         assert out.seg_logits.data.shape == (num_classes, *img.shape[-2:])
         assert torch.isfinite(out.seg_logits.data).all()
-    model.test_cfg = ConfigDict(mode='slide', crop_size=(size, size),
-                                stride=(3 * patch, 3 * patch))
+    model.test_cfg = ConfigDict(
+        mode='slide', crop_size=(size, size), stride=(3 * patch, 3 * patch))
     img = torch.randint(0, 255, (3, size + 2 * patch, size + 3 * patch))
     out = predict_image(model, img.float())
     assert out.seg_logits.data.shape == (num_classes, *img.shape[-2:])
@@ -189,23 +199,26 @@ def test_beit_refuses_whole_inference_off_its_window():
 
 def test_beit_slide_inference_of_images_smaller_than_its_window():
     """An elongated image the test pipeline leaves thinner than the crop:
+
     the config pads it to the crop (data_preprocessor.test_cfg) and the
-    prediction has the image's size; without the padding the refusal
-    names that setting (not the slide mode already in use)."""
+    prediction has the image's size; without the padding the refusal names that
+    setting (not the slide mode already in use).
+    """
     model_cfg, _, patch = _tiny('segvit_beitv2-l16_8xb2-160k_ade20k-512x512')
     size = 4 * patch
     assert model_cfg.data_preprocessor.test_cfg.size == (size, size)
     model = MODELS.build(model_cfg).eval()
-    model.test_cfg = ConfigDict(mode='slide', crop_size=(size, size),
-                                stride=(3 * patch, 3 * patch))
+    model.test_cfg = ConfigDict(
+        mode='slide', crop_size=(size, size), stride=(3 * patch, 3 * patch))
     img = torch.randint(0, 255, (3, size // 2 + 3, 5 * size)).float()
     out = predict_image(model, img)
     assert out.seg_logits.data.shape[-2:] == img.shape[-2:]
     assert torch.isfinite(out.seg_logits.data).all()
     model_cfg.data_preprocessor.pop('test_cfg')
     model = MODELS.build(model_cfg).eval()
-    model.test_cfg = ConfigDict(mode='slide', crop_size=(size, size),
-                                stride=(3 * patch, 3 * patch))
+    model.test_cfg = ConfigDict(
+        mode='slide', crop_size=(size, size), stride=(3 * patch, 3 * patch))
     with pytest.raises(
-            ValueError, match=r'smaller than that.*data_preprocessor.test_cfg'):
+            ValueError,
+            match=r'smaller than that.*data_preprocessor.test_cfg'):
         predict_image(model, img)

@@ -2,9 +2,8 @@
 import os.path as osp
 
 import pytest
-from mmengine.config import Config
-
 from fixtures import REPO, meta_head
+from mmengine.config import Config
 
 
 @pytest.mark.parametrize('pair', [
@@ -15,10 +14,10 @@ from fixtures import REPO, meta_head
 ])
 def test_kmeans_configs_differ_from_softmax_only_in_the_head(pair):
     softmax_name, kmeans_name, outputs = pair
-    softmax = Config.fromfile(osp.join(REPO, 'configs', 'segvit',
-                                       softmax_name + '.py'))
-    kmeans = Config.fromfile(osp.join(REPO, 'configs', 'segvit',
-                                      kmeans_name + '.py'))
+    softmax = Config.fromfile(
+        osp.join(REPO, 'configs', 'segvit', softmax_name + '.py'))
+    kmeans = Config.fromfile(
+        osp.join(REPO, 'configs', 'segvit', kmeans_name + '.py'))
     head = kmeans.model.decode_head
     assert head.cross_attn_cfg == dict(type='KMeansCrossAttention')
     assert head.mask_mode == 'per_layer'

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import yaml
-
 from fixtures import REPO
 
 METAFILE = osp.join(REPO, 'configs', 'segvit', 'metafile.yaml')
@@ -21,8 +20,8 @@ def _models():
 
 
 def _readme_table():
-    """Rows of the parameters and FLOPs table of configs/segvit/README.md
-    as {config stem: cells}, with ``path`` relative to the repository."""
+    """Rows of the parameters and FLOPs table of configs/segvit/README.md, as a
+    dict of cells per config stem (``path`` relative to the repository)."""
     lines = open(CONFIGS_README).read().splitlines()
     start = next(i for i, line in enumerate(lines)
                  if line.startswith('| config |') and 'paper mIoU' in line)
@@ -46,8 +45,7 @@ def test_model_index_imports_every_metafile():
         imports = yaml.safe_load(f)['Import']
     found = sorted(
         osp.relpath(p, REPO) for p in glob.glob(
-            osp.join(REPO, 'configs', '**', 'metafile.yaml'),
-            recursive=True))
+            osp.join(REPO, 'configs', '**', 'metafile.yaml'), recursive=True))
     assert sorted(imports) == found
 
 
@@ -84,8 +82,8 @@ def test_readme_results_table_matches_metafile():
         miou = float(row['paper mIoU'].strip('()'))
         assert miou == model['Results']['Metrics']['mIoU'], name
         assert row['dataset'].split(' (')[0].lower().replace(
-            '-', ' ') in model['Results']['Dataset'].lower().replace(
-                '-', ' '), name
+            '-', ' ') in model['Results']['Dataset'].lower().replace('-',
+                                                                     ' '), name
         size = row['crop']
         assert model['Metadata']['Crop Size'] == f'{size}x{size}', name
         params = float(row['params (ours)'].rstrip('M'))
@@ -117,8 +115,10 @@ def _configs_readme_results():
 def test_configs_readme_results_match_metafile_and_names():
     rows = _configs_readme_results()
     models = {m['Name']: m for m in _models()}
-    paper = {n for n, m in models.items()
-             if 'Results' in m and 'shapes' not in n}
+    paper = {
+        n
+        for n, m in models.items() if 'Results' in m and 'shapes' not in n
+    }
     assert set(rows) == paper
     for name, row in rows.items():
         model = models[name]
@@ -139,14 +139,16 @@ def test_configs_readme_demo_table_matches_metafile():
     text = open(CONFIGS_README).read()
     demo = text[text.index('## Demo'):]
     models = {m['Name']: m for m in _models()}
-    rows = re.findall(r'^\| \[(\S+)\]\(\1\.py\)[^|]*\|[^|]*\|\s*(\d+)\s*\|'
-                      r'\s*([\d.]+)', demo, re.M)
-    assert {r[0] for r in rows} == {
-        'segvit_vit-t8_1xb8-500iter_shapes-128x128',
-        'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128',
-        'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128',
-        'segvit-localqu_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
-    }
+    rows = re.findall(
+        r'^\| \[(\S+)\]\(\1\.py\)[^|]*\|[^|]*\|\s*(\d+)\s*\|'
+        r'\s*([\d.]+)', demo, re.M)
+    assert {r[0]
+            for r in rows} == {
+                'segvit_vit-t8_1xb8-500iter_shapes-128x128',
+                'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128',
+                'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128',
+                'segvit-localqu_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
+            }
     for name, iters, miou in rows:
         model = models[name]
         assert int(iters) == model['Metadata']['Iterations'], name
@@ -189,13 +191,19 @@ def test_mim_search_lists_the_configs_of_an_installed_wheel(tmp_path):
             (src / name).write_bytes(f.read())
     pip = [sys.executable, '-m', 'pip']
     subprocess.run(
-        pip + ['wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
-               str(tmp_path / 'wheel'), str(src)],
+        pip + [
+            'wheel', '--no-deps', '--no-build-isolation', '-q', '-w',
+            str(tmp_path / 'wheel'),
+            str(src)
+        ],
         check=True)
     wheel = next((tmp_path / 'wheel').glob('*.whl'))
     subprocess.run(
-        pip + ['install', '--no-deps', '-q', '--target',
-               str(tmp_path / 'site'), str(wheel)],
+        pip + [
+            'install', '--no-deps', '-q', '--target',
+            str(tmp_path / 'site'),
+            str(wheel)
+        ],
         check=True)
     env = dict(os.environ, PYTHONPATH=str(tmp_path / 'site'))
     mim = osp.join(osp.dirname(sys.executable), 'mim')
@@ -218,8 +226,7 @@ def test_changelog_names_the_package_version():
     changelog = open(osp.join(REPO, 'CHANGELOG.md')).read()
     # Keep a Changelog: '## [Unreleased]' first, then the latest release
     assert re.search(r'^## \[Unreleased\]', changelog, re.M)
-    latest = re.search(r'^## \[(\d+\.\d+\.\d+)\]', changelog,
-                       re.M).group(1)
+    latest = re.search(r'^## \[(\d+\.\d+\.\d+)\]', changelog, re.M).group(1)
     assert latest == mmseg_segvit.__version__
     assert mmseg_segvit.version_info == tuple(
         int(x) for x in latest.split('.'))

@@ -1,7 +1,7 @@
 """Every shipped config loads, keeps the recipe, trains and infers.
 
-The real config objects are loaded; only model sizes (and slide windows,
-to keep inference small) are overridden for speed.
+The real config objects are loaded; only model sizes (and slide windows, to
+keep inference small) are overridden for speed.
 """
 import glob
 import os.path as osp
@@ -9,12 +9,11 @@ import re
 
 import pytest
 import torch
+from fixtures import REPO, TIMM_CONFIG_NAME, data_samples, meta_head
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
 from mmseg.registry import MODELS
-
-from fixtures import REPO, TIMM_CONFIG_NAME, data_samples, meta_head
 
 # the configs on mmseg's ViT and ShrunkViT (those on TimmViT:
 # test_foundation_configs.py)
@@ -34,12 +33,12 @@ PAPER = {
 # zbwxp/SegVit): AdamW weight decay, poly power, iterations, images per GPU
 # and images per iteration (the PASCAL-Context model was trained on 4 GPUs).
 RECIPE = {
-    'ade20k': dict(weight_decay=0.01, power=1.0, iters=160000, batch=2,
-                   total=16),
-    'coco-stuff10k': dict(weight_decay=0.02, power=2.0, iters=80000, batch=2,
-                          total=16),
-    'pascal-context': dict(weight_decay=0.03, power=1.0, iters=80000,
-                           batch=4, total=16),
+    'ade20k':
+    dict(weight_decay=0.01, power=1.0, iters=160000, batch=2, total=16),
+    'coco-stuff10k':
+    dict(weight_decay=0.02, power=2.0, iters=80000, batch=2, total=16),
+    'pascal-context':
+    dict(weight_decay=0.03, power=1.0, iters=80000, batch=4, total=16),
 }
 
 
@@ -75,8 +74,9 @@ def test_config_recipe(path):
     # the demo ViTs carry a fixed sine-cosine position table (trained from
     # scratch); the paper's ViTs keep mmseg's learned one (pretrained)
     demo = 'shapes' in path
-    assert cfg.model.backbone.get('pos_embed_init', 'trunc_normal') == (
-        'sincos' if demo else 'trunc_normal')
+    assert cfg.model.backbone.get(
+        'pos_embed_init',
+        'trunc_normal') == ('sincos' if demo else 'trunc_normal')
     assert cfg.model.backbone.get('pos_embed_trainable', True) is not demo
     if _stem(path) not in PAPER:
         return
@@ -111,8 +111,8 @@ def test_config_recipe(path):
 @pytest.mark.parametrize(
     'path', [c for c in CONFIGS if _paper_or_shrunk(c)], ids=_stem)
 def test_built_optimiser_and_schedule_follow_the_official_recipe(path):
-    """Weight decay and poly power as the optimiser and scheduler built
-    from the config apply them (tiny model, same parameter names)."""
+    """Weight decay and poly power as the optimiser and scheduler built from
+    the config apply them (tiny model, same parameter names)."""
     cfg = Config.fromfile(path)
     recipe = _recipe(path)
     model = MODELS.build(_tiny(cfg, (64, 64)))
@@ -131,8 +131,9 @@ def test_built_optimiser_and_schedule_follow_the_official_recipe(path):
     # parameter with lr 1: after the warm-up and half the poly phase the
     # lr is (1 - 1/2) ** power.
     one = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    warmup, poly = (PARAM_SCHEDULERS.build(s, default_args=dict(
-        optimizer=one)) for s in cfg.param_scheduler)
+    warmup, poly = (
+        PARAM_SCHEDULERS.build(s, default_args=dict(optimizer=one))
+        for s in cfg.param_scheduler)
     assert warmup.end == poly.begin == 1500
     assert poly.end == cfg.train_cfg.max_iters == recipe['iters']
     for _ in range(poly.begin + (poly.end - poly.begin) // 2):
@@ -150,16 +151,22 @@ def _tiny(cfg, size):
     backbone = model.backbone
     # the Shrunk demo starts from the plain demo's checkpoint
     backbone.pop('init_cfg', None)
-    backbone.update(embed_dims=32, num_layers=3, num_heads=2,
-                    out_indices=[0, 1, 2], drop_path_rate=0.0)
+    backbone.update(
+        embed_dims=32,
+        num_layers=3,
+        num_heads=2,
+        out_indices=[0, 1, 2],
+        drop_path_rate=0.0)
     if backbone.type == 'ShrunkViT':
-        backbone.update(qd_index=1, out_indices=[0, 2],
-                        qu_cfg=dict(embed_dims=32, num_heads=4))
+        backbone.update(
+            qd_index=1,
+            out_indices=[0, 2],
+            qu_cfg=dict(embed_dims=32, num_heads=4))
     model.decode_head.update(in_channels=32, embed_dims=32, num_heads=4)
     if model.test_cfg.get('mode') == 'slide':
         patch = backbone.patch_size
-        model.test_cfg.update(crop_size=(4 * patch, 4 * patch),
-                              stride=(3 * patch, 3 * patch))
+        model.test_cfg.update(
+            crop_size=(4 * patch, 4 * patch), stride=(3 * patch, 3 * patch))
     return model
 
 
@@ -218,8 +225,8 @@ def test_whole_inference_on_a_non_square_image_off_the_patch_grid():
     assert torch.isfinite(out.seg_logits.data).all()
 
     # Slide inference with one window covering the image gives the same.
-    model.test_cfg = ConfigDict(mode='slide', crop_size=(512, 688),
-                                stride=(512, 688))
+    model.test_cfg = ConfigDict(
+        mode='slide', crop_size=(512, 688), stride=(512, 688))
     slide = _infer(model, img)
-    torch.testing.assert_close(slide.seg_logits.data, out.seg_logits.data,
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        slide.seg_logits.data, out.seg_logits.data, rtol=1e-4, atol=1e-5)

@@ -7,13 +7,12 @@ import os.path as osp
 
 import pytest
 import torch
+from fixtures import REPO, meta_head
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
 from mmseg_segvit.models.backbones import sincos_pos_embed
-
-from fixtures import REPO, meta_head
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
 # shrunk config -> the plain config it shrinks
@@ -27,7 +26,6 @@ SHRUNK = {
     'segvit_vit-l16-shrunk_4xb4-80k_pascal-context-59-480x480':
     'segvit_vit-l16_4xb4-80k_pascal-context-59-480x480',
 }
-
 
 DEMO = 'segvit_vit-t8_1xb8-500iter_shapes-128x128'
 SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
@@ -67,8 +65,8 @@ def test_shrunk_config_has_the_paper_settings(stem):
 
 
 def test_shrunk_model_base_is_the_vit_l_base_with_qd_qu_and_the_head_input():
-    """_base_/models/segvit_shrunk_vit-l16.py inherits the plain ViT-L/16
-    model base and changes only what the Shrunk structure changes."""
+    """_base_/models/segvit_shrunk_vit-l16.py inherits the plain ViT-L/16 model
+    base and changes only what the Shrunk structure changes."""
     models = osp.join(REPO, 'configs', '_base_', 'models')
     shrunk = Config.fromfile(osp.join(models, 'segvit_shrunk_vit-l16.py'))
     plain = Config.fromfile(osp.join(models, 'segvit_vit-l16.py'))
@@ -82,10 +80,10 @@ def test_shrunk_model_base_is_the_vit_l_base_with_qd_qu_and_the_head_input():
         assert set(old) <= set(new)
         return {k for k in new if new[k] != old.get(k)}
 
-    assert changed('backbone') == {
-        'type', 'qd_index', 'out_indices', 'qu_cfg'}
+    assert changed('backbone') == {'type', 'qd_index', 'out_indices', 'qu_cfg'}
     assert changed('decode_head') == {
-        'in_channels', 'use_stages', 'use_proj', 'mask_mode'}
+        'in_channels', 'use_stages', 'use_proj', 'mask_mode'
+    }
     for key in plain.model:
         if key not in ('backbone', 'decode_head'):
             assert shrunk.model[key] == plain.model[key], key
@@ -122,9 +120,10 @@ def test_qu_trains_with_the_head_learning_rate():
 
 def _plain_demo_checkpoint(path):
     """A checkpoint as `make demo`'s mim train writes it (random weights):
-    the whole segmentor under ``state_dict``, with mmengine's meta and
-    message hub (a HistoryBuffer, loaded through the weights_only
-    allow-list)."""
+
+    the whole segmentor under ``state_dict``, with mmengine's meta and message
+    hub (a HistoryBuffer, loaded through the weights_only allow-list).
+    """
     from mmengine.logging import HistoryBuffer
     plain = MODELS.build(_load(DEMO).model)
     plain.init_weights()
@@ -132,8 +131,8 @@ def _plain_demo_checkpoint(path):
         dict(
             meta=dict(iter=500, seed=0),
             state_dict=plain.state_dict(),
-            message_hub=dict(log_scalars=dict(loss=HistoryBuffer([1.0], [1])))),
-        path)
+            message_hub=dict(log_scalars=dict(
+                loss=HistoryBuffer([1.0], [1])))), path)
     return plain
 
 

@@ -1,17 +1,16 @@
 """`--tta` needs a `tta_pipeline` next to the `tta_model` of MMSeg's runtime.
 
-The demo configs run their TTA pipeline on a generated demo image; every
-config that declares `tta_model` must have a `tta_pipeline`.
+The demo configs run their TTA pipeline on a generated demo image; every config
+that declares `tta_model` must have a `tta_pipeline`.
 """
 import glob
 import os.path as osp
 
 import numpy as np
 import pytest
+from fixtures import REPO
 from mmengine.config import Config
 from mmseg.registry import DATASETS
-
-from fixtures import REPO
 
 SEGVIT = osp.join(REPO, 'configs', 'segvit')
 DEMOS = sorted(glob.glob(osp.join(SEGVIT, '*shapes-128x128.py')))
@@ -37,8 +36,11 @@ def test_every_config_with_a_tta_model_has_a_tta_pipeline(path):
 
 def _dataset(cfg, root, pipeline):
     import mmseg_segvit  # noqa: F401  (registers the demo dataset)
-    dataset = dict(cfg.test_dataloader.dataset, data_root=root,
-                   pipeline=pipeline, indices=1)
+    dataset = dict(
+        cfg.test_dataloader.dataset,
+        data_root=root,
+        pipeline=pipeline,
+        indices=1)
     return DATASETS.build(dataset)
 
 
@@ -68,9 +70,11 @@ def test_demo_tta_pipeline_gives_three_scales_and_flips(path, demo_data_root):
             assert (inputs == expect).all()
         if sample.flip:
             assert sample.flip_direction == 'horizontal'
-    assert seen == {(s, f) for s in [(96, 96), (128, 128), (160, 160)]
+    assert seen == {(s, f)
+                    for s in [(96, 96), (128, 128), (160, 160)]
                     for f in (False, True)}
     # Labels are the demo's class indices and the ignore index.
     values = set(np.unique(label.numpy()).tolist())
-    assert values <= set(range(len(plain['data_samples'].metainfo.get(
-        'classes', range(255))))) | {255}
+    assert values <= set(
+        range(len(plain['data_samples'].metainfo.get('classes',
+                                                     range(255))))) | {255}

@@ -1,16 +1,16 @@
-"""A dataset whose files do not match its settings stops before training
-with a message that names the folder and the setting to change."""
+"""A dataset whose files do not match its settings stops before training with a
+message that names the folder and the setting to change."""
 import os
 import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
+from fixtures import FINETUNE_CONFIG, FINETUNE_SIZE, make_finetune_model_tiny
 from mmengine.config import Config
 from mmengine.runner import Runner
 from mmseg.datasets import ADE20KDataset, BaseSegDataset
 
-from fixtures import FINETUNE_CONFIG, FINETUNE_SIZE, make_finetune_model_tiny
 from mmseg_segvit.datasets import (CheckedSegDataset, DataFilesCheckMixin,
                                    DataFilesError, check_data_files)
 
@@ -25,10 +25,10 @@ def _write(root, img_suffix='.png', seg_suffix='.png', count=4):
         for i in range(count):
             label = rng.integers(0, 5, shape).astype(np.uint8)
             img = rng.integers(0, 255, (*shape, 3)).astype(np.uint8)
-            cv2.imwrite(osp.join(root, 'img_dir', split, f'{i}{img_suffix}'),
-                        img)
-            cv2.imwrite(osp.join(root, 'ann_dir', split, f'{i}{seg_suffix}'),
-                        label)
+            cv2.imwrite(
+                osp.join(root, 'img_dir', split, f'{i}{img_suffix}'), img)
+            cv2.imwrite(
+                osp.join(root, 'ann_dir', split, f'{i}{seg_suffix}'), label)
     return root
 
 
@@ -60,8 +60,7 @@ def test_recipe_with_png_images_stops_before_training(tmp_path):
     assert runner.message_hub.get_info('iter') is None  # no iteration ran
 
 
-def test_recipe_with_labels_of_another_suffix_stops_before_training(
-        tmp_path):
+def test_recipe_with_labels_of_another_suffix_stops_before_training(tmp_path):
     root = _write(
         str(tmp_path / 'my_dataset'), img_suffix='.jpg', seg_suffix='.tif')
     runner = _recipe_runner(root, tmp_path / 'work')
@@ -87,13 +86,15 @@ def test_recipe_with_matching_files_builds(tmp_path):
 
 def test_missing_folders_are_named(tmp_path):
     root = _write(str(tmp_path / 'data'))
-    with pytest.raises(DataFilesError,
-                       match=r'image folder .*img_dir/test does not exist'):
+    with pytest.raises(
+            DataFilesError,
+            match=r'image folder .*img_dir/test does not exist'):
         CheckedSegDataset(
             data_root=root, data_prefix=dict(img_path='img_dir/test'))
-    with pytest.raises(DataFilesError,
-                       match=r'label folder .*labels does not exist.*'
-                       'seg_map_path'):
+    with pytest.raises(
+            DataFilesError,
+            match=r'label folder .*labels does not exist.*'
+            'seg_map_path'):
         CheckedSegDataset(
             data_root=root,
             img_suffix='.png',
@@ -105,8 +106,10 @@ def test_check_as_a_function_and_as_a_mixin(tmp_path):
     prefix = dict(img_path='img_dir/val', seg_map_path='ann_dir/val')
     # a stock dataset, built lazily, checked explicitly
     stock = ADE20KDataset(data_root=root, data_prefix=prefix, lazy_init=True)
-    with pytest.raises(DataFilesError, match=r"suffix '\.jpg' \(found 4 "
-                       r'\.png files\): set img_suffix'):
+    with pytest.raises(
+            DataFilesError,
+            match=r"suffix '\.jpg' \(found 4 "
+            r'\.png files\): set img_suffix'):
         check_data_files(stock, stock.load_data_list())
 
     class CheckedADE(DataFilesCheckMixin, ADE20KDataset):

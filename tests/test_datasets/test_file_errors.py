@@ -4,7 +4,6 @@ import shutil
 import sys
 
 import pytest
-from mmseg.datasets import BaseSegDataset
 from torch.utils.data import DataLoader
 
 from mmseg_segvit.datasets import CheckedSegDataset, SampleLoadError

@@ -26,14 +26,15 @@ def _folder(root, labels, suffix='.png'):
 
 def _build(root, classes=CLASSES, **kwargs):
     return DATASETS.build(
-        dict(type='CheckedSegDataset',
-             data_root=str(root),
-             data_prefix=dict(img_path='img', seg_map_path='ann'),
-             img_suffix='.png',
-             seg_map_suffix='.png',
-             metainfo=dict(classes=classes),
-             pipeline=[],
-             **kwargs))
+        dict(
+            type='CheckedSegDataset',
+            data_root=str(root),
+            data_prefix=dict(img_path='img', seg_map_path='ann'),
+            img_suffix='.png',
+            seg_map_suffix='.png',
+            metainfo=dict(classes=classes),
+            pipeline=[],
+            **kwargs))
 
 
 def _mask(values=(0, 1)):
@@ -53,35 +54,39 @@ def test_sound_labels_pass_without_a_word(tmp_path):
 
 def test_binary_masks_saved_as_0_and_255_are_refused(tmp_path):
     root = _folder(tmp_path, [_mask((0, 255))] * 3)
-    with pytest.raises(LabelValuesError,
-                       match=r'only the values 0 and 255 .*ann.0\d\.png.*'
-                       r'binary masks saved as 0/255.*Map 255 to 1'):
+    with pytest.raises(
+            LabelValuesError,
+            match=r'only the values 0 and 255 .*ann.0\d\.png.*'
+            r'binary masks saved as 0/255.*Map 255 to 1'):
         _build(root)
 
 
 def test_colour_label_maps_are_refused_naming_the_file(tmp_path):
     colour = np.stack([_mask((0, 1)), _mask((0, 2)), _mask((0, 3))], -1)
     root = _folder(tmp_path, [_mask(), colour])
-    with pytest.raises(LabelValuesError,
-                       match=r'ann.01\.png has 3 channels .*colour image.*'
-                       r'coloured by class'):
+    with pytest.raises(
+            LabelValuesError,
+            match=r'ann.01\.png has 3 channels .*colour image.*'
+            r'coloured by class'):
         _build(root)
 
 
 def test_labels_counted_from_one_name_reduce_zero_label(tmp_path):
     root = _folder(tmp_path, [_mask((1, 2))] * 2)
-    with pytest.raises(LabelValuesError,
-                       match=r'label values \[2\] .*ann.0\d\.png.* 2 classes'
-                       r'.*set reduce_zero_label=True'):
+    with pytest.raises(
+            LabelValuesError,
+            match=r'label values \[2\] .*ann.0\d\.png.* 2 classes'
+            r'.*set reduce_zero_label=True'):
         _build(root)
     assert len(_build(root, reduce_zero_label=True)) == 2
 
 
 def test_values_above_the_class_count_are_refused(tmp_path):
     root = _folder(tmp_path, [_mask((0, 1)), _mask((0, 7))])
-    with pytest.raises(LabelValuesError,
-                       match=r'label values \[7\] \(e\.g\. in .*ann.01\.png'
-                       r'\).*2 classes \(0\.\.1\)'):
+    with pytest.raises(
+            LabelValuesError,
+            match=r'label values \[7\] \(e\.g\. in .*ann.01\.png'
+            r'\).*2 classes \(0\.\.1\)'):
         _build(root)
 
 
@@ -89,20 +94,21 @@ def test_sixteen_bit_labels_above_255_are_refused(tmp_path):
     root = _folder(tmp_path, [_mask()])
     Image.fromarray(_mask(
         (0, 1)).astype(np.uint16) * 300).save(tmp_path / 'ann' / '00.png')
-    with pytest.raises(LabelValuesError,
-                       match=r'uint16 with values up to '
-                       r'300.*8 bits'):
+    with pytest.raises(
+            LabelValuesError, match=r'uint16 with values up to '
+            r'300.*8 bits'):
         _build(root)
 
 
 def test_a_class_in_no_label_map_is_named_with_reduce_zero_label(tmp_path):
-    """Labels counted from 0 under reduce_zero_label=True: label 0 is
-    ignored and the last listed class can never occur."""
+    """Labels counted from 0 under reduce_zero_label=True: label 0 is ignored
+    and the last listed class can never occur."""
     root = _folder(tmp_path, [_mask((0, 1))] * 2)
-    with pytest.warns(LabelValuesWarning,
-                      match=r"1 of the 2 listed classes occur in none of "
-                      r"the 2 label maps: 1 \('object'\).*"
-                      r'set reduce_zero_label=False'):
+    with pytest.warns(
+            LabelValuesWarning,
+            match=r"1 of the 2 listed classes occur in none of "
+            r"the 2 label maps: 1 \('object'\).*"
+            r'set reduce_zero_label=False'):
         _build(root, reduce_zero_label=True)
 
 
@@ -118,7 +124,8 @@ def test_a_label_map_one_pixel_high_is_refused_naming_it(tmp_path):
     root = _folder(tmp_path, [_mask()])
     Image.fromarray(np.zeros((1, 300),
                              np.uint8)).save(tmp_path / 'ann' / '00.png')
-    with pytest.raises(LabelValuesError,
-                       match=r'ann.00\.png is 1x300: '
-                       r"MMSeg's LoadAnnotations squeezes"):
+    with pytest.raises(
+            LabelValuesError,
+            match=r'ann.00\.png is 1x300: '
+            r"MMSeg's LoadAnnotations squeezes"):
         _build(root)

@@ -34,23 +34,29 @@ def test_every_class_occurs_and_scenes_have_several_classes():
 def test_generated_layout_and_dataset_class(demo_data_root):
     assert dataset_is_complete(demo_data_root)
     dataset = DATASETS.build(
-        dict(type='SegVitShapesDataset', data_root=demo_data_root,
-             data_prefix=dict(img_path='img_dir/val',
-                              seg_map_path='ann_dir/val'),
-             pipeline=[]))
+        dict(
+            type='SegVitShapesDataset',
+            data_root=demo_data_root,
+            data_prefix=dict(
+                img_path='img_dir/val', seg_map_path='ann_dir/val'),
+            pipeline=[]))
     assert len(dataset) == SPLITS['val']
     assert dataset.metainfo['classes'] == CLASSES
     info = dataset[0]
     assert osp.basename(info['img_path']) == '00000.png'
-    assert info['seg_map_path'].endswith(osp.join('ann_dir', 'val',
-                                                  '00000.png'))
+    assert info['seg_map_path'].endswith(
+        osp.join('ann_dir', 'val', '00000.png'))
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
     missing = str(tmp_path / 'nowhere')
     with pytest.raises(FileNotFoundError, match='nowhere'):
-        DATASETS.build(dict(type='SegVitShapesDataset', data_root=missing,
-                            generate=False, pipeline=[]))
+        DATASETS.build(
+            dict(
+                type='SegVitShapesDataset',
+                data_root=missing,
+                generate=False,
+                pipeline=[]))
     assert not osp.exists(missing)
 
 

@@ -1,5 +1,5 @@
-"""Very elongated images go through every shipped test and --tta pipeline
-and are predicted at their own size."""
+"""Very elongated images go through every shipped test and --tta pipeline and
+are predicted at their own size."""
 import glob
 import os.path as osp
 
@@ -7,17 +7,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fixtures import DEMO_CONFIG, REPO
 from mmcv.transforms import Resize
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmseg.registry import MODELS
 
-from fixtures import DEMO_CONFIG, REPO
 from mmseg_segvit.datasets import ClampedResize
 
 ALL = sorted(
-    glob.glob(osp.join(REPO, 'configs', 'segvit', '**', '*.py'),
-              recursive=True))
+    glob.glob(
+        osp.join(REPO, 'configs', 'segvit', '**', '*.py'), recursive=True))
 ADE_CONFIG = osp.join(REPO, 'configs', 'segvit',
                       'segvit_vit-b16_8xb2-160k_ade20k-512x512.py')
 ELONGATED = [(1, 2000), (3000, 2), (2, 3000), (5000, 1)]
@@ -74,11 +74,12 @@ def test_every_shipped_test_and_tta_pipeline_takes_elongated_images(
     cfg = Config.fromfile(path, import_custom_modules=False)
     tta = [
         cfg.tta_pipeline[0],
-        dict(cfg.tta_pipeline[1],
-             transforms=[
-                 s for s in cfg.tta_pipeline[1].transforms
-                 if s[0]['type'] != 'LoadAnnotations'
-             ])
+        dict(
+            cfg.tta_pipeline[1],
+            transforms=[
+                s for s in cfg.tta_pipeline[1].transforms
+                if s[0]['type'] != 'LoadAnnotations'
+            ])
     ]
     for image in elongated.values():
         plain = Compose(_without_labels(cfg.test_pipeline))(
@@ -88,19 +89,15 @@ def test_every_shipped_test_and_tta_pipeline_takes_elongated_images(
         assert all(min(v.shape[1:]) >= 2 for v in views['inputs'])
 
 
-@pytest.mark.parametrize('path', [DEMO_CONFIG, ADE_CONFIG],
-                         ids=['whole', 'slide'])
+@pytest.mark.parametrize(
+    'path', [DEMO_CONFIG, ADE_CONFIG], ids=['whole', 'slide'])
 def test_elongated_images_are_predicted_at_their_size(path, elongated):
     cfg = Config.fromfile(path, import_custom_modules=False)
     cfg.model.pretrained = None
-    cfg.model.backbone.update(embed_dims=32,
-                              num_layers=3,
-                              num_heads=2,
-                              out_indices=[0, 1, 2])
-    cfg.model.decode_head.update(in_channels=32,
-                                 embed_dims=32,
-                                 num_heads=4,
-                                 num_layers=1)
+    cfg.model.backbone.update(
+        embed_dims=32, num_layers=3, num_heads=2, out_indices=[0, 1, 2])
+    cfg.model.decode_head.update(
+        in_channels=32, embed_dims=32, num_heads=4, num_layers=1)
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.eval()
@@ -113,8 +110,7 @@ def test_elongated_images_are_predicted_at_their_size(path, elongated):
 
 
 @pytest.mark.parametrize('path', ALL, ids=_stem)
-def test_every_shipped_train_pipeline_takes_elongated_samples(
-        path, tmp_path):
+def test_every_shipped_train_pipeline_takes_elongated_samples(path, tmp_path):
     cfg = Config.fromfile(path, import_custom_modules=False)
     steps = Compose(cfg.train_dataloader.dataset.pipeline)
     reduce_zero_label = any(
@@ -124,9 +120,13 @@ def test_every_shipped_train_pipeline_takes_elongated_samples(
         image, label = str(tmp_path / 'img.png'), str(tmp_path / 'ann.png')
         cv2.imwrite(image, np.full((h, w, 3), 120, np.uint8))
         cv2.imwrite(label, np.ones((h, w), np.uint8))
-        out = steps(dict(img_path=image, seg_map_path=label,
-                         reduce_zero_label=reduce_zero_label,
-                         seg_fields=[], label_map=None))
+        out = steps(
+            dict(
+                img_path=image,
+                seg_map_path=label,
+                reduce_zero_label=reduce_zero_label,
+                seg_fields=[],
+                label_map=None))
         assert min(out['inputs'].shape[1:]) >= 2
         assert out['data_samples'].gt_sem_seg.shape == \
             tuple(out['inputs'].shape[1:])

@@ -9,21 +9,22 @@ import sys
 import numpy as np
 import pytest
 import torch
+from fixtures import DEMO_CONFIG, REPO, tiny_segmentor, tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from mmseg_segvit.deploy import (SegmentorForExport, check_onnx,
-                                 check_shapes, choose_exporter, export_onnx,
-                                 predict_labels, prepare_inputs, trace_shape)
-from fixtures import DEMO_CONFIG, REPO, tiny_segmentor, tiny_segmentor_cfg
+from mmseg_segvit.deploy import (SegmentorForExport, check_onnx, check_shapes,
+                                 choose_exporter, export_onnx, predict_labels,
+                                 prepare_inputs, trace_shape)
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
+
 def _tiny(**kwargs):
     torch.manual_seed(0)
-    return tiny_segmentor(num_classes=5, size=(32, 32), dropout=0.0,
-                          **kwargs).eval()
+    return tiny_segmentor(
+        num_classes=5, size=(32, 32), dropout=0.0, **kwargs).eval()
 
 
 def _tiny_fused():
@@ -39,11 +40,18 @@ def _tiny_fused():
 def _tiny_shrunk():
     cfg = ConfigDict(
         tiny_segmentor_cfg(
-            num_classes=4, in_channels=16, embed_dims=16, use_stages=1,
-            use_proj=False, dropout=0.0, mask_mode='per_layer',
+            num_classes=4,
+            in_channels=16,
+            embed_dims=16,
+            use_stages=1,
+            use_proj=False,
+            dropout=0.0,
+            mask_mode='per_layer',
             loss_decode=dict(type='ATMLoss')))
     cfg.backbone.update(
-        type='ShrunkViT', qd_index=1, out_indices=[0, 2],
+        type='ShrunkViT',
+        qd_index=1,
+        out_indices=[0, 2],
         qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=1))
     torch.manual_seed(0)
     model = MODELS.build(cfg)
@@ -80,21 +88,24 @@ def test_check_sizes_are_far_from_the_traced_one():
     assert check_shapes(model, (32, 32), False) == [(1, 32, 32)]
 
 
-@pytest.mark.parametrize('build,order,output', [
-    (_tiny, 'faithful', 'scores'), (_tiny, 'faithful', 'labels'),
-    (_tiny, 'fast', 'scores'), (_tiny, 'fast', 'labels'),
-    (_tiny_fused, 'fast', 'scores')])
+@pytest.mark.parametrize('build,order,output',
+                         [(_tiny, 'faithful', 'scores'),
+                          (_tiny, 'faithful', 'labels'),
+                          (_tiny, 'fast', 'scores'), (_tiny, 'fast', 'labels'),
+                          (_tiny_fused, 'fast', 'scores')])
 def test_dynamic_export_is_pytorch_at_every_size(tmp_path, build, order,
                                                  output):
-    """Every export option, at the tool's check sizes (far from the traced
-    one, off the patch grid) and a few more: as PyTorch to 1e-5. The fast
-    order used to keep the traced mask grid (3e-3 at 512x512)."""
+    """Every export option, at the tool's check sizes (far from the traced one,
+    off the patch grid) and a few more: as PyTorch to 1e-5.
+
+    The fast order used to keep the traced mask grid (3e-3 at 512x512).
+    """
     model = build()
     path = str(tmp_path / 'tiny.onnx')
-    wrapper = export_onnx(model, path, (32, 32), dynamic=True, order=order,
-                          output=output)
+    wrapper = export_onnx(
+        model, path, (32, 32), dynamic=True, order=order, output=output)
     shapes = check_shapes(model, (32, 32), True) + [(1, 8, 8), (2, 97, 131),
-                                                     (1, 130, 24)]
+                                                    (1, 130, 24)]
     results = check_onnx(path, wrapper, shapes)
     for res in results:
         assert res.agreement == 1.0, res
@@ -102,15 +113,15 @@ def test_dynamic_export_is_pytorch_at_every_size(tmp_path, build, order,
 
 
 def test_graph_pads_sizes_off_the_patch_grid_as_pytorch(tmp_path):
-    """97x131 with patch 8: PyTorch's patch embedding pads to 104x136 (a
-    13x17 grid); so does the graph, which used to run on 12x16."""
+    """97x131 with patch 8: PyTorch's patch embedding pads to 104x136 (a 13x17
+    grid); so does the graph, which used to run on 12x16."""
     model = _tiny()
     x = torch.randn(1, 3, 97, 131)
     with torch.no_grad():
         feats = model.extract_feat(x)
         assert feats[-1].shape[-2:] == (13, 17)
-        ref = model.encode_decode(x, [dict(img_shape=(97, 131),
-                                           pad_shape=(97, 131))])
+        ref = model.encode_decode(
+            x, [dict(img_shape=(97, 131), pad_shape=(97, 131))])
         torch.testing.assert_close(SegmentorForExport(model)(x), ref)
     path = str(tmp_path / 'tiny.onnx')
     wrapper = export_onnx(model, path, (32, 32), dynamic=True)
@@ -129,10 +140,7 @@ def _int_constants(path):
         for attr in node.attribute:
             if node.op_type == 'Constant' and attr.name == 'value':
                 arrays.append(onnx.numpy_helper.to_array(attr.t))
-    return {
-        int(v)
-        for a in arrays if a.dtype.kind in 'iu' for v in a.ravel()
-    }
+    return {int(v) for a in arrays if a.dtype.kind in 'iu' for v in a.ravel()}
 
 
 @pytest.mark.parametrize('order', ['faithful', 'fast'])
@@ -148,9 +156,8 @@ def test_dynamic_graph_has_no_sizes_of_the_example(tmp_path, order):
     export_onnx(model, static, (40, 48), order=order)
     assert baked & _int_constants(static)
     inputs = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_param or d.dim_value for d in inputs] == [
-        'batch', 3, 'height', 'width'
-    ]
+    assert [d.dim_param or d.dim_value
+            for d in inputs] == ['batch', 3, 'height', 'width']
 
 
 @pytest.mark.parametrize('output', ['scores', 'labels'])
@@ -158,8 +165,7 @@ def test_dynamic_graph_has_no_sizes_of_the_example(tmp_path, order):
 def test_static_export_outputs_and_orders(tmp_path, output, order):
     model = _tiny()
     path = str(tmp_path / 'tiny.onnx')
-    wrapper = export_onnx(
-        model, path, (24, 40), output=output, order=order)
+    wrapper = export_onnx(model, path, (24, 40), output=output, order=order)
     results = check_onnx(path, wrapper, [(1, 24, 40)])
     _assert_close(results)
     assert (results[0].max_abs_diff is None) == (output == 'labels')
@@ -184,20 +190,22 @@ def test_dynamic_shrunk_goes_through_dynamo(tmp_path):
     wrapper = export_onnx(model, path, (32, 32), dynamic=True, order='fast')
     # the trained grid, a non-square one with an odd QD grid, the tool's
     # sizes (half, twice, off the patch grid)
-    results = check_onnx(path, wrapper, [(1, 32, 32), (3, 40, 24)] +
-                         check_shapes(model, (32, 32), True))
+    results = check_onnx(path, wrapper,
+                         [(1, 32, 32),
+                          (3, 40, 24)] + check_shapes(model, (32, 32), True))
     for res in results:
         assert res.agreement == 1.0 and res.max_abs_diff < 1e-5, res
 
 
 def test_slide_configs_are_refused_before_tracing(tmp_path):
-    model = _tiny(test_cfg=dict(mode='slide', crop_size=(32, 32),
-                                stride=(24, 24)))
+    model = _tiny(
+        test_cfg=dict(mode='slide', crop_size=(32, 32), stride=(24, 24)))
     path = tmp_path / 'x.onnx'
-    with pytest.raises(ValueError,
-                       match=r"model\.test_cfg\.mode='slide' \(crop "
-                       r"\(32, 32\), stride \(24, 24\)\).*"
-                       r'--cfg-options model\.test_cfg\.mode=whole'):
+    with pytest.raises(
+            ValueError,
+            match=r"model\.test_cfg\.mode='slide' \(crop "
+            r"\(32, 32\), stride \(24, 24\)\).*"
+            r'--cfg-options model\.test_cfg\.mode=whole'):
         export_onnx(model, str(path), (32, 32))
     assert not path.exists()
     model.test_cfg['mode'] = 'whole'
@@ -213,15 +221,15 @@ def test_the_order_defaults_to_the_heads_own():
     assert SegmentorForExport(_tiny()).order == 'faithful'
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
-        ref = model.encode_decode(x, [dict(img_shape=(40, 56),
-                                           pad_shape=(40, 56))])
+        ref = model.encode_decode(
+            x, [dict(img_shape=(40, 56), pad_shape=(40, 56))])
         torch.testing.assert_close(SegmentorForExport(model)(x), ref)
 
 
 def test_pipeline_helpers_and_graph_give_inference_models_labels(tmp_path):
-    """A 97x131 image through the demo config (its test pipeline resizes
-    it to 95x128, off the patch grid): prepare_inputs + the graph +
-    predict_labels give inference_model's labels."""
+    """A 97x131 image through the demo config (its test pipeline resizes it to
+    95x128, off the patch grid): prepare_inputs + the graph + predict_labels
+    give inference_model's labels."""
     import onnxruntime as ort
     from mmengine.config import Config
     from mmseg.apis import inference_model, init_model
@@ -254,17 +262,19 @@ def test_cli_exports_the_demo_config(tmp_path):
         osp.join(REPO, 'configs', 'segvit',
                  'segvit_vit-t8_1xb8-500iter_shapes-128x128.py'), 'none', out,
         '--shape', '64', '--dynamic'
-    ], capture_output=True, text=True, cwd=REPO)
+    ],
+                          capture_output=True,
+                          text=True,
+                          cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
     assert len(lines) == 4 and all(line.endswith('ok') for line in lines)
-    for size, line in zip(['1x3x64x64', '2x3x32x32', '1x3x128x144',
-                           '1x3x49x67'], lines):
+    sizes = ['1x3x64x64', '2x3x32x32', '1x3x128x144', '1x3x49x67']
+    for size, line in zip(sizes, lines):
         assert size in line, line
     # the result lines are all a user sees: no init log, no warnings
     assert proc.stdout.splitlines() == ['random weights'] + [
-        line for line in proc.stdout.splitlines()
-        if line.startswith('wrote ')
+        line for line in proc.stdout.splitlines() if line.startswith('wrote ')
     ] + lines, proc.stdout[-2000:]
     assert proc.stderr == '', proc.stderr[-2000:]
 
@@ -276,16 +286,17 @@ def test_cli_verbose_shows_the_library_log(tmp_path):
         osp.join(REPO, 'tools', 'export_onnx.py'), DEMO_CONFIG, 'none', out,
         '--shape', '32'
     ]
-    quiet = subprocess.run(
-        command, capture_output=True, text=True, cwd=REPO)
+    quiet = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     verbose = subprocess.run(
         command + ['--verbose'], capture_output=True, text=True, cwd=REPO)
     assert quiet.returncode == verbose.returncode == 0, verbose.stderr[-2000:]
     assert len(quiet.stdout.splitlines()) == 3, quiet.stdout
     assert 'init_weights' not in quiet.stdout + quiet.stderr
     assert 'init_weights' in verbose.stdout
-    results = [line for line in verbose.stdout.splitlines()
-               if line.startswith(('random weights', 'wrote ', 'onnxruntime'))]
+    results = [
+        line for line in verbose.stdout.splitlines()
+        if line.startswith(('random weights', 'wrote ', 'onnxruntime'))
+    ]
     assert len(results) == 3 and results[-1].endswith(' ok'), verbose.stdout
 
 
@@ -297,7 +308,10 @@ def test_cli_refuses_a_slide_config_before_tracing(tmp_path):
         str(out), '--shape', '64', '--cfg-options',
         'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(64,64)',
         'model.test_cfg.stride=(48,48)'
-    ], capture_output=True, text=True, cwd=REPO)
+    ],
+                          capture_output=True,
+                          text=True,
+                          cwd=REPO)
     assert proc.returncode != 0
     assert "model.test_cfg.mode='slide'" in proc.stderr
     assert 'random weights' not in proc.stdout and not out.exists()
@@ -305,22 +319,25 @@ def test_cli_refuses_a_slide_config_before_tracing(tmp_path):
 
 def test_backbones_that_cannot_export_dynamically_are_refused(tmp_path):
     """Swin pads its windows by amounts computed in Python: a dynamic graph
-    would be off at other sizes, so it is refused by name before tracing;
-    one size per file works."""
+    would be off at other sizes, so it is refused by name before tracing; one
+    size per file works."""
     from mmengine.config import Config
     from test_configs.test_atm_head_swap import _tiny as tiny_drop_in
-    cfg = Config.fromfile(osp.join(
-        REPO, 'configs', 'segvit', 'atm_head_swap',
-        'atm_swin-tiny-patch4-window7-in1k-pre_8xb2-160k_ade20k-512x512.py'))
+    cfg = Config.fromfile(
+        osp.join(
+            REPO, 'configs', 'segvit', 'atm_head_swap',
+            'atm_swin-tiny-patch4-window7-in1k-pre_8xb2-160k_ade20k-512x512.py'
+        ))
     model_cfg = tiny_drop_in(cfg)
     model_cfg.test_cfg = dict(mode='whole')
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.eval()
     path = tmp_path / 'swin.onnx'
-    with pytest.raises(ValueError,
-                       match='--dynamic is refused for a SwinTransformer '
-                       'backbone: it pads its windows'):
+    with pytest.raises(
+            ValueError,
+            match='--dynamic is refused for a SwinTransformer '
+            'backbone: it pads its windows'):
         export_onnx(model, str(path), (64, 64), dynamic=True)
     assert not path.exists()
     wrapper = export_onnx(model, str(path), (64, 64))
@@ -329,9 +346,9 @@ def test_backbones_that_cannot_export_dynamically_are_refused(tmp_path):
 
 def test_a_dynamic_export_the_exporter_fixed_is_refused(tmp_path):
     """torch.export may specialise an axis asked to be dynamic (a size the
-    model's Python code compares with a constant): the graph then takes
-    the traced size only, so the export is refused by name instead of
-    failing inside onnxruntime at the check's other sizes."""
+    model's Python code compares with a constant): the graph then takes the
+    traced size only, so the export is refused by name instead of failing
+    inside onnxruntime at the check's other sizes."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -340,8 +357,7 @@ def test_a_dynamic_export_the_exporter_fixed_is_refused(tmp_path):
     def write(dims):
         inputs = helper.make_tensor_value_info('inputs', TensorProto.FLOAT,
                                                dims)
-        out = helper.make_tensor_value_info('scores', TensorProto.FLOAT,
-                                            dims)
+        out = helper.make_tensor_value_info('scores', TensorProto.FLOAT, dims)
         graph = helper.make_graph(
             [helper.make_node('Identity', ['inputs'], ['scores'])], 'g',
             [inputs], [out])
@@ -350,6 +366,8 @@ def test_a_dynamic_export_the_exporter_fixed_is_refused(tmp_path):
         return path
 
     check_dynamic_inputs(write(['batch', 3, 'height', 'width']), 'dynamo')
-    with pytest.raises(ValueError, match=r"fixed the input size .*"
-                       r"'height': 136.*without --dynamic"):
+    with pytest.raises(
+            ValueError,
+            match=r"fixed the input size .*"
+            r"'height': 136.*without --dynamic"):
         check_dynamic_inputs(write(['batch', 3, 136, 'width']), 'dynamo')

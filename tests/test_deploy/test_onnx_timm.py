@@ -5,12 +5,12 @@ import sys
 
 import pytest
 import torch
+from fixtures import REPO, tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
 from mmseg_segvit.deploy import (check_onnx, check_shapes, choose_exporter,
                                  export_onnx)
-from fixtures import REPO, tiny_segmentor_cfg
 
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
@@ -20,8 +20,12 @@ TINY = dict(embed_dim=32, depth=3, num_heads=2)
 
 def segmentor(name, size):
     cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
-    cfg['backbone'] = dict(type='TimmViT', model_name=name, img_size=size,
-                           out_indices=(0, 1, 2), model_kwargs=dict(TINY))
+    cfg['backbone'] = dict(
+        type='TimmViT',
+        model_name=name,
+        img_size=size,
+        out_indices=(0, 1, 2),
+        model_kwargs=dict(TINY))
     torch.manual_seed(0)
     model = MODELS.build(ConfigDict(cfg))
     model.init_weights()
@@ -34,20 +38,20 @@ def assert_close(results):
 
 
 def test_dinov3_dynamic_rope(tmp_path):
-    """RoPE (DINOv3) exports with dynamic sizes (TorchScript) and runs at
-    sizes and aspect ratios other than the traced one."""
+    """RoPE (DINOv3) exports with dynamic sizes (TorchScript) and runs at sizes
+    and aspect ratios other than the traced one."""
     model = segmentor('vit_small_patch16_dinov3_qkvb', (64, 64))
     assert choose_exporter(model, True) == 'torchscript'
     path = str(tmp_path / 'dinov3.onnx')
     wrapper = export_onnx(model, path, (64, 64), dynamic=True)
-    assert_close(check_onnx(path, wrapper, [(1, 64, 64), (2, 48, 96),
-                                            (1, 112, 32)]))
+    assert_close(
+        check_onnx(path, wrapper, [(1, 64, 64), (2, 48, 96), (1, 112, 32)]))
 
 
 def test_dinov2_static_and_dynamic_refused(tmp_path):
-    """DINOv2 without registers exports at a fixed size (the crop, padded
-    like the model pads it: 60 -> 70); a dynamic export is refused with
-    the reason (the official table resize is traced as a constant)."""
+    """DINOv2 without registers exports at a fixed size (the crop, padded like
+    the model pads it: 60 -> 70); a dynamic export is refused with the reason
+    (the official table resize is traced as a constant)."""
     model = segmentor('vit_small_patch14_dinov2', (56, 56))
     path = str(tmp_path / 'dinov2.onnx')
     wrapper = export_onnx(model, path, (60, 60))
@@ -74,12 +78,12 @@ def test_antialiased_tables_need_dynamo():
 
 
 @pytest.mark.slow  # torch.export
-@pytest.mark.parametrize('name', ['vit_small_patch14_reg4_dinov2',
-                                  'eva02_small_patch14_224'])
+@pytest.mark.parametrize(
+    'name', ['vit_small_patch14_reg4_dinov2', 'eva02_small_patch14_224'])
 def test_dynamic_dynamo_exports_are_dynamic_or_refused(tmp_path, name):
     """torch.export fixes the height of these models' graphs at the traced
-    (off-grid) example size: the export is refused by name, never written
-    as a dynamic graph that takes one height only."""
+    (off-grid) example size: the export is refused by name, never written as a
+    dynamic graph that takes one height only."""
     model = segmentor(name, (56, 56))
     path = str(tmp_path / 'model.onnx')
     try:
@@ -88,8 +92,9 @@ def test_dynamic_dynamo_exports_are_dynamic_or_refused(tmp_path, name):
         assert 'fixed the input size of a --dynamic export' in str(err)
         assert 'without --dynamic' in str(err)
         return
-    assert_close(check_onnx(path, wrapper, check_shapes(model, (56, 56), True)
-                            + [(1, 84, 42)]))
+    assert_close(
+        check_onnx(path, wrapper,
+                   check_shapes(model, (56, 56), True) + [(1, 84, 42)]))
 
 
 def test_cli_exports_a_timm_config(tmp_path):
@@ -105,9 +110,13 @@ def test_cli_exports_a_timm_config(tmp_path):
         'num_heads=2)), decode_head=dict(in_channels=32))\n')
     out = str(tmp_path / 'timm.onnx')
     proc = subprocess.run([
-        sys.executable, osp.join(REPO, 'tools', 'export_onnx.py'), str(cfg),
-        'none', out, '--shape', '64', '--dynamic'
-    ], capture_output=True, text=True, cwd=REPO)
+        sys.executable,
+        osp.join(REPO, 'tools', 'export_onnx.py'),
+        str(cfg), 'none', out, '--shape', '64', '--dynamic'
+    ],
+                          capture_output=True,
+                          text=True,
+                          cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
     assert len(lines) == 4 and all(line.endswith('ok') for line in lines)

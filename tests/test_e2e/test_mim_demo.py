@@ -5,41 +5,56 @@ import subprocess
 import sys
 
 import pytest
-
 from fixtures import DEMO_CONFIG
 
 MIM = osp.join(osp.dirname(sys.executable), 'mim')
 
 
 def _run(args, cwd):
-    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                         timeout=900, check=False)
+    out = subprocess.run(
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout + out.stderr
 
 
 @pytest.mark.slow
 def test_mim_train_then_mim_test(tmp_path, demo_data_root):
-    config = _short(tmp_path, 'demo_short', DEMO_CONFIG, demo_data_root, 4,
-                    val_images=8)
+    config = _short(
+        tmp_path, 'demo_short', DEMO_CONFIG, demo_data_root, 4, val_images=8)
     work_dir = tmp_path / 'work'
-    log = _run([MIM, 'train', 'mmsegmentation', str(config), '--work-dir',
-                str(work_dir)], cwd=tmp_path)
+    log = _run([
+        MIM, 'train', 'mmsegmentation',
+        str(config), '--work-dir',
+        str(work_dir)
+    ],
+               cwd=tmp_path)
     assert 'Iter(train) [4/4]' in log
     assert re.search(r'decode\.loss_mask: \d', log)
     ckpt = (work_dir / 'last_checkpoint').read_text().strip()
     assert ckpt.endswith('iter_4.pth') and osp.exists(ckpt)
 
-    log = _run([MIM, 'test', 'mmsegmentation', str(config), '--checkpoint',
-                ckpt, '--work-dir', str(tmp_path / 'test')], cwd=tmp_path)
+    log = _run([
+        MIM, 'test', 'mmsegmentation',
+        str(config), '--checkpoint', ckpt, '--work-dir',
+        str(tmp_path / 'test')
+    ],
+               cwd=tmp_path)
     assert re.search(r'\|\s+sky\s+\|', log)  # per-class IoU table
     miou = re.search(r'mIoU: (\d+\.\d+)', log)
     assert miou is not None, log[-2000:]
     assert 0.0 <= float(miou.group(1)) <= 100.0
 
     # multi-scale + flip test, as the README shows it
-    log = _run([MIM, 'test', 'mmsegmentation', str(config), '--checkpoint',
-                ckpt, '--work-dir', str(tmp_path / 'tta'), '--tta'],
+    log = _run([
+        MIM, 'test', 'mmsegmentation',
+        str(config), '--checkpoint', ckpt, '--work-dir',
+        str(tmp_path / 'tta'), '--tta'
+    ],
                cwd=tmp_path)
     miou = re.search(r'mIoU: (\d+\.\d+)', log)
     assert miou is not None, log[-2000:]
@@ -75,15 +90,18 @@ SHRUNK_ITERS = 60
 @pytest.mark.slow
 def test_shrunk_demo_trains_from_a_plain_demo_checkpoint(
         tmp_path, demo_data_root):
-    """What `make demo-shrunk` runs, briefly: mim train of the plain demo,
-    then of the Shrunk demo (the official structure) with the plain demo's
-    checkpoint passed through --cfg-options, which loads its ViT and keeps
-    it training: the loss falls well below its start, and mim validates."""
+    """What `make demo-shrunk` runs, briefly: mim train of the plain demo, then
+    of the Shrunk demo (the official structure) with the plain demo's
+    checkpoint passed through --cfg-options, which loads its ViT and keeps it
+    training: the loss falls well below its start, and mim validates."""
     segvit = osp.dirname(DEMO_CONFIG)
-    plain = _short(tmp_path, 'plain', DEMO_CONFIG, demo_data_root,
-                   PLAIN_ITERS)
-    _run([MIM, 'train', 'mmsegmentation', str(plain), '--work-dir',
-          str(tmp_path / 'plain')], cwd=tmp_path)
+    plain = _short(tmp_path, 'plain', DEMO_CONFIG, demo_data_root, PLAIN_ITERS)
+    _run([
+        MIM, 'train', 'mmsegmentation',
+        str(plain), '--work-dir',
+        str(tmp_path / 'plain')
+    ],
+         cwd=tmp_path)
     ckpt = (tmp_path / 'plain' / 'last_checkpoint').read_text().strip()
 
     shrunk = _short(
@@ -97,7 +115,8 @@ def test_shrunk_demo_trains_from_a_plain_demo_checkpoint(
         str(shrunk), '--work-dir',
         str(work_dir), '--cfg-options',
         f'model.backbone.init_cfg.checkpoint={ckpt}'
-    ], cwd=tmp_path)
+    ],
+               cwd=tmp_path)
     assert f"ViTPretrained: loaded {ckpt} (keys under 'backbone.')" in log
     assert 'outside the plain ViT keep their initialisation (qu)' in log
     assert f'Iter(train) [{SHRUNK_ITERS}/{SHRUNK_ITERS}]' in log
@@ -116,8 +135,7 @@ def _train_losses(work_dir):
     """The logged training loss of every iteration of a mim run."""
     import glob
     import json
-    (scalars, ) = glob.glob(str(work_dir / '*' / 'vis_data' /
-                                'scalars.json'))
+    (scalars, ) = glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))
     with open(scalars) as f:
         rows = [json.loads(line) for line in f]
     return [row['loss'] for row in rows if 'loss' in row]
@@ -125,19 +143,24 @@ def _train_losses(work_dir):
 
 @pytest.mark.slow
 def test_timm_demo_mim_train_then_mim_test(tmp_path, demo_data_root):
-    """The timm path end to end: the demo on timm's ViT (TimmViT) through
-    mim train and mim test."""
+    """The timm path end to end: the demo on timm's ViT (TimmViT) through mim
+    train and mim test."""
     import math
 
     import torch
     config = _short(
         tmp_path, 'timm_short',
-        osp.join(osp.dirname(DEMO_CONFIG),
-                 'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128.py'),
+        osp.join(
+            osp.dirname(DEMO_CONFIG),
+            'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128.py'),
         demo_data_root, 4)
     work_dir = tmp_path / 'work'
-    log = _run([MIM, 'train', 'mmsegmentation', str(config), '--work-dir',
-                str(work_dir)], cwd=tmp_path)
+    log = _run([
+        MIM, 'train', 'mmsegmentation',
+        str(config), '--work-dir',
+        str(work_dir)
+    ],
+               cwd=tmp_path)
     assert 'Iter(train) [4/4]' in log
     ckpt = (work_dir / 'last_checkpoint').read_text().strip()
     state = torch.load(ckpt, map_location='cpu', weights_only=True)
@@ -145,8 +168,12 @@ def test_timm_demo_mim_train_then_mim_test(tmp_path, demo_data_root):
     assert 'backbone.vit.patch_embed.proj.weight' in keys
     assert keys['backbone.vit.patch_embed.proj.weight'].shape[-1] == 8
 
-    log = _run([MIM, 'test', 'mmsegmentation', str(config), '--checkpoint',
-                ckpt, '--work-dir', str(tmp_path / 'test')], cwd=tmp_path)
+    log = _run([
+        MIM, 'test', 'mmsegmentation',
+        str(config), '--checkpoint', ckpt, '--work-dir',
+        str(tmp_path / 'test')
+    ],
+               cwd=tmp_path)
     assert re.search(r'\|\s+sky\s+\|', log)  # per-class IoU table
     miou = re.search(r'mIoU: (\d+\.\d+|nan)', log)
     assert miou is not None, log[-2000:]

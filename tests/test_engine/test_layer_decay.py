@@ -1,13 +1,12 @@
-"""Layer-wise lr decay: the parameter groups built for a segmentor on a
-tiny timm ViT / Eva / Beit with ATMHead, name by name."""
+"""Layer-wise lr decay: the parameter groups built for a segmentor on a tiny
+timm ViT / Eva / Beit with ATMHead, name by name."""
 import re
 
 import pytest
 import torch
+from fixtures import tiny_segmentor_cfg
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
-
-from fixtures import tiny_segmentor_cfg
 
 LR, WD, DECAY, HEAD_MULT = 1e-3, 0.05, 0.5, 10.0
 DEPTH = 3
@@ -89,10 +88,10 @@ def test_groups_give_each_parameter_its_layer_lr_and_decay(family):
     assert stem[:2] == (pytest.approx(LR * DECAY**(DEPTH + 1)), WD)
     for token in ('cls_token', 'reg_token', 'pos_embed'):
         if f'backbone.vit.{token}' in found:
-            assert found[f'backbone.vit.{token}'][:2] == (
-                pytest.approx(LR * DECAY**(DEPTH + 1)), 0.0)
-    assert found['decode_head.q.weight'][:2] == (
-        pytest.approx(LR * HEAD_MULT), WD)
+            assert found[f'backbone.vit.{token}'][:2] == (pytest.approx(
+                LR * DECAY**(DEPTH + 1)), 0.0)
+    assert found['decode_head.q.weight'][:2] == (pytest.approx(LR * HEAD_MULT),
+                                                 WD)
     assert found['decode_head.proj_norms.0.weight'][1] == 0.0
 
 
@@ -101,15 +100,15 @@ def test_family_specific_parameters_are_grouped_by_the_recipe():
     gamma_1/gamma_2, q_bias and per-block relative position tables."""
     found = _groups_by_name(
         build_optim_wrapper(_segmentor('dinov2-reg4'), _optim_cfg()))
-    assert found['backbone.vit.reg_token'][:2] == (
-        pytest.approx(LR * DECAY**(DEPTH + 1)), 0.0)
-    assert found['backbone.vit.blocks.0.ls1.gamma'][:2] == (
-        pytest.approx(LR * DECAY**DEPTH), 0.0)
+    assert found['backbone.vit.reg_token'][:2] == (pytest.approx(
+        LR * DECAY**(DEPTH + 1)), 0.0)
+    assert found['backbone.vit.blocks.0.ls1.gamma'][:2] == (pytest.approx(
+        LR * DECAY**DEPTH), 0.0)
     found = _groups_by_name(
         build_optim_wrapper(_segmentor('beitv2'), _optim_cfg()))
     for key in ('gamma_1', 'attn.q_bias', 'attn.relative_position_bias_table'):
-        assert found[f'backbone.vit.blocks.1.{key}'][:2] == (
-            pytest.approx(LR * DECAY**(DEPTH - 1)), 0.0), key
+        assert found[f'backbone.vit.blocks.1.{key}'][:2] == (pytest.approx(
+            LR * DECAY**(DEPTH - 1)), 0.0), key
     # without a custom key the head learns at the base lr
     assert found['decode_head.class_embed.weight'][0] == pytest.approx(LR)
 
@@ -126,8 +125,8 @@ def test_frozen_backbone_parameters_get_no_group():
 
 def test_decay_rate_one_is_the_plain_optimizer():
     found = _groups_by_name(
-        build_optim_wrapper(_segmentor('eva02'), _optim_cfg(
-            layer_decay_rate=1.0)))
+        build_optim_wrapper(
+            _segmentor('eva02'), _optim_cfg(layer_decay_rate=1.0)))
     assert all(lr == pytest.approx(LR) for lr, _, _ in found.values())
 
 
@@ -163,18 +162,25 @@ def test_backbone_without_a_timm_vit_is_refused():
 
 
 def test_mmseg_timm_backbone_is_found_too():
-    """MMSeg's TIMMBackbone on a timm ViT (features_only) holds the model
-    at ``timm_model.model``: the same rule applies under that prefix."""
+    """MMSeg's TIMMBackbone on a timm ViT (features_only) holds the model at
+    ``timm_model.model``: the same rule applies under that prefix."""
     cfg = tiny_segmentor_cfg(size=(32, 32))
     cfg['backbone'] = dict(
-        type='TIMMBackbone', model_name='vit_tiny_patch16_224',
-        features_only=True, pretrained=False, out_indices=(0, 1, 2),
-        depth=DEPTH, embed_dim=32, num_heads=2, img_size=32, patch_size=8)
+        type='TIMMBackbone',
+        model_name='vit_tiny_patch16_224',
+        features_only=True,
+        pretrained=False,
+        out_indices=(0, 1, 2),
+        depth=DEPTH,
+        embed_dim=32,
+        num_heads=2,
+        img_size=32,
+        patch_size=8)
     found = _groups_by_name(
         build_optim_wrapper(MODELS.build(cfg), _optim_cfg()))
     prefix = 'backbone.timm_model.model.'
-    assert found[prefix + 'blocks.2.mlp.fc1.weight'][:2] == (
-        pytest.approx(LR * DECAY), WD)
-    assert found[prefix + 'cls_token'][:2] == (
-        pytest.approx(LR * DECAY**(DEPTH + 1)), 0.0)
+    assert found[prefix + 'blocks.2.mlp.fc1.weight'][:2] == (pytest.approx(
+        LR * DECAY), WD)
+    assert found[prefix + 'cls_token'][:2] == (pytest.approx(
+        LR * DECAY**(DEPTH + 1)), 0.0)
     assert found['decode_head.q.weight'][0] == pytest.approx(LR)

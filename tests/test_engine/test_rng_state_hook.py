@@ -4,10 +4,10 @@ import types
 
 import pytest
 import torch
+from fixtures import tiny_segmentor_cfg
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from fixtures import tiny_segmentor_cfg
 from mmseg_segvit.engine import RNGStateHook
 
 ITERS, SAVE_AT = 6, 3
@@ -29,10 +29,13 @@ class _RecordLoss(Hook):
 
 @pytest.fixture(scope='module', autouse=True)
 def _train_on_the_cpu():
-    """Train on the CPU on every machine. Where there is a GPU the Runner
-    would train (and resume) on it, and ``deterministic=True`` makes CUDA
-    ops without a deterministic kernel raise (the backward of bilinear
-    interpolation; cuBLAS without ``CUBLAS_WORKSPACE_CONFIG``)."""
+    """Train on the CPU on every machine.
+
+    Where there is a GPU the Runner would train (and resume) on it, and
+    ``deterministic=True`` makes CUDA ops without a deterministic kernel raise
+    (the backward of bilinear interpolation; cuBLAS without
+    ``CUBLAS_WORKSPACE_CONFIG``).
+    """
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr('mmengine.runner.runner.get_device', lambda: 'cpu')
         yield
@@ -134,21 +137,23 @@ def test_resume_gives_the_uninterrupted_losses(uninterrupted, demo_data_root,
 
 @pytest.mark.parametrize('device', [
     'cpu',
-    pytest.param('cuda', marks=pytest.mark.skipif(
-        not torch.cuda.is_available(), reason='needs a CUDA device'))
+    pytest.param(
+        'cuda',
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available(), reason='needs a CUDA device'))
 ])
 def test_states_are_restored_from_the_device_a_resume_loads_onto(device):
-    """``Runner.resume`` loads the checkpoint with ``map_location`` set to
-    the training device, so on a CUDA machine the saved states arrive as
-    CUDA tensors; the generators still get them back."""
+    """``Runner.resume`` loads the checkpoint with ``map_location`` set to the
+    training device, so on a CUDA machine the saved states arrive as CUDA
+    tensors; the generators still get them back."""
     if device == 'cuda':
         torch.cuda.init()  # the CUDA generator state is saved once in use
     hook, checkpoint = RNGStateHook(), {}
     hook.before_save_checkpoint(None, checkpoint)
     want = torch.rand(4), torch.rand(4, device=device)
     loaded = [{
-        key: value.to(device) if torch.is_tensor(value) else
-        [v.to(device) for v in value]
+        key: value.to(device)
+        if torch.is_tensor(value) else [v.to(device) for v in value]
         for key, value in state.items()
     } for state in checkpoint['rng_state']]
     assert device == 'cpu' or 'cuda' in loaded[0]

@@ -71,9 +71,7 @@ def test_nothing_is_added_when_every_class_occurs():
 
 
 def test_note_says_what_nan_to_num_does():
-    note = absent_class_note(CLASSES,
-                             np.array([5, 0, 3]),
-                             np.array([5, 0, 3]),
-                             nan_to_num=0)
+    note = absent_class_note(
+        CLASSES, np.array([5, 0, 3]), np.array([5, 0, 3]), nan_to_num=0)
     assert "counted as 0 (nan_to_num): 'object'" in note
     assert absent_class_note(CLASSES, np.ones(3), np.ones(3)) is None

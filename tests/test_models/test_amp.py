@@ -1,11 +1,10 @@
 """Mixed precision: bf16 autocast on CPU, fp16 AMP on CUDA."""
 import pytest
 import torch
+from fixtures import data_samples, tiny_segmentor
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.optim.optimizer import amp_optimizer_wrapper
 from mmengine.runner.amp import autocast
-
-from fixtures import data_samples, tiny_segmentor
 
 CUDA = torch.cuda.is_available()
 
@@ -48,13 +47,14 @@ def _record_dtypes(model):
 
 @pytest.mark.filterwarnings("ignore:.*GradScaler:FutureWarning")
 def test_bf16_amp_optim_wrapper_step_on_cpu(monkeypatch):
-    """mmengine's AmpOptimWrapper refuses to be built without an
-    accelerator; its autocast supports bf16 on CPU. With the check lifted
-    the wrapper's CPU path runs (the CUDA GradScaler disables itself).
+    """mmengine's AmpOptimWrapper refuses to be built without an accelerator;
+    its autocast supports bf16 on CPU. With the check lifted the wrapper's CPU
+    path runs (the CUDA GradScaler disables itself).
 
     The test plays a CPU-only machine on every machine: with CUDA present,
     mmengine would autocast for 'cuda' and the scaler would expect CUDA
-    tensors, neither of which is the path under test."""
+    tensors, neither of which is the path under test.
+    """
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     # mmengine decides its autocast device once, at import
     monkeypatch.setattr('mmengine.device.utils.DEVICE', 'cpu')

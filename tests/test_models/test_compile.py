@@ -1,20 +1,21 @@
-"""torch.compile (what mmengine's ``compile=True`` runner option applies)
-on a tiny SegViT: where it breaks the graph, and that inductor's code
-computes what eager mode computes."""
+"""torch.compile (what mmengine's ``compile=True`` runner option applies) on a
+tiny SegViT: where it breaks the graph, and that inductor's code computes what
+eager mode computes."""
 import pytest
 import torch
-
 from fixtures import data_samples, tiny_segmentor
 
 SIZE = 64
-METAS = [dict(img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE),
-              ori_shape=(SIZE, SIZE))] * 2
+METAS = [
+    dict(
+        img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE))
+] * 2
 
 
 def _model(**kwargs):
     torch.manual_seed(0)
-    return tiny_segmentor(num_classes=5, size=(SIZE, SIZE), dropout=0.0,
-                          **kwargs)
+    return tiny_segmentor(
+        num_classes=5, size=(SIZE, SIZE), dropout=0.0, **kwargs)
 
 
 def _break_sites(explained):
@@ -31,10 +32,12 @@ def test_inference_traces_as_one_graph():
 
 
 def test_training_breaks_only_where_the_data_decides():
-    """The loss checks the label range (a clear error needs the host) and
-    picks the masks of the classes present (data-dependent count); nothing
-    else breaks the graph. A break inside a nested call breaks every frame
-    on its stack (model.loss down to ATMLoss.get_targets), hence the count.
+    """The loss checks the label range (a clear error needs the host) and picks
+    the masks of the classes present (data-dependent count); nothing else
+    breaks the graph.
+
+    A break inside a nested call breaks every frame on its stack (model.loss
+    down to ATMLoss.get_targets), hence the count.
     """
     model = _model().train()
     x = torch.randn(2, 3, SIZE, SIZE)

@@ -1,6 +1,6 @@
 """No silent partial loads: a checkpoint loaded into a whole model must fill
-its ATM head (class tensors and ``fresh_modules`` aside) and the Shrunk
-model's query up-sampling; our tools refuse files of another layout."""
+its ATM head (class tensors and ``fresh_modules`` aside) and the Shrunk model's
+query up-sampling; our tools refuse files of another layout."""
 import sys
 
 import pytest
@@ -8,12 +8,12 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
+from official_checkpoints import (official_checkpoint, official_shrunk,
+                                  shrunk_cfg, tiny_cfg)
 
 from mmseg_segvit.checkpoints import ConversionError
 from mmseg_segvit.models import load_checks
 from mmseg_segvit.tools import convert_official_segvit, drop_class_weights
-from official_checkpoints import (official_checkpoint, official_shrunk,
-                                  shrunk_cfg, tiny_cfg)
 
 
 def _model(**head):
@@ -44,8 +44,8 @@ def logged(monkeypatch):
     return messages
 
 
-def test_drop_class_weights_refuses_an_official_file(official_file,
-                                                     tmp_path, monkeypatch):
+def test_drop_class_weights_refuses_an_official_file(official_file, tmp_path,
+                                                     monkeypatch):
     """The README's fine-tuning step on a released file not converted
     first: refused, naming the converter; nothing written."""
     out = tmp_path / 'out.pth'
@@ -63,8 +63,8 @@ def test_loading_an_official_file_names_the_converter(official_file, how):
     model = _model()
     with pytest.raises(ValueError) as err:
         if how == 'load_from':  # what Runner.load_checkpoint does
-            load_checkpoint(model, official_file, map_location='cpu',
-                            strict=False)
+            load_checkpoint(
+                model, official_file, map_location='cpu', strict=False)
         else:
             model.init_cfg = dict(type='Pretrained', checkpoint=official_file)
             model.init_weights()
@@ -84,8 +84,10 @@ def test_init_model_refuses_an_official_file(official_file, tmp_path):
 
 def test_converter_refuses_a_converted_file(tmp_path):
     path = _save(tmp_path, _model().state_dict())
-    with pytest.raises(ConversionError, match='already in the layout of '
-                       'mmseg_segvit.*needs no conversion'):
+    with pytest.raises(
+            ConversionError,
+            match='already in the layout of '
+            'mmseg_segvit.*needs no conversion'):
         convert_official_segvit.convert_file(path, str(tmp_path / 'x.pth'))
 
 
@@ -116,8 +118,7 @@ def test_missing_head_modules_are_refused_or_named(tmp_path, logged):
 
 
 def test_dropped_class_tensors_load_and_are_named(tmp_path, logged):
-    weights, _ = drop_class_weights.drop_class_weights(
-        _model().state_dict())
+    weights, _ = drop_class_weights.drop_class_weights(_model().state_dict())
     load_checkpoint(_model(), _save(tmp_path, weights), strict=False)
     assert logged == [
         'decode_head: class_embed, q not in the checkpoint: they start '
@@ -128,12 +129,10 @@ def test_dropped_class_tensors_load_and_are_named(tmp_path, logged):
 def test_a_checkpoint_without_head_is_refused(tmp_path):
     sd = {
         k: v
-        for k, v in _model().state_dict().items()
-        if k.startswith('backbone.')
+        for k, v in _model().state_dict().items() if k.startswith('backbone.')
     }
     with pytest.raises(
-            ValueError,
-            match='no weights for decode_head.*model.pretrained'):
+            ValueError, match='no weights for decode_head.*model.pretrained'):
         load_checkpoint(_model(), _save(tmp_path, sd), strict=False)
 
 
@@ -154,8 +153,8 @@ def test_head_weights_of_other_shapes_or_extra_stages_are_refused(tmp_path):
 
 
 def test_fresh_modules_must_name_head_modules():
-    with pytest.raises(ValueError,
-                       match=r"fresh_modules names \['decoder\.2'\]"):
+    with pytest.raises(
+            ValueError, match=r"fresh_modules names \['decoder\.2'\]"):
         _model(fresh_modules=['decoder.2'])
 
 
@@ -176,11 +175,13 @@ def test_shrunk_model_without_qu_weights_is_refused(tmp_path):
             ValueError,
             match=r'lacks .* weight\(s\) of .* for backbone\.qu .*'
             'model.pretrained'):
-        load_checkpoint(MODELS.build(shrunk_cfg()), _save(tmp_path, sd),
-                        strict=False)
+        load_checkpoint(
+            MODELS.build(shrunk_cfg()), _save(tmp_path, sd), strict=False)
     # the full converted official file loads
     official, _, _ = official_shrunk()
     converted, _ = convert_official_segvit.convert_official_state_dict(
         official, model)
-    load_checkpoint(MODELS.build(shrunk_cfg()),
-                    _save(tmp_path, converted, 'full.pth'), strict=True)
+    load_checkpoint(
+        MODELS.build(shrunk_cfg()),
+        _save(tmp_path, converted, 'full.pth'),
+        strict=True)

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 import torch
+from fixtures import tiny_segmentor
 from mmengine.runner import load_checkpoint
 
-from fixtures import tiny_segmentor
 from mmseg_segvit.checkpoints import ConversionError
 from mmseg_segvit.tools import drop_class_weights as tool
 
@@ -48,9 +48,11 @@ def test_drop_class_weights_reads_every_layout(tmp_path, layout):
     elif layout == 'ddp':
         saved = {f'module.{k}': v for k, v in state.items()}
     else:  # mmengine's EMAHook state alone
-        saved = dict(ema_state_dict={
-            **{f'module.{k}': v for k, v in state.items()},
-            'steps': torch.tensor(3)})
+        saved = dict(
+            ema_state_dict={
+                **{f'module.{k}': v
+                   for k, v in state.items()}, 'steps': torch.tensor(3)
+            })
     src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
     torch.save(saved, src)
     tool.main([str(src), str(dst)])

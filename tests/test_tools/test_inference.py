@@ -1,7 +1,7 @@
 """MMSeg's inference APIs and the ATM mask pictures on the demo model.
 
-The model is the demo config's, trained for a few steps here and saved
-with the dataset's class names and palette, as ``mim train`` saves it.
+The model is the demo config's, trained for a few steps here and saved with the
+dataset's class names and palette, as ``mim train`` saves it.
 """
 import os
 import os.path as osp
@@ -11,14 +11,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fixtures import DEMO_CONFIG, data_samples
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
-from fixtures import DEMO_CONFIG, data_samples
+from mmseg_segvit import visualization
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.datasets.shapes_generator import render_scene
-from mmseg_segvit import visualization
 from mmseg_segvit.tools import atm_masks
 
 META = SegVitShapesDataset.METAINFO
@@ -44,8 +44,10 @@ def checkpoint(tmp_path_factory):
     model.init_weights()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scenes = [render_scene(seed, size=SIZE) for seed in range(4)]
-    imgs = [torch.from_numpy(i[..., ::-1].copy()).permute(2, 0, 1)
-            for i, _ in scenes]
+    imgs = [
+        torch.from_numpy(i[..., ::-1].copy()).permute(2, 0, 1)
+        for i, _ in scenes
+    ]
     labels = torch.stack([torch.from_numpy(l).long() for _, l in scenes])
     for _ in range(3):
         data = model.data_preprocessor(
@@ -57,8 +59,8 @@ def checkpoint(tmp_path_factory):
         loss.backward()
         optim.step()
     path = str(tmp_path_factory.mktemp('ckpt') / 'demo.pth')
-    meta = dict(dataset_meta=dict(classes=META['classes'],
-                                  palette=META['palette']))
+    meta = dict(
+        dataset_meta=dict(classes=META['classes'], palette=META['palette']))
     save_checkpoint(dict(state_dict=model.state_dict(), meta=meta), path)
     return path
 
@@ -78,8 +80,7 @@ def test_mmseg_inferencer_on_an_image_and_a_folder(checkpoint, images,
 
     out = inferencer(images, out_dir=str(tmp_path), batch_size=2)
     assert len(out['predictions']) == 3
-    assert sorted(os.listdir(tmp_path / 'vis')) == sorted(
-        os.listdir(images))
+    assert sorted(os.listdir(tmp_path / 'vis')) == sorted(os.listdir(images))
     # MMSeg numbers the raw prediction files
     assert len(os.listdir(tmp_path / 'pred')) == 3
     drawn = cv2.imread(str(tmp_path / 'vis' / 'scene1.png'))
@@ -95,12 +96,17 @@ def test_image_demo_flow(checkpoint, images, tmp_path):
     image = osp.join(images, 'scene2.png')
     result = inference_model(model, image)
     assert result.pred_sem_seg.data.shape == (1, SIZE, SIZE)
-    assert result.seg_logits.data.shape == (len(META['classes']), SIZE,
-                                            SIZE)
+    assert result.seg_logits.data.shape == (len(META['classes']), SIZE, SIZE)
     out_file = str(tmp_path / 'result.jpg')
     drawn = show_result_pyplot(
-        model, image, result, title='demo', opacity=0.5, draw_gt=False,
-        show=False, out_file=out_file)
+        model,
+        image,
+        result,
+        title='demo',
+        opacity=0.5,
+        draw_gt=False,
+        show=False,
+        out_file=out_file)
     assert drawn.shape == (SIZE, SIZE, 3)
     assert cv2.imread(out_file).shape == (SIZE, SIZE, 3)
     # a batch of images (paths) gives a list
@@ -141,11 +147,11 @@ def test_rank_classes_by_area_then_probability():
 def test_atm_masks_command_on_an_image_and_a_folder(checkpoint, images,
                                                     tmp_path):
     image = osp.join(images, 'scene1.png')
-    atm_masks.main([DEMO_CONFIG, checkpoint, image, str(tmp_path / 'one'),
-                    '--topk', '2'])
-    assert sorted(os.listdir(tmp_path / 'one')) == [
-        'scene1_atm_masks.png', 'scene1_pred.png'
-    ]
+    atm_masks.main(
+        [DEMO_CONFIG, checkpoint, image,
+         str(tmp_path / 'one'), '--topk', '2'])
+    assert sorted(os.listdir(
+        tmp_path / 'one')) == ['scene1_atm_masks.png', 'scene1_pred.png']
     pred = cv2.imread(str(tmp_path / 'one' / 'scene1_pred.png'))
     # image and prediction side by side, then the legend
     assert pred.shape[1] > 2 * pred.shape[0] > 2 * SIZE
@@ -153,8 +159,10 @@ def test_atm_masks_command_on_an_image_and_a_folder(checkpoint, images,
     # 3 stage outputs + the class score: wider than tall for 2 rows
     assert small.shape[1] > small.shape[0] and small.std() > 10
 
-    atm_masks.main([DEMO_CONFIG, checkpoint, images, str(tmp_path / 'all'),
-                    '--topk', '4'])
+    atm_masks.main([
+        DEMO_CONFIG, checkpoint, images,
+        str(tmp_path / 'all'), '--topk', '4'
+    ])
     written = sorted(os.listdir(tmp_path / 'all'))
     assert len(written) == 6
     big = cv2.imread(str(tmp_path / 'all' / 'scene1_atm_masks.png'))

@@ -4,8 +4,8 @@ import json
 import os.path as osp
 
 import pytest
-
 from fixtures import DEMO_CONFIG
+
 from mmseg_segvit.tools import mmseg_tool
 
 
@@ -49,10 +49,10 @@ def test_analyze_logs_plots_a_curve(tmp_path):
     log = tmp_path / 'scalars.json'
     with open(log, 'w') as f:
         for step in range(10, 60, 10):
-            f.write(json.dumps(dict(lr=1e-3, loss=2.0 / step, step=step)) +
-                    '\n')
-        f.write(json.dumps(dict(aAcc=90.0, mIoU=50.0, mAcc=60.0,
-                                step=50)) + '\n')
+            f.write(
+                json.dumps(dict(lr=1e-3, loss=2.0 / step, step=step)) + '\n')
+        f.write(
+            json.dumps(dict(aAcc=90.0, mIoU=50.0, mAcc=60.0, step=50)) + '\n')
     out = tmp_path / 'loss.png'
     mmseg_tool.main([
         'analyze_logs',
@@ -61,8 +61,10 @@ def test_analyze_logs_plots_a_curve(tmp_path):
     ])
     assert out.stat().st_size > 1000
     out = tmp_path / 'miou.png'
-    mmseg_tool.main(['analyze_logs', str(log), '--keys', 'mIoU', '--out',
-                     str(out)])
+    mmseg_tool.main(
+        ['analyze_logs',
+         str(log), '--keys', 'mIoU', '--out',
+         str(out)])
     assert out.stat().st_size > 1000
 
 
@@ -87,9 +89,11 @@ def demo_checkpoint(tmp_path_factory):
     meta = SegVitShapesDataset.METAINFO
     path = str(tmp_path_factory.mktemp('ckpt') / 'demo.pth')
     save_checkpoint(
-        dict(state_dict=model.state_dict(),
-             meta=dict(dataset_meta=dict(classes=meta['classes'],
-                                         palette=meta['palette']))), path)
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(
+                dataset_meta=dict(
+                    classes=meta['classes'], palette=meta['palette']))), path)
     torch.manual_seed(0)
     return path
 
@@ -117,23 +121,21 @@ def test_test_predictions_then_confusion_matrix(demo_data_root,
 
 
 @pytest.mark.slow
-def test_benchmark_times_200_images(demo_data_root, demo_checkpoint,
-                                    tmp_path):
+def test_benchmark_times_200_images(demo_data_root, demo_checkpoint, tmp_path):
     """benchmark times images 6 to 200: the demo's train split has 400."""
     config = tmp_path / 'bench.py'
-    config.write_text(
-        f"_base_ = [{DEMO_CONFIG!r}]\n"
-        "test_dataloader = dict(dataset=dict(\n"
-        f"    data_root={demo_data_root!r},\n"
-        "    data_prefix=dict(img_path='img_dir/train',\n"
-        "                     seg_map_path='ann_dir/train')))\n")
+    config.write_text(f"_base_ = [{DEMO_CONFIG!r}]\n"
+                      "test_dataloader = dict(dataset=dict(\n"
+                      f"    data_root={demo_data_root!r},\n"
+                      "    data_prefix=dict(img_path='img_dir/train',\n"
+                      "                     seg_map_path='ann_dir/train')))\n")
     mmseg_tool.main([
         'benchmark',
         str(config), demo_checkpoint, '--work-dir',
         str(tmp_path / 'bench'), '--log-interval', '100'
     ])
-    result = json.load(open(glob.glob(str(tmp_path / 'bench' /
-                                          'fps_*.json'))[0]))
+    result = json.load(
+        open(glob.glob(str(tmp_path / 'bench' / 'fps_*.json'))[0]))
     assert result['average_fps'] > 0
 
 
@@ -156,8 +158,10 @@ def test_benchmark_on_too_few_images_is_an_error_not_nan(
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')  # never read: the check comes first
     with pytest.raises(SystemExit) as err:
-        mmseg_tool.main(['benchmark', config, str(ckpt), '--work-dir',
-                         str(work_dir)])
+        mmseg_tool.main(
+            ['benchmark', config,
+             str(ckpt), '--work-dir',
+             str(work_dir)])
     message = str(err.value)
     assert 'test images 6 to 200' in message
     assert 'has 100 images, so it would report NaN' in message
@@ -170,8 +174,9 @@ def test_no_nan_result_is_written(tmp_path):
     import mmengine.fileio as fileio
     with mmseg_tool._NoNaNResults():
         with pytest.raises(SystemExit, match='average_fps'):
-            fileio.dump(dict(average_fps=float('nan'), unit='img / s'),
-                        str(tmp_path / 'fps.json'))
+            fileio.dump(
+                dict(average_fps=float('nan'), unit='img / s'),
+                str(tmp_path / 'fps.json'))
         fileio.dump(dict(average_fps=12.5), str(tmp_path / 'ok.json'))
     assert not (tmp_path / 'fps.json').exists()
     assert json.load(open(tmp_path / 'ok.json')) == dict(average_fps=12.5)

@@ -6,15 +6,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fixtures import tiny_segmentor_cfg
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
-from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit import visualization
+from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import atm_masks, visualize_demo
 from mmseg_segvit.utils import displayable, load_for_test
-from fixtures import tiny_segmentor_cfg
 
 META = SegVitShapesDataset.METAINFO
 
@@ -65,8 +65,9 @@ def reader_model(request, tmp_path, demo_data_root):
     save_checkpoint(
         dict(
             state_dict=model.state_dict(),
-            meta=dict(dataset_meta=dict(
-                classes=META['classes'], palette=META['palette']))), ckpt)
+            meta=dict(
+                dataset_meta=dict(
+                    classes=META['classes'], palette=META['palette']))), ckpt)
     return request.param, config, ckpt
 
 
@@ -80,11 +81,10 @@ def _red_image(tmp_path, channels=3):
     return path
 
 
-def test_atm_masks_reads_the_image_as_the_config_does(reader_model,
-                                                      tmp_path):
-    """A red picture seen by a grayscale (or 4-channel) model: the tool
-    runs, its scores are inference_model's, and the prediction picture
-    shows the image the model saw."""
+def test_atm_masks_reads_the_image_as_the_config_does(reader_model, tmp_path):
+    """A red picture seen by a grayscale (or 4-channel) model: the tool runs,
+    its scores are inference_model's, and the prediction picture shows the
+    image the model saw."""
     from mmseg.apis import inference_model, init_model
     reader, config, ckpt = reader_model
     image = _red_image(tmp_path, 4 if reader == 'unchanged-rgba' else 3)
@@ -137,11 +137,12 @@ def test_visualize_demo_reads_the_test_pipeline(reader_model, tmp_path):
 
 def test_load_for_test_keeps_the_decoded_image(tmp_path):
     path = _red_image(tmp_path)
-    cfg = Config(dict(test_pipeline=[
-        dict(type='LoadImageFromFile', color_type='grayscale'),
-        dict(type='Resize', scale=(20, 28), keep_ratio=False),
-        dict(type='PackSegInputs')
-    ]))
+    cfg = Config(
+        dict(test_pipeline=[
+            dict(type='LoadImageFromFile', color_type='grayscale'),
+            dict(type='Resize', scale=(20, 28), keep_ratio=False),
+            dict(type='PackSegInputs')
+        ]))
     data, loaded = load_for_test(cfg, path)
     assert loaded.shape == (40, 56)  # before the resize
     assert data['inputs'][0].shape == (1, 28, 20)
@@ -154,5 +155,5 @@ def test_load_for_test_keeps_the_decoded_image(tmp_path):
     shown = displayable(gray16)
     assert shown.shape == (3, 4, 3) and shown.max() == 255
     with pytest.raises(ValueError, match='start with an image loading'):
-        load_for_test(Config(dict(test_pipeline=[dict(
-            type='PackSegInputs')])), path)
+        load_for_test(
+            Config(dict(test_pipeline=[dict(type='PackSegInputs')])), path)

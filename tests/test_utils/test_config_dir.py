@@ -3,9 +3,9 @@ import os.path as osp
 
 import pytest
 import torch
+from fixtures import REPO
 from mmengine.config import Config
 
-from fixtures import REPO
 from mmseg_segvit.utils.configs import (CONFIG_DIR, build_model, config_dir,
                                         load_config)
 
@@ -31,8 +31,8 @@ def test_this_checkout_uses_its_configs_folder():
 
 def test_source_checkout_layout(tmp_path):
     _tree(tmp_path, 'setup.py', 'configs/segvit/', 'mmseg_segvit/')
-    assert config_dir(str(tmp_path / 'mmseg_segvit')) == str(
-        tmp_path / 'configs')
+    assert config_dir(str(tmp_path / 'mmseg_segvit')) == str(tmp_path /
+                                                             'configs')
 
 
 def test_installed_wheel_layout(tmp_path):

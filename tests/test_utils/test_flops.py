@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fixtures import DEMO_CONFIG, REPO
 from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from fixtures import DEMO_CONFIG, REPO
 from mmseg_segvit.models import ATMDecoderLayer
 from mmseg_segvit.utils import (ACTIVATION_HANDLES, FLOP_HANDLES, count_flops,
                                 flops_summary)
@@ -110,10 +110,11 @@ def test_decoder_layers_count_their_attention():
 
 
 def test_handles_are_registered_for_stock_mmengine_tools(monkeypatch):
-    """get_model_complexity_info (used by mmseg's get_flops) counts SDPA
-    once register_flop_handles() was called (our get_flops wrapper calls
-    it; importing the package does not)."""
+    """get_model_complexity_info (used by mmseg's get_flops) counts SDPA once
+    register_flop_handles() was called (our get_flops wrapper calls it;
+    importing the package does not)."""
     from mmengine.analysis import complexity_analysis
+
     from mmseg_segvit.utils import register_flop_handles
     table = complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS
     monkeypatch.setattr(complexity_analysis, '_DEFAULT_SUPPORTED_FLOP_OPS',
@@ -174,11 +175,13 @@ class _AttentionAndCumsum(_Attention):
 
 def test_complexity_info_warns_only_of_ops_it_cannot_count(monkeypatch):
     """After register_flop_handles(), mmengine's get_model_complexity_info
-    (mmseg's get_flops) does not call the fused attention unsupported in
-    its FLOP or activation analysis; an op without a handle still warns."""
+    (mmseg's get_flops) does not call the fused attention unsupported in its
+    FLOP or activation analysis; an op without a handle still warns."""
     from mmengine.analysis import complexity_analysis, jit_analysis
+
     from mmseg_segvit.utils import register_flop_handles
     from mmseg_segvit.utils.flops import ACTIVATION_HANDLES, FLOP_HANDLES
+
     # mmengine's own tables, without handles an earlier test registered
     for name, ours in (('_DEFAULT_SUPPORTED_FLOP_OPS', FLOP_HANDLES),
                        ('_DEFAULT_SUPPORTED_ACT_OPS', ACTIVATION_HANDLES)):
@@ -196,7 +199,9 @@ def test_complexity_info_warns_only_of_ops_it_cannot_count(monkeypatch):
     def unsupported():
         logged.clear()
         get_model_complexity_info(
-            _AttentionAndCumsum(True), inputs=(q, q, q), show_table=False,
+            _AttentionAndCumsum(True),
+            inputs=(q, q, q),
+            show_table=False,
             show_arch=False)
         return [m for m in logged if m.startswith('Unsupported operator')]
 
@@ -247,9 +252,10 @@ def test_predict_mode_adds_the_mask_resize_and_class_combination():
 
 
 def test_tensor_mode_equals_mmengine_default_analysis(monkeypatch):
-    """What mmseg's get_flops computes (model(inputs), mode 'tensor'), with
-    the handles our get_flops wrapper registers."""
+    """What mmseg's get_flops computes (model(inputs), mode 'tensor'), with the
+    handles our get_flops wrapper registers."""
     from mmengine.analysis import complexity_analysis
+
     from mmseg_segvit.utils import register_flop_handles
     monkeypatch.setattr(complexity_analysis, '_DEFAULT_SUPPORTED_FLOP_OPS',
                         dict(complexity_analysis._DEFAULT_SUPPORTED_FLOP_OPS))
@@ -272,8 +278,8 @@ def test_count_flops_argument_errors():
 
 def test_get_flops_tool_prints_the_table():
     path = os.environ.get('PYTHONPATH')
-    env = dict(os.environ,
-               PYTHONPATH=REPO + (os.pathsep + path if path else ''))
+    env = dict(
+        os.environ, PYTHONPATH=REPO + (os.pathsep + path if path else ''))
     out = subprocess.run([
         sys.executable,
         osp.join(REPO, 'tools', 'get_flops.py'), SHRUNK_DEMO, '--shape', '64'
@@ -292,8 +298,8 @@ def test_get_flops_tool_prints_the_table():
 
 
 def test_empty_or_negative_shapes_are_refused():
-    """Sizes < 1 failed inside torch (``randn``, the patch convolution);
-    a size below the patch is valid (the ViT pads it)."""
+    """Sizes < 1 failed inside torch (``randn``, the patch convolution); a size
+    below the patch is valid (the ViT pads it)."""
     from mmseg_segvit.utils.cli import input_shape
     with pytest.raises(ValueError, match=r'sizes >= 1, got \(3, 0, 10\)'):
         count_flops(nn.Conv2d(3, 2, 1), (0, 10))

@@ -14,6 +14,7 @@ from matplotlib.colors import to_rgb
 
 from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import plot_losses
+# yapf: disable
 from mmseg_segvit.visualization import (DEMO_COLUMNS, IGNORE_COLOURS,
                                         PREDICTION_COLUMNS, AtmOutputs,
                                         colorize, demo_panel_figure,
@@ -21,6 +22,8 @@ from mmseg_segvit.visualization import (DEMO_COLUMNS, IGNORE_COLOURS,
                                         loss_terms_figure, mask_grid_figure,
                                         output_titles, prediction_figure,
                                         read_scalars)
+
+# yapf: enable
 
 META = SegVitShapesDataset.METAINFO
 NAMES, PALETTE = list(META['classes']), [list(c) for c in META['palette']]
@@ -44,12 +47,14 @@ def _rgb(colour):
 
 
 def test_import_of_the_package_does_not_import_plotting():
-    out = subprocess.run(
-        [sys.executable, '-c',
-         'import sys, mmseg_segvit; '
-         'print("matplotlib" in sys.modules, '
-         '"mmseg_segvit.visualization" in sys.modules)'],
-        capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run([
+        sys.executable, '-c', 'import sys, mmseg_segvit; '
+        'print("matplotlib" in sys.modules, '
+        '"mmseg_segvit.visualization" in sys.modules)'
+    ],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout.split()
     assert out[-2:] == ['False', 'False']
 
 
@@ -65,11 +70,13 @@ def test_colorize_uses_the_palette_and_stripes_ignored_pixels():
         colorize(label, [[0, 0, 0]] * 256)
 
 
-@pytest.mark.parametrize('palette', [
-    PALETTE,
-    # a palette holding black, white and grey: stripes still stand out
-    [[0, 0, 0], [255, 255, 255], [150, 150, 150]],
-])
+@pytest.mark.parametrize(
+    'palette',
+    [
+        PALETTE,
+        # a palette holding black, white and grey: stripes still stand out
+        [[0, 0, 0], [255, 255, 255], [150, 150, 150]],
+    ])
 def test_ignored_pixels_are_a_pattern_no_class_colour_matches(palette):
     label = np.zeros((12, 12), np.uint8)
     label[:, 6:] = 255
@@ -79,9 +86,8 @@ def test_ignored_pixels_are_a_pattern_no_class_colour_matches(palette):
     assert ignored == set(IGNORE_COLOURS)
     assert (0, 0, 0) not in ignored
     assert (picture[:, 6:] != picture[0, 6]).any(axis=-1).any()
-    assert {tuple(c) for c in picture[:, :6].reshape(-1, 3)} == {
-        tuple(palette[0])
-    }
+    assert {tuple(c)
+            for c in picture[:, :6].reshape(-1, 3)} == {tuple(palette[0])}
 
 
 def test_prediction_is_drawn_beside_the_image_with_a_legend():
@@ -100,11 +106,12 @@ def test_prediction_is_drawn_beside_the_image_with_a_legend():
     assert (drawn[12:] == PALETTE[3]).all()
     (legend, ) = fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
-    assert labels == [f'{NAMES[3]} (68.8%)', f'{NAMES[11]} (25.0%)',
-                      'ignored']
+    assert labels == [f'{NAMES[3]} (68.8%)', f'{NAMES[11]} (25.0%)', 'ignored']
     colours = [_rgb(p.get_facecolor()) for p in legend.get_patches()]
-    assert colours == [tuple(PALETTE[3]), tuple(PALETTE[11]),
-                       IGNORE_COLOURS[0]]
+    assert colours == [
+        tuple(PALETTE[3]),
+        tuple(PALETTE[11]), IGNORE_COLOURS[0]
+    ]
     assert legend.get_patches()[-1].get_hatch()
     # rendered, the legend colours are in the picture
     picture = figure_to_rgb(fig)
@@ -112,9 +119,10 @@ def test_prediction_is_drawn_beside_the_image_with_a_legend():
     assert {tuple(PALETTE[3]), tuple(PALETTE[11])} <= found
     # no ignored pixel: no 'ignored' entry
     pred[8:10] = 3
-    labels = [t.get_text()
-              for t in prediction_figure(image, pred, NAMES,
-                                         PALETTE).legends[0].get_texts()]
+    labels = [
+        t.get_text() for t in prediction_figure(
+            image, pred, NAMES, PALETTE).legends[0].get_texts()
+    ]
     assert labels == [f'{NAMES[3]} (75.0%)', f'{NAMES[11]} (25.0%)']
     with pytest.raises(ValueError, match='one size'):
         prediction_figure(image, pred[:16], NAMES, PALETTE)
@@ -131,8 +139,8 @@ def test_demo_panel_has_column_titles_and_a_legend_in_palette_colours():
     image, gt, pred = rows[1]
     assert (axes[3].get_images()[0].get_array() == image).all()
     assert (axes[4].get_images()[0].get_array() == colorize(gt, PALETTE)).all()
-    assert (axes[5].get_images()[0].get_array() ==
-            colorize(pred, PALETTE)).all()
+    assert (axes[5].get_images()[0].get_array() == colorize(pred,
+                                                            PALETTE)).all()
     (legend, ) = fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == NAMES + ['ignored']
@@ -186,8 +194,9 @@ def test_mask_grid_labels_rows_and_columns(mask_mode, titles):
         (swatch, ) = label.patches
         assert _rgb(swatch.get_facecolor()) == tuple(PALETTE[c])
         probs = [ax.get_xlabel() for ax in grid[row, 1:4]]
-        assert probs == [f'p = {float(outputs.cls_prob[j, c, c]):.2f}'
-                         for j in range(3)]
+        assert probs == [
+            f'p = {float(outputs.cls_prob[j, c, c]):.2f}' for j in range(3)
+        ]
     # no text leaves the figure (the old grid cut rotated labels)
     fig.canvas.draw()
     box = fig.bbox
@@ -205,11 +214,11 @@ def _records(num_outputs=3, steps=(50, 100)):
     for step in steps:
         record = dict(lr=0.001, step=step, **{'decode.acc_seg': 80.0})
         total = 0.0
-        for kind, base in (('loss_ce', 0.1), ('loss_mask', 0.2),
-                           ('loss_dice', 0.3)):
+        for kind, base in (('loss_ce', 0.1), ('loss_mask', 0.2), ('loss_dice',
+                                                                  0.3)):
             for i in range(num_outputs):
-                key = (f'decode.{kind}' if i == num_outputs - 1 else
-                       f'decode.{kind}_{i}')
+                key = (f'decode.{kind}' if i == num_outputs -
+                       1 else f'decode.{kind}_{i}')
                 record[key] = base * (i + 1) / step
                 total += record[key]
         record['loss'] = total
@@ -234,14 +243,12 @@ def test_loss_terms_sum_every_output_of_each_kind(tmp_path):
     ]
     np.testing.assert_allclose(terms['decode.loss_ce']['values'],
                                [0.6 / 50, 0.6 / 100])
-    np.testing.assert_allclose(
-        sum(t['values'] for t in terms.values()), total)
+    np.testing.assert_allclose(sum(t['values'] for t in terms.values()), total)
     fig = loss_terms_figure(records)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert labels == [
-        'loss (total) = sum of the terms below',
-        'decode.loss_ce (3 outputs)', 'decode.loss_mask (3 outputs)',
-        'decode.loss_dice (3 outputs)'
+        'loss (total) = sum of the terms below', 'decode.loss_ce (3 outputs)',
+        'decode.loss_mask (3 outputs)', 'decode.loss_dice (3 outputs)'
     ]
 
 

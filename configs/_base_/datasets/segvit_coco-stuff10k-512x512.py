@@ -41,8 +41,7 @@ train_pipeline = [
     dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
     for t in _base_.train_pipeline
 ]
-train_dataloader = dict(
-    batch_size=2, dataset=dict(pipeline=train_pipeline))
+train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # MMSeg's IoUMetric that also names the classes absent from the labels

@@ -12,7 +12,4 @@ model = dict(
         out_indices=[7, 23],
         qu_cfg=dict(embed_dims=512, num_heads=16, num_layers=3)),
     decode_head=dict(
-        in_channels=512,
-        use_stages=1,
-        use_proj=False,
-        mask_mode='per_layer'))
+        in_channels=512, use_stages=1, use_proj=False, mask_mode='per_layer'))

@@ -8,9 +8,7 @@ _base_ = [
     '../../_base_/models/atm_head.py'
 ]
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
-model = dict(
-    decode_head=dict(
-        _base_.atm_head, _delete_=True, in_channels=768))
+model = dict(decode_head=dict(_base_.atm_head, _delete_=True, in_channels=768))
 # ATMHead does not read the 1/4 level, so Feature2Pyramid's upsample_4x gets
 # no gradient. Feature2Pyramid cannot be built without it (its forward
 # needs a 0.25 level whenever 4 is not in `rescales`), so DDP is told to

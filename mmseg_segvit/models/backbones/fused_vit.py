@@ -1,5 +1,5 @@
-"""mmseg's plain ViT with a ``fused_attn`` switch and an optional 2D
-sine-cosine position table."""
+"""mmseg's plain ViT with a ``fused_attn`` switch and an optional 2D sine-
+cosine position table."""
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -23,8 +23,8 @@ POS_EMBED_INITS = ('trunc_normal', 'sincos')
 
 
 def sincos_pos_embed(grid: Grid, embed_dims: int) -> Tensor:
-    """The fixed 2D sine-cosine position table of MAE (He et al., CVPR
-    2022, after Vaswani et al.'s 1D table), in mmseg's ``pos_embed`` layout.
+    """The fixed 2D sine-cosine position table of MAE (He et al., CVPR 2022,
+    after Vaswani et al.'s 1D table), in mmseg's ``pos_embed`` layout.
 
     A quarter of the channels are sines of the row index, a quarter sines of
     the column index, then the cosines, at frequencies
@@ -54,8 +54,8 @@ def sincos_pos_embed(grid: Grid, embed_dims: int) -> Tensor:
 
 @MODELS.register_module()
 class FusedVisionTransformer(VisionTransformer):
-    """mmseg's ``VisionTransformer`` whose self-attention can run torch's
-    fused ``F.scaled_dot_product_attention``.
+    """mmseg's ``VisionTransformer`` whose self-attention can run torch's fused
+    ``F.scaled_dot_product_attention``.
 
     mmseg's encoder layers use mmcv's ``MultiheadAttention``, which makes
     torch compute and average the attention weights it then discards. Here
@@ -129,19 +129,19 @@ class FusedVisionTransformer(VisionTransformer):
         self.register_load_state_dict_pre_hook(check_loaded_vit)
 
     def position_tables(self) -> Dict[str, PositionTable]:
-        """State-dict keys of the tables laid on a grid, with that grid,
-        the rows before it and their resize (``pos_embed``)."""
+        """State-dict keys of the tables laid on a grid, with that grid, the
+        rows before it and their resize (``pos_embed``)."""
         return position_table_of_vit(self)
 
     def init_weights(self) -> None:
         """mmseg's initialisation (from scratch with
-        ``pos_embed_init='sincos'``, the sine-cosine table on the patch grid
-        of ``img_size``), or a checkpoint's weights.
+        ``pos_embed_init='sincos'``, the sine-cosine table on the patch grid of
+        ``img_size``), or a checkpoint's weights.
 
         With a loading ``init_cfg`` (``Pretrained``, ``Pretrained_Part``,
-        ``ViTPretrained``) the other ``init_cfg`` entries are applied
-        first, then :meth:`_init_outside_checkpoint`, then the checkpoint
-        is loaded by :class:`~mmseg_segvit.checkpoints.ViTPretrained`.
+        ``ViTPretrained``) the other ``init_cfg`` entries are applied first,
+        then :meth:`_init_outside_checkpoint`, then the checkpoint is loaded by
+        :class:`~mmseg_segvit.checkpoints.ViTPretrained`.
         """
         loader, others = checkpoint_initializer(self.init_cfg)
         if loader is None:
@@ -167,8 +167,8 @@ class FusedVisionTransformer(VisionTransformer):
         return build_vit_layers(self._vit_args, fused_attn)
 
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
-        """The backbone's outputs (:meth:`_forward_features`), with the
-        weight casts batched at inference under autocast.
+        """The backbone's outputs (:meth:`_forward_features`), with the weight
+        casts batched at inference under autocast.
 
         Args:
             inputs (Tensor): Images, shape (B, 3, H, W).

@@ -137,8 +137,8 @@ class ShrunkViT(FusedVisionTransformer):
         self.register_load_state_dict_pre_hook(check_loaded_qu)
 
     def _build_layers(self, fused_attn: Optional[bool]) -> nn.ModuleList:
-        """The plain ViT's layers with :class:`QDEncoderLayer` at
-        ``qd_index`` (same drop-path rate of the stochastic depth rule)."""
+        """The plain ViT's layers with :class:`QDEncoderLayer` at ``qd_index``
+        (same drop-path rate of the stochastic depth rule)."""
         return build_vit_layers(self._vit_args, fused_attn,
                                 {self.qd_index: QDEncoderLayer})
 
@@ -147,8 +147,8 @@ class ShrunkViT(FusedVisionTransformer):
 
     def position_tables(self) -> Dict[str, PositionTable]:
         """``pos_embed`` and QU's queries ``qu.q.weight`` (on
-        ``qu.query_grid``, resized as :meth:`QueryUpsample.queries`
-        resizes them at run time)."""
+        ``qu.query_grid``, resized as :meth:`QueryUpsample.queries` resizes
+        them at run time)."""
         qu = self.qu
 
         def resize(table: Tensor, src, dst) -> Tensor:
@@ -173,8 +173,8 @@ class ShrunkViT(FusedVisionTransformer):
         self.qu.init_weights()
 
     def train(self, mode: bool = True) -> 'ShrunkViT':
-        """The plain ViT's ``train`` (``norm_eval``), returning ``self``
-        as ``nn.Module.train`` does."""
+        """The plain ViT's ``train`` (``norm_eval``), returning ``self`` as
+        ``nn.Module.train`` does."""
         super().train(mode)
         return self
 

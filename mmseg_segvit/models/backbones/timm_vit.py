@@ -3,7 +3,7 @@ import difflib
 import inspect
 import math
 import types
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -11,10 +11,10 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor, nn
 
+from ...pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
+                          resize_pos_table)
 from ...typing_utils import Grid, Size
 from ..load_checks import compare_keys, modules_of
-from ...pos_table import (TIMM_RULE, PosTableRule, pos_table_rule,
-                                resize_pos_table)
 from .vit_loading import (PositionTable, fit_position_tables,
                           record_position_grids)
 
@@ -61,9 +61,10 @@ def padded_size(img_size: Union[int, Sequence[int]], patch: int) -> Size:
     return math.ceil(h / patch) * patch, math.ceil(w / patch) * patch
 
 
-def _official_pos_embed(vit: nn.Module, rule: PosTableRule, x: Tensor) -> Tensor:
-    """timm ``VisionTransformer._pos_embed`` with the table resized by
-    ``rule`` (bound to one model instance by :class:`TimmViT`).
+def _official_pos_embed(vit: nn.Module, rule: PosTableRule,
+                        x: Tensor) -> Tensor:
+    """timm ``VisionTransformer._pos_embed`` with the table resized by ``rule``
+    (bound to one model instance by :class:`TimmViT`).
 
     Args:
         vit (nn.Module): The timm ``VisionTransformer``.
@@ -94,26 +95,28 @@ def _official_pos_embed(vit: nn.Module, rule: PosTableRule, x: Tensor) -> Tensor
     return vit.pos_drop(x)
 
 
-def check_loaded_backbone(backbone: 'TimmViT', state_dict: dict,
-                          prefix: str, *args) -> None:
-    """Load-state pre-hook: refuse a whole-model checkpoint that would
-    leave backbone weights at their initialisation.
+def check_loaded_backbone(backbone: 'TimmViT', state_dict: dict, prefix: str,
+                          *args) -> None:
+    """Load-state pre-hook: refuse a whole-model checkpoint that would leave
+    backbone weights at their initialisation.
 
     A segmentor checkpoint (``load_from``, ``init_model``; prefix
-    ``backbone.``) must carry every tensor of the backbone with its shape
-    and no other (see :mod:`~mmseg_segvit.models.load_checks`). Pretrained
-    weights go through ``init_cfg`` (:func:`~mmseg_segvit.checkpoints.
+    ``backbone.``) must carry every tensor of the backbone with its shape and
+    no other (see :mod:`~mmseg_segvit.models.load_checks`). Pretrained weights
+    go through ``init_cfg`` (:func:`~mmseg_segvit.checkpoints.
     load_timm_backbone`, strict as well).
     """
     if not prefix:
         return
-    report = compare_keys(backbone.state_dict(keep_vars=True), state_dict,
-                          prefix)
+    report = compare_keys(
+        backbone.state_dict(keep_vars=True), state_dict, prefix)
     if report.missing or report.unexpected or report.mismatched:
         what = []
         if report.missing:
-            inner = [k[len('vit.'):] if k.startswith('vit.') else k
-                     for k in report.missing]
+            inner = [
+                k[len('vit.'):] if k.startswith('vit.') else k
+                for k in report.missing
+            ]
             what.append(f'lacks {len(report.missing)} tensor(s) of '
                         f'{modules_of(inner)}')
         if report.unexpected:
@@ -240,8 +243,10 @@ class TimmViT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         import timm
         model_kwargs = dict(model_kwargs or {})
-        reserved = {'pretrained', 'img_size', 'drop_path_rate',
-                    'num_classes', 'dynamic_img_size', 'pretrained_cfg'}
+        reserved = {
+            'pretrained', 'img_size', 'drop_path_rate', 'num_classes',
+            'dynamic_img_size', 'pretrained_cfg'
+        }
         clash = sorted(reserved & set(model_kwargs))
         if clash:
             raise ValueError(
@@ -250,11 +255,9 @@ class TimmViT(BaseModule):
                 'arguments of their own (img_size, drop_path_rate)')
         if not timm.is_model(model_name):
             close = difflib.get_close_matches(
-                model_name.split('.')[0], timm.list_models(), n=6,
-                cutoff=0.6)
-            raise ValueError(
-                f'TimmViT: timm {timm.__version__} has no model '
-                f'{model_name!r} (similar names: {close})')
+                model_name.split('.')[0], timm.list_models(), n=6, cutoff=0.6)
+            raise ValueError(f'TimmViT: timm {timm.__version__} has no model '
+                             f'{model_name!r} (similar names: {close})')
         _model_class(model_name)  # a plain ViT of timm, else ValueError
         self.model_name = model_name
         if '_dinov3' in model_name and _takes(model_name,
@@ -266,19 +269,25 @@ class TimmViT(BaseModule):
             model_kwargs.setdefault('rope_rescale_coords', 2.0)
         self.patch_size = _probe_patch_size(model_name, model_kwargs)
         self.img_size = padded_size(img_size, self.patch_size)
-        build = dict(model_kwargs, pretrained=False, img_size=self.img_size,
-                     drop_path_rate=drop_path_rate, num_classes=0)
-        vit = timm.create_model(model_name, **build, **(
-            {'dynamic_img_size': True}
-            if _takes(model_name, 'dynamic_img_size') else {}))
+        build = dict(
+            model_kwargs,
+            pretrained=False,
+            img_size=self.img_size,
+            drop_path_rate=drop_path_rate,
+            num_classes=0)
+        vit = timm.create_model(
+            model_name, **build,
+            **({
+                'dynamic_img_size': True
+            } if _takes(model_name, 'dynamic_img_size') else {}))
         if not hasattr(vit, 'forward_intermediates'):
             raise ValueError(f'TimmViT: timm model {model_name!r} has no '
                              'forward_intermediates')
         depth = len(vit.blocks)
         if out_indices is None:
             out_indices = [depth * k // 3 - 1 for k in (1, 2, 3)]
-        if isinstance(out_indices, int) or not all(
-                isinstance(i, int) for i in out_indices):
+        if isinstance(out_indices,
+                      int) or not all(isinstance(i, int) for i in out_indices):
             raise ValueError(
                 f'TimmViT out_indices must be a list of block indices (ints) '
                 f'of {model_name} ({depth} blocks), got {out_indices!r}')
@@ -302,7 +311,8 @@ class TimmViT(BaseModule):
             # the official resize at run time (timm's differs)
             vit._pos_embed = types.MethodType(
                 lambda m, x, rule=self.pos_rule: _official_pos_embed(
-                    m, rule, x), vit)
+                    m, rule, x),
+                vit)
         _official_rope_periods(vit)
         self.fused_attn = bool(fused_attn)
         for module in vit.modules():
@@ -330,12 +340,12 @@ class TimmViT(BaseModule):
 
     def position_tables(self) -> Dict[str, PositionTable]:
         """The learned position table (``vit.pos_embed``) on the grid of
-        ``img_size``, with its prefix rows and the official resize;
-        empty for models without one (RoPE only, BEiT).
+        ``img_size``, with its prefix rows and the official resize; empty for
+        models without one (RoPE only, BEiT).
 
         A whole-model checkpoint of another crop (``load_from``,
-        ``init_model``, ``--resume``) loads with its table resized from
-        the grid it recorded (:mod:`.vit_loading`).
+        ``init_model``, ``--resume``) loads with its table resized from the
+        grid it recorded (:mod:`.vit_loading`).
         """
         table = getattr(self.vit, 'pos_embed', None)
         if table is None:
@@ -368,13 +378,14 @@ class TimmViT(BaseModule):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') in PRETRAINED_TYPES:
             from ...checkpoints.timm_backbone import load_timm_backbone
-            unknown = sorted(set(cfg) - {'type', 'checkpoint', 'prefix',
-                                         'src_grid'})
+            unknown = sorted(
+                set(cfg) - {'type', 'checkpoint', 'prefix', 'src_grid'})
             if unknown or 'checkpoint' not in cfg:
+                problem = (f'unknown keys {unknown}'
+                           if unknown else 'no checkpoint')
                 raise ValueError(
                     f'TimmViT init_cfg={cfg}: takes checkpoint (a local '
-                    'file) and optionally prefix and src_grid; '
-                    f'{"unknown keys " + str(unknown) if unknown else "no checkpoint"}')
+                    f'file) and optionally prefix and src_grid; {problem}')
             load_timm_backbone(self, cfg['checkpoint'], cfg.get('prefix'),
                                cfg.get('src_grid'))
             self._is_init = True
@@ -475,23 +486,24 @@ class TimmViT(BaseModule):
                 'inference with crop_size = img_size '
                 "(test_cfg=dict(mode='slide', ...))")
         maps = self.vit.forward_intermediates(
-            x, indices=list(self.out_indices), norm=False,
-            output_fmt='NCHW', intermediates_only=True)
+            x,
+            indices=list(self.out_indices),
+            norm=False,
+            output_fmt='NCHW',
+            intermediates_only=True)
         return tuple(maps)
 
 
 def _official_rope_periods(vit: nn.Module) -> None:
     """Keep DINOv3's RoPE periods in the state dict, rounded to bfloat16.
 
-    The official model keeps its periods in its state dict (its released
-    files hold them rounded to bfloat16, timm notes); timm recomputes them
-    in float32 and does not save them. Here they are a saved buffer with
-    the official files' values; :func:`load_timm_backbone` loads a file's
-    own.
+    The official model keeps its periods in its state dict (its released files
+    hold them rounded to bfloat16, timm notes); timm recomputes them in float32
+    and does not save them. Here they are a saved buffer with the official
+    files' values; :func:`load_timm_backbone` loads a file's own.
     """
     rope = getattr(vit, 'rope', None)
-    if rope is not None and isinstance(getattr(rope, 'periods', None),
-                                       Tensor):
+    if rope is not None and isinstance(getattr(rope, 'periods', None), Tensor):
         periods = rope.periods.detach().to(torch.bfloat16).float()
         rope.register_buffer('periods', periods, persistent=True)
 
@@ -525,11 +537,12 @@ def _probe_patch_size(model_name: str, model_kwargs: dict) -> int:
         patch = model_kwargs['patch_size']
     else:
         import timm
+
         # entry points pass their architecture to the class: build it on
         # the meta device to read it without allocating weights
         with torch.device('meta'):
-            probe = timm.create_model(model_name, pretrained=False,
-                                      num_classes=0, **model_kwargs)
+            probe = timm.create_model(
+                model_name, pretrained=False, num_classes=0, **model_kwargs)
         patch = probe.patch_embed.patch_size
     if isinstance(patch, (tuple, list)):
         if patch[0] != patch[1]:

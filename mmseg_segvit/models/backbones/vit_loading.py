@@ -97,9 +97,9 @@ def fit_position_tables(module: nn.Module, state_dict: dict, prefix: str,
         same_length = tuple(value.shape) == tuple(own.shape)
         if same_length and src in (None, tuple(grid)):
             continue  # nothing says it lies on another grid
-        src = source_grid(value, src, prefix + key, prefix_tokens,
-                          getattr(module, 'unknown_grid_advice',
-                                  _UNKNOWN_GRID))
+        src = source_grid(
+            value, src, prefix + key, prefix_tokens,
+            getattr(module, 'unknown_grid_advice', _UNKNOWN_GRID))
         state_dict[prefix + key] = resize(value, src, tuple(grid))
         print_log(
             f'{prefix}{key}: resized from the checkpoint\'s {src[0]}x'
@@ -143,10 +143,9 @@ def check_loaded_vit(module: nn.Module, state_dict: dict, prefix: str,
             f"'{prefix}'")
     problems = []
     if report.missing:
-        problems.append(
-            f'lacks {len(report.missing)} weight(s) of '
-            f'{modules_of(report.missing)} (e.g. {prefix}'
-            f'{report.missing[0]})')
+        problems.append(f'lacks {len(report.missing)} weight(s) of '
+                        f'{modules_of(report.missing)} (e.g. {prefix}'
+                        f'{report.missing[0]})')
     if unexpected:
         problems.append(
             f'has {len(unexpected)} weight(s) {name} does not have, of '
@@ -212,8 +211,8 @@ def checkpoint_initializer(init_cfg) -> Tuple[Optional[Callable], list]:
 
 
 def position_table_of_vit(backbone: nn.Module) -> Dict[str, PositionTable]:
-    """The plain ViT's table: ``pos_embed`` (class token first) on the
-    patch grid of ``img_size``, resized with mmseg's resize."""
+    """The plain ViT's table: ``pos_embed`` (class token first) on the patch
+    grid of ``img_size``, resized with mmseg's resize."""
     from ...checkpoints.pos_embed import resize_pos_embed
     from ...grids import patch_grid
     mode = getattr(backbone, 'interpolate_mode', 'bicubic')
@@ -222,7 +221,6 @@ def position_table_of_vit(backbone: nn.Module) -> Dict[str, PositionTable]:
         return resize_pos_embed(table, dst, src, mode)
 
     return {
-        'pos_embed':
-        (patch_grid(backbone.img_size, backbone.patch_size), 1, resize)
+        'pos_embed': (patch_grid(backbone.img_size,
+                                 backbone.patch_size), 1, resize)
     }
-

@@ -20,8 +20,8 @@ from ..layers.sizes import traceable_size
 from ..layers.weight_casts import batched_weight_casts
 from ..load_checks import check_fresh_modules, check_loaded_head
 from ..losses import label_accuracy
-from .head_checks import (check_inherited_args, check_label_sizes,
-                          check_loss, check_own_args, check_unused_args)
+from .head_checks import (check_inherited_args, check_label_sizes, check_loss,
+                          check_own_args, check_unused_args)
 
 __all__ = ['ATMHead']
 
@@ -180,9 +180,12 @@ class ATMHead(BaseDecodeHead):
                              f'and the number of inputs in in_index '
                              f'({len(in_index)})')
         in_index = in_index[:use_stages]
-        in_channels = level_channels(in_channels, use_stages, embed_dims,
-                                     num_heads, ('stages', 'use_stages'),
-                                     exact=False)
+        in_channels = level_channels(
+            in_channels,
+            use_stages,
+            embed_dims,
+            num_heads, ('stages', 'use_stages'),
+            exact=False)
         if mask_mode not in ('cumulative', 'per_layer'):
             raise ValueError(f"mask_mode must be 'cumulative' or 'per_layer',"
                              f' got {mask_mode!r}')
@@ -360,8 +363,9 @@ class ATMHead(BaseDecodeHead):
         query = batch_queries(self.q.weight, batch)
         all_queries, all_masks = [], []
         per_layer = self.mask_mode == 'per_layer'
-        for (tokens, grid), proj, norm, decoder in zip(
-                stages, self.input_projs, self.proj_norms, self.decoders):
+        for (tokens,
+             grid), proj, norm, decoder in zip(stages, self.input_projs,
+                                               self.proj_norms, self.decoders):
             lateral = norm(proj(tokens))
             queries, masks = decoder(query, lateral, all_layers=per_layer)
             query = queries[-1]
@@ -430,8 +434,8 @@ class ATMHead(BaseDecodeHead):
                         batch_img_metas: List[dict]) -> Tensor:
         """Turn the last output into (B, K, H, W) logits at the input size.
 
-        The masks are resized to the input (the crop in slide inference)
-        before the per-class combination, as in the official model; with
+        The masks are resized to the input (the crop in slide inference) before
+        the per-class combination, as in the official model; with
         ``fast_inference`` the combination comes first.
         """
         meta = batch_img_metas[0]
@@ -445,8 +449,8 @@ class ATMHead(BaseDecodeHead):
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> dict:
-        """ATMLoss on every output (in fp32, also under autocast) and the
-        pixel accuracy of the prediction (in the inference order).
+        """ATMLoss on every output (in fp32, also under autocast) and the pixel
+        accuracy of the prediction (in the inference order).
 
         Each label map must have the size of its padded image
         (:func:`check_label_sizes`).

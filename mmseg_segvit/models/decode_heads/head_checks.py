@@ -101,8 +101,8 @@ def check_inherited_args(num_classes: int, kwargs: dict) -> dict:
 
 def check_unused_args(channels: Optional[int], embed_dims: int,
                       dropout_ratio: float, init_cfg: Optional[dict]) -> None:
-    """Refuse values of ``BaseDecodeHead`` arguments that ATMHead has no
-    use for, where a value would say something the head does not do.
+    """Refuse values of ``BaseDecodeHead`` arguments that ATMHead has no use
+    for, where a value would say something the head does not do.
 
     ``BaseDecodeHead`` sizes, regularises and initialises a 1x1 classifier
     with them; ATMHead has none (its width is ``embed_dims``, its dropout
@@ -145,16 +145,15 @@ def check_own_args(num_layers: int,
                    embed_dims: int = 1,
                    num_heads: int = 1,
                    use_stages: int = 1) -> None:
-    """Refuse head settings torch would refuse without naming them (a
-    float width such as ``embed_dims=768 / 2``, an FFN of width 0), or
-    accept and silently degenerate.
+    """Refuse head settings torch would refuse without naming them (a float
+    width such as ``embed_dims=768 / 2``, an FFN of width 0), or accept and
+    silently degenerate.
 
     Raises:
         ValueError: Naming ``decode_head.num_layers``, ``dropout``,
             ``ffn_ratio``, ``embed_dims``, ``num_heads`` or ``use_stages``.
     """
-    for name, value in (('num_layers', num_layers), ('embed_dims',
-                                                     embed_dims),
+    for name, value in (('num_layers', num_layers), ('embed_dims', embed_dims),
                         ('num_heads', num_heads), ('use_stages', use_stages)):
         if not _is_count(value):
             raise ValueError(f'decode_head.{name} must be an int >= 1, got '
@@ -177,8 +176,8 @@ def check_loss(loss: nn.Module) -> None:
             per-pixel logits.
     """
     if not isinstance(loss, ATMLoss):
-        what = ('a list' if isinstance(loss, nn.ModuleList) else
-                type(loss).__name__)
+        what = ('a list'
+                if isinstance(loss, nn.ModuleList) else type(loss).__name__)
         raise ValueError(
             f'decode_head.loss_decode is {what}, but ATMHead outputs '
             'per-query class logits and masks, not per-pixel logits; only '

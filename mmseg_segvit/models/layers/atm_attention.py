@@ -1,7 +1,6 @@
 """Cross-attention that also returns its pre-softmax similarity map."""
 from typing import Optional, Tuple
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS

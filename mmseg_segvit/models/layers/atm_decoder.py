@@ -12,8 +12,8 @@ from .fused_mha import packed_self_attention
 __all__ = ['ATMDecoderLayer', 'ATMDecoder', 'build_cross_attention']
 
 
-def build_cross_attention(cfg: Optional[dict], embed_dims: int,
-                          num_heads: int, dropout: float) -> nn.Module:
+def build_cross_attention(cfg: Optional[dict], embed_dims: int, num_heads: int,
+                          dropout: float) -> nn.Module:
     """Build an ATM cross-attention from mmseg's ``MODELS``.
 
     Args:
@@ -108,9 +108,8 @@ class ATMDecoderLayer(nn.Module):
         self.pre_norm = pre_norm
         self.self_attn = nn.MultiheadAttention(
             embed_dims, num_heads, dropout=dropout, batch_first=True)
-        self.multihead_attn = build_cross_attention(cross_attn_cfg,
-                                                    embed_dims, num_heads,
-                                                    dropout)
+        self.multihead_attn = build_cross_attention(cross_attn_cfg, embed_dims,
+                                                    num_heads, dropout)
         self.linear1 = nn.Linear(embed_dims, embed_dims * ffn_ratio)
         self.activation = build_activation_layer(act_cfg)
         self.dropout = nn.Dropout(dropout)
@@ -123,8 +122,7 @@ class ATMDecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
 
     def _ffn(self, query: Tensor) -> Tensor:
-        return self.linear2(self.dropout(self.activation(
-            self.linear1(query))))
+        return self.linear2(self.dropout(self.activation(self.linear1(query))))
 
     def forward(self,
                 query: Tensor,

@@ -17,8 +17,8 @@ _FUSED_ATTN = True
 
 
 def set_fused_attn(enable: bool = True) -> None:
-    """Set the default of every ``fused_attn=None`` switch built afterwards
-    (as timm's ``set_fused_attn``). Nothing else changes global state.
+    """Set the default of every ``fused_attn=None`` switch built afterwards (as
+    timm's ``set_fused_attn``). Nothing else changes global state.
 
     Args:
         enable (bool): Default for modules built later. Default: True.
@@ -34,8 +34,8 @@ def use_fused_attn(fused_attn: Optional[bool] = None) -> bool:
 
 
 def packs_self_attention(attn: nn.MultiheadAttention) -> bool:
-    """Whether :func:`packed_self_attention` can run ``attn``: one packed
-    (3C, C) input projection, no extra key/value biases or zero attention."""
+    """Whether :func:`packed_self_attention` can run ``attn``: one packed (3C,
+    C) input projection, no extra key/value biases or zero attention."""
     return (attn._qkv_same_embed_dim and attn.bias_k is None
             and not attn.add_zero_attn)
 
@@ -129,14 +129,14 @@ class FusedMultiheadAttention(MultiheadAttention):
                 and key_padding_mask is None
                 and packs_self_attention(self.attn)):
             out = packed_self_attention(
-                self.attn, query if self.batch_first else query.transpose(
-                    0, 1))
+                self.attn,
+                query if self.batch_first else query.transpose(0, 1))
             if not self.batch_first:
                 out = out.transpose(0, 1)
             return identity + self.dropout_layer(self.proj_drop(out))
         if self.batch_first:  # torch's module here is sequence first
-            query, key, value = (t.transpose(0, 1)
-                                 for t in (query, key, value))
+            query, key, value = (
+                t.transpose(0, 1) for t in (query, key, value))
         out = self.attn(
             query,
             key,

@@ -1,10 +1,10 @@
 """k-means cross-attention (kMaX-DeepLab) on the parameters of ATM.
 
-kMaX-DeepLab (Yu et al., "k-means Mask Transformer", ECCV 2022) reads
-query-to-pixel cross-attention as one step of k-means clustering with the
-queries as cluster centres: every pixel is assigned to the query of highest
-affinity (an argmax over the queries instead of a softmax over the pixels),
-then each query is updated from the pixels assigned to it.
+kMaX-DeepLab (Yu et al., "k-means Mask Transformer", ECCV 2022) reads query-to-
+pixel cross-attention as one step of k-means clustering with the queries as
+cluster centres: every pixel is assigned to the query of highest affinity (an
+argmax over the queries instead of a softmax over the pixels), then each query
+is updated from the pixels assigned to it.
 """
 from typing import Optional, Tuple
 

@@ -6,8 +6,10 @@ import torch.nn as nn
 __all__ = ['build_level_projections', 'level_channels']
 
 
-def level_channels(in_channels: Union[int, Sequence[int]], num_levels: int,
-                   embed_dims: int, num_heads: int,
+def level_channels(in_channels: Union[int, Sequence[int]],
+                   num_levels: int,
+                   embed_dims: int,
+                   num_heads: int,
                    names: Tuple[str, str] = ('levels', 'num_levels'),
                    exact: bool = True) -> List[int]:
     """The channels of each of ``num_levels`` levels, checked.

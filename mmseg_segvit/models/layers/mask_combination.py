@@ -53,13 +53,17 @@ def _resized_bands(
             yield 0, out_height, maps, False
         else:
             yield 0, out_height, F.interpolate(
-                maps, size=(out_height, out_width), mode='bilinear',
+                maps,
+                size=(out_height, out_width),
+                mode='bilinear',
                 align_corners=align_corners), True
         return
     # along the height only: (B, C, H, w), small; a resize that keeps an
     # axis's size leaves that axis as it is
     height_resized = maps if in_height == out_height else F.interpolate(
-        maps, size=(out_height, in_width), mode='bilinear',
+        maps,
+        size=(out_height, in_width),
+        mode='bilinear',
         align_corners=align_corners)
     for top in range(0, out_height, rows):
         bottom = min(out_height, top + rows)
@@ -74,11 +78,11 @@ def _resized_bands(
                 align_corners=align_corners), True
 
 
-def resize_in_bands(maps: Tensor,
-                    size: Size,
-                    align_corners: bool = False,
-                    rows: Optional[int] = None) -> Iterator[Tuple[int, int,
-                                                                  Tensor]]:
+def resize_in_bands(
+        maps: Tensor,
+        size: Size,
+        align_corners: bool = False,
+        rows: Optional[int] = None) -> Iterator[Tuple[int, int, Tensor]]:
     """Yield ``F.interpolate(maps, size, mode='bilinear')`` by row bands.
 
     Args:
@@ -114,11 +118,11 @@ def class_probabilities(cls_logits: Tensor) -> Tensor:
 def _compute_dtype(cls_prob: Tensor, mask_logits: Tensor) -> torch.dtype:
     """The dtype the resize, sigmoid and product run in.
 
-    Under autocast the masks' own dtype: the official head resizes the
-    (bf16 / fp16) masks autocast gives it and its einsum runs in the
-    autocast dtype, so upcasting the (B, Q, H, W) masks to the fp32 of the
-    class softmax (an autocast fp32 op on CUDA) would only double their
-    memory and traffic. Otherwise the promoted dtype of the inputs.
+    Under autocast the masks' own dtype: the official head resizes the (bf16 /
+    fp16) masks autocast gives it and its einsum runs in the autocast dtype, so
+    upcasting the (B, Q, H, W) masks to the fp32 of the class softmax (an
+    autocast fp32 op on CUDA) would only double their memory and traffic.
+    Otherwise the promoted dtype of the inputs.
     """
     if autocast_enabled(mask_logits.device):
         return mask_logits.dtype
@@ -134,8 +138,10 @@ def _weighted_sum(weights: Tensor, masks: Tensor,
     """
     prob = masks.sigmoid_() if may_overwrite_masks else masks.sigmoid()
     # reshape, not unflatten: keeps (r, W) symbolic in ONNX exports
-    return torch.bmm(weights, prob.flatten(2)).reshape(
-        weights.shape[0], weights.shape[1], masks.shape[2], masks.shape[3])
+    return torch.bmm(weights,
+                     prob.flatten(2)).reshape(weights.shape[0],
+                                              weights.shape[1], masks.shape[2],
+                                              masks.shape[3])
 
 
 def _combine_bands(cls_prob: Tensor, mask_logits: Tensor, size: Size,
@@ -152,16 +158,16 @@ def _combine_bands(cls_prob: Tensor, mask_logits: Tensor, size: Size,
     masks = mask_logits.to(dtype)
     # under autograd the resized masks are saved for the backward pass
     in_place_allowed = not (torch.is_grad_enabled() and masks.requires_grad)
-    for top, bottom, band, is_new in _resized_bands(masks, size,
-                                                    align_corners, rows):
-        yield top, bottom, _weighted_sum(weights, band,
-                                         in_place_allowed and is_new)
+    for top, bottom, band, is_new in _resized_bands(masks, size, align_corners,
+                                                    rows):
+        yield top, bottom, _weighted_sum(weights, band, in_place_allowed
+                                         and is_new)
 
 
 def _rows_per_band(cls_prob: Tensor, mask_logits: Tensor, size: Size,
                    rows: Optional[int], budget: Optional[float]) -> int:
-    """``rows`` if given; else H (one piece) where gradients are wanted,
-    else :func:`~.memory_plan.plan_rows` for the masks and scores."""
+    """``rows`` if given; else H (one piece) where gradients are wanted, else
+    :func:`~.memory_plan.plan_rows` for the masks and scores."""
     if rows is not None:
         return rows
     if torch.is_grad_enabled() and (cls_prob.requires_grad
@@ -204,8 +210,9 @@ def combine_resized_masks(cls_prob: Tensor,
     """
     rows = _rows_per_band(cls_prob, mask_logits, size, rows, budget)
     if rows >= size[0]:
-        return next(_combine_bands(cls_prob, mask_logits, size,
-                                   align_corners, rows))[2]
+        return next(
+            _combine_bands(cls_prob, mask_logits, size, align_corners,
+                           rows))[2]
     dtype = _compute_dtype(cls_prob, mask_logits)
     out = mask_logits.new_empty(
         mask_logits.shape[0], cls_prob.shape[2], *size, dtype=dtype)
@@ -223,15 +230,14 @@ def combined_labels(cls_prob: Tensor,
                     budget: Optional[float] = None) -> Tensor:
     """Arg-max over classes of :func:`combine_resized_masks`, (B, H, W).
 
-    With bands, neither the resized masks nor the scores exist in full.
-    Same arguments as :func:`combine_resized_masks`.
+    With bands, neither the resized masks nor the scores exist in full. Same
+    arguments as :func:`combine_resized_masks`.
     """
     rows = _rows_per_band(cls_prob, mask_logits, size, rows, budget)
     bands = _combine_bands(cls_prob, mask_logits, size, align_corners, rows)
     if rows >= size[0]:
         return next(bands)[2].argmax(1)
-    out = mask_logits.new_empty(
-        mask_logits.shape[0], *size, dtype=torch.long)
+    out = mask_logits.new_empty(mask_logits.shape[0], *size, dtype=torch.long)
     for top, bottom, scores in bands:
         out[:, top:bottom] = scores.argmax(1)
     return out
@@ -267,10 +273,10 @@ def resized_labels(scores: Tensor,
 def _fast_grid(mask_grid: Size, size: Size, scale: int) -> Size:
     """``fast_scale`` times the mask grid, at most ``size``, per axis.
 
-    While a graph is traced (ONNX export) the sizes are traced values and
-    the minimum is one of the graph's ops (a Python ``min`` would record
-    the branch the example took); under ``torch.export`` / ``torch.compile``
-    it is ``torch.sym_min`` of the symbolic sizes.
+    While a graph is traced (ONNX export) the sizes are traced values and the
+    minimum is one of the graph's ops (a Python ``min`` would record the branch
+    the example took); under ``torch.export`` / ``torch.compile`` it is
+    ``torch.sym_min`` of the symbolic sizes.
     """
     if torch.jit.is_tracing():
         return tuple(
@@ -328,17 +334,16 @@ def combine(cls_logits: Tensor,
     size = traceable_size(size)
     cls_prob = class_probabilities(cls_logits)
     if order == 'faithful':
-        combination = (combine_resized_masks
-                       if output == 'scores' else combined_labels)
-        return combination(cls_prob, mask_logits, size, align_corners,
-                           budget=budget)
+        combination = (
+            combine_resized_masks if output == 'scores' else combined_labels)
+        return combination(
+            cls_prob, mask_logits, size, align_corners, budget=budget)
     coarse_size = _fast_grid(mask_logits.shape[-2:], size, fast_scale)
     coarse_scores = combine_resized_masks(
-        cls_prob, mask_logits, coarse_size, align_corners,
-        rows=coarse_size[0])
+        cls_prob, mask_logits, coarse_size, align_corners, rows=coarse_size[0])
     if output == 'labels':
-        return resized_labels(coarse_scores, size, align_corners,
-                              budget=budget)
+        return resized_labels(
+            coarse_scores, size, align_corners, budget=budget)
     if tuple(coarse_scores.shape[-2:]) == tuple(size):
         return coarse_scores
     return F.interpolate(

@@ -92,8 +92,9 @@ def cpu_band_bytes() -> int:
 def _cuda_available_bytes(device: torch.device) -> int:
     """Free device memory plus memory torch holds cached but unused."""
     free, _ = torch.cuda.mem_get_info(device)
-    cached = (torch.cuda.memory_reserved(device) -
-              torch.cuda.memory_allocated(device))
+    cached = (
+        torch.cuda.memory_reserved(device) -
+        torch.cuda.memory_allocated(device))
     return free + cached
 
 
@@ -121,9 +122,9 @@ def metric_budget(device: torch.device) -> Optional[float]:
     """Budget of a metric computed inside a training step.
 
     On CUDA at most :data:`METRIC_MEMORY_FRACTION` of the memory the step
-    already holds (so a logged accuracy does not raise the training peak
-    much); None (the device default) elsewhere, inside ``torch.compile`` or
-    where :func:`memory_budget` is set.
+    already holds (so a logged accuracy does not raise the training peak much);
+    None (the device default) elsewhere, inside ``torch.compile`` or where
+    :func:`memory_budget` is set.
     """
     if device.type == 'cuda' and _budget_from_context is None \
             and not torch.compiler.is_compiling():

@@ -15,8 +15,8 @@ __all__ = ['QueryUpsample', 'cell_distances']
 
 
 def cell_distances(grid: Grid, level_grid: Grid, like: Tensor) -> Tensor:
-    """Distance from each query's cell to each token's cell, in cells of
-    the query grid.
+    """Distance from each query's cell to each token's cell, in cells of the
+    query grid.
 
     Both grids cover the same image; cell centres are compared in units of
     one cell of ``grid`` (a token of a grid half as fine is two cells
@@ -126,9 +126,9 @@ class QueryUpsample(nn.Module):
                     batch_first=True), num_layers) for _ in in_channels)
 
     def init_weights(self) -> None:
-        """Truncated-normal (std 0.02) linear layers, unit LayerNorms, a
-        fresh Xavier init of every attention's input projection (the decoder
-        layers are copies of one layer), N(0, 1) queries."""
+        """Truncated-normal (std 0.02) linear layers, unit LayerNorms, a fresh
+        Xavier init of every attention's input projection (the decoder layers
+        are copies of one layer), N(0, 1) queries."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_init(m, std=0.02, bias=0)
@@ -140,8 +140,7 @@ class QueryUpsample(nn.Module):
         nn.init.normal_(self.q.weight)
 
     def queries(self, grid: Grid) -> Tensor:
-        """The queries laid on ``grid``, resized if it is not the trained
-        one.
+        """The queries laid on ``grid``, resized if it is not the trained one.
 
         Args:
             grid (tuple[int, int]): Output grid (H, W).
@@ -156,10 +155,12 @@ class QueryUpsample(nn.Module):
                                    self.interpolate_mode)
 
     @staticmethod
-    def resize_queries(weight: Tensor, src_grid: Grid, dst_grid: Grid,
+    def resize_queries(weight: Tensor,
+                       src_grid: Grid,
+                       dst_grid: Grid,
                        mode: str = 'bicubic') -> Tensor:
-        """Queries laid on ``src_grid`` resized to ``dst_grid``, as a
-        position embedding is (``F.interpolate``, ``align_corners=False``).
+        """Queries laid on ``src_grid`` resized to ``dst_grid``, as a position
+        embedding is (``F.interpolate``, ``align_corners=False``).
 
         Args:
             weight (Tensor): (h * w, D), row-major on ``src_grid``.

@@ -1,5 +1,5 @@
-"""mmseg's ViT encoder layer with a ``fused_attn`` switch and a lean FFN,
-and the layer list of a ViT built from its arguments."""
+"""mmseg's ViT encoder layer with a ``fused_attn`` switch and a lean FFN, and
+the layer list of a ViT built from its arguments."""
 import inspect
 from typing import Optional, Type
 
@@ -17,8 +17,8 @@ __all__ = ['ViTEncoderLayer', 'ViTFFN', 'vit_arguments', 'build_vit_layers']
 
 
 class ViTFFN(FFN):
-    """mmcv's :class:`FFN` (same constructor, parameters and state-dict
-    keys) in fewer host steps and kernels, for every forward of a ViT layer.
+    """mmcv's :class:`FFN` (same constructor, parameters and state-dict keys)
+    in fewer host steps and kernels, for every forward of a ViT layer.
 
     * ``forward`` is the parent's computation without mmcv's
       ``deprecated_api_warning`` wrapper, which inspects the signature
@@ -55,8 +55,8 @@ class ViTFFN(FFN):
 
 
 class ViTEncoderLayer(TransformerEncoderLayer):
-    """mmseg's ViT :class:`TransformerEncoderLayer` whose attention is
-    chosen by ``fused_attn`` through the base class's ``build_attn`` hook.
+    """mmseg's ViT :class:`TransformerEncoderLayer` whose attention is chosen
+    by ``fused_attn`` through the base class's ``build_attn`` hook.
 
     ``fused_attn=True`` builds :class:`FusedMultiheadAttention` (torch's
     ``F.scaled_dot_product_attention``, no (B, heads, N, N) weights kept),
@@ -71,7 +71,9 @@ class ViTEncoderLayer(TransformerEncoderLayer):
         **kwargs: Keyword arguments of mmseg's ``TransformerEncoderLayer``.
     """
 
-    def __init__(self, *args, fused_attn: Optional[bool] = None,
+    def __init__(self,
+                 *args,
+                 fused_attn: Optional[bool] = None,
                  **kwargs) -> None:
         # read by build_attn, which the base __init__ calls
         self.fused_attn = use_fused_attn(fused_attn)
@@ -87,8 +89,8 @@ class ViTEncoderLayer(TransformerEncoderLayer):
 
 
 def vit_arguments(vit: VisionTransformer, kwargs: dict) -> dict:
-    """All arguments of mmseg's ``VisionTransformer.__init__`` (defaults
-    filled in) for the keyword arguments ``kwargs`` it was built with."""
+    """All arguments of mmseg's ``VisionTransformer.__init__`` (defaults filled
+    in) for the keyword arguments ``kwargs`` it was built with."""
     bound = inspect.signature(VisionTransformer.__init__).bind(vit, **kwargs)
     bound.apply_defaults()
     args = dict(bound.arguments)

@@ -1,16 +1,15 @@
 """Autocast's weight casts of one inference call in one multi-tensor copy.
 
-Under ``torch.autocast`` every matrix product casts its fp32 weight (and
-bias) to the autocast dtype, one small kernel per tensor, and autocast
-keeps the casts only until its region ends; MMSeg's test loop and
-inferencer enter one region per batch. A ViT-B SegViT inference thus
-launches about 250 cast kernels beside about 580 others, on a GPU where
-inference is launch-bound at small and moderate batches. Here the module's
-casts are made by one ``torch._foreach_copy_`` into low-precision buffers
-kept while the module stays in eval mode (a few multi-tensor kernels on
-CUDA), and the module runs with those buffers in place of its weights: the
-same values autocast would give (the same fp32 -> bf16 / fp16 rounding),
-so the same outputs.
+Under ``torch.autocast`` every matrix product casts its fp32 weight (and bias)
+to the autocast dtype, one small kernel per tensor, and autocast keeps the
+casts only until its region ends; MMSeg's test loop and inferencer enter one
+region per batch. A ViT-B SegViT inference thus launches about 250 cast kernels
+beside about 580 others, on a GPU where inference is launch-bound at small and
+moderate batches. Here the module's casts are made by one
+``torch._foreach_copy_`` into low-precision buffers kept while the module stays
+in eval mode (a few multi-tensor kernels on CUDA), and the module runs with
+those buffers in place of its weights: the same values autocast would give (the
+same fp32 -> bf16 / fp16 rounding), so the same outputs.
 """
 import contextlib
 from typing import Iterator, List, NamedTuple, Optional, Tuple
@@ -36,10 +35,10 @@ _STATE = '_batched_weight_casts'
 def set_batched_weight_casts(enable: Optional[bool] = False) -> None:
     """Where :func:`batched_weight_casts` batches the casts: False (the
     default) nowhere: autocast casts each weight itself on every call and no
-    low-precision copy is kept between calls (ViT-B's is 172 MB in bf16);
-    None for modules on CUDA, where inference is launch-bound; True on
-    every device (a CPU loops over the tensors anyway, so there it only
-    keeps the copies). Nothing else changes global state.
+    low-precision copy is kept between calls (ViT-B's is 172 MB in bf16); None
+    for modules on CUDA, where inference is launch-bound; True on every device
+    (a CPU loops over the tensors anyway, so there it only keeps the copies).
+    Nothing else changes global state.
 
     Args:
         enable (bool, optional): See above. Default: False.
@@ -49,8 +48,8 @@ def set_batched_weight_casts(enable: Optional[bool] = False) -> None:
 
 
 def get_batched_weight_casts() -> Optional[bool]:
-    """The current setting of :func:`set_batched_weight_casts` (to restore
-    it after a temporary change)."""
+    """The current setting of :func:`set_batched_weight_casts` (to restore it
+    after a temporary change)."""
     return _ENABLED
 
 
@@ -67,46 +66,52 @@ class _Casts(NamedTuple):
     def fits(self, dtype: torch.dtype,
              stream: Optional[torch.cuda.Stream]) -> bool:
         """Whether the buffers still serve ``module``: same dtype, inference
-        mode and stream, the same fp32 parameter objects over the same
-        memory (a move to another device, ``.double()`` or a memory-format
-        change gives new memory: buffers laid out as autocast's casts)."""
-        return (self.dtype == dtype and self.inference_mode
-                == torch.is_inference_mode_enabled()
+        mode and stream, the same fp32 parameter objects over the same memory
+        (a move to another device, ``.double()`` or a memory-format change
+        gives new memory: buffers laid out as autocast's casts)."""
+        return (self.dtype == dtype
+                and self.inference_mode == torch.is_inference_mode_enabled()
                 and self.with_mha == _mha_in_autocast()
-                and self.stream == stream
-                and all(d.get(name) is p and p.data_ptr() == ptr
-                        and p.dtype == torch.float32
-                        for (d, name), p, ptr in zip(
-                            self.slots, self.params, self.data_ptrs)))
+                and self.stream == stream and all(
+                    d.get(name) is p and p.data_ptr() == ptr
+                    and p.dtype == torch.float32 for (d, name), p, ptr in zip(
+                        self.slots, self.params, self.data_ptrs)))
 
 
 def _current_stream(device: torch.device) -> Optional[torch.cuda.Stream]:
-    """The stream the buffers are written and read on, None off CUDA. The
+    """The stream the buffers are written and read on, None off CUDA.
+
+    The
     buffers are rewritten on every call, so they must not be shared by two
     streams: a call on another stream could overwrite them while kernels
     of the previous call still read them (autocast's own casts are new
-    tensors, ordered by the caching allocator)."""
+    tensors, ordered by the caching allocator).
+    """
     return torch.cuda.current_stream(device) \
         if device.type == 'cuda' else None
 
 
 def _mha_in_autocast() -> bool:
-    """Whether ``nn.MultiheadAttention`` runs its projections under
-    autocast. Its eval-mode fast path (torch's native kernel, in the
-    weights' dtype) is off only under CUDA autocast (``torch.
-    is_autocast_enabled()``); elsewhere it may run in fp32 with the fp32
-    weights, which low-precision copies would change."""
+    """Whether ``nn.MultiheadAttention`` runs its projections under autocast.
+
+    Its eval-mode fast path (torch's native kernel, in the weights' dtype) is
+    off only under CUDA autocast (``torch. is_autocast_enabled()``); elsewhere
+    it may run in fp32 with the fp32 weights, which low-precision copies would
+    change.
+    """
     return torch.is_autocast_enabled()
 
 
 def _cast_slots(module: nn.Module,
                 device: torch.device) -> List[Tuple[dict, str]]:
     """``(module._parameters, name)`` of every fp32 parameter on ``device``
-    that autocast casts to its low-precision dtype: the weights and biases
-    of linear and convolution layers and the input projections of
+    that autocast casts to its low-precision dtype: the weights and biases of
+    linear and convolution layers and the input projections of
     ``nn.MultiheadAttention`` (its output projection is a Linear; both only
-    where :func:`_mha_in_autocast`). Norms, embeddings and position tables
-    run in fp32 and are left alone."""
+    where :func:`_mha_in_autocast`).
+
+    Norms, embeddings and position tables run in fp32 and are left alone.
+    """
     skip = set()
     if not _mha_in_autocast():
         for sub in module.modules():
@@ -133,19 +138,20 @@ def _cast_slots(module: nn.Module,
 
 def _cast_target(
         module: nn.Module) -> Optional[Tuple[torch.dtype, torch.device]]:
-    """The dtype to cast to and the parameters' device, or None where the
-    casts are not batched:
-    training, gradients enabled (the casts must stay differentiable),
-    tracing or compiling (the compiler fuses the casts itself), no autocast
-    on the parameters' device, a device other than CUDA unless switched on
-    everywhere, or switched off (:func:`set_batched_weight_casts`)."""
+    """The dtype to cast to and the parameters' device, or None where the casts
+    are not batched:
+
+    training, gradients enabled (the casts must stay differentiable), tracing
+    or compiling (the compiler fuses the casts itself), no autocast on the
+    parameters' device, a device other than CUDA unless switched on everywhere,
+    or switched off (:func:`set_batched_weight_casts`).
+    """
     if (_ENABLED is False or module.training or torch.is_grad_enabled()
             or torch.jit.is_tracing() or torch.jit.is_scripting()
             or torch.compiler.is_compiling()):
         return None
     param = next(module.parameters(), None)
-    if param is None or (_ENABLED is None
-                         and param.device.type != 'cuda'):
+    if param is None or (_ENABLED is None and param.device.type != 'cuda'):
         return None
     if not autocast_enabled(param.device):  # also False on e.g. meta
         return None

@@ -10,8 +10,8 @@ __all__ = ['label_accuracy']
 def label_accuracy(pred_label: Tensor,
                    target: Tensor,
                    ignore_index: Optional[int] = None) -> Tensor:
-    """MMSeg's ``accuracy(scores, target, topk=1)``, given the arg-max
-    labels instead of the scores.
+    """MMSeg's ``accuracy(scores, target, topk=1)``, given the arg-max labels
+    instead of the scores.
 
     A head that can produce its labels without the (B, K, H, W) scores
     (see ``combined_labels``) reports the same number as MMSeg's accuracy

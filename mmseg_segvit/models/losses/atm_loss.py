@@ -76,8 +76,8 @@ def sigmoid_focal_loss(logits: Tensor,
 
 
 def dice_loss(logits: Tensor, targets: Tensor, smooth: float = 1.0) -> Tensor:
-    """Dice loss on sigmoid probabilities, ``smooth`` added to both sides
-    of the ratio; arguments and shapes as :func:`sigmoid_focal_loss`."""
+    """Dice loss on sigmoid probabilities, ``smooth`` added to both sides of
+    the ratio; arguments and shapes as :func:`sigmoid_focal_loss`."""
     prob = logits.sigmoid()
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
@@ -141,8 +141,8 @@ def _check_args(oversample_ratio: float, importance_sample_ratio: float,
 
 
 def _check_labels(seg_label: Tensor, batch: int) -> None:
-    """Labels must be (B, H, W) integer class indices with values (not on
-    the meta device)."""
+    """Labels must be (B, H, W) integer class indices with values (not on the
+    meta device)."""
     if seg_label.dim() != 3 or seg_label.shape[0] != batch:
         raise ValueError(
             f'ATMLoss expects labels of shape (B={batch}, H, W), got '
@@ -250,10 +250,13 @@ class ATMLoss(nn.Module):
                                        or num_points < 1):
             raise ValueError(f'ATMLoss num_points must be None or an int >= '
                              f'1 (points per mask), got {num_points!r}')
-        _check_args(oversample_ratio, importance_sample_ratio, eos_coef,
-                    focal_gamma,
-                    dict(cls_weight=cls_weight, mask_weight=mask_weight,
-                         dice_weight=dice_weight, loss_weight=loss_weight))
+        _check_args(
+            oversample_ratio, importance_sample_ratio, eos_coef, focal_gamma,
+            dict(
+                cls_weight=cls_weight,
+                mask_weight=mask_weight,
+                dice_weight=dice_weight,
+                loss_weight=loss_weight))
         self.num_points = num_points
         self.oversample_ratio = oversample_ratio
         self.importance_sample_ratio = importance_sample_ratio
@@ -286,8 +289,8 @@ class ATMLoss(nn.Module):
 
     @staticmethod
     def _average_num_masks(num_masks: int, device: torch.device) -> Tensor:
-        """Number of masks averaged over processes, at least 1, as a
-        0-dim tensor (no host synchronisation)."""
+        """Number of masks averaged over processes, at least 1, as a 0-dim
+        tensor (no host synchronisation)."""
         total = torch.tensor(float(num_masks), device=device)
         dist.all_reduce(total, op='sum')
         return (total / dist.get_world_size()).clamp_(min=1.0)
@@ -311,10 +314,8 @@ class ATMLoss(nn.Module):
         """
         present = present_classes(seg_label, num_classes, ignore_index)
         batch_index, class_index = present.nonzero(as_tuple=True)
-        classes = torch.full(present.shape,
-                             num_classes,
-                             dtype=torch.long,
-                             device=device)
+        classes = torch.full(
+            present.shape, num_classes, dtype=torch.long, device=device)
         classes[batch_index, class_index] = class_index
         masks = seg_label[batch_index] == class_index[:, None, None]
         return ATMTargets(classes, batch_index, class_index, masks,
@@ -322,9 +323,9 @@ class ATMLoss(nn.Module):
 
     def sample_masks(self, mask_logits: Tensor,
                      targets: ATMTargets) -> MaskSamples:
-        """The supervised masks where the mask terms compare them: every
-        pixel of the label (masks resized bilinearly, once for all outputs)
-        or, with ``num_points``, the same points of prediction and target.
+        """The supervised masks where the mask terms compare them: every pixel
+        of the label (masks resized bilinearly, once for all outputs) or, with
+        ``num_points``, the same points of prediction and target.
 
         Args:
             mask_logits (Tensor): Mask logits per output, (L, B, Q, h, w).
@@ -361,8 +362,8 @@ class ATMLoss(nn.Module):
     def loss_ce(self, cls_logits: Tensor, masks: MaskSamples,
                 targets: ATMTargets) -> Tensor:
         """Cross-entropy over K + 1 classes of every query, "no object"
-        weighted by ``eos_coef``: the weighted mean of each output (the
-        same targets, hence the same denominator, for every output)."""
+        weighted by ``eos_coef``: the weighted mean of each output (the same
+        targets, hence the same denominator, for every output)."""
         num_outputs, _, _, num_labels = cls_logits.shape
         class_weight = cls_logits.new_ones(num_labels)
         class_weight[-1] = self.eos_coef
@@ -372,21 +373,21 @@ class ATMLoss(nn.Module):
             targets.classes.expand(num_outputs, -1, -1).flatten(),
             class_weight,
             reduction='none')  # (L * B * Q, )
-        return weighted_nll.view(num_outputs, -1).sum(1) / class_weight[
-            targets.classes].sum()
+        return weighted_nll.view(
+            num_outputs, -1).sum(1) / class_weight[targets.classes].sum()
 
     def loss_mask(self, cls_logits: Tensor, masks: MaskSamples,
                   targets: ATMTargets) -> Tensor:
-        """Sigmoid focal loss of the supervised masks (mean over points,
-        sum over masks) per average number of masks."""
+        """Sigmoid focal loss of the supervised masks (mean over points, sum
+        over masks) per average number of masks."""
         focal = sigmoid_focal_loss(masks.logits, masks.targets,
                                    self.focal_alpha, self.focal_gamma)
         return focal.sum(-1) / targets.num_masks
 
     def loss_dice(self, cls_logits: Tensor, masks: MaskSamples,
                   targets: ATMTargets) -> Tensor:
-        """Dice loss of the supervised masks (summed over masks) per
-        average number of masks."""
+        """Dice loss of the supervised masks (summed over masks) per average
+        number of masks."""
         return dice_loss(masks.logits, masks.targets).sum(-1) / \
             targets.num_masks
 

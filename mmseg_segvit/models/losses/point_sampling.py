@@ -1,13 +1,13 @@
 """Point-sampled mask losses: uncertainty-guided point selection.
 
-Instead of resizing every predicted mask to the label size, the mask losses
-can be evaluated at a fixed number of points per mask (Kirillov et al.,
-PointRend; Cheng et al., Mask2Former): ``oversample_ratio x num_points``
-random candidates, of which the ``importance_sample_ratio`` most uncertain
-(logit closest to 0) are kept, plus fresh random points for the rest.
-Memory then depends on the number of points, not on the crop size.
-Sampling replicates the border (``padding_mode='border'``), so a sampled
-logit equals the bilinearly resized mask at that point, as in the full loss.
+Instead of resizing every predicted mask to the label size, the mask losses can
+be evaluated at a fixed number of points per mask (Kirillov et al., PointRend;
+Cheng et al., Mask2Former): ``oversample_ratio x num_points`` random
+candidates, of which the ``importance_sample_ratio`` most uncertain (logit
+closest to 0) are kept, plus fresh random points for the rest. Memory then
+depends on the number of points, not on the crop size. Sampling replicates the
+border (``padding_mode='border'``), so a sampled logit equals the bilinearly
+resized mask at that point, as in the full loss.
 """
 from typing import Tuple
 
@@ -19,8 +19,7 @@ __all__ = ['uncertain_point_coords', 'sample_mask_points']
 
 
 def _sample(maps: Tensor, coords: Tensor) -> Tensor:
-    """Bilinear values of (N, C, h, w) maps at (N, P, 2) points: (N, C, P).
-    """
+    """Bilinear values of (N, C, h, w) maps at (N, P, 2) points: (N, C, P)."""
     return point_sample(
         maps, coords, align_corners=False, padding_mode='border')
 
@@ -98,7 +97,7 @@ def sample_mask_points(
     coords = uncertain_point_coords(flat, num_points, oversample_ratio,
                                     importance_sample_ratio)
     point_logits = _sample(flat, coords).reshape(num_outputs, num_masks,
-                                                      num_points)
+                                                 num_points)
     # (L, M, P, 2) -> (M, L * P, 2): one grid_sample over the M targets.
     coords = coords.reshape(num_outputs, num_masks, num_points, 2)
     coords = coords.transpose(0, 1).reshape(num_masks, -1, 2)

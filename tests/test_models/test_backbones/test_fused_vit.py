@@ -7,6 +7,7 @@ from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS
 
 from mmseg_segvit.models.layers import FusedMultiheadAttention
+
 VIT = dict(
     img_size=(32, 48),
     patch_size=8,
@@ -45,20 +46,24 @@ def test_fused_vit_can_be_switched_off():
 
 
 def test_fused_vit_layers_follow_mmseg_arguments():
-    """Rebuilt layers carry mmseg's per-layer settings (drop-path rule,
-    frozen parameters)."""
-    cfg = dict(VIT, drop_path_rate=0.2, num_layers=3, out_indices=[2],
-               frozen_exclude=['pos_embed'])
+    """Rebuilt layers carry mmseg's per-layer settings (drop-path rule, frozen
+    parameters)."""
+    cfg = dict(
+        VIT,
+        drop_path_rate=0.2,
+        num_layers=3,
+        out_indices=[2],
+        frozen_exclude=['pos_embed'])
     ref = VisionTransformer(**cfg)
     fused = MODELS.build(dict(type='FusedVisionTransformer', **cfg))
     for a, b in zip(ref.layers, fused.layers):
         # same stochastic-depth rates (0 for the first layer: no module)
-        assert getattr(a.ffn.dropout_layer, 'drop_prob', 0.0) == getattr(
-            b.ffn.dropout_layer, 'drop_prob', 0.0)
+        assert getattr(a.ffn.dropout_layer, 'drop_prob',
+                       0.0) == getattr(b.ffn.dropout_layer, 'drop_prob', 0.0)
         assert repr(a.ffn.layers) == repr(b.ffn.layers)
         assert a.attn.attn.dropout == b.attn.attn.dropout
-    assert [p.requires_grad for p in ref.parameters()] == [
-        p.requires_grad for p in fused.parameters()]
+    assert [p.requires_grad for p in ref.parameters()
+            ] == [p.requires_grad for p in fused.parameters()]
 
 
 def test_fused_vit_sincos_position_table():
@@ -72,18 +77,20 @@ def test_fused_vit_sincos_position_table():
     assert default.pos_embed.std() < 0.05  # mmseg's trunc-normal(0.02)
 
     vit = MODELS.build(
-        dict(type='FusedVisionTransformer', pos_embed_init='sincos',
-             pos_embed_trainable=False, **VIT))
+        dict(
+            type='FusedVisionTransformer',
+            pos_embed_init='sincos',
+            pos_embed_trainable=False,
+            **VIT))
     assert set(vit.state_dict()) == set(default.state_dict())
     vit.init_weights()
     pos = vit.pos_embed
     assert pos.shape == (1, 1 + 4 * 6, 32) and not pos.requires_grad
     assert torch.equal(pos[0, 0], torch.zeros(32))
     # every token's row has norm sqrt(C / 2); all rows differ
-    torch.testing.assert_close(pos[0, 1:].norm(dim=-1),
-                               torch.full((24, ), 4.0))
-    assert torch.cdist(pos[0, 1:], pos[0, 1:]).add(
-        torch.eye(24)).min() > 0.1
+    torch.testing.assert_close(pos[0, 1:].norm(dim=-1), torch.full((24, ),
+                                                                   4.0))
+    assert torch.cdist(pos[0, 1:], pos[0, 1:]).add(torch.eye(24)).min() > 0.1
     torch.testing.assert_close(pos, sincos_pos_embed((4, 6), 32))
     # row-major on the (4, 6) grid: token (r, c) -> 1 + 6 r + c; the first
     # sine channel is sin(row), the 9th sin(col) (frequency 1)
@@ -103,17 +110,24 @@ def test_fused_vit_sincos_table_yields_to_loaded_weights(tmp_path):
     path = tmp_path / 'vit.pth'
     torch.save(src.state_dict(), path)
     vit = MODELS.build(
-        dict(type='FusedVisionTransformer', pos_embed_init='sincos',
-             init_cfg=dict(type='Pretrained', checkpoint=str(path)), **VIT))
+        dict(
+            type='FusedVisionTransformer',
+            pos_embed_init='sincos',
+            init_cfg=dict(type='Pretrained', checkpoint=str(path)),
+            **VIT))
     vit.init_weights()
     assert torch.equal(vit.pos_embed, src.pos_embed)
 
 
 def test_fused_vit_position_table_errors():
     with pytest.raises(ValueError, match='pos_embed_init must be one of'):
-        MODELS.build(dict(type='FusedVisionTransformer',
-                          pos_embed_init='learned', **VIT))
+        MODELS.build(
+            dict(
+                type='FusedVisionTransformer', pos_embed_init='learned',
+                **VIT))
     with pytest.raises(ValueError, match='embed_dims divisible by 4'):
-        MODELS.build(dict(type='FusedVisionTransformer',
-                          pos_embed_init='sincos',
-                          **dict(VIT, embed_dims=30, num_heads=3)))
+        MODELS.build(
+            dict(
+                type='FusedVisionTransformer',
+                pos_embed_init='sincos',
+                **dict(VIT, embed_dims=30, num_heads=3)))

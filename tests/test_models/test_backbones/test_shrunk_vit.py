@@ -1,6 +1,6 @@
-"""The ShrunkViT backbone (SegViT v2's Shrunk) on tiny sizes: token
-counts, the QU map, equality with the plain ViT before the QD layer,
-checkpoints, gradients and errors."""
+"""The ShrunkViT backbone (SegViT v2's Shrunk) on tiny sizes: token counts, the
+QU map, equality with the plain ViT before the QD layer, checkpoints, gradients
+and errors."""
 import math
 
 import pytest
@@ -195,8 +195,7 @@ def test_shrunk_vit_refuses_unknown_qu_settings():
         qd_index=2,
         out_indices=(1, 3),
         qu_cfg=dict(embed_dims=16, num_heads=2, num_layer=1))
-    with pytest.raises(ValueError,
-                       match=r"qu_cfg has keys .*\['num_layer'\]"):
+    with pytest.raises(ValueError, match=r"qu_cfg has keys .*\['num_layer'\]"):
         MODELS.build(cfg)
     cfg['qu_cfg'] = dict(embed_dims=16, num_heads=2, in_channels=16)
     with pytest.raises(ValueError, match=r"\['in_channels'\]"):

@@ -4,12 +4,11 @@ import functools
 
 import pytest
 import torch
+from fixtures import data_samples, tiny_segmentor_cfg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
-
-from fixtures import data_samples, tiny_segmentor_cfg
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,8 +75,8 @@ def test_qd_index_outside_the_layers_fails_at_build():
 
 
 def test_shrunk_segmentor_under_flop_counter_and_on_meta():
-    """QU's batched queries without gradients and the meta device (no
-    autocast there) work as in the plain segmentor."""
+    """QU's batched queries without gradients and the meta device (no autocast
+    there) work as in the plain segmentor."""
     from torch.utils.flop_counter import FlopCounterMode
     model = _shrunk_segmentor()
     metas = [dict(img_shape=(40, 56), pad_shape=(40, 56))]
@@ -93,11 +92,19 @@ def test_shrunk_segmentor_under_flop_counter_and_on_meta():
 
 def test_qu_heads_that_do_not_divide_its_default_width_are_named():
     """The QU width defaults to half the ViT's and its heads to the ViT's:
-    36 dims and 4 heads give QU 18 dims and 4 heads."""
+
+    36 dims and 4 heads give QU 18 dims and 4 heads.
+    """
     cfg = ConfigDict(tiny_segmentor_cfg())
-    cfg.backbone.update(type='ShrunkViT', qd_index=1, out_indices=[0, 2],
-                        embed_dims=36, num_heads=4)
-    with pytest.raises(ValueError, match=r'embed_dims=18 \(qu_cfg\.embed_'
-                       r'dims; default half the ViT width 36\) and '
-                       r'num_heads=4 .*backbone\.qu_cfg='):
+    cfg.backbone.update(
+        type='ShrunkViT',
+        qd_index=1,
+        out_indices=[0, 2],
+        embed_dims=36,
+        num_heads=4)
+    with pytest.raises(
+            ValueError,
+            match=r'embed_dims=18 \(qu_cfg\.embed_'
+            r'dims; default half the ViT width 36\) and '
+            r'num_heads=4 .*backbone\.qu_cfg='):
         MODELS.build(cfg)

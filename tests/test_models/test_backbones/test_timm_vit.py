@@ -1,16 +1,15 @@
 """TimmViT: timm's foundation ViTs as SegViT backbones."""
 import pytest
 import torch
+from fixtures import data_samples, tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
 from mmseg_segvit.models.backbones import TimmViT
 from mmseg_segvit.models.backbones.timm_vit import (center_pad,
                                                     center_pad_amounts)
-from mmseg_segvit.pos_table import (DINOV2_RULE, TIMM_RULE,
-                                                  pos_table_rule,
-                                                  resize_pos_table)
-from fixtures import data_samples, tiny_segmentor_cfg
+from mmseg_segvit.pos_table import (DINOV2_RULE, TIMM_RULE, pos_table_rule,
+                                    resize_pos_table)
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2)
 FAMILIES = {
@@ -44,36 +43,37 @@ def test_maps_and_grids(family):
 
 
 def test_parameter_names_and_pruning():
-    """timm's names under ``vit.``; blocks after the last out index, the
-    final norm and the classifier are gone (they get no gradient)."""
+    """timm's names under ``vit.``; blocks after the last out index, the final
+    norm and the classifier are gone (they get no gradient)."""
     backbone = tiny(FAMILIES['dinov2_reg4'], out_indices=(0, 2))
     names = set(backbone.state_dict())
-    assert {'vit.cls_token', 'vit.reg_token', 'vit.pos_embed',
-            'vit.patch_embed.proj.weight'} <= names
+    assert {
+        'vit.cls_token', 'vit.reg_token', 'vit.pos_embed',
+        'vit.patch_embed.proj.weight'
+    } <= names
     assert len(backbone.vit.blocks) == 3 and backbone.num_blocks == 4
-    assert not any(k.startswith(('vit.norm.', 'vit.head.', 'vit.fc_norm.'))
-                   for k in names)
+    assert not any(
+        k.startswith(('vit.norm.', 'vit.head.', 'vit.fc_norm.'))
+        for k in names)
 
 
 def test_out_index_is_the_block_output():
-    """The map of out index i is block i's output (timm's blocks run by
-    hand), prefix tokens removed."""
+    """The map of out index i is block i's output (timm's blocks run by hand),
+    prefix tokens removed."""
     backbone = tiny(FAMILIES['dinov2_reg4'], out_indices=(1, ))
     vit = backbone.vit
     x = torch.randn(1, 3, 56, 56)
     tokens = vit._pos_embed(vit.patch_embed(x))
     for blk in vit.blocks[:2]:
         tokens = blk(tokens)
-    want = tokens[:, vit.num_prefix_tokens:].transpose(1, 2).reshape(
-        1, 32, 4, 4)
+    want = tokens[:, vit.num_prefix_tokens:].transpose(1,
+                                                       2).reshape(1, 32, 4, 4)
     torch.testing.assert_close(backbone(x)[0], want)
 
 
 def test_default_and_negative_out_indices():
-    assert tiny(FAMILIES['dinov2'], out_indices=None).out_indices == (0, 1,
-                                                                      3)
-    assert tiny(FAMILIES['dinov2'], out_indices=(-3, -1)).out_indices == (1,
-                                                                          3)
+    assert tiny(FAMILIES['dinov2'], out_indices=None).out_indices == (0, 1, 3)
+    assert tiny(FAMILIES['dinov2'], out_indices=(-3, -1)).out_indices == (1, 3)
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -94,9 +94,10 @@ def test_unknown_model_name():
     with pytest.raises(ValueError, match='has no model'):
         TimmViT('vit_nonexistent_patch14_dinov9')
     # a typo is answered with the names it was meant to be
-    with pytest.raises(ValueError,
-                       match=r"'vit_large_patch14_dinov'.*"
-                       r"'vit_large_patch14_dinov2'"):
+    with pytest.raises(
+            ValueError,
+            match=r"'vit_large_patch14_dinov'.*"
+            r"'vit_large_patch14_dinov2'"):
         TimmViT('vit_large_patch14_dinov')
     with pytest.raises(ValueError, match="plain ViTs.*resnet"):
         TimmViT('resnet18')
@@ -137,8 +138,8 @@ def test_pos_table_rules():
 
 
 def test_dinov2_runtime_resize_follows_official_rule():
-    """At an input grid other than the table's, the table is resized by
-    the official DINOv2 rule (not timm's)."""
+    """At an input grid other than the table's, the table is resized by the
+    official DINOv2 rule (not timm's)."""
     backbone = tiny(FAMILIES['dinov2'], img_size=56)  # 4x4 table
     vit = backbone.vit
     x = vit.patch_embed(torch.randn(1, 3, 84, 70))  # 6x5 grid
@@ -170,8 +171,9 @@ def test_fused_attn_switch_same_values():
     fused = tiny(FAMILIES['eva02'])
     plain = tiny(FAMILIES['eva02'], fused_attn=False)
     plain.load_state_dict(fused.state_dict())
-    switches = [m.fused_attn for m in plain.vit.modules()
-                if hasattr(m, 'fused_attn')]
+    switches = [
+        m.fused_attn for m in plain.vit.modules() if hasattr(m, 'fused_attn')
+    ]
     assert switches and not any(switches)
     x = torch.randn(1, 3, 64, 64)
     fused.eval(), plain.eval()
@@ -180,23 +182,32 @@ def test_fused_attn_switch_same_values():
 
 def test_drop_path_rate_reaches_blocks():
     backbone = tiny(FAMILIES['dinov2'], drop_path_rate=0.3)
-    rates = [blk.drop_path1.drop_prob if hasattr(blk.drop_path1, 'drop_prob')
-             else 0. for blk in backbone.vit.blocks]
+    rates = [
+        blk.drop_path1.drop_prob
+        if hasattr(blk.drop_path1, 'drop_prob') else 0.
+        for blk in backbone.vit.blocks
+    ]
     assert rates[0] == 0. and rates[-1] == pytest.approx(0.3)
 
 
 @pytest.mark.parametrize('paramwise', [None, dict(norm_decay_mult=0.0)])
 def test_frozen_backbone(paramwise):
-    """No gradient, eval mode across train(), unchanged by a training
-    step of the segmentor (AdamW with weight decay); no optimizer state.
+    """No gradient, eval mode across train(), unchanged by a training step of
+    the segmentor (AdamW with weight decay); no optimizer state.
+
     mmengine's default constructor hands the frozen weights to the
     optimizer without paramwise_cfg (torch skips weights without a
-    gradient: no state, no decay) and leaves them out with one."""
+    gradient: no state, no decay) and leaves them out with one.
+    """
     from mmengine.optim import build_optim_wrapper
     cfg = tiny_segmentor_cfg(num_classes=3, size=(64, 64))
     cfg['backbone'] = dict(
-        type='TimmViT', model_name=FAMILIES['dinov3'], img_size=(64, 64),
-        out_indices=(1, 2, 3), frozen=True, drop_path_rate=0.2,
+        type='TimmViT',
+        model_name=FAMILIES['dinov3'],
+        img_size=(64, 64),
+        out_indices=(1, 2, 3),
+        frozen=True,
+        drop_path_rate=0.2,
         model_kwargs=dict(TINY))
     model = MODELS.build(ConfigDict(cfg))
     model.init_weights()
@@ -204,20 +215,24 @@ def test_frozen_backbone(paramwise):
     assert not model.backbone.vit.training and model.decode_head.training
     assert not any(p.requires_grad for p in model.backbone.parameters())
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    optim = dict(type='OptimWrapper',
-                 optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5))
+    optim = dict(
+        type='OptimWrapper',
+        optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.5))
     if paramwise:
         optim['paramwise_cfg'] = paramwise
     wrapper = build_optim_wrapper(model, optim)
     frozen_ids = {id(p) for p in model.backbone.parameters()}
-    grouped = {id(p) for g in wrapper.optimizer.param_groups
-               for p in g['params']}
+    grouped = {
+        id(p)
+        for g in wrapper.optimizer.param_groups for p in g['params']
+    }
     assert (frozen_ids <= grouped) == (paramwise is None)
     assert paramwise is None or not frozen_ids & grouped
     labels = torch.randint(0, 3, (2, 64, 64))
-    data = model.data_preprocessor(dict(
-        inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
-        data_samples=data_samples(labels)), True)
+    data = model.data_preprocessor(
+        dict(
+            inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+            data_samples=data_samples(labels)), True)
     losses = model(**data, mode='loss')
     loss, _ = model.parse_losses(losses)
     wrapper.update_params(loss)
@@ -231,25 +246,30 @@ def test_frozen_backbone(paramwise):
 
 
 def test_in_segmentor_loss_and_predict():
-    """TimmViT + ATMHead: a training step and whole inference at a size
-    off the patch (DINOv2, 14 at 60x74)."""
+    """TimmViT + ATMHead: a training step and whole inference at a size off the
+    patch (DINOv2, 14 at 60x74)."""
     cfg = tiny_segmentor_cfg(num_classes=3, size=(56, 56))
     cfg['backbone'] = dict(
-        type='TimmViT', model_name=FAMILIES['dinov2_reg4'], img_size=(56, 56),
-        out_indices=(1, 2, 3), model_kwargs=dict(TINY))
+        type='TimmViT',
+        model_name=FAMILIES['dinov2_reg4'],
+        img_size=(56, 56),
+        out_indices=(1, 2, 3),
+        model_kwargs=dict(TINY))
     model = MODELS.build(ConfigDict(cfg))
     model.init_weights()
     labels = torch.randint(0, 3, (2, 56, 56))
-    data = model.data_preprocessor(dict(
-        inputs=[torch.randint(0, 255, (3, 56, 56), dtype=torch.uint8)] * 2,
-        data_samples=data_samples(labels)), True)
+    data = model.data_preprocessor(
+        dict(
+            inputs=[torch.randint(0, 255, (3, 56, 56), dtype=torch.uint8)] * 2,
+            data_samples=data_samples(labels)), True)
     loss, _ = model.parse_losses(model(**data, mode='loss'))
     loss.backward()
     assert model.backbone.vit.blocks[0].attn.qkv.weight.grad is not None
     model.eval()
-    data = model.data_preprocessor(dict(
-        inputs=[torch.randint(0, 255, (3, 60, 74), dtype=torch.uint8)],
-        data_samples=data_samples(torch.zeros(1, 60, 74).long())))
+    data = model.data_preprocessor(
+        dict(
+            inputs=[torch.randint(0, 255, (3, 60, 74), dtype=torch.uint8)],
+            data_samples=data_samples(torch.zeros(1, 60, 74).long())))
     with torch.no_grad():
         pred = model.predict(data['inputs'], data['data_samples'])[0]
     assert pred.pred_sem_seg.data.shape == (1, 60, 74)
@@ -258,7 +278,10 @@ def test_in_segmentor_loss_and_predict():
 def _segmentor(name, size, depth=3):
     cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
     cfg['backbone'] = dict(
-        type='TimmViT', model_name=name, img_size=size, out_indices=(0, 1, 2),
+        type='TimmViT',
+        model_name=name,
+        img_size=size,
+        out_indices=(0, 1, 2),
         model_kwargs=dict(TINY, depth=depth))
     torch.manual_seed(0)
     model = MODELS.build(ConfigDict(cfg))
@@ -266,10 +289,12 @@ def _segmentor(name, size, depth=3):
     return model.eval()
 
 
-@pytest.mark.parametrize('name, size', [
-    (FAMILIES['dinov3'], (48, 80)),  # RoPE on a non-square grid
-    (FAMILIES['dinov2'], (70, 84)),  # the official table resize in graph
-])
+@pytest.mark.parametrize(
+    'name, size',
+    [
+        (FAMILIES['dinov3'], (48, 80)),  # RoPE on a non-square grid
+        (FAMILIES['dinov2'], (70, 84)),  # the official table resize in graph
+    ])
 def test_compile_traces_as_one_graph(name, size):
     model = _segmentor(name, (56, 56) if 'dinov2' in name else (64, 64))
     metas = [dict(img_shape=size, pad_shape=size, ori_shape=size)]
@@ -293,15 +318,16 @@ def test_inductor_equals_eager_with_rope():
 
 def test_flops_of_the_backbone():
     """FLOP count of a tiny DINOv3 (fvcore convention: 1 multiply-add per
-    product, 5 per normalised element) equals the count by hand: the
-    fused attention is counted, pruned blocks are not."""
+    product, 5 per normalised element) equals the count by hand: the fused
+    attention is counted, pruned blocks are not."""
     from mmseg_segvit.utils import count_flops, flops_summary
     model = _segmentor(FAMILIES['dinov3'], (64, 64), depth=4)  # 3 kept
     rows = dict(flops_summary(model, count_flops(model, (64, 64))))
     n, c, hidden = 16 + 5, 32, 128  # patches + class + 4 registers
-    block = (n * c * 3 * c + n * c * c + 2 * n * c * hidden  # linears
-             + 2 * n * n * c  # q k^T and attn v over 2 heads of 16
-             + 2 * 5 * n * c)  # two LayerNorms
+    block = (
+        n * c * 3 * c + n * c * c + 2 * n * c * hidden  # linears
+        + 2 * n * n * c  # q k^T and attn v over 2 heads of 16
+        + 2 * 5 * n * c)  # two LayerNorms
     patch_embed = 16 * (3 * 16 * 16) * c
     assert rows['backbone'] == patch_embed + 3 * block
 
@@ -310,6 +336,7 @@ def test_get_flops_tool_on_a_timm_config(tmp_path):
     import os.path as osp
     import subprocess
     import sys
+
     from fixtures import REPO
     cfg = tmp_path / 'timm_demo.py'
     base = osp.join(REPO, 'configs', 'segvit',
@@ -321,8 +348,12 @@ def test_get_flops_tool_on_a_timm_config(tmp_path):
         'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
         'num_heads=2)), decode_head=dict(in_channels=32))\n')
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'get_flops.py'), str(cfg)],
-        capture_output=True, text=True, cwd=REPO)
+        [sys.executable,
+         osp.join(REPO, 'tools', 'get_flops.py'),
+         str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith('backbone') for line in lines)
@@ -343,16 +374,19 @@ def test_dinov3_rope_rescale_in_training_as_official():
     assert not torch.allclose(backbone(x)[1], backbone(x)[1])
     backbone.eval()
     torch.testing.assert_close(backbone(x), backbone(x))
-    off = TimmViT(FAMILIES['dinov3'], img_size=64, out_indices=(1, 3),
-                  model_kwargs=dict(TINY, rope_rescale_coords=None)).train()
+    off = TimmViT(
+        FAMILIES['dinov3'],
+        img_size=64,
+        out_indices=(1, 3),
+        model_kwargs=dict(TINY, rope_rescale_coords=None)).train()
     off.load_state_dict(backbone.state_dict())
     torch.testing.assert_close(off(x), off(x))
 
 
 def test_init_weights_without_file_keeps_timms_initialisation():
-    """No init_cfg: timm's initialisation stands (init_weights does not
-    draw again); DINOv3's RoPE periods are saved, rounded to bfloat16 as
-    in the official files."""
+    """No init_cfg: timm's initialisation stands (init_weights does not draw
+    again); DINOv3's RoPE periods are saved, rounded to bfloat16 as in the
+    official files."""
     backbone = tiny(FAMILIES['dinov3'])
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     backbone.init_weights()
@@ -366,28 +400,32 @@ def test_init_weights_without_file_keeps_timms_initialisation():
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))
 def test_every_weight_gets_a_gradient(family):
-    """No unused parameter (DDP without find_unused_parameters): the
-    pruned model uses every weight it keeps."""
+    """No unused parameter (DDP without find_unused_parameters): the pruned
+    model uses every weight it keeps."""
     backbone = tiny(FAMILIES[family], out_indices=(1, 2))
     backbone.train()
     sum(o.sum() for o in backbone(torch.randn(1, 3, 64, 64))).backward()
-    unused = [n for n, p in backbone.named_parameters()
-              if p.requires_grad and p.grad is None]
+    unused = [
+        n for n, p in backbone.named_parameters()
+        if p.requires_grad and p.grad is None
+    ]
     assert not unused
 
 
 def test_segmentor_checkpoint_must_carry_the_backbone():
-    """load_from / init_model of a whole-model checkpoint: a missing,
-    extra or misshaped backbone tensor is an error, not random weights."""
+    """load_from / init_model of a whole-model checkpoint: a missing, extra or
+    misshaped backbone tensor is an error, not random weights."""
     model = _segmentor(FAMILIES['dinov2_reg4'], (56, 56))
     full = model.state_dict()
     model.load_state_dict(full)  # a complete checkpoint loads
-    partial = {k: v for k, v in full.items()
-               if not k.startswith('backbone.vit.blocks.1.')}
+    partial = {
+        k: v
+        for k, v in full.items() if not k.startswith('backbone.vit.blocks.1.')
+    }
     with pytest.raises(ValueError, match=r'lacks .*blocks\.1'):
         model.load_state_dict(partial, strict=False)
-    extra = dict(full, **{'backbone.vit.blocks.7.norm1.weight':
-                          torch.ones(32)})
+    extra = dict(full,
+                 **{'backbone.vit.blocks.7.norm1.weight': torch.ones(32)})
     with pytest.raises(ValueError, match='blocks.7.norm1.weight'):
         model.load_state_dict(extra, strict=False)
     shaped = dict(full, **{'backbone.vit.pos_embed': torch.zeros(1, 21, 31)})
@@ -399,15 +437,19 @@ def test_segmentor_checkpoint_must_carry_the_backbone():
         model.load_state_dict(unknown, strict=False)
 
 
-@pytest.mark.parametrize('family, crops', [
-    ('dinov2', ((56, 56), (84, 70))),        # the official DINOv2 rule
-    ('dinov2_reg4', ((56, 56), (98, 42))),   # register rows kept
-    ('eva02', ((56, 56), (70, 70))),         # table + rotary embedding
-])
+@pytest.mark.parametrize(
+    'family, crops',
+    [
+        ('dinov2', ((56, 56), (84, 70))),  # the official DINOv2 rule
+        ('dinov2_reg4', ((56, 56), (98, 42))),  # register rows kept
+        ('eva02', ((56, 56), (70, 70))),  # table + rotary embedding
+    ])
 def test_segmentor_checkpoint_of_another_crop(tmp_path, family, crops):
     """load_from / init_model of a checkpoint trained at another crop:
-    the table is resized from the grid the checkpoint recorded (by the
-    model's rule), every other tensor is loaded as it is."""
+
+    the table is resized from the grid the checkpoint recorded (by the model's
+    rule), every other tensor is loaded as it is.
+    """
     from mmengine.runner import load_checkpoint, save_checkpoint
     first = _segmentor(FAMILIES[family], crops[0])
     with torch.no_grad():

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from fixtures import data_samples, feature_maps, tiny_head
 
 
@@ -14,8 +13,8 @@ def test_forward_shapes_square_and_non_square(grid):
 
 def test_multi_level_4d_inputs_deepest_first():
     head = tiny_head(in_channels=[16, 32, 64]).eval()
-    feats = feature_maps(channels=[16, 32, 64],
-                         grids=[(16, 12), (8, 6), (4, 3)])
+    feats = feature_maps(
+        channels=[16, 32, 64], grids=[(16, 12), (8, 6), (4, 3)])
     cls, masks = head(feats)
     # masks live on the grid of the last stage used: the shallowest input
     assert masks.shape == (3, 2, 5, 16, 12)
@@ -31,8 +30,7 @@ def test_masks_are_cumulative_over_stages():
     query = head.q.weight.expand(2, -1, -1)
     own = []
     for (tokens, grid), proj, norm, dec in zip(stages, head.input_projs,
-                                               head.proj_norms,
-                                               head.decoders):
+                                               head.proj_norms, head.decoders):
         qs, ms = dec(query, norm(proj(tokens)))
         query = qs[-1]
         m = ms[-1].unflatten(2, grid)
@@ -69,7 +67,10 @@ def test_input_errors_name_the_problem():
 
 def test_per_layer_mode_gives_one_output_per_layer():
     head = tiny_head(
-        in_channels=32, use_stages=1, num_layers=3, use_proj=False,
+        in_channels=32,
+        use_stages=1,
+        num_layers=3,
+        use_proj=False,
         mask_mode='per_layer').eval()
     cls, masks = head(feature_maps(grids=[(4, 5)]))
     assert cls.shape == (3, 2, 5, 6) and masks.shape == (3, 2, 5, 4, 5)
@@ -85,8 +86,8 @@ def test_predict_resizes_masks_before_combining():
     assert logits.shape == (2, 5, 32, 48)
     up = torch.nn.functional.interpolate(
         masks[-1], size=(32, 48), mode='bilinear', align_corners=False)
-    expected = torch.einsum('bqc,bqhw->bchw',
-                            cls[-1].softmax(-1)[..., :-1], up.sigmoid())
+    expected = torch.einsum('bqc,bqhw->bchw', cls[-1].softmax(-1)[..., :-1],
+                            up.sigmoid())
     torch.testing.assert_close(logits, expected)
     slide = [dict(img_shape=torch.Size((20, 24)))] * 2
     assert head.predict_by_feat((cls, masks), slide).shape == (2, 5, 20, 24)
@@ -118,18 +119,18 @@ def test_loss_runs_in_fp32_under_autocast():
 
 
 def test_head_with_kmeans_trains_every_parameter():
-    head = tiny_head(num_classes=4,
-                     cross_attn_cfg=dict(type='KMeansCrossAttention'),
-                     mask_mode='per_layer',
-                     loss_decode=dict(type='ATMLoss'))
+    head = tiny_head(
+        num_classes=4,
+        cross_attn_cfg=dict(type='KMeansCrossAttention'),
+        mask_mode='per_layer',
+        loss_decode=dict(type='ATMLoss'))
     head.train()
     inputs = feature_maps(batch=2, grids=((4, 6), (4, 6), (4, 6)))
     cls_logits, mask_logits = head(inputs)
     assert cls_logits.shape == (6, 2, 4, 5)
     assert mask_logits.shape == (6, 2, 4, 4, 6)
     labels = torch.randint(0, 4, (2, 32, 48))
-    losses = head.loss_by_feat((cls_logits, mask_logits),
-                               data_samples(labels))
+    losses = head.loss_by_feat((cls_logits, mask_logits), data_samples(labels))
     loss = sum(v for k, v in losses.items() if k.startswith('loss'))
     assert torch.isfinite(loss)
     loss.backward()
@@ -144,20 +145,24 @@ def test_head_with_kmeans_trains_every_parameter():
 
 def test_decoder_cfg_reaches_every_decoder_layer_with_the_same_keys():
     """act_cfg, norm_cfg and pre_norm of ATMDecoderLayer through the head:
+
     the layers change, their state-dict keys do not (so checkpoints and
-    converters keep working), and the computation follows the order."""
+    converters keep working), and the computation follows the order.
+    """
     torch.manual_seed(0)
     official = tiny_head().eval()
-    head = tiny_head(decoder_cfg=dict(
-        act_cfg=dict(type='GELU'), norm_cfg=dict(type='LN', eps=1e-6),
-        pre_norm=True)).eval()
+    head = tiny_head(
+        decoder_cfg=dict(
+            act_cfg=dict(type='GELU'),
+            norm_cfg=dict(type='LN', eps=1e-6),
+            pre_norm=True)).eval()
     layers = [layer for d in head.decoders for layer in d.layers]
     assert len(layers) == 6
     for layer in layers:
         assert layer.pre_norm is True
         assert isinstance(layer.activation, torch.nn.GELU)
-        assert all(n.eps == 1e-6 for n in (layer.norm1, layer.norm2,
-                                           layer.norm3))
+        assert all(n.eps == 1e-6
+                   for n in (layer.norm1, layer.norm2, layer.norm3))
     assert list(head.state_dict()) == list(official.state_dict())
     head.load_state_dict(official.state_dict())
     feats = feature_maps(batch=1)
@@ -167,8 +172,8 @@ def test_decoder_cfg_reaches_every_decoder_layer_with_the_same_keys():
     # same weights, another layer: other outputs
     assert not torch.allclose(cls, want_cls)
     # the default is the official layer
-    assert all(not layer.pre_norm and isinstance(layer.activation,
-                                                 torch.nn.ReLU)
-               for d in official.decoders for layer in d.layers)
+    assert all(
+        not layer.pre_norm and isinstance(layer.activation, torch.nn.ReLU)
+        for d in official.decoders for layer in d.layers)
     with pytest.raises(TypeError, match='pre_nrom'):
         tiny_head(decoder_cfg=dict(pre_nrom=True))

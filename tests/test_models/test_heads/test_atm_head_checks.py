@@ -1,15 +1,15 @@
-"""Settings ATMHead, ATMLoss and ShrunkViT cannot honour are refused when
-the model is built; the inputs they take work end to end (training, whole
-and slide inference)."""
+"""Settings ATMHead, ATMLoss and ShrunkViT cannot honour are refused when the
+model is built; the inputs they take work end to end (training, whole and slide
+inference)."""
 import warnings
 
 import pytest
 import torch
+from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
+                      tiny_segmentor, tiny_segmentor_cfg)
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
-                      tiny_segmentor, tiny_segmentor_cfg)
 from mmseg_segvit.models.decode_heads import ATMHead
 
 SLIDE = dict(mode='slide', crop_size=(32, 32), stride=(24, 24))
@@ -23,8 +23,8 @@ def _train_step(model, imgs, labels):
     data = model.data_preprocessor(
         dict(inputs=list(imgs), data_samples=data_samples(labels)),
         training=True)
-    loss, _ = model.parse_losses(model.loss(data['inputs'],
-                                            data['data_samples']))
+    loss, _ = model.parse_losses(
+        model.loss(data['inputs'], data['data_samples']))
     loss.backward()
     return loss
 
@@ -60,8 +60,8 @@ def test_binary_as_two_classes_trains_and_infers_whole_and_slide():
     assert not [w for w in caught if 'out_channels' in str(w.message)]
     assert model.decode_head.out_channels == 2
     labels = torch.randint(0, 2, (2, 32, 32))
-    loss = _train_step(model, torch.randint(0, 255, (2, 3, 32, 32)).float(),
-                       labels)
+    loss = _train_step(model,
+                       torch.randint(0, 255, (2, 3, 32, 32)).float(), labels)
     assert torch.isfinite(loss)
     model.eval()
     img = torch.randint(0, 255, (3, 50, 70)).float()
@@ -71,8 +71,7 @@ def test_binary_as_two_classes_trains_and_infers_whole_and_slide():
         assert out.seg_logits.data.shape == (2, 50, 70)
         pred = out.pred_sem_seg.data
         assert pred.shape == (1, 50, 70)
-        torch.testing.assert_close(pred[0],
-                                   out.seg_logits.data.argmax(0))
+        torch.testing.assert_close(pred[0], out.seg_logits.data.argmax(0))
 
 
 def test_one_class_slide_inference_predicts_that_class():
@@ -104,33 +103,39 @@ def test_a_list_of_losses_is_refused_at_build():
         _build(loss_decode=[dict(type='ATMLoss'), dict(type='DiceLoss')])
 
 
-@pytest.mark.parametrize('head, outputs', [
-    (dict(), 3),  # cumulative: one output per stage
-    (dict(mask_mode='per_layer'), 6),  # 3 stages x 2 layers
-])
+@pytest.mark.parametrize(
+    'head, outputs',
+    [
+        (dict(), 3),  # cumulative: one output per stage
+        (dict(mask_mode='per_layer'), 6),  # 3 stages x 2 layers
+    ])
 def test_the_head_decides_the_number_of_outputs(head, outputs):
     model = _build(loss_decode=dict(type='ATMLoss'), **head)
     cls, _ = model.decode_head(model.extract_feat(torch.zeros(1, 3, 32, 32)))
     assert cls.shape[0] == outputs
 
 
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(sampler=dict(type='OHEMPixelSampler', thresh=0.7)),
-     r'decode_head\.sampler=.*remove decode_head\.sampler'),
-    (dict(input_transform='resize_concat'),
-     r"input_transform='resize_concat'.*remove"),
-    (dict(num_classes=0), r'num_classes must be an int >= 1, got 0'),
-    (dict(ignore_index=None), r'ignore_index=None.*ignore_index=255'),
-    (dict(dropout=1.5), r'decode_head\.dropout must be in \[0, 1\)'),
-    (dict(ffn_ratio=0), r'decode_head\.ffn_ratio must be > 0'),
-    (dict(num_layers=0), r'decode_head\.num_layers must be an int >= 1'),
-    # floats, e.g. embed_dims=768 / 2, failed inside torch or range()
-    (dict(embed_dims=32.0), r'decode_head\.embed_dims must be an int >= 1, '
-     r'got 32\.0'),
-    (dict(num_heads=0), r'decode_head\.num_heads must be an int >= 1'),
-    (dict(use_stages=3.0), r'decode_head\.use_stages must be an int >= 1'),
-    (dict(ffn_ratio=2.5), r'decode_head\.ffn_ratio must be > 0 and an int'),
-])
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        (dict(sampler=dict(type='OHEMPixelSampler', thresh=0.7)),
+         r'decode_head\.sampler=.*remove decode_head\.sampler'),
+        (dict(input_transform='resize_concat'),
+         r"input_transform='resize_concat'.*remove"),
+        (dict(num_classes=0), r'num_classes must be an int >= 1, got 0'),
+        (dict(ignore_index=None), r'ignore_index=None.*ignore_index=255'),
+        (dict(dropout=1.5), r'decode_head\.dropout must be in \[0, 1\)'),
+        (dict(ffn_ratio=0), r'decode_head\.ffn_ratio must be > 0'),
+        (dict(num_layers=0), r'decode_head\.num_layers must be an int >= 1'),
+        # floats, e.g. embed_dims=768 / 2, failed inside torch or range()
+        (dict(embed_dims=32.0),
+         r'decode_head\.embed_dims must be an int >= 1, '
+         r'got 32\.0'),
+        (dict(num_heads=0), r'decode_head\.num_heads must be an int >= 1'),
+        (dict(use_stages=3.0), r'decode_head\.use_stages must be an int >= 1'),
+        (dict(ffn_ratio=2.5),
+         r'decode_head\.ffn_ratio must be > 0 and an int'),
+    ])
 def test_other_inherited_settings_are_refused_at_build(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _build(**kwargs)
@@ -142,17 +147,16 @@ def test_other_inherited_settings_are_refused_at_build(kwargs, match):
 def _cls_token_segmentor(output_cls_token, test_cfg=None):
     """mmseg's DPT recipe for the ViT (class token kept and output)."""
     cfg = ConfigDict(tiny_segmentor_cfg(num_classes=4, test_cfg=test_cfg))
-    cfg.backbone.update(
-        with_cls_token=True, output_cls_token=output_cls_token)
+    cfg.backbone.update(with_cls_token=True, output_cls_token=output_cls_token)
     model = MODELS.build(cfg)
     model.init_weights()
     return model
 
 
 def test_backbone_that_outputs_its_class_token():
-    """``[map, cls_token]`` outputs: ATMHead takes the map; training,
-    whole and slide inference give what the same model without the class
-    token output gives."""
+    """``[map, cls_token]`` outputs: ATMHead takes the map; training, whole and
+    slide inference give what the same model without the class token output
+    gives."""
     torch.manual_seed(0)
     with_token = _cls_token_segmentor(True)
     without = _cls_token_segmentor(False)

@@ -1,11 +1,10 @@
 """Configuration mistakes give errors that name the setting."""
 import pytest
 import torch
+from fixtures import tiny_segmentor, tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmengine.runner import load_checkpoint
 from mmseg.registry import MODELS
-
-from fixtures import tiny_segmentor, tiny_segmentor_cfg
 
 
 def _build(**head_kwargs):

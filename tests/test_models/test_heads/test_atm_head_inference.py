@@ -1,12 +1,11 @@
 """ATMHead's inference orders: the faithful one (resize the masks, then
-combine) and the fast one (combine, then resize), and the training
-accuracy that follows the chosen order."""
+combine) and the fast one (combine, then resize), and the training accuracy
+that follows the chosen order."""
 import pytest
 import torch
 import torch.nn.functional as F
-from mmseg.models.losses import accuracy
-
 from fixtures import data_samples, feature_maps, tiny_head, tiny_segmentor
+from mmseg.models.losses import accuracy
 
 
 def _metas(h, w):
@@ -55,17 +54,16 @@ def test_fast_inference_scale_combines_at_a_finer_grid():
     head.fast_inference_scale = 4
     fine = head.predict_by_feat((cls, masks), _metas(16, 24))
     head.fast_inference = False
-    torch.testing.assert_close(fine,
-                               head.predict_by_feat((cls, masks),
-                                                    _metas(16, 24)))
+    torch.testing.assert_close(
+        fine, head.predict_by_feat((cls, masks), _metas(16, 24)))
     with pytest.raises(ValueError, match='fast_inference_scale'):
         tiny_head(fast_inference_scale=0)
 
 
 @pytest.mark.parametrize('fast', [False, True])
 def test_accuracy_follows_the_inference_order(fast, monkeypatch):
-    """acc_seg is MMSeg's accuracy of the head's own prediction, although
-    the head never builds the (B, K, H, W) scores for it."""
+    """acc_seg is MMSeg's accuracy of the head's own prediction, although the
+    head never builds the (B, K, H, W) scores for it."""
     from mmseg_segvit.models.decode_heads import atm_head
     torch.manual_seed(0)
     head = tiny_head(fast_inference=fast)
@@ -75,9 +73,8 @@ def test_accuracy_follows_the_inference_order(fast, monkeypatch):
     outputs = []
     real = atm_head.combine
     monkeypatch.setattr(
-        atm_head, 'combine',
-        lambda *a, **k: outputs.append(k.get('output', 'scores')) or real(
-            *a, **k))
+        atm_head, 'combine', lambda *a, **k: outputs.append(
+            k.get('output', 'scores')) or real(*a, **k))
     losses = head.loss(feats, data_samples(labels), None)
     assert outputs == ['labels']  # never the full scores in training
     with torch.no_grad():
@@ -105,13 +102,17 @@ def test_faithful_inference_without_grad_matches_with_grad():
 @pytest.mark.parametrize('head', [
     dict(),
     dict(fast_inference=True),
-    dict(mask_mode='per_layer', loss_decode=dict(type='ATMLoss'),
-         cross_attn_cfg=dict(type='KMeansCrossAttention')),
+    dict(
+        mask_mode='per_layer',
+        loss_decode=dict(type='ATMLoss'),
+        cross_attn_cfg=dict(type='KMeansCrossAttention')),
 ])
 def test_inference_on_the_meta_device(head):
     """A model moved to ``meta`` (shapes and FLOPs without memory) infers:
-    meta has no autocast, which the mask combination and the k-means
-    attention used to ask torch about (RuntimeError)."""
+
+    meta has no autocast, which the mask combination and the k-means attention
+    used to ask torch about (RuntimeError).
+    """
     model = tiny_segmentor(**head).eval().to('meta')
     metas = [dict(img_shape=(37, 29), pad_shape=(37, 29))]
     with torch.no_grad():
@@ -122,9 +123,9 @@ def test_inference_on_the_meta_device(head):
 
 @pytest.mark.parametrize('grad', [False, True])
 def test_flop_counter_mode_with_and_without_gradients(grad):
-    """``torch.utils.flop_counter.FlopCounterMode`` (whose module hooks
-    cannot take a view of a parameter made under ``no_grad``, such as the
-    batched class queries were) counts the head also without gradients."""
+    """``torch.utils.flop_counter.FlopCounterMode`` (whose module hooks cannot
+    take a view of a parameter made under ``no_grad``, such as the batched
+    class queries were) counts the head also without gradients."""
     from torch.utils.flop_counter import FlopCounterMode
     model = tiny_segmentor().eval()
     metas = [dict(img_shape=(32, 48), pad_shape=(32, 48))]

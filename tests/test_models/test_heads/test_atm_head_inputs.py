@@ -2,12 +2,11 @@
 degenerate labels; property-based checks of ATMHead's shapes."""
 import pytest
 import torch
+from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
+                      tiny_segmentor)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.config import ConfigDict
-
-from fixtures import (data_samples, feature_maps, predict_image, tiny_head,
-                      tiny_segmentor)
 
 
 def _train_step(model, imgs, labels):
@@ -163,10 +162,12 @@ def test_inputs_of_different_batch_sizes_are_refused():
         head(maps)
 
 
-@pytest.mark.parametrize('label_sizes', [
-    [(64, 64), (64, 64)],  # every label twice the image: stretched
-    [(32, 32), (30, 32)],  # one label short: failed inside torch.stack
-])
+@pytest.mark.parametrize(
+    'label_sizes',
+    [
+        [(64, 64), (64, 64)],  # every label twice the image: stretched
+        [(32, 32), (30, 32)],  # one label short: failed inside torch.stack
+    ])
 def test_labels_of_another_size_than_their_image_are_refused(label_sizes):
     """A label map must have the size of its (padded) image."""
     model = tiny_segmentor(num_classes=5, size=(32, 32))
@@ -174,8 +175,10 @@ def test_labels_of_another_size_than_their_image_are_refused(label_sizes):
     labels = [torch.randint(0, 5, size) for size in label_sizes]
     bad = next(i for i, s in enumerate(label_sizes) if s != (32, 32))
     h, w = label_sizes[bad]
-    with pytest.raises(ValueError, match=rf'label map of training sample '
-                       rf'{bad} is {h}x{w} but its image is 32x32'):
+    with pytest.raises(
+            ValueError,
+            match=rf'label map of training sample '
+            rf'{bad} is {h}x{w} but its image is 32x32'):
         _train_step(model, imgs, labels)
 
 
@@ -189,19 +192,24 @@ def test_padded_labels_of_smaller_images_are_accepted():
 
 
 def test_a_colour_label_map_is_refused_as_such_not_as_a_pairing_error():
-    """PackSegInputs keeps an (H, W, 3) label as a (H, W, 3) tensor; the
-    error names its channels, not another size than its image."""
+    """PackSegInputs keeps an (H, W, 3) label as a (H, W, 3) tensor; the error
+    names its channels, not another size than its image."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     model = tiny_segmentor(num_classes=5, size=(32, 32))
     sample = SegDataSample()
     sample.gt_sem_seg = PixelData(data=torch.randint(0, 5, (32, 32, 3)))
-    sample.set_metainfo(dict(img_shape=(32, 32), ori_shape=(32, 32),
-                             seg_map_path='ann/a.png', img_path='img/a.png'))
+    sample.set_metainfo(
+        dict(
+            img_shape=(32, 32),
+            ori_shape=(32, 32),
+            seg_map_path='ann/a.png',
+            img_path='img/a.png'))
     data = model.data_preprocessor(
         dict(inputs=[torch.zeros(3, 32, 32)], data_samples=[sample]),
         training=True)
-    with pytest.raises(ValueError, match=r'ann/a.png\) has 3 channels '
-                       r'\(a colour image') as err:
+    with pytest.raises(
+            ValueError, match=r'ann/a.png\) has 3 channels '
+            r'\(a colour image') as err:
         model.loss(data['inputs'], data['data_samples'])
     assert 'but its image is' not in str(err.value)

@@ -5,25 +5,28 @@ import os.path as osp
 
 import pytest
 import torch
+from fixtures import REPO, data_samples, feature_maps, meta_head, tiny_head
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from fixtures import REPO, data_samples, feature_maps, meta_head, tiny_head
 from mmseg_segvit.models import ATMLoss
 
 CONFIGS = sorted(
-    glob.glob(osp.join(REPO, 'configs', 'segvit', '**', '*.py'),
-              recursive=True))
+    glob.glob(
+        osp.join(REPO, 'configs', 'segvit', '**', '*.py'), recursive=True))
 
 
-@pytest.mark.parametrize('kwargs, outputs', [
-    (dict(), 3),  # cumulative: one output per stage
-    (dict(use_stages=2), 2),
-    (dict(mask_mode='per_layer'), 6),  # 3 stages x 2 layers
-    (dict(mask_mode='per_layer', num_layers=1), 3),
-    (dict(cross_attn_cfg=dict(type='KMeansCrossAttention'),
-          mask_mode='per_layer'), 6),
-])
+@pytest.mark.parametrize(
+    'kwargs, outputs',
+    [
+        (dict(), 3),  # cumulative: one output per stage
+        (dict(use_stages=2), 2),
+        (dict(mask_mode='per_layer'), 6),  # 3 stages x 2 layers
+        (dict(mask_mode='per_layer', num_layers=1), 3),
+        (dict(
+            cross_attn_cfg=dict(type='KMeansCrossAttention'),
+            mask_mode='per_layer'), 6),
+    ])
 def test_the_loss_reads_the_class_count_and_outputs_of_the_head(
         kwargs, outputs):
     head = tiny_head(num_classes=4, **kwargs)
@@ -69,8 +72,8 @@ def test_the_dropped_loss_name_argument_is_refused():
 
 
 def test_a_stock_segmenter_head_dict_swaps_to_atm_head():
-    """MMSeg's SegmenterMaskHead dict with the type changed: channels equal
-    to embed_dims and dropout_ratio are accepted and have no effect."""
+    """MMSeg's SegmenterMaskHead dict with the type changed: channels equal to
+    embed_dims and dropout_ratio are accepted and have no effect."""
     for dropout_ratio in (0.0, 0.1):
         head = tiny_head(channels=32, dropout_ratio=dropout_ratio)
         assert head.channels == 32
@@ -80,8 +83,7 @@ def test_a_stock_segmenter_head_dict_swaps_to_atm_head():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(channels=512),
-     r'decode_head\.channels=512 but ATMHead.s width is '
+    (dict(channels=512), r'decode_head\.channels=512 but ATMHead.s width is '
      r'decode_head\.embed_dims=32: remove channels'),
     (dict(dropout_ratio=0.5),
      r'decode_head\.dropout_ratio=0\.5 .*set decode_head\.dropout'),

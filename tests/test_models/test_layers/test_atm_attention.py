@@ -22,8 +22,8 @@ def test_cross_attention_mask_is_head_mean_of_scaled_similarity():
 
 def test_cross_attention_without_mask():
     attn = ATMCrossAttention(16, num_heads=2)
-    out, mask = attn(torch.randn(1, 3, 16), torch.randn(1, 4, 16),
-                     need_mask=False)
+    out, mask = attn(
+        torch.randn(1, 3, 16), torch.randn(1, 4, 16), need_mask=False)
     assert mask is None and out.shape == (1, 3, 16)
 
 

@@ -10,14 +10,14 @@ def test_decoder_layer_matches_torch_layer_names_and_post_norm():
     layer = ATMDecoderLayer(32, num_heads=4).eval()
     names = {n.split('.')[0] for n, _ in layer.named_parameters()}
     assert names == {
-        'self_attn', 'multihead_attn', 'linear1', 'linear2', 'norm1',
-        'norm2', 'norm3'
+        'self_attn', 'multihead_attn', 'linear1', 'linear2', 'norm1', 'norm2',
+        'norm3'
     }
     q, t = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
     out, mask = layer(q, t)
     # post-norm: the output is the output of a LayerNorm
-    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
     assert mask.shape == (2, 5, 9)
 
 
@@ -55,8 +55,8 @@ DEFAULT_KEYS = sorted(ATMDecoderLayer(32, num_heads=4).state_dict())
     dict(norm_cfg=dict(type='LN', eps=1e-6), pre_norm=True),
 ])
 def test_decoder_layer_settings_keep_the_state_dict_keys(kwargs):
-    """Checkpoint converters map torch's layer key by key: the settings
-    change the computation, never the parameter names or shapes."""
+    """Checkpoint converters map torch's layer key by key: the settings change
+    the computation, never the parameter names or shapes."""
     layer = ATMDecoderLayer(32, num_heads=4, **kwargs)
     default = ATMDecoderLayer(32, num_heads=4).state_dict()
     state = layer.state_dict()
@@ -67,6 +67,7 @@ def test_decoder_layer_settings_keep_the_state_dict_keys(kwargs):
 
 def _branches(layer, q, t, act):
     """The three residual branches of a layer, written out."""
+
     def self_attn(x):
         return layer.self_attn(x, x, x, need_weights=False)[0]
 
@@ -78,13 +79,16 @@ def _branches(layer, q, t, act):
 
 def test_pre_norm_computes_the_pre_norm_order():
     torch.manual_seed(0)
-    layer = ATMDecoderLayer(32, num_heads=4, pre_norm=True,
-                            act_cfg=dict(type='GELU'),
-                            norm_cfg=dict(type='LN', eps=1e-6)).eval()
+    layer = ATMDecoderLayer(
+        32,
+        num_heads=4,
+        pre_norm=True,
+        act_cfg=dict(type='GELU'),
+        norm_cfg=dict(type='LN', eps=1e-6)).eval()
     assert layer.norm1.eps == 1e-6
     q, t = torch.randn(2, 5, 32), torch.randn(2, 9, 32)
-    self_attn, cross_attn, ffn = _branches(
-        layer, q, t, torch.nn.functional.gelu)
+    self_attn, cross_attn, ffn = _branches(layer, q, t,
+                                           torch.nn.functional.gelu)
     x = q + self_attn(layer.norm1(q))
     cross, mask = cross_attn(layer.norm2(x))
     x = x + cross

@@ -1,8 +1,8 @@
 """Cross-attention variants of the ATM decoder come from mmseg's MODELS."""
 import pytest
+from fixtures import feature_maps, tiny_head
 from mmseg.registry import MODELS
 
-from fixtures import feature_maps, tiny_head
 from mmseg_segvit.models.layers import (ATMCrossAttention, ATMDecoderLayer,
                                         KMeansCrossAttention,
                                         build_cross_attention)
@@ -23,20 +23,23 @@ def test_default_and_registered_variants_with_options():
     assert default.num_heads == 4 and default.attn_drop.p == 0.2
     assert default.q.bias is not None  # qkv_bias defaults to True
     kmeans = build_cross_attention(
-        dict(type='KMeansCrossAttention', update='sum', qkv_bias=False), 32,
-        4, dropout=0.1)
+        dict(type='KMeansCrossAttention', update='sum', qkv_bias=False),
+        32,
+        4,
+        dropout=0.1)
     assert type(kmeans) is KMeansCrossAttention
     assert kmeans.update == 'sum' and kmeans.q.bias is None
     # the class itself works as type, as in any mmengine config
-    assert type(build_cross_attention(dict(type=KMeansCrossAttention), 32, 4,
-                                      0.1)) is KMeansCrossAttention
+    assert type(
+        build_cross_attention(dict(type=KMeansCrossAttention), 32, 4,
+                              0.1)) is KMeansCrossAttention
 
 
 @pytest.mark.parametrize('cfg, match', [
     (dict(type='Sinkhorn'), r"'Sinkhorn' is not in mmseg's MODELS"),
     (dict(update='sum'), r'type None is not in mmseg'),
-    (dict(type='KMeansCrossAttention', num_heads=8),
-     r'sets num_heads=8 but the decoder has num_heads=4'),
+    (dict(type='KMeansCrossAttention',
+          num_heads=8), r'sets num_heads=8 but the decoder has num_heads=4'),
 ])
 def test_bad_configs_are_named(cfg, match):
     with pytest.raises(ValueError, match=match):
@@ -52,11 +55,12 @@ def test_state_dict_keys_do_not_depend_on_the_variant():
 
 
 def test_a_registered_variant_runs_in_the_head():
-    head = tiny_head(num_classes=3, num_layers=1,
-                     cross_attn_cfg=dict(type=HARD_HEADS)).eval()
+    head = tiny_head(
+        num_classes=3, num_layers=1,
+        cross_attn_cfg=dict(type=HARD_HEADS)).eval()
     assert all(
-        type(layer.multihead_attn) is _HardHeads
-        for decoder in head.decoders for layer in decoder.layers)
+        type(layer.multihead_attn) is _HardHeads for decoder in head.decoders
+        for layer in decoder.layers)
     cls_logits, masks = head(feature_maps(batch=1))
     assert cls_logits.shape == (3, 1, 3, 4)
     assert masks.shape == (3, 1, 3, 4, 6)
@@ -74,6 +78,8 @@ def test_the_cross_attention_is_chosen_by_cross_attn_cfg():
 
 
 def test_a_registered_module_that_is_no_cross_attention_is_refused():
-    with pytest.raises(ValueError, match="cross_attn_cfg type 'Conv2d' is "
-                       'not an ATMCrossAttention'):
+    with pytest.raises(
+            ValueError,
+            match="cross_attn_cfg type 'Conv2d' is "
+            'not an ATMCrossAttention'):
         tiny_head(cross_attn_cfg=dict(type='Conv2d'))

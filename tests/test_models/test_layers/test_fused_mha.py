@@ -1,12 +1,12 @@
-"""Fused (scaled-dot-product) multi-head attention against mmcv's and
-torch's explicit paths, and the global switch set_fused_attn."""
+"""Fused (scaled-dot-product) multi-head attention against mmcv's and torch's
+explicit paths, and the global switch set_fused_attn."""
 import pytest
 import torch
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 
 from mmseg_segvit.models.layers import (FusedMultiheadAttention,
-                                        ViTEncoderLayer,
-                                        packed_self_attention, set_fused_attn)
+                                        ViTEncoderLayer, packed_self_attention,
+                                        set_fused_attn)
 
 
 def test_torch_self_attention_without_weights_equals_with_weights():
@@ -39,8 +39,7 @@ def test_fused_attn_global_default_applies_only_when_set():
         assert ViTEncoderLayer(32, 4, 64, fused_attn=True).fused_attn
     finally:
         set_fused_attn(True)
-    assert isinstance(ViTEncoderLayer(32, 4, 64).attn,
-                      FusedMultiheadAttention)
+    assert isinstance(ViTEncoderLayer(32, 4, 64).attn, FusedMultiheadAttention)
 
 
 def _backward_ops(fn):
@@ -51,8 +50,8 @@ def _backward_ops(fn):
 
 def test_packed_self_attention_equals_torch_and_skips_its_copies():
     torch.manual_seed(0)
-    mha = torch.nn.MultiheadAttention(32, 4, dropout=0.1,
-                                      batch_first=True).eval()
+    mha = torch.nn.MultiheadAttention(
+        32, 4, dropout=0.1, batch_first=True).eval()
     x = torch.randn(2, 7, 32, requires_grad=True)
     ref = mha(x, x, x, need_weights=False)[0]
     (ref_grad, ) = torch.autograd.grad(ref.square().sum(), x)

@@ -1,5 +1,7 @@
 """KMeansCrossAttention (the k-means variant of ATM cross-attention):
-hard assignment, query updates, gradients and the decoder-layer switch."""
+
+hard assignment, query updates, gradients and the decoder-layer switch.
+"""
 import pytest
 import torch
 from mmseg.registry import MODELS

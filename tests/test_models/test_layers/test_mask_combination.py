@@ -1,14 +1,14 @@
-"""Banded resize, mask combination and labels against the literal
-resize-sigmoid-einsum and MMSeg's accuracy."""
+"""Banded resize, mask combination and labels against the literal resize-
+sigmoid-einsum and MMSeg's accuracy."""
 import pytest
 import torch
 import torch.nn.functional as F
-
 from fixtures import feature_maps, tiny_head
+
 from mmseg_segvit.models.layers import (combine, combine_resized_masks,
                                         combined_labels, memory_budget,
-                                        resize_in_bands, resized_labels)
-from mmseg_segvit.models.layers import memory_plan
+                                        memory_plan, resize_in_bands,
+                                        resized_labels)
 
 
 def literal(cls_prob, masks, size, align_corners):
@@ -23,8 +23,8 @@ def test_banded_combination_equals_the_literal_one(align_corners, rows):
     torch.manual_seed(0)
     cls_prob = torch.randn(2, 6, 5).softmax(-1)
     masks = torch.randn(2, 6, 4, 7) * 3
-    got = combine_resized_masks(cls_prob, masks, (17, 30), align_corners,
-                                rows=rows)
+    got = combine_resized_masks(
+        cls_prob, masks, (17, 30), align_corners, rows=rows)
     assert got.shape == (2, 5, 17, 30)
     torch.testing.assert_close(
         got, literal(cls_prob, masks, (17, 30), align_corners))
@@ -44,8 +44,10 @@ def test_downsizing_and_non_square_sizes():
                                  (12, 7))
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(
-        half.float(), literal(cls_prob, masks, (12, 7), False),
-        rtol=0.05, atol=0.05)
+        half.float(),
+        literal(cls_prob, masks, (12, 7), False),
+        rtol=0.05,
+        atol=0.05)
 
 
 def test_mismatched_inputs_are_named():
@@ -89,8 +91,8 @@ def test_bands_tile_the_resized_maps(size):
 @pytest.mark.parametrize('size,rows', [((5, 6), None), ((5, 6), 2),
                                        ((17, 6), 4), ((5, 30), 2)])
 def test_the_inputs_are_never_overwritten(size, rows):
-    """The sigmoid is taken in place only on bands of their own, never on
-    the masks or a view of them (same size, or an axis not resized)."""
+    """The sigmoid is taken in place only on bands of their own, never on the
+    masks or a view of them (same size, or an axis not resized)."""
     cls_prob = torch.rand(2, 3, 4)
     masks = torch.randn(2, 3, 5, 6)
     before = masks.clone()
@@ -113,10 +115,9 @@ def test_labels_are_the_argmax_of_the_scores(band):
     assert torch.equal(labels, scores.argmax(1))
     assert labels.unique().numel() > 1  # not a constant map
     small = torch.randn(2, 5, 4, 7)
-    want = F.interpolate(small, size=(17, 30), mode='bilinear',
-                         align_corners=True).argmax(1)
-    assert torch.equal(
-        resized_labels(small, (17, 30), True, rows=band), want)
+    want = F.interpolate(
+        small, size=(17, 30), mode='bilinear', align_corners=True).argmax(1)
+    assert torch.equal(resized_labels(small, (17, 30), True, rows=band), want)
 
 
 def test_one_piece_is_one_resize(monkeypatch):
@@ -146,11 +147,10 @@ def test_combine_equals_the_straightforward_computation(order, budget):
         want = literal(prob, masks, size, False)
     else:  # combine at 4x the grid (capped at the size), then resize
         want = F.interpolate(
-            literal(prob, masks, (16, 28), False), size=size,
-            mode='bilinear')
+            literal(prob, masks, (16, 28), False), size=size, mode='bilinear')
     scores = combine(cls, masks, size, order=order, budget=budget)
-    labels = combine(cls, masks, size, order=order, output='labels',
-                     budget=budget)
+    labels = combine(
+        cls, masks, size, order=order, output='labels', budget=budget)
     torch.testing.assert_close(scores, want)
     assert torch.equal(labels, want.argmax(1))
 
@@ -174,10 +174,10 @@ def test_combine_refuses_unknown_settings():
 
 
 def test_autocast_keeps_the_masks_dtype(monkeypatch):
-    """Under autocast the masks are resized in their own (bf16) dtype, as
-    the official head does, not upcast to the fp32 of the class softmax
-    (an autocast fp32 op on CUDA): half the memory and traffic of the
-    (B, Q, H, W) masks, and the official numbers."""
+    """Under autocast the masks are resized in their own (bf16) dtype, as the
+    official head does, not upcast to the fp32 of the class softmax (an
+    autocast fp32 op on CUDA): half the memory and traffic of the (B, Q, H, W)
+    masks, and the official numbers."""
     cls_prob = torch.rand(2, 3, 4)  # fp32, as CUDA autocast's softmax
     masks = torch.randn(2, 3, 5, 6).bfloat16()
     seen = []
@@ -191,17 +191,18 @@ def test_autocast_keeps_the_masks_dtype(monkeypatch):
     with torch.autocast('cpu', dtype=torch.bfloat16):
         official = torch.einsum(
             'bqc,bqhw->bchw', cls_prob,
-            interpolate(masks, size=(20, 24), mode='bilinear',
-                        align_corners=False).sigmoid())
+            interpolate(
+                masks, size=(20, 24), mode='bilinear',
+                align_corners=False).sigmoid())
         one_piece = combine_resized_masks(cls_prob, masks, (20, 24))
         banded = combine_resized_masks(cls_prob, masks, (20, 24), rows=3)
-        labels = combine(torch.randn(2, 3, 5), masks, (20, 24),
-                         output='labels')
+        labels = combine(
+            torch.randn(2, 3, 5), masks, (20, 24), output='labels')
     assert seen and set(seen) == {torch.bfloat16}
     assert one_piece.dtype == banded.dtype == official.dtype
     torch.testing.assert_close(one_piece, official)
-    torch.testing.assert_close(banded.float(), official.float(),
-                               rtol=0.02, atol=0.02)
+    torch.testing.assert_close(
+        banded.float(), official.float(), rtol=0.02, atol=0.02)
     assert labels.shape == (2, 20, 24)
     # outside autocast the promoted dtype (fp32) as before
     seen.clear()

@@ -1,5 +1,5 @@
-"""The memory plan of the mask combination: rows per band chosen by device
-and size (a budget), never by one constant."""
+"""The memory plan of the mask combination: rows per band chosen by device and
+size (a budget), never by one constant."""
 import torch
 
 from mmseg_segvit.models.layers import memory_budget, memory_plan, plan_rows

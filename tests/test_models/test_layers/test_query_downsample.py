@@ -1,5 +1,5 @@
-"""Query downsampling (QD, SegViT v2 / Shrunk): the stride-2 token grid
-and the QD encoder layer against the plain one."""
+"""Query downsampling (QD, SegViT v2 / Shrunk): the stride-2 token grid and the
+QD encoder layer against the plain one."""
 import math
 
 import pytest
@@ -42,8 +42,8 @@ def test_stride2_rejects_a_wrong_grid():
 
 @pytest.mark.parametrize('grid', [(4, 6), (5, 7)])
 def test_qd_layer_equals_the_plain_layer_on_the_kept_tokens(grid):
-    """Queries attend to all tokens: the QD layer's output is the plain
-    layer's output at the sampled positions."""
+    """Queries attend to all tokens: the QD layer's output is the plain layer's
+    output at the sampled positions."""
     plain, qd = _layer_pair()
     x = torch.randn(2, grid[0] * grid[1], DIMS)
     out, sub_grid = qd(x, grid)

@@ -1,12 +1,12 @@
-"""Query upsampling (QU, SegViT v2 / Shrunk): the target grid, bicubic
-query resizing, gradients, parameter names, errors, locality prior."""
+"""Query upsampling (QU, SegViT v2 / Shrunk): the target grid, bicubic query
+resizing, gradients, parameter names, errors, locality prior."""
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch.nn.functional as F
 
 from mmseg_segvit.models import QueryUpsample
 
@@ -113,9 +113,9 @@ def test_qu_locality_prior_is_an_opt_in_gaussian_on_the_cell_distance():
 
 
 def test_qu_locality_prior_makes_the_output_follow_the_local_tokens():
-    """With a sharp prior every query reads (almost) only its own cell
-    (one level, one layer: the query self-attention comes before the
-    cross-attention, so only the changed cell's query moves)."""
+    """With a sharp prior every query reads (almost) only its own cell (one
+    level, one layer: the query self-attention comes before the cross-
+    attention, so only the changed cell's query moves)."""
     qu = _qu(locality_sigma=0.05, num_levels=1, num_layers=1)
     tokens = torch.randn(2, 24, DIMS)
     base = qu([(tokens, (4, 6))], (4, 6))
@@ -149,8 +149,8 @@ def test_qu_shapes_property(levels, out_grid, query_grid, batch):
 
 
 def test_cell_distances_in_query_grid_cells():
-    """The distance both the locality prior and the read-distance
-    benchmark use: query and token cell centres, in query-grid cells."""
+    """The distance both the locality prior and the read-distance benchmark
+    use: query and token cell centres, in query-grid cells."""
     from mmseg_segvit.models.layers import cell_distances
     like = torch.zeros(1)
     own = cell_distances((4, 6), (4, 6), like)

@@ -9,8 +9,12 @@ from mmcv.cnn.bricks.transformer import FFN
 
 from mmseg_segvit.models.layers import ViTEncoderLayer, ViTFFN
 
-CFG = dict(embed_dims=16, feedforward_channels=32, num_fcs=2, ffn_drop=0.0,
-           act_cfg=dict(type='GELU'))
+CFG = dict(
+    embed_dims=16,
+    feedforward_channels=32,
+    num_fcs=2,
+    ffn_drop=0.0,
+    act_cfg=dict(type='GELU'))
 
 
 def _pair(drop_prob=0.0):
@@ -29,8 +33,8 @@ def test_vit_ffn_equals_mmcv_ffn_in_eval(drop_prob):
     ffn.eval()
     x, identity = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
     torch.testing.assert_close(ffn(x), ref(x))
-    torch.testing.assert_close(ffn(x, identity=identity),
-                               ref(x, identity=identity))
+    torch.testing.assert_close(
+        ffn(x, identity=identity), ref(x, identity=identity))
     ref.add_identity = ffn.add_identity = False
     torch.testing.assert_close(ffn(x), ref(x))
 
@@ -58,8 +62,9 @@ def _kernel_ops(module, x):
     with torch.profiler.profile() as prof:
         module(x).sum().backward()
     names = [e.name for e in prof.events()]
-    return sum(n in ('aten::rand', 'aten::floor', 'aten::bernoulli_',
-                     'aten::uniform_') for n in names), names
+    return sum(
+        n in ('aten::rand', 'aten::floor', 'aten::bernoulli_',
+              'aten::uniform_') for n in names), names
 
 
 def test_vit_ffn_draws_one_bernoulli_mask():
@@ -91,8 +96,11 @@ def test_vit_ffn_forward_does_not_inspect_signatures(monkeypatch):
 
 
 def test_vit_layer_builds_vit_ffn_with_mmseg_arguments():
-    layer = ViTEncoderLayer(embed_dims=16, num_heads=2,
-                            feedforward_channels=32, drop_path_rate=0.1)
+    layer = ViTEncoderLayer(
+        embed_dims=16,
+        num_heads=2,
+        feedforward_channels=32,
+        drop_path_rate=0.1)
     assert type(layer.ffn) is ViTFFN
     assert layer.ffn.dropout_layer.drop_prob == pytest.approx(0.1)
     assert 'ffn.layers.0.0.weight' in layer.state_dict()

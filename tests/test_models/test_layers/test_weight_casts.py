@@ -6,17 +6,19 @@ import sys
 
 import pytest
 import torch
+from fixtures import tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
-from fixtures import tiny_segmentor_cfg
 from mmseg_segvit.models.layers import (batched_weight_casts,
                                         get_batched_weight_casts,
                                         set_batched_weight_casts)
 
 SIZE = 32
-METAS = [dict(img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE),
-              ori_shape=(SIZE, SIZE))] * 2
+METAS = [
+    dict(
+        img_shape=(SIZE, SIZE), pad_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE))
+] * 2
 
 
 def _segmentor():
@@ -31,10 +33,19 @@ def _segmentor():
 def _shrunk():
     torch.manual_seed(0)
     model = MODELS.build(
-        dict(type='ShrunkViT', img_size=(64, 64), patch_size=8, embed_dims=32,
-             num_layers=4, num_heads=2, out_indices=[1, 3], qd_index=2,
-             qu_cfg=dict(embed_dims=16, num_heads=2), with_cls_token=False,
-             final_norm=False, norm_cfg=dict(type='LN', eps=1e-6)))
+        dict(
+            type='ShrunkViT',
+            img_size=(64, 64),
+            patch_size=8,
+            embed_dims=32,
+            num_layers=4,
+            num_heads=2,
+            out_indices=[1, 3],
+            qd_index=2,
+            qu_cfg=dict(embed_dims=16, num_heads=2),
+            with_cls_token=False,
+            final_norm=False,
+            norm_cfg=dict(type='LN', eps=1e-6)))
     model.init_weights()
     return model.eval()
 
@@ -113,13 +124,12 @@ def test_parameters_are_untouched_and_restored_after_errors(switch):
     with pytest.raises(RuntimeError, match='boom'):
         _infer(model, x, True)
     assert all(p is before[k] for k, p in model.named_parameters())
-    assert isinstance(model.decode_head.class_embed.weight,
-                      torch.nn.Parameter)
+    assert isinstance(model.decode_head.class_embed.weight, torch.nn.Parameter)
 
 
 def test_updated_weights_are_seen_by_the_next_call(switch):
-    """Every call copies the current weights: in-place updates, also
-    through ``.data`` (as EMA swaps do, without a version bump), count."""
+    """Every call copies the current weights: in-place updates, also through
+    ``.data`` (as EMA swaps do, without a version bump), count."""
     model = _segmentor()
     x = torch.randn(2, 3, SIZE, SIZE)
     _infer(model, x, True)
@@ -164,12 +174,14 @@ def test_context_is_a_no_op_without_parameters_or_autocast(switch):
 
 
 def test_off_by_default_and_none_batches_only_cuda_modules():
-    """Off until a GPU measurement shows the batching pays; None switches
-    it on for CUDA modules only."""
+    """Off until a GPU measurement shows the batching pays; None switches it on
+    for CUDA modules only."""
     code = ('from mmseg_segvit.models.layers import get_batched_weight_casts;'
             'print(get_batched_weight_casts())')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout.split()
     assert out[-1] == 'False'
     assert get_batched_weight_casts() is False  # every test restores it
     linear = torch.nn.Linear(2, 2).eval()
@@ -183,11 +195,11 @@ def test_off_by_default_and_none_batches_only_cuda_modules():
 
 def test_multihead_attention_left_to_autocast_where_its_fast_path_may_run(
         switch):
-    """Outside CUDA autocast torch's eval-mode MultiheadAttention may run
-    its native fp32 kernel; low-precision weights would change that, so
-    its weights stay as they are there (QU of the Shrunk backbone)."""
-    layer = torch.nn.TransformerDecoderLayer(16, 2, 32,
-                                             batch_first=True).eval()
+    """Outside CUDA autocast torch's eval-mode MultiheadAttention may run its
+    native fp32 kernel; low-precision weights would change that, so its weights
+    stay as they are there (QU of the Shrunk backbone)."""
+    layer = torch.nn.TransformerDecoderLayer(
+        16, 2, 32, batch_first=True).eval()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         with batched_weight_casts(layer):
             assert layer.self_attn.in_proj_weight.dtype == torch.float32
@@ -196,9 +208,9 @@ def test_multihead_attention_left_to_autocast_where_its_fast_path_may_run(
 
 
 def test_buffers_follow_conversions_of_the_module(switch):
-    """``.double()`` (kept in fp64 by autocast) or a memory-format change
-    after a call keeps the parameter objects but not their memory: the
-    buffers are made anew, as autocast's casts would be."""
+    """``.double()`` (kept in fp64 by autocast) or a memory-format change after
+    a call keeps the parameter objects but not their memory: the buffers are
+    made anew, as autocast's casts would be."""
     model = _segmentor()
     x = torch.randn(2, 3, SIZE, SIZE)
     _infer(model, x, True)
@@ -220,8 +232,8 @@ def test_buffers_follow_conversions_of_the_module(switch):
 
 
 def test_buffers_are_not_shared_by_two_streams(switch, monkeypatch):
-    """On CUDA a call on another stream gets its own buffers: rewriting
-    those of a call on another stream could race with its kernels."""
+    """On CUDA a call on another stream gets its own buffers: rewriting those
+    of a call on another stream could race with its kernels."""
     from mmseg_segvit.models.layers import weight_casts
     stream = ['a']
     monkeypatch.setattr(weight_casts, '_current_stream',

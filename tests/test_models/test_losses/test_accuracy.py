@@ -12,10 +12,13 @@ def test_label_accuracy_equals_mmseg_accuracy():
     target = torch.randint(0, 4, (2, 5, 6))
     target[0, 0] = 255
     for ignore in (255, None):
-        want = accuracy(scores, target.clamp(max=3) if ignore is None
-                        else target, ignore_index=ignore)
-        got = label_accuracy(scores.argmax(1), target.clamp(max=3)
-                             if ignore is None else target, ignore)
+        want = accuracy(
+            scores,
+            target.clamp(max=3) if ignore is None else target,
+            ignore_index=ignore)
+        got = label_accuracy(
+            scores.argmax(1),
+            target.clamp(max=3) if ignore is None else target, ignore)
         torch.testing.assert_close(got, want)
     perfect = label_accuracy(target, target, 255)
     torch.testing.assert_close(perfect, torch.tensor([100.0]))

@@ -37,13 +37,13 @@ def test_known_2x2_case_by_hand():
     # 2 classes, one image: class 0 top row, class 1 bottom-left, ignore.
     label = torch.tensor([[[0, 0], [1, 255]]])
     masks = torch.tensor([[[[[2.0, -1.0], [0.5, 1.0]],
-                             [[-2.0, 0.0], [3.0, -1.5]]]]])
+                            [[-2.0, 0.0], [3.0, -1.5]]]]])
     cls = torch.tensor([[[[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]]]])
     losses = ATMLoss()(cls, masks, label, ignore_index=255)
 
     weights = [1.0, 1.0, 0.1]
-    (l0, w0), (l1, w1) = _ce([1.0, 0.0, -1.0], 0, weights), _ce(
-        [0.5, 2.0, 0.0], 1, weights)
+    (l0, w0), (l1, w1) = _ce([1.0, 0.0, -1.0], 0,
+                             weights), _ce([0.5, 2.0, 0.0], 1, weights)
     ce = (w0 * l0 + w1 * l1) / (w0 + w1)
     t0, t1 = [1, 1, 0, 0], [0, 0, 1, 0]  # ignored pixels count as negatives
     m0, m1 = [2.0, -1.0, 0.5, 1.0], [-2.0, 0.0, 3.0, -1.5]
@@ -213,8 +213,7 @@ def test_atm_loss_refuses_labels_that_are_not_class_index_maps():
     with pytest.raises(ValueError, match='integer class indices'):
         loss(cls, masks, torch.zeros(2, 8, 8))
     assert torch.isfinite(
-        sum(loss(cls, masks, torch.zeros(2, 8, 8, dtype=torch.long))
-            .values()))
+        sum(loss(cls, masks, torch.zeros(2, 8, 8, dtype=torch.long)).values()))
 
 
 def test_class_loss_of_every_output_is_its_own_weighted_cross_entropy():
@@ -241,12 +240,14 @@ def test_class_loss_of_every_output_is_its_own_weighted_cross_entropy():
 
 @pytest.mark.parametrize('settings, named', [
     (dict(loss_name='loss_atm'), 'loss_name'),
-    (dict(use_sigmoid=False, avg_non_ignore=True),
-     'avg_non_ignore, use_sigmoid'),
+    (dict(use_sigmoid=False,
+          avg_non_ignore=True), 'avg_non_ignore, use_sigmoid'),
 ])
 def test_settings_of_other_losses_are_named(settings, named):
-    with pytest.raises(TypeError, match=f'ATMLoss has no setting {named}: '
-                       'remove it from decode_head.loss_decode'):
+    with pytest.raises(
+            TypeError,
+            match=f'ATMLoss has no setting {named}: '
+            'remove it from decode_head.loss_decode'):
         MODELS.build(dict(type='ATMLoss', **settings))
 
 
@@ -260,8 +261,8 @@ def test_bool_labels_and_empty_batches_are_refused():
 
 def test_uint8_labels_with_more_than_255_classes():
     """Labels as uint8 (MMSeg's LoadAnnotations reads them so) with K > 255
-    classes, of which the image shows some below 255: the same loss as
-    int64 labels (K did not fit the labels' dtype: RuntimeError)."""
+    classes, of which the image shows some below 255: the same loss as int64
+    labels (K did not fit the labels' dtype: RuntimeError)."""
     num_classes = 300
     cls = torch.randn(1, 1, num_classes, num_classes + 1)
     masks = torch.randn(1, 1, num_classes, 4, 4)
@@ -279,16 +280,20 @@ def test_padding_label_with_another_ignore_index_names_seg_pad_val():
     cls, masks = torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 2, 2)
     labels = torch.full((1, 4, 4), 255)
     labels[0, :2] = 1
-    with pytest.raises(ValueError, match=r'label value 255 .*ignore_index '
-                       r'\(0\).*seg_pad_val .*to ignore_index'):
+    with pytest.raises(
+            ValueError,
+            match=r'label value 255 .*ignore_index '
+            r'\(0\).*seg_pad_val .*to ignore_index'):
         ATMLoss()(cls, masks, labels, ignore_index=0)
 
 
 @pytest.mark.parametrize('num_points', [1e3, 100.5, True])
 def test_num_points_must_be_an_int(num_points):
     """A float (``1e3`` in a config) failed inside ``torch.rand``."""
-    with pytest.raises(ValueError, match=r'num_points must be None or an '
-                       r'int >= 1 .*got ' + str(num_points)):
+    with pytest.raises(
+            ValueError,
+            match=r'num_points must be None or an '
+            r'int >= 1 .*got ' + str(num_points)):
         ATMLoss(num_points=num_points)
 
 
@@ -298,8 +303,9 @@ def test_labels_on_the_meta_device_are_refused():
     cls = torch.empty(1, 1, 3, 4, device='meta')
     masks = torch.empty(1, 1, 3, 2, 2, device='meta')
     labels = torch.empty(1, 4, 4, dtype=torch.long, device='meta')
-    with pytest.raises(ValueError, match='labels on the meta device.*real '
-                       'labels'):
+    with pytest.raises(
+            ValueError, match='labels on the meta device.*real '
+            'labels'):
         ATMLoss()(cls, masks, labels)
 
 
@@ -324,8 +330,9 @@ def test_a_new_term_is_one_method_and_one_table_entry():
     for key in base:
         torch.testing.assert_close(extended[key], base[key])
     # weighted by its own weight and loss_weight, one value per output
-    big = F.interpolate(masks.flatten(0, 1), size=(2, 2), mode='bilinear',
-                        align_corners=False).sigmoid().view(2, 2, 3, 2, 2)
+    big = F.interpolate(
+        masks.flatten(0, 1), size=(2, 2), mode='bilinear',
+        align_corners=False).sigmoid().view(2, 2, 3, 2, 2)
     pairs = [(0, 0), (0, 1), (1, 2)]
     for i, key in enumerate(['loss_area_0', 'loss_area']):
         areas = [(big[i, b, c].mean() - (label[b] == c).float().mean()).abs()
@@ -347,8 +354,8 @@ def test_targets_are_split_from_the_terms():
     samples = ATMLoss().sample_masks(torch.randn(2, 2, 3, 1, 1), targets)
     assert samples.logits.shape == (2, 3, 4)
     assert samples.targets.shape == (3, 4)
-    none = ATMLoss().get_targets(torch.full((1, 2, 2), 255), 3, 255,
-                                 torch.device('cpu'))
+    none = ATMLoss().get_targets(
+        torch.full((1, 2, 2), 255), 3, 255, torch.device('cpu'))
     assert none.classes.tolist() == [[3, 3, 3]] and none.num_masks == 1
     empty = ATMLoss().sample_masks(torch.randn(2, 1, 3, 4, 4), none)
     assert empty.logits.shape == (2, 0, 16)

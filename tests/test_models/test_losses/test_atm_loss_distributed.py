@@ -19,12 +19,11 @@ import pytest
 import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
+from fixtures import data_samples, tiny_segmentor_cfg
 from mmengine.config import ConfigDict
 from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
 from mmseg.registry import MODELS
-
-from fixtures import data_samples, tiny_segmentor_cfg
 
 WORLD, B, SIZE, K, STEPS, LR = 2, 2, 32, 6, 2, 0.1
 # Present classes per image (None: all pixels ignored).
@@ -66,8 +65,9 @@ def _batch(imgs, labels):
 
 
 def _worker(rank, tmpdir):
-    import mmseg_segvit  # noqa: F401
     from mmseg.utils import register_all_modules
+
+    import mmseg_segvit  # noqa: F401
     register_all_modules()
     torch.set_num_threads(1)
     torch_dist.init_process_group(
@@ -86,10 +86,8 @@ def _worker(rank, tmpdir):
             logs = [model.train_step(data, optim) for _ in range(STEPS)]
             torch.save(
                 dict(
-                    logs=[{
-                        k: v.item()
-                        for k, v in log.items()
-                    } for log in logs],
+                    logs=[{k: v.item()
+                           for k, v in log.items()} for log in logs],
                     params={
                         k: v.detach()
                         for k, v in model.module.state_dict().items()

@@ -1,13 +1,13 @@
-"""Point-sampled (memory-lean) mask losses: importance sampling of
-uncertain points, sampled logits against resized masks, and the point loss
-against the full one."""
+"""Point-sampled (memory-lean) mask losses: importance sampling of uncertain
+points, sampled logits against resized masks, and the point loss against the
+full one."""
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures import data_samples, feature_maps, tiny_head
 from mmcv.ops import point_sample
 from mmseg.registry import MODELS
 
-from fixtures import data_samples, feature_maps, tiny_head
 from mmseg_segvit.models.losses.point_sampling import (sample_mask_points,
                                                        uncertain_point_coords)
 
@@ -57,8 +57,7 @@ def test_point_loss_approximates_full_loss_with_uniform_points():
     torch.manual_seed(1)
     faithful = MODELS.build(dict(type='ATMLoss'))
     lean = MODELS.build(
-        dict(
-            type='ATMLoss', num_points=20000, importance_sample_ratio=0.0))
+        dict(type='ATMLoss', num_points=20000, importance_sample_ratio=0.0))
     cls = torch.randn(2, 2, 4, 5)
     masks = torch.randn(2, 2, 4, 6, 6)
     labels = torch.randint(0, 4, (2, 3, 3)).repeat_interleave(
@@ -82,8 +81,7 @@ def test_point_loss_all_ignore_is_finite_and_reaches_masks():
 
 def test_head_trains_with_point_loss():
     head = tiny_head(
-        loss_decode=dict(type='ATMLoss', num_points=50),
-        fast_inference=True)
+        loss_decode=dict(type='ATMLoss', num_points=50), fast_inference=True)
     labels = torch.randint(0, 5, (2, 16, 24))
     losses = head.loss(
         feature_maps(grids=[(4, 6)] * 3), data_samples(labels), None)
