@@ -7,15 +7,91 @@ crashes. :func:`load_for_test` runs the config's own test pipeline, as
 ``mmseg.apis.inference_model`` does, and also returns the image as the
 pipeline's loading step decoded it, so that pictures show what the model saw;
 :func:`displayable` turns that into an RGB picture.
+
+Configs build their pipelines with :func:`clamped_resize` (one stock
+pipeline) or :func:`clamped_resize_pipelines` (a stock config's three):
+MMSeg's pipelines with the package's ``ClampedResize`` for ``Resize``.
 """
 import copy
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ['config_test_pipeline', 'load_for_test', 'displayable']
+__all__ = [
+    'config_test_pipeline', 'load_for_test', 'displayable', 'clamped_resize',
+    'clamped_resize_pipelines'
+]
 
 Image = Union[str, np.ndarray, dict]
+
+
+def _clamped_step(step: Mapping[str, Any]) -> dict:
+    """One pipeline step of :func:`clamped_resize`."""
+    if not isinstance(step, Mapping):
+        raise TypeError(f'a pipeline step should be a dict, not {step!r}')
+    kind = step.get('type')
+    if kind == 'Resize':
+        return dict(step, type='ClampedResize')
+    resizes_with_resize = step.get('resize_type', 'Resize') == 'Resize'
+    if kind == 'RandomResize' and resizes_with_resize:
+        return dict(step, resize_type='ClampedResize')
+    if kind == 'TestTimeAug':
+        return dict(
+            step,
+            transforms=[clamped_resize(views) for views in step['transforms']])
+    return step
+
+
+def clamped_resize(pipeline: Sequence[Mapping[str, Any]]) -> list:
+    """A pipeline with ``ClampedResize`` for mmcv's ``Resize``: no side of a
+    very elongated image is resized to 0 pixels (see
+    :mod:`mmseg_segvit.datasets.transforms`).
+
+    What configs write on a stock MMSeg pipeline
+    (``train_pipeline = clamped_resize(_base_.train_pipeline)``). Each
+    ``Resize`` step becomes ``ClampedResize`` with the same arguments; each
+    ``RandomResize`` that resizes with ``Resize`` (its default
+    ``resize_type``) resizes with ``ClampedResize``; a ``TestTimeAug``
+    step gets each of its ``transforms`` lists rewritten the same way. Other
+    steps, and the order, stay as they are; the steps given are not
+    changed.
+
+    Args:
+        pipeline (Sequence[dict]): Transform configs (dicts or
+            ``ConfigDict`` with a ``type``).
+
+    Returns:
+        list: The rewritten steps: a new dict for each step that changed,
+        the given one otherwise.
+
+    Raises:
+        TypeError: A step (or a ``TestTimeAug`` view) is not a dict.
+    """
+    return [_clamped_step(step) for step in pipeline]
+
+
+def clamped_resize_pipelines(
+        cfg: Mapping[str, Any]) -> Tuple[list, list, list]:
+    """A stock MMSeg config's ``train_pipeline``, ``test_pipeline`` and
+    ``tta_pipeline``, each through :func:`clamped_resize`.
+
+    For a config that inherits a stock config and keeps its data settings::
+
+        pipelines = clamped_resize_pipelines(_base_)
+        train_pipeline, test_pipeline, tta_pipeline = pipelines
+
+    Args:
+        cfg (Mapping): The config (in a config file: ``_base_``).
+
+    Returns:
+        tuple: (train, test, TTA) pipelines, as lists.
+
+    Raises:
+        KeyError: The config lacks one of the three pipelines.
+    """
+    return tuple(
+        clamped_resize(cfg[key])
+        for key in ('train_pipeline', 'test_pipeline', 'tta_pipeline'))
 
 
 def config_test_pipeline(cfg) -> list:

@@ -8,6 +8,8 @@
 # the raw image instead); each of the 12 views (6 scales, as is and
 # flipped) is averaged with equal weight.
 _base_ = ['mmseg::_base_/datasets/ade20k.py']
+from mmseg_segvit.utils import clamped_resize
+
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
@@ -29,20 +31,13 @@ tta_pipeline = [
 ]
 # mmseg's test pipeline with ClampedResize (no side of a very elongated
 # image is resized to 0 pixels)
-test_pipeline = [
-    dict(t, type='ClampedResize') if t.type == 'Resize' else t
-    for t in _base_.test_pipeline
-]
+test_pipeline = clamped_resize(_base_.test_pipeline)
 # mmseg's training pipeline, resizing with ClampedResize (no side of a very
 # elongated image is resized to 0 pixels)
-train_pipeline = [
-    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
-    for t in _base_.train_pipeline
-]
+train_pipeline = clamped_resize(_base_.train_pipeline)
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # (left out of mIoU, or scored 0) next to the mIoU it prints
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])

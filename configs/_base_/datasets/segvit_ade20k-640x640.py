@@ -24,9 +24,8 @@ tta_pipeline = [
         ], *_base_.tta_pipeline[1].transforms[1:]])
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # (left out of mIoU, or scored 0) next to the mIoU it prints
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])

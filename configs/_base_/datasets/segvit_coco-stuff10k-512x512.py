@@ -2,6 +2,8 @@
 # model was trained and tested: mmseg's training pipeline (resize to (2048,
 # 512) by 0.5-2.0), 8 GPUs x 2 images = 16 per iteration.
 _base_ = ['mmseg::_base_/datasets/coco-stuff10k.py']
+from mmseg_segvit.utils import clamped_resize
+
 # Test scale of the official pipeline (mmseg 0.24: img_scale (2048, 512),
 # Resize(keep_ratio=True, min_size=512)): the short side goes to 512 and
 # the long side follows, uncapped (mmseg 1.x's stock (2048, 512) caps it
@@ -37,14 +39,10 @@ tta_pipeline = [
 ]
 # mmseg's training pipeline, resizing with ClampedResize (no side of a very
 # elongated image is resized to 0 pixels)
-train_pipeline = [
-    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
-    for t in _base_.train_pipeline
-]
+train_pipeline = clamped_resize(_base_.train_pipeline)
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # (left out of mIoU, or scored 0) next to the mIoU it prints
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])

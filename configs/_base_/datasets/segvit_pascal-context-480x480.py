@@ -25,5 +25,5 @@ val_dataloader = dict(dataset=dict(type=dataset_type, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # (left out of mIoU, or scored 0) next to the mIoU it prints
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])

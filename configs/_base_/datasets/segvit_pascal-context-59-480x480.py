@@ -4,6 +4,8 @@
 # official PASCAL-Context run (one node of 4 GPUs; on 8 GPUs use
 # batch_size=2 to keep 16).
 _base_ = ['mmseg::_base_/datasets/pascal_context_59.py']
+from mmseg_segvit.utils import clamped_resize
+
 # Test scale of the official pipeline (mmseg 0.24: img_scale (520, 520),
 # Resize(keep_ratio=True, min_size=480)): the SHORT side goes to 520 and
 # the long side follows (375x500 -> 520x693). mmseg 1.x's
@@ -40,14 +42,10 @@ tta_pipeline = [
 ]
 # mmseg's training pipeline, resizing with ClampedResize (no side of a very
 # elongated image is resized to 0 pixels)
-train_pipeline = [
-    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
-    for t in _base_.train_pipeline
-]
+train_pipeline = clamped_resize(_base_.train_pipeline)
 train_dataloader = dict(batch_size=4, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # (left out of mIoU, or scored 0) next to the mIoU it prints
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])

@@ -44,8 +44,8 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # (left out of mIoU, or scored 0) next to the mIoU it prints
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])
 # `--tta`: three scales x horizontal flip, labels read as in test_pipeline.
 img_ratios = [0.75, 1.0, 1.25]
 tta_pipeline = [

@@ -10,3 +10,8 @@
 # in_index=[0, 1, 2]: an unused parameter stops DDP training.
 atm_head = dict(
     type='ATMHead', in_index=[1, 2, 3], embed_dims=384, num_classes=150)
+# The package's run check of a head-swap config (the stock config sets no
+# custom_hooks): DatasetCheckHook refuses to start a run whose head
+# num_classes and dataset classes differ, or whose label maps cannot be what
+# the config says.
+custom_hooks = [dict(type='DatasetCheckHook')]

@@ -6,35 +6,19 @@ _base_ = [
     'mmseg::vit/vit_deit-s16_upernet_8xb2-160k_ade20k-512x512.py',
     '../../_base_/models/atm_head.py'
 ]
+from mmseg_segvit.utils import clamped_resize_pipelines
+
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(
     decode_head=dict(
         _base_.atm_head, _delete_=True, in_channels=384, embed_dims=192))
-# The package's run checks: class counts and label maps before the run
-# (DatasetCheckHook), the classes absent from the labels next to the mIoU
-custom_hooks = [dict(type='DatasetCheckHook')]
-val_evaluator = dict(type='CheckedIoUMetric', iou_metrics=['mIoU'])
-test_evaluator = val_evaluator
-
+# MMSeg's IoUMetric that also names the classes absent from the labels
+# next to the mIoU (DatasetCheckHook, in the ATMHead base, checks the class
+# counts and label maps before the run)
+val_evaluator = test_evaluator = dict(
+    type='CheckedIoUMetric', iou_metrics=['mIoU'])
 # mmseg's pipelines with ClampedResize (no side of a very elongated image
-# is resized to 0 pixels)
-train_pipeline = [
-    dict(t, resize_type='ClampedResize') if t.type == 'RandomResize' else t
-    for t in _base_.train_pipeline
-]
-test_pipeline = [
-    dict(t, type='ClampedResize') if t.type == 'Resize' else t
-    for t in _base_.test_pipeline
-]
-tta_pipeline = [
-    _base_.tta_pipeline[0],
-    dict(
-        _base_.tta_pipeline[1],
-        transforms=[[
-            dict(t, type='ClampedResize') if t.type == 'Resize' else t
-            for t in step
-        ] for step in _base_.tta_pipeline[1].transforms])
-]
+# is resized to 0 pixels), in the data loaders too
+train_pipeline, test_pipeline, tta_pipeline = clamped_resize_pipelines(_base_)
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+val_dataloader = test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
