@@ -146,6 +146,59 @@ def tiny_segmentor(*args, **kwargs):
     return model
 
 
+def tiny_shrunk_segmentor(num_classes: int = 4, **head_kwargs):
+    """A Shrunk segmentor on :func:`tiny_segmentor_cfg`: ShrunkViT with QD at
+    layer 1 and a one-layer 16-channel QU over the outputs of layers 0 and 2,
+    ATMHead with one mask per decoder layer on the QU map (``head_kwargs``
+    added to its arguments); initialised, in eval mode."""
+    cfg = ConfigDict(
+        tiny_segmentor_cfg(
+            num_classes=num_classes,
+            in_channels=16,
+            embed_dims=16,
+            use_stages=1,
+            use_proj=False,
+            mask_mode='per_layer',
+            loss_decode=dict(type='ATMLoss'),
+            **head_kwargs))
+    cfg.backbone.update(
+        type='ShrunkViT',
+        qd_index=1,
+        out_indices=[0, 2],
+        qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=1))
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model.eval()
+
+
+def tiny_vit_cfg(**kwargs) -> dict:
+    """A plain ViT backbone's arguments (no ``type``): 64x64 input in 8x8
+    patches, 32 channels, 4 layers of 2 heads, the outputs of layers 1 and 3,
+    no class token, no final norm, LN(eps=1e-6); ``kwargs`` override or add."""
+    cfg = dict(
+        img_size=(64, 64),
+        patch_size=8,
+        embed_dims=32,
+        num_layers=4,
+        num_heads=2,
+        out_indices=[1, 3],
+        with_cls_token=False,
+        final_norm=False,
+        norm_cfg=dict(type='LN', eps=1e-6))
+    cfg.update(kwargs)
+    return cfg
+
+
+def tiny_shrunk_vit(**kwargs):
+    """ShrunkViT on :func:`tiny_vit_cfg` with QD at layer 2 and a 16-channel QU
+    of 2 heads (``kwargs`` override or add), initialised."""
+    cfg = tiny_vit_cfg(qd_index=2, qu_cfg=dict(embed_dims=16, num_heads=2))
+    cfg.update(kwargs)
+    model = MODELS.build(dict(type='ShrunkViT', **cfg))
+    model.init_weights()
+    return model
+
+
 def make_finetune_model_tiny(model):
     """Make the model of :data:`FINETUNE_CONFIG` (its ``model`` config,
     changed in place) a 3-layer, 32-dim ViT + ATMHead for

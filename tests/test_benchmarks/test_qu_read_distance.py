@@ -1,6 +1,7 @@
 """benchmarks/qu_read_distance.py: how far QU's cross-attention reads."""
 import pytest
 import torch
+from fixtures import tiny_vit_cfg
 from mmseg.models import EncoderDecoder
 from mmseg.registry import MODELS
 
@@ -11,21 +12,18 @@ def _shrunk(**qu_cfg):
     backbone = MODELS.build(
         dict(
             type='ShrunkViT',
-            img_size=(64, 64),
-            patch_size=8,
-            embed_dims=32,
-            num_layers=3,
-            num_heads=2,
-            qd_index=1,
-            out_indices=[0, 2],
-            with_cls_token=False,
-            pos_embed_init='sincos',
-            qu_cfg=dict(
-                embed_dims=16,
-                num_heads=2,
-                num_layers=2,
-                dropout=0.0,
-                **qu_cfg)))
+            **tiny_vit_cfg(
+                num_layers=3,
+                qd_index=1,
+                out_indices=[0, 2],
+                norm_cfg=dict(type='LN'),
+                pos_embed_init='sincos',
+                qu_cfg=dict(
+                    embed_dims=16,
+                    num_heads=2,
+                    num_layers=2,
+                    dropout=0.0,
+                    **qu_cfg))))
     backbone.init_weights()
     model = EncoderDecoder.__new__(EncoderDecoder)
     torch.nn.Module.__init__(model)

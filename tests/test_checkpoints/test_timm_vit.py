@@ -159,14 +159,14 @@ def test_init_cfg_takes_the_backbone_of_a_segmentor_checkpoint(tmp_path):
     path = str(tmp_path / 'iter_10.pth')
     torch.save({'state_dict': whole, 'meta': {}}, path)
     init = dict(type='ViTPretrained', checkpoint=path, prefix='backbone.')
-    shrunk = MODELS.build(
-        mmseg_vit_cfg(
-            64,
-            False,
-            type='ShrunkViT',
-            qd_index=2,
-            out_indices=[1, 3],
-            init_cfg=init))
+    shrunk_cfg = mmseg_vit_cfg(
+        64,
+        False,
+        type='ShrunkViT',
+        qd_index=2,
+        out_indices=[1, 3],
+        init_cfg=init)
+    shrunk = MODELS.build(shrunk_cfg)
     shrunk.init_weights()
     loaded = shrunk.state_dict()
     for key, value in vit.state_dict().items():
@@ -176,14 +176,7 @@ def test_init_cfg_takes_the_backbone_of_a_segmentor_checkpoint(tmp_path):
     # a ViT weight the file lacks is an error naming it
     del whole['backbone.layers.3.ffn.layers.1.weight']
     torch.save({'state_dict': whole}, path)
-    shrunk = MODELS.build(
-        mmseg_vit_cfg(
-            64,
-            False,
-            type='ShrunkViT',
-            qd_index=2,
-            out_indices=[1, 3],
-            init_cfg=init))
+    shrunk = MODELS.build(shrunk_cfg)
     with pytest.raises(
             ConversionError,
             match=r'missing layers\.3\.ffn\.layers\.1\.weight'):

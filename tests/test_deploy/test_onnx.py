@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from fixtures import DEMO_CONFIG, REPO, tiny_segmentor, tiny_segmentor_cfg
+from fixtures import (DEMO_CONFIG, REPO, tiny_segmentor, tiny_segmentor_cfg,
+                      tiny_shrunk_segmentor)
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
@@ -38,25 +39,8 @@ def _tiny_fused():
 
 
 def _tiny_shrunk():
-    cfg = ConfigDict(
-        tiny_segmentor_cfg(
-            num_classes=4,
-            in_channels=16,
-            embed_dims=16,
-            use_stages=1,
-            use_proj=False,
-            dropout=0.0,
-            mask_mode='per_layer',
-            loss_decode=dict(type='ATMLoss')))
-    cfg.backbone.update(
-        type='ShrunkViT',
-        qd_index=1,
-        out_indices=[0, 2],
-        qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=1))
     torch.manual_seed(0)
-    model = MODELS.build(cfg)
-    model.init_weights()
-    return model.eval()
+    return tiny_shrunk_segmentor(dropout=0.0)
 
 
 def _assert_close(results):

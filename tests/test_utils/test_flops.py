@@ -1,4 +1,5 @@
 """FLOP counting: fused-attention handles, count_flops, the table tool."""
+import contextlib
 import os
 import os.path as osp
 import subprocess
@@ -19,6 +20,30 @@ from mmseg_segvit.utils import (ACTIVATION_HANDLES, FLOP_HANDLES, count_flops,
 
 SHRUNK_DEMO = osp.join(REPO, 'configs', 'segvit',
                        'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py')
+
+
+class _SelfAttention(nn.Module):
+    """``mha(x, x, x)``: torch's fast path (native MHA) or SDPA without
+    ``need_weights``, the explicit path with it."""
+
+    def __init__(self, mha: nn.MultiheadAttention, need_weights=False):
+        super().__init__()
+        self.mha = mha
+        self.need_weights = need_weights
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=self.need_weights)[0]
+
+
+@contextlib.contextmanager
+def _no_mha_fast_path():
+    """torch's MultiheadAttention without its fast path (SDPA instead)."""
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
 
 
 class _Attention(nn.Module):
@@ -61,27 +86,10 @@ def test_multihead_attention_counts_the_same_on_every_path(batch_first, grad):
     mha = nn.MultiheadAttention(32, 4, batch_first=batch_first).eval()
     x = torch.randn(2, 10, 32) if batch_first else torch.randn(10, 2, 32)
 
-    class Fused(nn.Module):
-
-        def __init__(self):
-            super().__init__()
-            self.mha = mha
-
-        def forward(self, x):
-            return self.mha(x, x, x, need_weights=False)[0]
-
-    class Explicit(Fused):
-
-        def forward(self, x):
-            return self.mha(x, x, x, need_weights=True)[0]
-
-    fused, ops = _flops(Fused(), x, grad=grad)
-    fast_path = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        explicit, explicit_ops = _flops(Explicit(), x, grad=grad)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast_path)
+    fused, ops = _flops(_SelfAttention(mha), x, grad=grad)
+    with _no_mha_fast_path():
+        explicit, explicit_ops = _flops(
+            _SelfAttention(mha, need_weights=True), x, grad=grad)
     # projections 4 * B L E^2, products 2 * B L^2 E
     assert fused == explicit == 4 * 2 * 10 * 32**2 + 2 * 2 * 10 * 10 * 32
     if batch_first and not grad:
@@ -147,22 +155,9 @@ def test_activation_handles_count_what_the_explicit_path_counts():
     mha = nn.MultiheadAttention(32, 4, batch_first=True).eval()
     x = torch.randn(2, 10, 32)
 
-    class Fused(nn.Module):
-
-        def __init__(self):
-            super().__init__()
-            self.mha = mha
-
-        def forward(self, x):
-            return self.mha(x, x, x, need_weights=False)[0]
-
-    fast = _activations(Fused(), x)
-    fast_path = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        sdpa = _activations(Fused(), x)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast_path)
+    fast = _activations(_SelfAttention(mha), x)
+    with _no_mha_fast_path():
+        sdpa = _activations(_SelfAttention(mha), x)
     # q, k, v, attn @ v, out proj: 5 B L E; attention maps B heads L S
     assert fast == sdpa == 5 * 2 * 10 * 32 + 2 * 4 * 10 * 10
 

@@ -5,36 +5,13 @@ import math
 
 import pytest
 import torch
+from fixtures import tiny_shrunk_vit, tiny_vit_cfg
 from mmseg.models.backbones.vit import VisionTransformer
 from mmseg.registry import MODELS
 
 from mmseg_segvit.models import QDEncoderLayer, ShrunkViT
 
-DIMS = 32
-
-
-def _vit_cfg(**kwargs):
-    cfg = dict(
-        img_size=(64, 64),
-        patch_size=8,
-        embed_dims=DIMS,
-        num_layers=4,
-        num_heads=2,
-        out_indices=[1, 3],
-        with_cls_token=False,
-        final_norm=False,
-        norm_cfg=dict(type='LN', eps=1e-6))
-    cfg.update(kwargs)
-    return cfg
-
-
-def _shrunk(**kwargs):
-    cfg = _vit_cfg(qd_index=2, qu_cfg=dict(embed_dims=16, num_heads=2))
-    cfg.update(kwargs)
-    model = MODELS.build(dict(type='ShrunkViT', **cfg))
-    model.init_weights()
-    return model
-
+DIMS = tiny_vit_cfg()['embed_dims']
 
 # --- ShrunkViT ------------------------------------------------------------
 
@@ -57,7 +34,7 @@ def _token_counts(model, img):
                                         ((264, 328), (33, 41)),
                                         ((60, 70), (8, 9))])
 def test_qd_quarters_the_token_count(size, grid):
-    model = _shrunk().eval()
+    model = tiny_shrunk_vit().eval()
     with torch.no_grad():
         counts = _token_counts(model, torch.randn(1, 3, *size))
     full = grid[0] * grid[1]
@@ -70,7 +47,7 @@ def test_qd_quarters_the_token_count(size, grid):
 
 @pytest.mark.parametrize('size', [(64, 64), (64, 80), (264, 328)])
 def test_shrunk_vit_returns_the_qu_map_on_the_patch_grid(size):
-    model = _shrunk().eval()
+    model = tiny_shrunk_vit().eval()
     h, w = math.ceil(size[0] / 8), math.ceil(size[1] / 8)
     with torch.no_grad():
         out = model(torch.randn(2, 3, *size))
@@ -86,10 +63,10 @@ def test_shrunk_vit_returns_the_qu_map_on_the_patch_grid(size):
 def test_shrunk_vit_matches_the_plain_vit_before_the_qd_layer():
     """Plain ViT weights load as they are; layers before QD are the plain
     ViT's."""
-    plain = VisionTransformer(**_vit_cfg())
+    plain = VisionTransformer(**tiny_vit_cfg())
     plain.init_weights()
     plain.eval()
-    model = _shrunk(return_levels=True).eval()
+    model = tiny_shrunk_vit(return_levels=True).eval()
     result = model.load_state_dict(plain.state_dict(), strict=False)
     assert result.unexpected_keys == []
     assert result.missing_keys and all(
@@ -100,12 +77,12 @@ def test_shrunk_vit_matches_the_plain_vit_before_the_qd_layer():
 
 
 def test_shrunk_vit_loads_a_pretrained_plain_vit_checkpoint(tmp_path):
-    plain = VisionTransformer(**_vit_cfg())
+    plain = VisionTransformer(**tiny_vit_cfg())
     plain.init_weights()
     path = str(tmp_path / 'vit.pth')
     torch.save(plain.state_dict(), path)
     model = MODELS.build(
-        dict(type='ShrunkViT', qd_index=2, pretrained=path, **_vit_cfg()))
+        dict(type='ShrunkViT', qd_index=2, pretrained=path, **tiny_vit_cfg()))
     model.init_weights()
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value)
@@ -114,15 +91,16 @@ def test_shrunk_vit_loads_a_pretrained_plain_vit_checkpoint(tmp_path):
 
 
 def test_shrunk_vit_state_dict_is_the_plain_one_plus_qu():
-    plain_keys = set(VisionTransformer(**_vit_cfg()).state_dict())
-    keys = set(_shrunk().state_dict())
+    plain_keys = set(VisionTransformer(**tiny_vit_cfg()).state_dict())
+    keys = set(tiny_shrunk_vit().state_dict())
     assert {k for k in keys if not k.startswith('qu.')} == plain_keys
     assert 'qu.q.weight' in keys
-    assert _shrunk().qu.q.weight.shape == (8 * 8, 16)  # img_size / patch
+    assert tiny_shrunk_vit().qu.q.weight.shape == (8 * 8, 16
+                                                   )  # img_size / patch
 
 
 def test_shrunk_vit_gradients_reach_every_used_parameter():
-    model = _shrunk().train()
+    model = tiny_shrunk_vit().train()
     model(torch.randn(2, 3, 40, 56))[0].square().mean().backward()
     unused = {'cls_token'}  # dropped before the layers
     for name, param in model.named_parameters():
@@ -136,7 +114,7 @@ def test_shrunk_vit_with_cp_gives_the_same_values_and_gradients():
     outs = []
     for with_cp in (False, True):
         torch.manual_seed(0)
-        model = _shrunk(
+        model = tiny_shrunk_vit(
             with_cp=with_cp,
             drop_path_rate=0.0,
             qu_cfg=dict(embed_dims=16, num_heads=2, dropout=0.0)).train()
@@ -153,7 +131,7 @@ def test_shrunk_vit_with_cp_gives_the_same_values_and_gradients():
 
 
 def test_qd_layer_has_the_drop_path_rate_of_its_depth():
-    model = _shrunk(drop_path_rate=0.3)
+    model = tiny_shrunk_vit(drop_path_rate=0.3)
     rates = torch.linspace(0, 0.3, 4)
     for i, layer in enumerate(model.layers):
         drop = getattr(layer.ffn.dropout_layer, 'drop_prob', 0.0)
@@ -161,7 +139,7 @@ def test_qd_layer_has_the_drop_path_rate_of_its_depth():
 
 
 def test_shrunk_vit_with_a_class_token():
-    model = _shrunk(with_cls_token=True, return_levels=True).eval()
+    model = tiny_shrunk_vit(with_cls_token=True, return_levels=True).eval()
     with torch.no_grad():
         counts = _token_counts(model, torch.randn(1, 3, 40, 56))
         out = model(torch.randn(1, 3, 40, 56))
@@ -177,26 +155,16 @@ def test_shrunk_vit_with_a_class_token():
 ])
 def test_shrunk_vit_errors_name_the_problem(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        _shrunk(**kwargs)
+        tiny_shrunk_vit(**kwargs)
 
 
 def test_shrunk_vit_is_registered():
     assert MODELS.get('ShrunkViT') is ShrunkViT
 
 
-def test_shrunk_vit_refuses_unknown_qu_settings():
-    cfg = dict(
-        type='ShrunkViT',
-        img_size=(32, 32),
-        patch_size=8,
-        embed_dims=32,
-        num_layers=4,
-        num_heads=2,
-        qd_index=2,
-        out_indices=(1, 3),
-        qu_cfg=dict(embed_dims=16, num_heads=2, num_layer=1))
-    with pytest.raises(ValueError, match=r"qu_cfg has keys .*\['num_layer'\]"):
-        MODELS.build(cfg)
-    cfg['qu_cfg'] = dict(embed_dims=16, num_heads=2, in_channels=16)
-    with pytest.raises(ValueError, match=r"\['in_channels'\]"):
-        MODELS.build(cfg)
+@pytest.mark.parametrize('unknown', ['num_layer', 'in_channels'])
+def test_shrunk_vit_refuses_unknown_qu_settings(unknown):
+    qu_cfg = dict(embed_dims=16, num_heads=2, **{unknown: 1})
+    with pytest.raises(
+            ValueError, match=rf"qu_cfg has keys .*\['{unknown}'\]"):
+        tiny_shrunk_vit(qu_cfg=qu_cfg)

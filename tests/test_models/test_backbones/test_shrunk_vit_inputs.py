@@ -4,7 +4,7 @@ import functools
 
 import pytest
 import torch
-from fixtures import data_samples, tiny_segmentor_cfg
+from fixtures import data_samples, tiny_segmentor_cfg, tiny_shrunk_segmentor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mmengine.config import ConfigDict
@@ -13,23 +13,7 @@ from mmseg.registry import MODELS
 
 @functools.lru_cache(maxsize=None)
 def _shrunk_segmentor(num_classes=4):
-    cfg = ConfigDict(
-        tiny_segmentor_cfg(
-            num_classes=num_classes,
-            in_channels=16,
-            embed_dims=16,
-            use_stages=1,
-            use_proj=False,
-            mask_mode='per_layer',
-            loss_decode=dict(type='ATMLoss')))
-    cfg.backbone.update(
-        type='ShrunkViT',
-        qd_index=1,
-        out_indices=[0, 2],
-        qu_cfg=dict(embed_dims=16, num_heads=2, num_layers=1))
-    model = MODELS.build(cfg)
-    model.init_weights()
-    return model.eval()
+    return tiny_shrunk_segmentor(num_classes)
 
 
 @settings(max_examples=8, deadline=None)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from fixtures import tiny_segmentor_cfg
+from fixtures import tiny_segmentor_cfg, tiny_shrunk_vit
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
@@ -32,22 +32,7 @@ def _segmentor():
 
 def _shrunk():
     torch.manual_seed(0)
-    model = MODELS.build(
-        dict(
-            type='ShrunkViT',
-            img_size=(64, 64),
-            patch_size=8,
-            embed_dims=32,
-            num_layers=4,
-            num_heads=2,
-            out_indices=[1, 3],
-            qd_index=2,
-            qu_cfg=dict(embed_dims=16, num_heads=2),
-            with_cls_token=False,
-            final_norm=False,
-            norm_cfg=dict(type='LN', eps=1e-6)))
-    model.init_weights()
-    return model.eval()
+    return tiny_shrunk_vit().eval()
 
 
 @pytest.fixture
