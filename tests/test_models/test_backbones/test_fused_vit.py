@@ -2,21 +2,19 @@
 same weights, same outputs and gradients, same per-layer settings."""
 import pytest
 import torch
+from fixtures import tiny_vit_cfg
 from mmcv.cnn.bricks.transformer import MultiheadAttention
 from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS
 
 from mmseg_segvit.models.layers import FusedMultiheadAttention
 
-VIT = dict(
+VIT = tiny_vit_cfg(
     img_size=(32, 48),
-    patch_size=8,
-    embed_dims=32,
     num_layers=2,
     num_heads=4,
     out_indices=[0, 1],
-    final_norm=False,
-    with_cls_token=False)
+    norm_cfg=dict(type='LN'))
 
 
 def test_fused_vit_matches_mmseg_vit_and_loads_its_weights():
