@@ -5,19 +5,13 @@
 # The FCN auxiliary head reads pyramid level 2 on its own and is kept.
 _base_ = [
     'mmseg::beit/beit-base_upernet_8xb2-160k_ade20k-640x640.py',
-    '../../_base_/models/atm_head.py'
+    '../../_base_/models/atm_head.py',
+    '../../_base_/models/atm_head_feature2pyramid.py'
 ]
 from mmseg_segvit.utils import clamped_resize_pipelines
 
 custom_imports = dict(imports=['mmseg_segvit'], allow_failed_imports=False)
 model = dict(decode_head=dict(_base_.atm_head, _delete_=True, in_channels=768))
-# ATMHead does not read the 1/4 level, so Feature2Pyramid's upsample_4x gets
-# no gradient. Feature2Pyramid cannot be built without it (its forward
-# needs a 0.25 level whenever 4 is not in `rescales`), so DDP is told to
-# look for parameters without a gradient; without this, multi-GPU training
-# stops at iteration 2 ("Expected to have finished reduction ...").
-model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
 # MMSeg's IoUMetric that also names the classes absent from the labels
 # next to the mIoU (DatasetCheckHook, in the ATMHead base, checks the class
 # counts and label maps before the run)
