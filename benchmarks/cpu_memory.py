@@ -10,6 +10,7 @@ slows a model down (SegViT ViT-B inference 1.23x: backbone 1.10x, head
 their calls in a process with glibc's default allocator, as a user's is,
 and measure memory in a child process started with :func:`run_child`.
 """
+import argparse
 import json
 import os
 import os.path as osp
@@ -37,6 +38,19 @@ def check_child() -> None:
     if os.environ.get('MALLOC_MMAP_THRESHOLD_') != MMAP_THRESHOLD:
         raise RuntimeError('CPU memory is measured in a process started '
                            f'with MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}')
+
+
+def parse_args(parser: argparse.ArgumentParser,
+               argv=None) -> Tuple[argparse.Namespace, list]:
+    """Parse argv (``sys.argv[1:]`` by default) with the hidden ``--memory-
+    child PATH`` option added, checking the mmap threshold in a child; return
+    the options and argv (what :func:`run_child` passes on)."""
+    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        check_child()
+    return args, argv
 
 
 def peak_mib(fn: Callable[[], object]) -> Tuple[float, float]:

@@ -26,13 +26,12 @@ Usage::
 """
 import argparse
 import statistics
-import sys
 import time
 
 import torch
 
-from benchmarks.cpu_memory import (CHILD_FLAG, check_child, peak_mib,
-                                   run_child, write_child_result)
+from benchmarks.cpu_memory import (parse_args, peak_mib, run_child,
+                                   write_child_result)
 
 VARIANTS = ('trained', 'with_cp', 'frozen')
 
@@ -150,13 +149,9 @@ def main(argv=None) -> None:
     parser.add_argument('--rounds', type=int, default=2)
     parser.add_argument(
         '--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args, argv = parse_args(parser, argv)
     device = torch.device(args.device)
     child = args.memory_child
-    if child:
-        check_child()
     rows = {}
     for variant in args.variants:
         model, wrapper = build(args.model, args.crop, variant, args.classes,

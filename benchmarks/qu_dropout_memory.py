@@ -20,13 +20,11 @@ Usage::
 """
 import argparse
 import statistics
-import sys
 
 import torch
 
 from benchmarks.common import measure
-from benchmarks.cpu_memory import (CHILD_FLAG, check_child, run_child,
-                                   write_child_result)
+from benchmarks.cpu_memory import parse_args, run_child, write_child_result
 from mmseg_segvit.models.layers import QueryUpsample  # noqa: E402
 
 
@@ -45,13 +43,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         '--dropouts', type=float, nargs='+', default=[0.1, 0.0])
     parser.add_argument('--rounds', type=int, default=2)
-    parser.add_argument(CHILD_FLAG, help=argparse.SUPPRESS)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    args, argv = parse_args(parser, argv)
     device = torch.device(args.device)
     child = args.memory_child
-    if child:
-        check_child()
     torch.manual_seed(0)
     grid = (40, 40)
     levels = [(torch.randn(args.batch, 1600, 1024, device=device), grid),

@@ -10,12 +10,13 @@ import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import Tensor
 
 from ..typing_utils import StateDict
+from .errors import ConversionError
 
 __all__ = ['UnsafeCheckpointError', 'load_weights_file', 'get_state_dict']
 
@@ -127,4 +128,23 @@ def get_state_dict(checkpoint: Any, path: str = '<checkpoint>') -> StateDict:
         state_dict._metadata = OrderedDict(
             ('' if k == 'module' else strip(k), v)
             for k, v in metadata.items())
+    return state_dict
+
+
+def keys_under_prefix(state_dict: StateDict, prefix: Optional[str],
+                      path: str) -> StateDict:
+    """The tensors whose keys start with ``prefix``, without it (all of them
+    where ``prefix`` is empty).
+
+    Raises:
+        ConversionError: No key starts with ``prefix`` (``path`` named).
+    """
+    if not prefix:
+        return state_dict
+    state_dict = {
+        k[len(prefix):]: v
+        for k, v in state_dict.items() if k.startswith(prefix)
+    }
+    if not state_dict:
+        raise ConversionError(f'{path} has no key starting with {prefix!r}')
     return state_dict

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..pos_table import resize_pos_table
 from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
-from .safe_load import get_state_dict, load_weights_file
+from .safe_load import get_state_dict, keys_under_prefix, load_weights_file
 
 __all__ = [
     'read_backbone_file', 'convert_timm_backbone', 'load_timm_backbone',
@@ -73,16 +73,7 @@ def read_backbone_file(path: str, prefix: Optional[str] = None) -> StateDict:
     while (isinstance(checkpoint, Mapping) and 'module' in checkpoint
            and isinstance(checkpoint['module'], Mapping)):
         checkpoint = checkpoint['module']  # EVA (deepspeed) files
-    state_dict = get_state_dict(checkpoint, path)
-    if prefix:
-        state_dict = {
-            k[len(prefix):]: v
-            for k, v in state_dict.items() if k.startswith(prefix)
-        }
-        if not state_dict:
-            raise ConversionError(f'{path} has no key starting with '
-                                  f'{prefix!r}')
-    return state_dict
+    return keys_under_prefix(get_state_dict(checkpoint, path), prefix, path)
 
 
 def _source_grid(tokens: int, num_prefix: int, candidates: List[Grid],

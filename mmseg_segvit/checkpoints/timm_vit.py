@@ -44,7 +44,7 @@ from ..grids import patch_grid
 from ..typing_utils import Grid, StateDict
 from .errors import ConversionError
 from .pos_embed import resize_pos_embed
-from .safe_load import UnsafeCheckpointError
+from .safe_load import UnsafeCheckpointError, keys_under_prefix
 from .vit_keys import VIT_KEY
 
 __all__ = [
@@ -227,14 +227,7 @@ def load_pretrained_vit(
             'weights_only=True loading does not allow (a checkpoint like '
             'this can run code when unpickled). Only load files from '
             f'sources you trust. {err}') from None
-    if prefix:
-        state_dict = {
-            k[len(prefix):]: v
-            for k, v in state_dict.items() if k.startswith(prefix)
-        }
-        if not state_dict:
-            raise ConversionError(f'{path} has no key starting with '
-                                  f'{prefix!r}')
+    state_dict = keys_under_prefix(state_dict, prefix, path)
     return convert_pretrained_vit(state_dict, grid, final_norm,
                                   interpolate_mode, src_grid, extra_keys)
 
