@@ -30,7 +30,7 @@ __all__ = [
     'SegmentorForExport', 'export_onnx', 'check_onnx', 'OnnxCheck',
     'trace_shape', 'check_shapes', 'choose_exporter', 'check_exportable',
     'pad_to_patches', 'check_dynamic_inputs', 'OUTPUTS', 'ORDERS', 'EXPORTERS',
-    'STATIC_ONLY_BACKBONES'
+    'STATIC_ONLY_BACKBONES', 'no_mha_fastpath'
 ]
 
 OUTPUTS = ('scores', 'labels')
@@ -196,7 +196,7 @@ def check_shapes(segmentor: nn.Module, shape: Size,
 
 
 @contextlib.contextmanager
-def _no_mha_fastpath() -> Iterator[None]:
+def no_mha_fastpath() -> Iterator[None]:
     """``nn.MultiheadAttention`` without its fused inference kernel
     (``aten::_native_multi_head_attention`` has no ONNX export): the same
     computation in plain ops."""
@@ -373,7 +373,7 @@ def export_onnx(segmentor: nn.Module,
         1: 'height',
         2: 'width'
     }
-    with torch.no_grad(), _no_mha_fastpath(), warnings.catch_warnings():
+    with torch.no_grad(), no_mha_fastpath(), warnings.catch_warnings():
         # the tracer warns at every Python-side shape test; the checks at
         # two sizes (check_onnx) are what tell whether the graph generalises
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
@@ -442,7 +442,7 @@ def _export_dynamo(wrapper: SegmentorForExport, path: str, size: Size,
                 3: dim('width', min=1, max=1024 * patch)
             }
         }
-    with torch.no_grad(), _no_mha_fastpath(), warnings.catch_warnings():
+    with torch.no_grad(), no_mha_fastpath(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         torch.onnx.export(
             wrapper, (example, ),

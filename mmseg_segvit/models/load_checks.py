@@ -26,9 +26,9 @@ from torch import Tensor, nn
 from ..checkpoints.layout import CONVERT_HINT, OFFICIAL_HEAD_KEY
 
 __all__ = [
-    'KeyReport', 'compare_keys', 'module_of', 'modules_of', 'CLASS_MODULES',
-    'check_class_count', 'check_fresh_modules', 'check_loaded_head',
-    'check_loaded_qu'
+    'KeyReport', 'compare_keys', 'module_of', 'modules_of', 'key_problems',
+    'CLASS_MODULES', 'check_class_count', 'check_fresh_modules',
+    'check_loaded_head', 'check_loaded_qu'
 ]
 
 #: ATMHead's modules whose shapes depend on the class count.
@@ -98,6 +98,32 @@ def module_of(key: str) -> str:
 def modules_of(keys: Iterable[str]) -> List[str]:
     """The sorted modules of some keys (see :func:`module_of`)."""
     return sorted({module_of(k) for k in keys})
+
+
+def key_problems(prefix: str,
+                 missing: Sequence[str],
+                 unexpected: Sequence[str],
+                 mismatched: Sequence[str],
+                 owner: str,
+                 missing_note: str = '') -> List[str]:
+    """What a checkpoint does wrong for a module, each a phrase that follows
+    ``'the checkpoint '``: it lacks ``missing`` weights (then
+    ``missing_note``), has ``unexpected`` ones ``owner`` does not have, or
+    weights of ``mismatched`` shapes (see :class:`KeyReport`); keys are
+    relative to ``prefix``."""
+    problems = []
+    if missing:
+        problems.append(f'lacks {len(missing)} weight(s) of '
+                        f'{modules_of(missing)} (e.g. {prefix}{missing[0]})'
+                        f'{missing_note}')
+    if unexpected:
+        problems.append(
+            f'has {len(unexpected)} weight(s) {owner} does not have, of '
+            f'{modules_of(unexpected)} (e.g. {prefix}{unexpected[0]})')
+    if mismatched:
+        problems.append('has weights of other shapes: ' +
+                        '; '.join(mismatched[:3]))
+    return problems
 
 
 def _in_modules(key: str, modules: Sequence[str]) -> bool:
@@ -183,20 +209,13 @@ def check_loaded_head(head: nn.Module, state_dict: dict, prefix: str,
             'model.pretrained or backbone.init_cfg; to train these head '
             'modules from scratch on purpose, list them in '
             f'{name}.fresh_modules')
-    problems = []
-    if missing:
-        problems.append(
-            f'lacks {len(missing)} weight(s) of {modules_of(missing)} (e.g. '
-            f'{prefix}{missing[0]}), which would keep their random '
-            'initialisation')
-    if report.unexpected:
-        problems.append(
-            f'has {len(report.unexpected)} weight(s) the head does not '
-            f'have, of {modules_of(report.unexpected)} (e.g. '
-            f'{prefix}{report.unexpected[0]})')
-    if report.mismatched:
-        problems.append('has weights of other shapes: ' +
-                        '; '.join(report.mismatched[:3]))
+    problems = key_problems(
+        prefix,
+        missing,
+        report.unexpected,
+        report.mismatched,
+        owner='the head',
+        missing_note=', which would keep their random initialisation')
     if problems:
         hint = (f'the checkpoint was trained with another {name} '
                 '(embed_dims, use_stages, num_layers, use_proj, in_channels);'

@@ -1,5 +1,4 @@
 """FLOP counting: fused-attention handles, count_flops, the table tool."""
-import contextlib
 import os
 import os.path as osp
 import subprocess
@@ -14,6 +13,7 @@ from mmengine.analysis import FlopAnalyzer, get_model_complexity_info
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
+from mmseg_segvit.deploy import no_mha_fastpath
 from mmseg_segvit.models import ATMDecoderLayer
 from mmseg_segvit.utils import (ACTIVATION_HANDLES, FLOP_HANDLES, count_flops,
                                 flops_summary)
@@ -33,17 +33,6 @@ class _SelfAttention(nn.Module):
 
     def forward(self, x):
         return self.mha(x, x, x, need_weights=self.need_weights)[0]
-
-
-@contextlib.contextmanager
-def _no_mha_fast_path():
-    """torch's MultiheadAttention without its fast path (SDPA instead)."""
-    fast_path = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast_path)
 
 
 class _Attention(nn.Module):
@@ -87,7 +76,7 @@ def test_multihead_attention_counts_the_same_on_every_path(batch_first, grad):
     x = torch.randn(2, 10, 32) if batch_first else torch.randn(10, 2, 32)
 
     fused, ops = _flops(_SelfAttention(mha), x, grad=grad)
-    with _no_mha_fast_path():
+    with no_mha_fastpath():
         explicit, explicit_ops = _flops(
             _SelfAttention(mha, need_weights=True), x, grad=grad)
     # projections 4 * B L E^2, products 2 * B L^2 E
@@ -156,7 +145,7 @@ def test_activation_handles_count_what_the_explicit_path_counts():
     x = torch.randn(2, 10, 32)
 
     fast = _activations(_SelfAttention(mha), x)
-    with _no_mha_fast_path():
+    with no_mha_fastpath():
         sdpa = _activations(_SelfAttention(mha), x)
     # q, k, v, attn @ v, out proj: 5 B L E; attention maps B heads L S
     assert fast == sdpa == 5 * 2 * 10 * 32 + 2 * 4 * 10 * 10

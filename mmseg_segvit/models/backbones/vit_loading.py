@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ...checkpoints.layout import OFFICIAL, segvit_layout
 from ...checkpoints.pos_embed import GRIDS_KEY, source_grid
 from ...typing_utils import Grid
-from ..load_checks import compare_keys, modules_of
+from ..load_checks import compare_keys, key_problems, modules_of
 
 __all__ = [
     'PositionTable', 'record_position_grids', 'fit_position_tables',
@@ -141,18 +141,8 @@ def check_loaded_vit(module: nn.Module, state_dict: dict, prefix: str,
             'checkpoint=FILE) (or model.pretrained); for a segmentor '
             'checkpoint, check that its backbone is saved under '
             f"'{prefix}'")
-    problems = []
-    if report.missing:
-        problems.append(f'lacks {len(report.missing)} weight(s) of '
-                        f'{modules_of(report.missing)} (e.g. {prefix}'
-                        f'{report.missing[0]})')
-    if unexpected:
-        problems.append(
-            f'has {len(unexpected)} weight(s) {name} does not have, of '
-            f'{modules_of(unexpected)} (e.g. {prefix}{unexpected[0]})')
-    if report.mismatched:
-        problems.append('has weights of other shapes: ' +
-                        '; '.join(report.mismatched[:3]))
+    problems = key_problems(
+        prefix, report.missing, unexpected, report.mismatched, owner=name)
     if problems:
         raise ValueError(
             'the checkpoint ' + ' and '.join(problems) + f' for {name} '

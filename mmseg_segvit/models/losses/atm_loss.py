@@ -8,7 +8,7 @@ from mmengine import dist
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from .point_sampling import sample_mask_points
+from .point_sampling import check_sampling_ratios, sample_mask_points
 
 __all__ = [
     'ATMLoss', 'ATMTargets', 'MaskSamples', 'sigmoid_focal_loss', 'dice_loss',
@@ -123,12 +123,8 @@ def _check_args(oversample_ratio: float, importance_sample_ratio: float,
                 eos_coef: float, focal_gamma: float,
                 weights: Dict[str, float]) -> None:
     """Refuse ATMLoss settings that would fail or mislead in training."""
-    if oversample_ratio < 1:
-        raise ValueError(
-            f'ATMLoss oversample_ratio must be >= 1, got {oversample_ratio}')
-    if not 0 <= importance_sample_ratio <= 1:
-        raise ValueError('ATMLoss importance_sample_ratio must be in [0, 1], '
-                         f'got {importance_sample_ratio}')
+    check_sampling_ratios(oversample_ratio, importance_sample_ratio,
+                          'ATMLoss ')
     if not 0 <= eos_coef:
         raise ValueError(f'ATMLoss eos_coef (the class weight of "no '
                          f'object") must be >= 0, got {eos_coef}')

@@ -15,13 +15,28 @@ import torch
 from mmcv.ops import point_sample
 from torch import Tensor
 
-__all__ = ['uncertain_point_coords', 'sample_mask_points']
+__all__ = [
+    'check_sampling_ratios', 'uncertain_point_coords', 'sample_mask_points'
+]
 
 
 def _sample(maps: Tensor, coords: Tensor) -> Tensor:
     """Bilinear values of (N, C, h, w) maps at (N, P, 2) points: (N, C, P)."""
     return point_sample(
         maps, coords, align_corners=False, padding_mode='border')
+
+
+def check_sampling_ratios(oversample_ratio: float,
+                          importance_sample_ratio: float,
+                          owner: str = '') -> None:
+    """Refuse an ``oversample_ratio`` below 1 or an ``importance_sample_ratio``
+    outside [0, 1]; the message starts with ``owner`` (e.g. ``'ATMLoss '``)."""
+    if oversample_ratio < 1:
+        raise ValueError(
+            f'{owner}oversample_ratio must be >= 1, got {oversample_ratio}')
+    if not 0 <= importance_sample_ratio <= 1:
+        raise ValueError(f'{owner}importance_sample_ratio must be in [0, 1], '
+                         f'got {importance_sample_ratio}')
 
 
 @torch.no_grad()
@@ -44,12 +59,7 @@ def uncertain_point_coords(logits: Tensor,
     """
     if num_points < 1:
         raise ValueError(f'num_points must be >= 1, got {num_points}')
-    if oversample_ratio < 1:
-        raise ValueError(
-            f'oversample_ratio must be >= 1, got {oversample_ratio}')
-    if not 0 <= importance_sample_ratio <= 1:
-        raise ValueError('importance_sample_ratio must be in [0, 1], got '
-                         f'{importance_sample_ratio}')
+    check_sampling_ratios(oversample_ratio, importance_sample_ratio)
     n = logits.shape[0]
     num_candidates = int(num_points * oversample_ratio)
     num_uncertain = int(importance_sample_ratio * num_points)
