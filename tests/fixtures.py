@@ -6,8 +6,11 @@ Tiny official SegViT checkpoints are in ``official_checkpoints.py``.
 """
 import os.path as osp
 import re
+import subprocess
+import sys
+import textwrap
 import zipfile
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import ConfigDict
@@ -86,6 +89,23 @@ def predict_image(model, img: torch.Tensor):
     with torch.no_grad():
         data = model.data_preprocessor(dict(inputs=[img], data_samples=sample))
         return model.predict(data['inputs'], data['data_samples'])[0]
+
+
+def save_shapes_checkpoint(model, path: str) -> str:
+    """Save ``model`` as mmengine saves a checkpoint, with the classes and
+    palette of the demo dataset (SegVitShapesDataset) as its ``dataset_meta``;
+    return ``path``."""
+    from mmengine.runner import save_checkpoint
+
+    from mmseg_segvit.datasets import SegVitShapesDataset
+    meta = SegVitShapesDataset.METAINFO
+    save_checkpoint(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(
+                dataset_meta=dict(
+                    classes=meta['classes'], palette=meta['palette']))), path)
+    return path
 
 
 def tiny_segmentor_cfg(num_classes: int = 5,
@@ -169,6 +189,74 @@ def tiny_shrunk_segmentor(num_classes: int = 4, **head_kwargs):
     model = MODELS.build(cfg)
     model.init_weights()
     return model.eval()
+
+
+def tiny_timm_segmentor(model_name: str,
+                        size: Tuple[int, int],
+                        depth: int = 3,
+                        out_indices: Sequence[int] = (0, 1, 2),
+                        dropout: float = 0.0,
+                        **backbone_kwargs):
+    """:func:`tiny_segmentor_cfg` (3 classes, head ``dropout``) on timm's
+    ``model_name`` (TimmViT): 32 channels, ``depth`` blocks of 2 heads, the
+    outputs of blocks ``out_indices``, ``backbone_kwargs`` added to TimmViT's
+    arguments; built and initialised."""
+    cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=dropout)
+    cfg['backbone'] = dict(
+        type='TimmViT',
+        model_name=model_name,
+        img_size=size,
+        out_indices=out_indices,
+        model_kwargs=dict(embed_dim=32, depth=depth, num_heads=2),
+        **backbone_kwargs)
+    model = MODELS.build(ConfigDict(cfg))
+    model.init_weights()
+    return model
+
+
+def timm_demo_config(tmp_path, model_name: str) -> str:
+    """Write ``timm_demo.py`` under ``tmp_path``: :data:`DEMO_CONFIG` with
+    timm's ``model_name`` (TimmViT at 128x128: 32 channels, 3 blocks of 2
+    heads, the outputs of all three) as its backbone; return its path."""
+    cfg = tmp_path / 'timm_demo.py'
+    cfg.write_text(
+        f'_base_ = [{DEMO_CONFIG!r}]\n'
+        "model = dict(backbone=dict(_delete_=True, type='TimmViT', "
+        f"model_name={model_name!r}, img_size=(128, 128), "
+        'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
+        'num_heads=2)), decode_head=dict(in_channels=32))\n')
+    return str(cfg)
+
+
+def run_python(code: str) -> str:
+    """The output of ``python -c code`` (``code`` dedented) in a fresh
+    interpreter, asserted to exit with 0 (the message: its stderr)."""
+    proc = subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(code)],
+        capture_output=True,
+        text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def run_tool(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``python tools/<script> args`` in the repository, its output captured as
+    text (the exit status is not checked)."""
+    return subprocess.run(
+        [sys.executable,
+         osp.join(REPO, 'tools', script), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO)
+
+
+def dynamic_export_checks(proc: subprocess.CompletedProcess) -> List[str]:
+    """The lines of a ``tools/export_onnx.py --dynamic`` run that check the
+    graph at the four sizes, asserted to have passed."""
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
+    assert len(lines) == 4 and all(line.endswith('ok') for line in lines)
+    return lines
 
 
 def tiny_vit_cfg(**kwargs) -> dict:

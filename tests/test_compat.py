@@ -1,13 +1,13 @@
 """The compatibility module: mmcv-lite shim and weights_only loading."""
 import io
 import pickle
-import subprocess
 import sys
 
 import mmcv
 import numpy as np
 import pytest
 import torch
+from fixtures import run_python
 from mmengine.logging import HistoryBuffer, MessageHub
 
 from mmseg_segvit import compat
@@ -63,12 +63,7 @@ def test_mmseg_models_import_in_a_fresh_interpreter():
             "assert MODELS.get('ATMHead') is not None;"
             "assert MODELS.get('ATMLoss') is not None;"
             'print("ok")')
-    out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True,
-                         text=True,
-                         check=False)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith('ok')
+    assert run_python(code).strip().endswith('ok')
 
 
 def _mmengine_checkpoint():
@@ -116,12 +111,7 @@ def test_checkpoint_loads_in_a_fresh_interpreter(tmp_path):
     code = ('import mmseg_segvit, torch;'
             f'ckpt = torch.load({str(path)!r}, weights_only=True);'
             "print(ckpt['message_hub']['log_scalars']['train/loss'].max())")
-    out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True,
-                         text=True,
-                         check=False)
-    assert out.returncode == 0, out.stderr
-    assert float(out.stdout.strip()) == pytest.approx(1.5)
+    assert float(run_python(code).strip()) == pytest.approx(1.5)
 
 
 def test_mmengine_load_checkpoint_uses_weights_only(tmp_path):

@@ -1,19 +1,12 @@
 """Importing the package registers modules and applies the documented compat
 steps (a light mmcv.ops where mmcv has no compiled ops, the weights_only allow-
 list); it changes no attribute of mmseg or mmengine."""
-import subprocess
-import sys
-import textwrap
-
 import pytest
+from fixtures import run_python
 
 
 def _run(code: str) -> str:
-    return subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        check=True).stdout.strip()
+    return run_python(code).strip()
 
 
 def test_import_leaves_mmseg_and_mmengine_as_they_were():

@@ -52,22 +52,31 @@ def test_sound_labels_pass_without_a_word(tmp_path):
     assert dataset.label_values_checked
 
 
-def test_binary_masks_saved_as_0_and_255_are_refused(tmp_path):
-    root = _folder(tmp_path, [_mask((0, 255))] * 3)
-    with pytest.raises(
-            LabelValuesError,
-            match=r'only the values 0 and 255 .*ann.0\d\.png.*'
-            r'binary masks saved as 0/255.*Map 255 to 1'):
-        _build(root)
+# label maps a dataset refuses, and what the refusal says
+REFUSED = dict(
+    binary_masks_saved_as_0_and_255=(
+        [_mask((0, 255))] * 3,
+        (r'only the values 0 and 255 .*ann.0\d\.png.*'
+         r'binary masks saved as 0/255.*Map 255 to 1'),
+    ),
+    colour_label_maps=(
+        [_mask(), np.stack([_mask((0, c)) for c in (1, 2, 3)], -1)],
+        (r'ann.01\.png has 3 channels .*colour image.*'
+         r'coloured by class'),
+    ),
+    values_above_the_class_count=(
+        [_mask((0, 1)), _mask((0, 7))],
+        (r'label values \[7\] \(e\.g\. in .*ann.01\.png'
+         r'\).*2 classes \(0\.\.1\)'),
+    ),
+)
 
 
-def test_colour_label_maps_are_refused_naming_the_file(tmp_path):
-    colour = np.stack([_mask((0, 1)), _mask((0, 2)), _mask((0, 3))], -1)
-    root = _folder(tmp_path, [_mask(), colour])
-    with pytest.raises(
-            LabelValuesError,
-            match=r'ann.01\.png has 3 channels .*colour image.*'
-            r'coloured by class'):
+@pytest.mark.parametrize('labels, match', REFUSED.values(), ids=REFUSED)
+def test_unusable_label_maps_are_refused_naming_the_file(
+        tmp_path, labels, match):
+    root = _folder(tmp_path, labels)
+    with pytest.raises(LabelValuesError, match=match):
         _build(root)
 
 
@@ -79,15 +88,6 @@ def test_labels_counted_from_one_name_reduce_zero_label(tmp_path):
             r'.*set reduce_zero_label=True'):
         _build(root)
     assert len(_build(root, reduce_zero_label=True)) == 2
-
-
-def test_values_above_the_class_count_are_refused(tmp_path):
-    root = _folder(tmp_path, [_mask((0, 1)), _mask((0, 7))])
-    with pytest.raises(
-            LabelValuesError,
-            match=r'label values \[7\] \(e\.g\. in .*ann.01\.png'
-            r'\).*2 classes \(0\.\.1\)'):
-        _build(root)
 
 
 def test_sixteen_bit_labels_above_255_are_refused(tmp_path):

@@ -3,13 +3,12 @@
 onnx, onnxruntime and onnxscript come from the ``tests`` extra.
 """
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from fixtures import (DEMO_CONFIG, REPO, tiny_segmentor, tiny_segmentor_cfg,
+from fixtures import (DEMO_CONFIG, REPO, dynamic_export_checks, run_tool,
+                      tiny_segmentor, tiny_segmentor_cfg,
                       tiny_shrunk_segmentor)
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
@@ -240,19 +239,9 @@ def test_pipeline_helpers_and_graph_give_inference_models_labels(tmp_path):
 
 def test_cli_exports_the_demo_config(tmp_path):
     out = str(tmp_path / 'demo.onnx')
-    proc = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'export_onnx.py'),
-        osp.join(REPO, 'configs', 'segvit',
-                 'segvit_vit-t8_1xb8-500iter_shapes-128x128.py'), 'none', out,
-        '--shape', '64', '--dynamic'
-    ],
-                          capture_output=True,
-                          text=True,
-                          cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
-    assert len(lines) == 4 and all(line.endswith('ok') for line in lines)
+    proc = run_tool('export_onnx.py', DEMO_CONFIG, 'none', out, '--shape',
+                    '64', '--dynamic')
+    lines = dynamic_export_checks(proc)
     sizes = ['1x3x64x64', '2x3x32x32', '1x3x128x144', '1x3x49x67']
     for size, line in zip(sizes, lines):
         assert size in line, line
@@ -265,14 +254,9 @@ def test_cli_exports_the_demo_config(tmp_path):
 
 def test_cli_verbose_shows_the_library_log(tmp_path):
     out = str(tmp_path / 'demo.onnx')
-    command = [
-        sys.executable,
-        osp.join(REPO, 'tools', 'export_onnx.py'), DEMO_CONFIG, 'none', out,
-        '--shape', '32'
-    ]
-    quiet = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-    verbose = subprocess.run(
-        command + ['--verbose'], capture_output=True, text=True, cwd=REPO)
+    command = ['export_onnx.py', DEMO_CONFIG, 'none', out, '--shape', '32']
+    quiet = run_tool(*command)
+    verbose = run_tool(*command, '--verbose')
     assert quiet.returncode == verbose.returncode == 0, verbose.stderr[-2000:]
     assert len(quiet.stdout.splitlines()) == 3, quiet.stdout
     assert 'init_weights' not in quiet.stdout + quiet.stderr
@@ -286,16 +270,10 @@ def test_cli_verbose_shows_the_library_log(tmp_path):
 
 def test_cli_refuses_a_slide_config_before_tracing(tmp_path):
     out = tmp_path / 'demo.onnx'
-    proc = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'export_onnx.py'), DEMO_CONFIG, 'none',
-        str(out), '--shape', '64', '--cfg-options',
-        'model.test_cfg.mode=slide', 'model.test_cfg.crop_size=(64,64)',
-        'model.test_cfg.stride=(48,48)'
-    ],
-                          capture_output=True,
-                          text=True,
-                          cwd=REPO)
+    proc = run_tool('export_onnx.py', DEMO_CONFIG, 'none', str(out), '--shape',
+                    '64', '--cfg-options', 'model.test_cfg.mode=slide',
+                    'model.test_cfg.crop_size=(64,64)',
+                    'model.test_cfg.stride=(48,48)')
     assert proc.returncode != 0
     assert "model.test_cfg.mode='slide'" in proc.stderr
     assert 'random weights' not in proc.stdout and not out.exists()

@@ -1,13 +1,8 @@
 """ONNX export of SegViT on timm backbones (TimmViT), onnxruntime on CPU."""
-import os.path as osp
-import subprocess
-import sys
-
 import pytest
 import torch
-from fixtures import REPO, tiny_segmentor_cfg
-from mmengine.config import ConfigDict
-from mmseg.registry import MODELS
+from fixtures import (dynamic_export_checks, run_tool, timm_demo_config,
+                      tiny_timm_segmentor)
 
 from mmseg_segvit.deploy import (check_onnx, check_shapes, choose_exporter,
                                  export_onnx)
@@ -15,21 +10,10 @@ from mmseg_segvit.deploy import (check_onnx, check_shapes, choose_exporter,
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
 
-TINY = dict(embed_dim=32, depth=3, num_heads=2)
-
 
 def segmentor(name, size):
-    cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
-    cfg['backbone'] = dict(
-        type='TimmViT',
-        model_name=name,
-        img_size=size,
-        out_indices=(0, 1, 2),
-        model_kwargs=dict(TINY))
     torch.manual_seed(0)
-    model = MODELS.build(ConfigDict(cfg))
-    model.init_weights()
-    return model.eval()
+    return tiny_timm_segmentor(name, size).eval()
 
 
 def assert_close(results):
@@ -99,24 +83,8 @@ def test_dynamic_dynamo_exports_are_dynamic_or_refused(tmp_path, name):
 
 def test_cli_exports_a_timm_config(tmp_path):
     """tools/export_onnx.py on a config with a TimmViT backbone."""
-    cfg = tmp_path / 'timm_demo.py'
-    base = osp.join(REPO, 'configs', 'segvit',
-                    'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
-    cfg.write_text(
-        f'_base_ = [{base!r}]\n'
-        "model = dict(backbone=dict(_delete_=True, type='TimmViT', "
-        "model_name='vit_small_patch16_dinov3_qkvb', img_size=(128, 128), "
-        'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
-        'num_heads=2)), decode_head=dict(in_channels=32))\n')
+    cfg = timm_demo_config(tmp_path, 'vit_small_patch16_dinov3_qkvb')
     out = str(tmp_path / 'timm.onnx')
-    proc = subprocess.run([
-        sys.executable,
-        osp.join(REPO, 'tools', 'export_onnx.py'),
-        str(cfg), 'none', out, '--shape', '64', '--dynamic'
-    ],
-                          capture_output=True,
-                          text=True,
-                          cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line for line in proc.stdout.splitlines() if 'argmax' in line]
-    assert len(lines) == 4 and all(line.endswith('ok') for line in lines)
+    dynamic_export_checks(
+        run_tool('export_onnx.py', cfg, 'none', out, '--shape', '64',
+                 '--dynamic'))

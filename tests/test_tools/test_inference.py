@@ -11,9 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from fixtures import DEMO_CONFIG, data_samples
+from fixtures import DEMO_CONFIG, data_samples, save_shapes_checkpoint
 from mmengine.config import Config
-from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
 from mmseg_segvit import visualization
@@ -58,11 +57,8 @@ def checkpoint(tmp_path_factory):
         optim.zero_grad()
         loss.backward()
         optim.step()
-    path = str(tmp_path_factory.mktemp('ckpt') / 'demo.pth')
-    meta = dict(
-        dataset_meta=dict(classes=META['classes'], palette=META['palette']))
-    save_checkpoint(dict(state_dict=model.state_dict(), meta=meta), path)
-    return path
+    return save_shapes_checkpoint(
+        model, str(tmp_path_factory.mktemp('ckpt') / 'demo.pth'))
 
 
 def test_mmseg_inferencer_on_an_image_and_a_folder(checkpoint, images,

@@ -4,7 +4,7 @@ import json
 import os.path as osp
 
 import pytest
-from fixtures import DEMO_CONFIG
+from fixtures import DEMO_CONFIG, save_shapes_checkpoint
 
 from mmseg_segvit.tools import mmseg_tool
 
@@ -80,20 +80,11 @@ def demo_checkpoint(tmp_path_factory):
     """The demo model, freshly built, saved as mmengine saves one."""
     import torch
     from mmengine.config import Config
-    from mmengine.runner import save_checkpoint
     from mmseg.registry import MODELS
-
-    from mmseg_segvit.datasets import SegVitShapesDataset
     model = MODELS.build(Config.fromfile(DEMO_CONFIG).model)
     model.init_weights()
-    meta = SegVitShapesDataset.METAINFO
-    path = str(tmp_path_factory.mktemp('ckpt') / 'demo.pth')
-    save_checkpoint(
-        dict(
-            state_dict=model.state_dict(),
-            meta=dict(
-                dataset_meta=dict(
-                    classes=meta['classes'], palette=meta['palette']))), path)
+    path = save_shapes_checkpoint(
+        model, str(tmp_path_factory.mktemp('ckpt') / 'demo.pth'))
     torch.manual_seed(0)
     return path
 

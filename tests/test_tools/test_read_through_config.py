@@ -6,17 +6,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from fixtures import tiny_segmentor_cfg
+from fixtures import save_shapes_checkpoint, tiny_segmentor_cfg
 from mmengine.config import Config
-from mmengine.runner import save_checkpoint
 from mmseg.registry import MODELS
 
 from mmseg_segvit import visualization
-from mmseg_segvit.datasets import SegVitShapesDataset
 from mmseg_segvit.tools import atm_masks, visualize_demo
 from mmseg_segvit.utils import displayable, load_for_test
-
-META = SegVitShapesDataset.METAINFO
 
 # How the config reads images: (LoadImageFromFile settings, channels)
 READERS = {
@@ -61,13 +57,7 @@ def reader_model(request, tmp_path, demo_data_root):
     config = _config(tmp_path, request.param, demo_data_root)
     model = MODELS.build(Config.fromfile(config).model)
     model.init_weights()
-    ckpt = str(tmp_path / 'model.pth')
-    save_checkpoint(
-        dict(
-            state_dict=model.state_dict(),
-            meta=dict(
-                dataset_meta=dict(
-                    classes=META['classes'], palette=META['palette']))), ckpt)
+    ckpt = save_shapes_checkpoint(model, str(tmp_path / 'model.pth'))
     return request.param, config, ckpt
 
 

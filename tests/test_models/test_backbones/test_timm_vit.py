@@ -1,9 +1,8 @@
 """TimmViT: timm's foundation ViTs as SegViT backbones."""
 import pytest
 import torch
-from fixtures import data_samples, tiny_segmentor_cfg
-from mmengine.config import ConfigDict
-from mmseg.registry import MODELS
+from fixtures import (data_samples, run_tool, timm_demo_config,
+                      tiny_timm_segmentor)
 
 from mmseg_segvit.models.backbones import TimmViT
 from mmseg_segvit.models.backbones.timm_vit import (center_pad,
@@ -200,17 +199,13 @@ def test_frozen_backbone(paramwise):
     gradient: no state, no decay) and leaves them out with one.
     """
     from mmengine.optim import build_optim_wrapper
-    cfg = tiny_segmentor_cfg(num_classes=3, size=(64, 64))
-    cfg['backbone'] = dict(
-        type='TimmViT',
-        model_name=FAMILIES['dinov3'],
-        img_size=(64, 64),
+    model = tiny_timm_segmentor(
+        FAMILIES['dinov3'], (64, 64),
+        depth=TINY['depth'],
         out_indices=(1, 2, 3),
+        dropout=0.1,
         frozen=True,
-        drop_path_rate=0.2,
-        model_kwargs=dict(TINY))
-    model = MODELS.build(ConfigDict(cfg))
-    model.init_weights()
+        drop_path_rate=0.2)
     model.train()
     assert not model.backbone.vit.training and model.decode_head.training
     assert not any(p.requires_grad for p in model.backbone.parameters())
@@ -248,15 +243,11 @@ def test_frozen_backbone(paramwise):
 def test_in_segmentor_loss_and_predict():
     """TimmViT + ATMHead: a training step and whole inference at a size off the
     patch (DINOv2, 14 at 60x74)."""
-    cfg = tiny_segmentor_cfg(num_classes=3, size=(56, 56))
-    cfg['backbone'] = dict(
-        type='TimmViT',
-        model_name=FAMILIES['dinov2_reg4'],
-        img_size=(56, 56),
+    model = tiny_timm_segmentor(
+        FAMILIES['dinov2_reg4'], (56, 56),
+        depth=TINY['depth'],
         out_indices=(1, 2, 3),
-        model_kwargs=dict(TINY))
-    model = MODELS.build(ConfigDict(cfg))
-    model.init_weights()
+        dropout=0.1)
     labels = torch.randint(0, 3, (2, 56, 56))
     data = model.data_preprocessor(
         dict(
@@ -276,17 +267,8 @@ def test_in_segmentor_loss_and_predict():
 
 
 def _segmentor(name, size, depth=3):
-    cfg = tiny_segmentor_cfg(num_classes=3, size=size, dropout=0.0)
-    cfg['backbone'] = dict(
-        type='TimmViT',
-        model_name=name,
-        img_size=size,
-        out_indices=(0, 1, 2),
-        model_kwargs=dict(TINY, depth=depth))
     torch.manual_seed(0)
-    model = MODELS.build(ConfigDict(cfg))
-    model.init_weights()
-    return model.eval()
+    return tiny_timm_segmentor(name, size, depth).eval()
 
 
 @pytest.mark.parametrize(
@@ -333,27 +315,8 @@ def test_flops_of_the_backbone():
 
 
 def test_get_flops_tool_on_a_timm_config(tmp_path):
-    import os.path as osp
-    import subprocess
-    import sys
-
-    from fixtures import REPO
-    cfg = tmp_path / 'timm_demo.py'
-    base = osp.join(REPO, 'configs', 'segvit',
-                    'segvit_vit-t8_1xb8-500iter_shapes-128x128.py')
-    cfg.write_text(
-        f'_base_ = [{base!r}]\n'
-        "model = dict(backbone=dict(_delete_=True, type='TimmViT', "
-        "model_name='vit_small_patch14_dinov2', img_size=(128, 128), "
-        'out_indices=(0, 1, 2), model_kwargs=dict(embed_dim=32, depth=3, '
-        'num_heads=2)), decode_head=dict(in_channels=32))\n')
-    proc = subprocess.run(
-        [sys.executable,
-         osp.join(REPO, 'tools', 'get_flops.py'),
-         str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=REPO)
+    proc = run_tool('get_flops.py',
+                    timm_demo_config(tmp_path, 'vit_small_patch14_dinov2'))
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith('backbone') for line in lines)

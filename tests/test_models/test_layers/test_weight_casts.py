@@ -1,12 +1,9 @@
 """batched_weight_casts: at inference under autocast the weights are cast
 in one multi-tensor copy per call; the outputs are autocast's own, the
 module's parameters are untouched, and anywhere else nothing changes."""
-import subprocess
-import sys
-
 import pytest
 import torch
-from fixtures import tiny_segmentor_cfg, tiny_shrunk_vit
+from fixtures import run_python, tiny_segmentor_cfg, tiny_shrunk_vit
 from mmengine.config import ConfigDict
 from mmseg.registry import MODELS
 
@@ -163,10 +160,7 @@ def test_off_by_default_and_none_batches_only_cuda_modules():
     for CUDA modules only."""
     code = ('from mmseg_segvit.models.layers import get_batched_weight_casts;'
             'print(get_batched_weight_casts())')
-    out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True,
-                         text=True,
-                         check=True).stdout.split()
+    out = run_python(code).split()
     assert out[-1] == 'False'
     assert get_batched_weight_casts() is False  # every test restores it
     linear = torch.nn.Linear(2, 2).eval()
