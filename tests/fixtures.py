@@ -75,6 +75,30 @@ def data_samples(labels: torch.Tensor):
     return samples
 
 
+def batch_losses(model, imgs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """``model.loss`` on (B, 3, H, W) images and their (B, H, W) labels,
+    through the model's data preprocessor in training mode."""
+    data = model.data_preprocessor(
+        dict(inputs=list(imgs), data_samples=data_samples(labels)),
+        training=True)
+    return model.loss(data['inputs'], data['data_samples'])
+
+
+def param_group_values(model, optim_wrapper, key: str) -> dict:
+    """Parameter name -> the ``key`` (``'lr'``, ``'weight_decay'``) of its
+    param group in ``optim_wrapper``, for the parameters of ``model`` the
+    optimizer holds."""
+    by_id = {
+        id(p): group[key]
+        for group in optim_wrapper.optimizer.param_groups
+        for p in group['params']
+    }
+    return {
+        name: by_id[id(p)]
+        for name, p in model.named_parameters() if id(p) in by_id
+    }
+
+
 def meta_head(head_cfg: dict):
     """The decode head a config builds, on the meta device (no memory, no
     initialisation): its settings and its bound loss, at any size."""

@@ -6,24 +6,46 @@ configs build this package's models of the same size. One module, imported by
 name (``pytest.ini`` puts ``tests/`` on the path).
 """
 import torch
+from fixtures import tiny_vit_cfg
 from mmseg.registry import MODELS
 from official_segvit_reference import (OfficialATMHead, OfficialTPNATMHead,
                                        OfficialViTShrink)
 
 NUM_CLASSES, LAYERS, EMBED, DIM, HEADS = 5, 2, 32, 16, 4
+
+
+def vit16_cfg(**kwargs) -> dict:
+    """:func:`fixtures.tiny_vit_cfg` with the official ViT/16 settings: 16x16
+    patches with a bias, ``HEADS`` heads, bicubic position table resizing;
+    ``kwargs`` override or add."""
+    cfg = tiny_vit_cfg(
+        patch_size=16,
+        patch_bias=True,
+        num_heads=HEADS,
+        interpolate_mode='bicubic')
+    cfg.update(kwargs)
+    return cfg
+
+
 # the Shrunk ViT of official_shrunk / shrunk_cfg (mmseg ViT settings)
-VIT = dict(
-    img_size=(64, 64),
-    patch_size=16,
-    patch_bias=True,
-    embed_dims=EMBED,
-    num_layers=4,
-    num_heads=HEADS,
-    out_indices=[1, 3],
-    final_norm=False,
-    norm_cfg=dict(type='LN', eps=1e-6),
-    with_cls_token=False,
-    interpolate_mode='bicubic')
+VIT = vit16_cfg(embed_dims=EMBED)
+
+
+def _segmentor_cfg(backbone: dict, num_classes: int, **head) -> dict:
+    """EncoderDecoder of ``backbone`` and an ATMHead of ``DIM`` channels,
+    ``LAYERS`` layers of ``HEADS`` heads (``head`` added), whole inference."""
+    return dict(
+        type='EncoderDecoder',
+        backbone=backbone,
+        decode_head=dict(
+            type='ATMHead',
+            embed_dims=DIM,
+            num_classes=num_classes,
+            num_layers=LAYERS,
+            num_heads=HEADS,
+            **head),
+        train_cfg=dict(),
+        test_cfg=dict(mode='whole'))
 
 
 def tiny_cfg(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
@@ -31,31 +53,17 @@ def tiny_cfg(num_classes=NUM_CLASSES, img=64, embed=EMBED, depth=4):
 
     a ``depth``-layer ViT/16 (patch bias, no final norm) + 3-stage ATMHead.
     """
-    return dict(
-        type='EncoderDecoder',
-        backbone=dict(
+    return _segmentor_cfg(
+        dict(
             type='VisionTransformer',
-            img_size=(img, img),
-            patch_size=16,
-            patch_bias=True,
-            embed_dims=embed,
-            num_layers=depth,
-            num_heads=HEADS,
-            out_indices=[depth - 3, depth - 2, depth - 1],
-            final_norm=False,
-            norm_cfg=dict(type='LN', eps=1e-6),
-            with_cls_token=False,
-            interpolate_mode='bicubic'),
-        decode_head=dict(
-            type='ATMHead',
-            in_channels=embed,
-            embed_dims=DIM,
-            num_classes=num_classes,
-            num_layers=LAYERS,
-            num_heads=HEADS,
-            use_stages=3),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
+            **vit16_cfg(
+                img_size=(img, img),
+                embed_dims=embed,
+                num_layers=depth,
+                out_indices=[depth - 3, depth - 2, depth - 1])),
+        num_classes,
+        in_channels=embed,
+        use_stages=3)
 
 
 def randomize(module):
@@ -85,25 +93,17 @@ def shrunk_cfg(num_classes=NUM_CLASSES):
     ``ShrunkViT`` with query up-sampling + a 1-stage, per-layer-mask ATMHead
     without projections.
     """
-    return dict(
-        type='EncoderDecoder',
-        backbone=dict(
+    return _segmentor_cfg(
+        dict(
             type='ShrunkViT',
             qd_index=2,
             qu_cfg=dict(embed_dims=DIM, num_heads=HEADS, num_layers=LAYERS),
             **VIT),
-        decode_head=dict(
-            type='ATMHead',
-            in_channels=DIM,
-            embed_dims=DIM,
-            num_classes=num_classes,
-            num_layers=LAYERS,
-            num_heads=HEADS,
-            use_stages=1,
-            use_proj=False,
-            mask_mode='per_layer'),
-        train_cfg=dict(),
-        test_cfg=dict(mode='whole'))
+        num_classes,
+        in_channels=DIM,
+        use_stages=1,
+        use_proj=False,
+        mask_mode='per_layer')
 
 
 def official_shrunk(num_classes=NUM_CLASSES):

@@ -100,18 +100,24 @@ def test_timm_safetensors_and_pth(tmp_path):
                    for n in notes)
 
 
+def _segmentor_checkpoint(tmp_path, name, img_size, seed, others=None):
+    """A randomised :func:`tiny` TimmViT and the path of a whole-model
+    checkpoint holding it under ``backbone.`` (and the tensors ``others``), as
+    mmengine saves one."""
+    backbone = tiny(name, img_size=img_size)
+    randomise(backbone.vit, seed=seed)
+    path = tmp_path / 'segmentor.pth'
+    state_dict = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
+    torch.save(
+        dict(meta=dict(iter=3), state_dict=dict(state_dict, **(others or {}))),
+        path)
+    return backbone, path
+
+
 def test_segmentor_checkpoint_prefix(tmp_path):
     """The backbone of a whole-model checkpoint (``backbone.vit.``)."""
-    first = tiny('vit_small_patch16_dinov3_qkvb', img_size=(64, 64))
-    randomise(first.vit, seed=2)
-    path = tmp_path / 'segmentor.pth'
-    torch.save(
-        dict(
-            meta=dict(iter=3),
-            state_dict={
-                f'backbone.{k}': v
-                for k, v in first.state_dict().items()
-            }), path)
+    first, path = _segmentor_checkpoint(
+        tmp_path, 'vit_small_patch16_dinov3_qkvb', (64, 64), seed=2)
     second = tiny(
         'vit_small_patch16_dinov3_qkvb',
         img_size=(64, 64),
@@ -263,16 +269,11 @@ def test_segmentor_checkpoint_with_mmengine_prefix(tmp_path):
     """``prefix='backbone.'`` (mmengine's usual way) and a saved TimmViT (keys
     ``vit.*``) load every tensor; without a prefix a segmentor checkpoint is
     refused naming the prefix to use."""
-    first = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
-    randomise(first.vit, seed=3)
-    whole = tmp_path / 'segmentor.pth'
-    torch.save(
-        dict(
-            meta=dict(iter=3),
-            state_dict=dict(
-                {f'backbone.{k}': v
-                 for k, v in first.state_dict().items()},
-                **{'decode_head.q.weight': torch.zeros(5, 32)})), whole)
+    first, whole = _segmentor_checkpoint(
+        tmp_path,
+        'vit_small_patch14_dinov2', (56, 56),
+        seed=3,
+        others={'decode_head.q.weight': torch.zeros(5, 32)})
     second = tiny('vit_small_patch14_dinov2', img_size=(56, 56))
     load_timm_backbone(second, str(whole), prefix='backbone.')
     assert_loaded(second, first.vit.state_dict())

@@ -5,6 +5,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
+from official_checkpoints import vit16_cfg
 from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 
@@ -16,16 +17,22 @@ from mmseg_segvit.tools import convert_official_segvit, convert_timm_vit
 EMBED, DEPTH, HEADS = 32, 4, 4
 
 
-def timm_vit(img=64):
-    """A small timm ViT (AugReg layout: class token, no final-norm use), random
-    weights, no download."""
-    model = TimmViT(
+def timm_vit16(img: int, depth: int, **kwargs) -> TimmViT:
+    """timm's ViT/16 of ``EMBED`` channels and ``HEADS`` heads (``kwargs``
+    added), no download."""
+    return TimmViT(
         img_size=img,
         patch_size=16,
         embed_dim=EMBED,
-        depth=DEPTH,
+        depth=depth,
         num_heads=HEADS,
-        num_classes=10)
+        **kwargs)
+
+
+def timm_vit(img=64):
+    """A small timm ViT (AugReg layout: class token, no final-norm use), random
+    weights, no download."""
+    model = timm_vit16(img, DEPTH, num_classes=10)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(
@@ -125,13 +132,8 @@ def test_mmseg_layout_files_pass_through(tmp_path):
 
 
 def test_unknown_vit_keys_are_errors_naming_them():
-    model = TimmViT(
-        img_size=32,
-        patch_size=16,
-        embed_dim=EMBED,
-        depth=1,
-        num_heads=HEADS,
-        init_values=1e-5)  # LayerScale: mmseg's ViT has no place for it
+    # LayerScale: mmseg's ViT has no place for it
+    model = timm_vit16(32, 1, init_values=1e-5)
     with pytest.raises(ConversionError, match=r'layers\.0\.ls1\.gamma'):
         convert_pretrained_vit(model.state_dict())
 
@@ -215,17 +217,13 @@ def mmseg_vit_cfg(img, with_cls_token=False, **kwargs):
     """Config of mmseg's ViT like the SegViT configs (no class token)."""
     cfg = dict(
         type='VisionTransformer',
-        img_size=(img, img),
-        patch_size=16,
-        patch_bias=True,
-        embed_dims=EMBED,
-        num_layers=DEPTH,
-        num_heads=HEADS,
-        out_indices=[1, 2, 3],
-        final_norm=False,
-        norm_cfg=dict(type='LN', eps=1e-6),
-        with_cls_token=with_cls_token,
-        interpolate_mode='bicubic')
+        **vit16_cfg(
+            img_size=(img, img),
+            embed_dims=EMBED,
+            num_layers=DEPTH,
+            num_heads=HEADS,
+            out_indices=[1, 2, 3],
+            with_cls_token=with_cls_token))
     cfg.update(kwargs)
     return cfg
 
@@ -313,13 +311,7 @@ def jax_npz(path, depth=2, dims=EMBED, heads=HEADS, grid=4, classes=10):
 def test_jax_npz_loads_like_timms_npz_loader(tmp_path):
     from timm.models.vision_transformer import _load_weights
     path = jax_npz(str(tmp_path / 'ViT-B_16.npz'))
-    timm_model = TimmViT(
-        img_size=64,
-        patch_size=16,
-        embed_dim=EMBED,
-        depth=2,
-        num_heads=HEADS,
-        num_classes=10)
+    timm_model = timm_vit16(64, 2, num_classes=10)
     _load_weights(timm_model, path)  # timm's own reading of the file
     want, _ = convert_pretrained_vit(
         timm_model.state_dict(), grid=(6, 6), src_grid=(4, 4))

@@ -10,7 +10,7 @@ import os.path as osp
 
 import pytest
 import torch
-from fixtures import REPO, data_samples
+from fixtures import REPO, batch_losses, data_samples
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmseg.registry import MODELS
@@ -262,11 +262,8 @@ def test_drop_in_trains_a_step_and_infers(path):
     imgs = torch.randint(0, 255, (2, 3, SIZE, SIZE)).float()
     labels = torch.randint(0, 6, (2, SIZE, SIZE)) * 25
     labels[:, :3] = 255
-    samples = data_samples(labels)
     optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    data = model.data_preprocessor(
-        dict(inputs=list(imgs), data_samples=samples), training=True)
-    losses = model.loss(data['inputs'], data['data_samples'])
+    losses = batch_losses(model, imgs, labels)
     assert {
         'decode.loss_ce', 'decode.loss_mask', 'decode.loss_dice', 'aux.loss_ce'
     } <= set(losses)

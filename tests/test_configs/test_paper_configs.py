@@ -9,7 +9,8 @@ import re
 
 import pytest
 import torch
-from fixtures import REPO, TIMM_CONFIG_NAME, data_samples, meta_head
+from fixtures import (REPO, TIMM_CONFIG_NAME, batch_losses, data_samples,
+                      meta_head, param_group_values)
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS
@@ -117,15 +118,11 @@ def test_built_optimiser_and_schedule_follow_the_official_recipe(path):
     recipe = _recipe(path)
     model = MODELS.build(_tiny(cfg, (64, 64)))
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    decay = {}
-    for group in optim.optimizer.param_groups:
-        for p in group['params']:
-            decay[id(p)] = group['weight_decay']
-    params = dict(model.named_parameters())
+    decay = param_group_values(model, optim, 'weight_decay')
     wd = recipe['weight_decay']
-    assert decay[id(params['backbone.layers.1.ffn.layers.1.weight'])] == wd
-    assert decay[id(params['decode_head.q.weight'])] == wd
-    assert decay[id(params['backbone.layers.1.ln1.weight'])] == 0.0
+    assert decay['backbone.layers.1.ffn.layers.1.weight'] == wd
+    assert decay['decode_head.q.weight'] == wd
+    assert decay['backbone.layers.1.ln1.weight'] == 0.0
 
     # The schedule, stepped as ParamSchedulerHook steps it, on one
     # parameter with lr 1: after the warm-up and half the poly phase the
@@ -181,12 +178,8 @@ def test_config_trains_one_step_and_infers(path):
     imgs = torch.randint(0, 255, (2, 3, h, w)).float()
     labels = torch.randint(0, num_classes, (2, h, w))
     labels[:, :2] = 255
-    samples = data_samples(labels)
     optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    data = model.data_preprocessor(
-        dict(inputs=list(imgs), data_samples=samples), training=True)
-    losses = model.loss(data['inputs'], data['data_samples'])
-    loss, _ = model.parse_losses(losses)
+    loss, _ = model.parse_losses(batch_losses(model, imgs, labels))
     assert torch.isfinite(loss)
     loss.backward()
     optim.step()
@@ -194,7 +187,7 @@ def test_config_trains_one_step_and_infers(path):
     model.eval()
     with torch.no_grad():
         data = model.data_preprocessor(
-            dict(inputs=list(imgs[:1]), data_samples=samples[:1]))
+            dict(inputs=list(imgs[:1]), data_samples=data_samples(labels[:1])))
         out = model.predict(data['inputs'], data['data_samples'])
     pred = out[0].pred_sem_seg.data
     assert pred.shape == (1, h, w)

@@ -7,7 +7,7 @@ import os.path as osp
 
 import pytest
 import torch
-from fixtures import REPO, meta_head
+from fixtures import REPO, meta_head, param_group_values
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
@@ -104,17 +104,13 @@ def test_qu_trains_with_the_head_learning_rate():
     model_cfg.decode_head.update(in_channels=32, embed_dims=32, num_heads=4)
     model = MODELS.build(model_cfg)
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    lr = {}
-    for group in optim.optimizer.param_groups:
-        for p in group['params']:
-            lr[id(p)] = group['lr']
-    params = dict(model.named_parameters())
+    lr = param_group_values(model, optim, 'lr')
     base = cfg.optim_wrapper.optimizer.lr
-    assert lr[id(params['backbone.qu.q.weight'])] == pytest.approx(10 * base)
-    assert lr[id(params['backbone.qu.decoders.1.layers.0.linear1.weight'])] \
-        == pytest.approx(10 * base)
-    assert lr[id(params['decode_head.q.weight'])] == pytest.approx(10 * base)
-    assert lr[id(params['backbone.layers.1.attn.attn.in_proj_weight'])] == \
+    assert lr['backbone.qu.q.weight'] == pytest.approx(10 * base)
+    assert lr['backbone.qu.decoders.1.layers.0.linear1.weight'] == \
+        pytest.approx(10 * base)
+    assert lr['decode_head.q.weight'] == pytest.approx(10 * base)
+    assert lr['backbone.layers.1.attn.attn.in_proj_weight'] == \
         pytest.approx(base)
 
 
