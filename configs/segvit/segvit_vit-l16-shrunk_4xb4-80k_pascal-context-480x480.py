@@ -1,18 +1,8 @@
-# SegViT Shrunk ViT-L/16 (configs/_base_/models/segvit_shrunk_vit-l16.py)
-# on the data and schedule of
-# segvit_vit-l16_4xb4-80k_pascal-context-480x480.py.
+# SegViT Shrunk ViT-L/16: segvit_vit-l16_4xb4-80k_pascal-context-480x480.py
+# (data, schedule, crop and head settings) with the Shrunk changes of
+# configs/_base_/models/segvit_shrunk-changes_vit-l16.py.
 _base_ = [
-    '../_base_/models/segvit_shrunk_vit-l16.py',
-    '../_base_/datasets/segvit_pascal-context-480x480.py',
-    '../_base_/default_runtime.py',
-    '../_base_/schedules/segvit_adamw-poly_80k.py'
+    './segvit_vit-l16_4xb4-80k_pascal-context-480x480.py',
+    '../_base_/models/segvit_shrunk-changes_vit-l16.py'
 ]
-# One preprocessing for the model and for the wrappers that take the
-# top-level one (MMSeg's TTA model under `--tta`).
-data_preprocessor = dict(size=_base_.crop_size)
-model = dict(
-    data_preprocessor=data_preprocessor,
-    backbone=dict(img_size=_base_.crop_size),
-    decode_head=dict(num_classes=60),
-    test_cfg=dict(crop_size=_base_.crop_size, stride=(320, 320)))
-optim_wrapper = dict(optimizer=dict(weight_decay=0.03))
+model = _base_.shrunk_vit_l16
