@@ -39,12 +39,13 @@ VARIANTS = ('trained', 'with_cp', 'frozen')
 def build(model_name: str, crop: int, variant: str, classes: int,
           device: torch.device):
     """The segmentor and its optimizer wrapper."""
+    import mmseg_segvit  # noqa: F401  (registers TimmViT, ATMHead)
+    # isort: split
     from mmengine.config import ConfigDict
     from mmengine.optim import build_optim_wrapper
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401  (registers TimmViT, ATMHead)
     register_all_modules(init_default_scope=True)
     torch.manual_seed(0)
     backbone = dict(

@@ -35,13 +35,14 @@ def main() -> None:
         '(default: the config\'s)')
     args = parser.parse_args()
 
+    import mmseg_segvit  # noqa: F401  (compat first)
+    # isort: split
     import torch
     from mmengine.runner import Runner
     from mmseg.apis import init_model
     from mmseg.evaluation import IoUMetric
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401  (compat first)
     register_all_modules()
 
     model = init_model(args.config, args.checkpoint, device=args.device)

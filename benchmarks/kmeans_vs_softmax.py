@@ -110,6 +110,8 @@ def read_results(work_dir: str) -> Dict[str, float]:
 
 def time_steps(variants: List[str], reps: int) -> Dict[str, float]:
     """Median seconds of one training step per variant, interleaved."""
+    import mmseg_segvit  # noqa: F401  (compat first, registers the models)
+    # isort: split
     import torch
     from mmengine.config import Config
     from mmengine.structures import PixelData
@@ -117,7 +119,6 @@ def time_steps(variants: List[str], reps: int) -> Dict[str, float]:
     from mmseg.structures import SegDataSample
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401  (compat first, registers the models)
     register_all_modules(init_default_scope=True)
 
     torch.manual_seed(0)

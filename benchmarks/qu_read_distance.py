@@ -121,11 +121,12 @@ def main(argv=None) -> None:
     add_cfg_options_argument(parser)
     args = parser.parse_args(argv)
 
+    import mmseg_segvit  # noqa: F401  (registers the modules)
+    # isort: split
     from mmengine.config import Config
     from mmseg.apis import init_model
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401  (registers the modules)
     register_all_modules()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

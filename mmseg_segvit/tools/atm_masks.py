@@ -57,11 +57,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
+    import mmseg_segvit  # noqa: F401  (compat first)
+    # isort: split
     from mmengine.logging import MMLogger
     from mmengine.utils import track_iter_progress
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401  (compat first)
     from mmseg_segvit.apis import init_model
     from mmseg_segvit.visualization import save_atm_pictures
     register_all_modules()

@@ -23,11 +23,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
 
+    import mmseg_segvit  # noqa: F401  (compat first)
+    # isort: split
     import cv2
     from mmseg.registry import DATASETS
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401  (compat first)
     from mmseg_segvit.apis import init_model
     from mmseg_segvit.visualization import (demo_panel_figure, demo_rows,
                                             figure_to_rgb)

@@ -65,9 +65,10 @@ def _batch(imgs, labels):
 
 
 def _worker(rank, tmpdir):
+    import mmseg_segvit  # noqa: F401
+    # isort: split
     from mmseg.utils import register_all_modules
 
-    import mmseg_segvit  # noqa: F401
     register_all_modules()
     torch.set_num_threads(1)
     torch_dist.init_process_group(
