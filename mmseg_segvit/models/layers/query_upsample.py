@@ -1,17 +1,22 @@
 """Query-based up-sampling (QU) of SegViT's Shrunk structure."""
+import math
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import constant_init, trunc_normal_init
+from timm.layers import build_sincos2d_pos_embed
 from torch import Tensor
 
 from ...typing_utils import Grid
 from .level_projection import build_level_projections, level_channels
 from .queries import batch_queries
 
-__all__ = ['QueryUpsample', 'cell_distances']
+__all__ = ['QueryUpsample', 'cell_distances', 'QUERY_INITS']
+
+#: Starts of QU's queries (``QueryUpsample(query_init=...)``).
+QUERY_INITS = ('normal', 'sincos')
 
 
 def cell_distances(grid: Grid, level_grid: Grid, like: Tensor) -> Tensor:
@@ -84,6 +89,17 @@ class QueryUpsample(nn.Module):
             takes position from the (pretrained) features it reads. No
             parameters; off (None) in the paper configs and the Shrunk demo
             (only `segvit-localqu_...` sets it). Default: None.
+        query_init (str): How :meth:`init_weights` draws the queries.
+            ``'normal'``: N(0, 1), the official code's (``nn.Embedding``'s
+            default). ``'sincos'``: the 2D sine-cosine table of
+            ``query_grid`` (MAE's, timm's ``build_sincos2d_pos_embed``),
+            scaled by sqrt(2) to the mean norm of the N(0, 1) draws
+            (sqrt(D)); needs D divisible by 4. The queries stay learnable
+            parameters and the forward pass is the same: only their start
+            differs, each query beginning at its cell's place in a code the
+            cross-attention can align with the position the features carry.
+            The Shrunk demo sets it (configs/segvit/README.md#demo).
+            Default: 'normal'.
     """
 
     def __init__(self,
@@ -97,12 +113,22 @@ class QueryUpsample(nn.Module):
                  query_grid: Grid = (40, 40),
                  interpolate_mode: str = 'bicubic',
                  use_proj: bool = True,
-                 locality_sigma: Optional[float] = None) -> None:
+                 locality_sigma: Optional[float] = None,
+                 query_init: str = 'normal') -> None:
         super().__init__()
         if locality_sigma is not None and not locality_sigma > 0:
             raise ValueError(f'locality_sigma must be None or > 0, got '
                              f'{locality_sigma}')
+        if query_init not in QUERY_INITS:
+            raise ValueError(f'query_init must be one of {QUERY_INITS}, got '
+                             f'{query_init!r}')
+        if query_init == 'sincos' and embed_dims % 4:
+            raise ValueError(f"query_init='sincos' needs embed_dims divisible "
+                             f'by 4 (a sine and a cosine per axis), got '
+                             f"{embed_dims}: change embed_dims or use "
+                             "query_init='normal'")
         self.locality_sigma = locality_sigma
+        self.query_init = query_init
         in_channels = level_channels(in_channels, num_levels, embed_dims,
                                      num_heads)
         if len(query_grid) != 2 or min(query_grid) < 1:
@@ -128,7 +154,7 @@ class QueryUpsample(nn.Module):
     def init_weights(self) -> None:
         """Truncated-normal (std 0.02) linear layers, unit LayerNorms, a fresh
         Xavier init of every attention's input projection (the decoder layers
-        are copies of one layer), N(0, 1) queries."""
+        are copies of one layer), queries by ``query_init``."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_init(m, std=0.02, bias=0)
@@ -137,7 +163,13 @@ class QueryUpsample(nn.Module):
             elif isinstance(m, nn.MultiheadAttention):
                 nn.init.xavier_uniform_(m.in_proj_weight)
                 nn.init.constant_(m.in_proj_bias, 0.0)
-        nn.init.normal_(self.q.weight)
+        if self.query_init == 'sincos':
+            table = build_sincos2d_pos_embed(
+                list(self.query_grid), dim=self.embed_dims) * math.sqrt(2)
+            with torch.no_grad():
+                self.q.weight.copy_(table)
+        else:
+            nn.init.normal_(self.q.weight)
 
     def queries(self, grid: Grid) -> Tensor:
         """The queries laid on ``grid``, resized if it is not the trained one.
@@ -227,4 +259,6 @@ class QueryUpsample(nn.Module):
         extra = f'query_grid={self.query_grid}'
         if self.locality_sigma is not None:
             extra += f', locality_sigma={self.locality_sigma} (non-official)'
+        if self.query_init != 'normal':
+            extra += f', query_init={self.query_init!r}'
         return extra

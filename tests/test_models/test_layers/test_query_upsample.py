@@ -112,6 +112,38 @@ def test_qu_locality_prior_is_an_opt_in_gaussian_on_the_cell_distance():
         _qu(locality_sigma=0)
 
 
+def test_qu_sincos_query_init_starts_the_queries_at_their_cells():
+    """query_init='sincos': the same parameters and forward pass, the queries
+    start as the sine-cosine table of query_grid at the norm of N(0, 1)
+    draws (sqrt(D)); each row is closest to its own cell's row and, near
+    it, the dot product falls with the distance."""
+    normal, sincos = _qu(), _qu(query_init='sincos')
+    assert normal.query_init == 'normal'
+    assert set(sincos.state_dict()) == set(normal.state_dict())
+    q = sincos.q.weight.detach()
+    assert q.shape == (24, 16)
+    torch.testing.assert_close(q.norm(dim=-1), torch.full((24, ), 4.0))
+    assert torch.equal((q @ q.T).argmax(1), torch.arange(24))
+    # cell (1, 1) against (1, 1), (1, 2), (1, 3), (1, 4): 0 to 3 cells away
+    along_row = q[7] @ q[7:11].T
+    assert torch.all(along_row[:-1] > along_row[1:])
+    assert "query_init='sincos'" in repr(sincos)
+    # normal draws: no such order
+    qn = normal.q.weight.detach()
+    assert abs(qn.std().item() - 1) < 0.3
+    out = sincos(_levels(), (4, 6))
+    assert out.shape == (2, 24, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(query_init='zeros'), "query_init must be one of"),
+    (dict(query_init='sincos', embed_dims=18, num_heads=2), 'divisible by 4'),
+])
+def test_qu_refuses_unknown_or_unfit_query_inits(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _qu(**kwargs)
+
+
 def test_qu_locality_prior_makes_the_output_follow_the_local_tokens():
     """With a sharp prior every query reads (almost) only its own cell (one
     level, one layer: the query self-attention comes before the cross-
