@@ -3,6 +3,7 @@
 Building, one train step and inference of every config (tiny sizes) are in
 test_paper_configs.py, whose generic tests cover these configs too.
 """
+import math
 import os.path as osp
 
 import pytest
@@ -11,6 +12,7 @@ from fixtures import REPO, meta_head, param_group_values
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
+from timm.layers import build_sincos2d_pos_embed
 
 from mmseg_segvit.models.backbones import sincos_pos_embed
 
@@ -28,7 +30,7 @@ SHRUNK = {
 }
 
 DEMO = 'segvit_vit-t8_1xb8-500iter_shapes-128x128'
-SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128'
+SHRUNK_DEMO = 'segvit_vit-t8-shrunk_1xb8-2000iter_shapes-128x128'
 
 
 def _load(stem):
@@ -160,10 +162,36 @@ def test_shrunk_demo_starts_from_the_plain_demo_vit(tmp_path):
     assert torch.equal(loaded[qd], plain_vit[qd])
     assert any(k.startswith('qu.') for k in loaded)
 
+    # QU's queries start as the sine-cosine table of their 16x16 grid
+    qu = model.backbone.qu
+    assert qu.query_init == 'sincos'
+    table = build_sincos2d_pos_embed([16, 16], dim=64) * math.sqrt(2)
+    torch.testing.assert_close(loaded['qu.q.weight'], table)
+
     with torch.no_grad():
         feats = model.eval().extract_feat(torch.randn(1, 3, 128, 128))
     assert len(feats) == 1 and feats[0].shape == (1, 64, 16, 16)
-    assert model.backbone.qu.query_grid == (16, 16)
+    assert qu.query_grid == (16, 16)
+
+
+def test_shrunk_demo_trains_the_vit_at_a_tenth_of_qu_and_the_head():
+    """The paper's Shrunk ratio: the pretrained ViT (QD layer included) at
+    1e-4, QU and the head at the plain demo's 1e-3 (the head's norms without
+    weight decay, as in the plain demo)."""
+    cfg = _load(SHRUNK_DEMO)
+    model = MODELS.build(cfg.model)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    lr = param_group_values(model, optim, 'lr')
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(1e-3)
+    for name, value in lr.items():
+        on_vit = name.startswith('backbone.') and \
+            not name.startswith('backbone.qu.')
+        assert value == pytest.approx(1e-4 if on_vit else 1e-3), name
+    assert 'backbone.layers.2.attn.attn.in_proj_weight' in lr  # QD
+    decay = param_group_values(model, optim, 'weight_decay')
+    assert decay['decode_head.decoders.0.layers.0.norm1.weight'] == 0
+    assert decay['backbone.qu.q.weight'] == pytest.approx(0.01)
+    assert cfg.train_cfg.max_iters == 2000
 
 
 def test_shrunk_demo_refuses_a_checkpoint_without_the_vit(tmp_path):

@@ -107,7 +107,7 @@ def test_shrunk_demo_trains_from_a_plain_demo_checkpoint(
     shrunk = _short(
         tmp_path, 'shrunk',
         osp.join(segvit,
-                 'segvit_vit-t8-shrunk_1xb8-1000iter_shapes-128x128.py'),
+                 'segvit_vit-t8-shrunk_1xb8-2000iter_shapes-128x128.py'),
         demo_data_root, SHRUNK_ITERS)
     work_dir = tmp_path / 'shrunk'
     log = _run([
