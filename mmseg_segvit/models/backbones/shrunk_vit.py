@@ -55,8 +55,9 @@ class ShrunkViT(FusedVisionTransformer):
             in increasing order (high resolution first). Default: (7, 23).
         qu_cfg (dict, optional): Arguments of :class:`QueryUpsample`
             (``embed_dims``, ``num_heads``, ``num_layers``, ``ffn_ratio``,
-            ``dropout``, ``query_grid``, ``interpolate_mode``, ``use_proj``;
-            any other key is a ``ValueError`` at build time). By default
+            ``dropout``, ``query_grid``, ``interpolate_mode``, ``use_proj``,
+            ``locality_sigma``, ``query_init``; any other key is a
+            ``ValueError`` at build time). By default
             ``embed_dims`` is half the ViT width, ``num_heads`` the ViT's,
             and ``query_grid`` the patch grid of ``img_size``.
         return_levels (bool): Also return the levels QU reads, as

@@ -98,7 +98,8 @@ class QueryUpsample(nn.Module):
             parameters and the forward pass is the same: only their start
             differs, each query beginning at its cell's place in a code the
             cross-attention can align with the position the features carry.
-            The Shrunk demo sets it (configs/segvit/README.md#demo).
+            The Shrunk demo sets it (configs/segvit/README.md, "How the
+            official Shrunk demo learns").
             Default: 'normal'.
     """
 
