@@ -7,7 +7,7 @@ MMCV_FLAVOUR ?= lite
 DEMO_CONFIG ?= configs/segvit/segvit_vit-t8_1xb8-500iter_shapes-128x128.py
 DEMO_DIR ?= work_dirs/segvit_demo
 DEMO_DATA ?= data/segvit_shapes
-SHRUNK_DEMO_CONFIG ?= configs/segvit/segvit_vit-t8-shrunk_1xb8-2000iter_shapes-128x128.py
+SHRUNK_DEMO_CONFIG ?= configs/segvit/segvit_vit-t8-shrunk_1xb8-1500iter_shapes-128x128.py
 SHRUNK_DEMO_DIR ?= work_dirs/segvit_demo_shrunk
 
 # What `make lint` checks and `make format` rewrites.

@@ -146,7 +146,7 @@ def test_configs_readme_demo_table_matches_metafile():
             for r in rows} == {
                 'segvit_vit-t8_1xb8-500iter_shapes-128x128',
                 'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128',
-                'segvit_vit-t8-shrunk_1xb8-2000iter_shapes-128x128'
+                'segvit_vit-t8-shrunk_1xb8-1500iter_shapes-128x128'
             }
     for name, iters, miou in rows:
         model = models[name]

@@ -19,7 +19,7 @@ from mmseg_segvit.utils import (ACTIVATION_HANDLES, FLOP_HANDLES, count_flops,
                                 flops_summary)
 
 SHRUNK_DEMO = osp.join(REPO, 'configs', 'segvit',
-                       'segvit_vit-t8-shrunk_1xb8-2000iter_shapes-128x128.py')
+                       'segvit_vit-t8-shrunk_1xb8-1500iter_shapes-128x128.py')
 
 
 class _SelfAttention(nn.Module):
