@@ -1,6 +1,6 @@
 """Training-step time of a config's model and of variants of it, measured in
-one process, the variants taking turns step by step (so a change of load on
-a shared machine falls on all of them alike).
+one process, the variants taking turns step by step (so a change of load on a
+shared machine falls on all of them alike).
 
 Each variant is the config with ``--cfg-options``-style overrides; every one
 trains on the same batches of the config's train dataloader (forward, loss,
@@ -62,8 +62,8 @@ def parse_variants(args: Sequence[Sequence[str]]) -> List[Variant]:
 
 def build_trainer(config: str, overrides: Dict[str, object]):
     """The model (train mode) and optimizer wrapper of ``config`` with
-    ``overrides``; the pretrained checkpoint of ``init_cfg`` is not loaded
-    (the step's cost does not depend on the weights)."""
+    ``overrides``; the pretrained checkpoint of ``init_cfg`` is not loaded (the
+    step's cost does not depend on the weights)."""
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmseg.registry import MODELS
@@ -77,8 +77,7 @@ def build_trainer(config: str, overrides: Dict[str, object]):
     return model, build_optim_wrapper(model, cfg.optim_wrapper)
 
 
-def train_batches(config: str, count: int,
-                  overrides: Dict[str, object]) -> list:
+def train_batches(config: str, count: int, overrides: dict) -> list:
     """``count`` batches of the train dataloader of ``config`` with
     ``overrides`` (seed 0, no worker processes)."""
     from mmengine.config import Config
@@ -94,8 +93,8 @@ def train_batches(config: str, count: int,
 def time_steps(config: str, variants: Sequence[Variant], steps: int,
                warmup: int) -> Dict[str, List[float]]:
     """Seconds of each of ``steps`` training steps per variant, after
-    ``warmup`` untimed steps each; the variants take turns every step, on
-    the batches of the first variant's train dataloader."""
+    ``warmup`` untimed steps each; the variants take turns every step, on the
+    batches of the first variant's train dataloader."""
     trainers = {name: build_trainer(config, o) for name, o in variants}
     batches = train_batches(config, warmup + steps, variants[0][1])
     times = {name: [] for name, _ in variants}
@@ -110,8 +109,10 @@ def time_steps(config: str, variants: Sequence[Variant], steps: int,
 
 def table(times: Dict[str, List[float]]) -> str:
     """Markdown table of :func:`time_steps`' result."""
-    rows = ['| variant | median ms / step | mean ms / step | median vs first |',
-            '| --- | --- | --- | --- |']
+    rows = [
+        '| variant | median ms / step | mean ms / step | median vs first |',
+        '| --- | --- | --- | --- |'
+    ]
     first = None
     for name, values in times.items():
         median = statistics.median(values) * 1e3

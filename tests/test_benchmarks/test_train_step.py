@@ -7,8 +7,10 @@ from benchmarks.train_step import parse_variants, table, time_steps
 
 def test_parse_variants_reads_values_as_cfg_options():
     variants = parse_variants([['base'],
-                               ['drop', 'model.decode_head.dropout=0.1',
-                                'train_cfg.max_iters=3', 'a.b=[1,2]']])
+                               [
+                                   'drop', 'model.decode_head.dropout=0.1',
+                                   'train_cfg.max_iters=3', 'a.b=[1,2]'
+                               ]])
     assert variants == [('base', {}),
                         ('drop', {
                             'model.decode_head.dropout': 0.1,
@@ -36,12 +38,12 @@ def test_time_steps_times_every_variant_on_the_demo(demo_data_root):
         'model.decode_head.use_stages': 2,
         **data
     }
-    times = time_steps(DEMO_CONFIG, [('a', small),
-                                     ('b', dict(small, **{
-                                         'model.decode_head.dropout': 0.0
-                                     }))],
-                       steps=2,
-                       warmup=1)
+    times = time_steps(
+        DEMO_CONFIG,
+        [('a', small),
+         ('b', dict(small, **{'model.decode_head.dropout': 0.0}))],
+        steps=2,
+        warmup=1)
     assert list(times) == ['a', 'b']
     assert all(len(v) == 2 and min(v) > 0 for v in times.values())
     rows = table(times).splitlines()

@@ -211,8 +211,9 @@ def test_shrunk_demo_schedule_ends_at_a_quarter_of_the_peak():
     assert all(isinstance(s, _ParamScheduler) for s in schedulers)
     seen = {}
     for it in range(cfg.train_cfg.max_iters):
-        seen[it] = [group['lr'] / p for group, p in zip(optim.param_groups,
-                                                         peak)]
+        seen[it] = [
+            group['lr'] / p for group, p in zip(optim.param_groups, peak)
+        ]
         for scheduler in schedulers:
             scheduler.step()
     assert seen[0] == pytest.approx([1e-3] * len(peak))
@@ -223,8 +224,8 @@ def test_shrunk_demo_schedule_ends_at_a_quarter_of_the_peak():
 
 
 def test_shrunk_demo_has_no_dropout_in_qu_and_the_head():
-    """Dropout 0 in QU and the ATM head (the dropout masks cost 40% of a
-    CPU step); the official 0.1 stays the modules' default."""
+    """Dropout 0 in QU and the ATM head (the dropout masks cost 40% of a CPU
+    step); the official 0.1 stays the modules' default."""
     cfg = _load(SHRUNK_DEMO)
     model = MODELS.build(cfg.model)
     drops = {

@@ -83,8 +83,8 @@ default_hooks = dict(logger=dict(interval=1),
 # The Shrunk demo's training check: iterations of the plain demo that make
 # its ViT, and of the Shrunk demo from that ViT (batch 8 each, at the
 # configs' learning rates).
-PLAIN_ITERS = 100
-SHRUNK_ITERS = 200
+PLAIN_ITERS = 200
+SHRUNK_ITERS = 400
 
 
 @pytest.mark.slow
