@@ -134,8 +134,8 @@ def test_configs_readme_results_match_metafile_and_names():
 
 
 def test_configs_readme_demo_table_matches_metafile():
-    """The measured demo figures (plain, on timm's ViT, Shrunk) are the
-    metafile's."""
+    """The measured demo figures (plain, on timm's ViT, Shrunk, local-QU
+    Shrunk) are the metafile's."""
     text = open(CONFIGS_README).read()
     demo = text[text.index('## Demo'):]
     models = {m['Name']: m for m in _models()}
@@ -146,7 +146,8 @@ def test_configs_readme_demo_table_matches_metafile():
             for r in rows} == {
                 'segvit_vit-t8_1xb8-500iter_shapes-128x128',
                 'segvit_timm-vit-t8_1xb8-500iter_shapes-128x128',
-                'segvit_vit-t8-shrunk_1xb8-1500iter_shapes-128x128'
+                'segvit_vit-t8-shrunk_1xb8-1500iter_shapes-128x128',
+                'segvit-localqu_vit-t8-shrunk_1xb8-1500iter_shapes-128x128'
             }
     for name, iters, miou in rows:
         model = models[name]
