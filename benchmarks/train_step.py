@@ -140,8 +140,7 @@ def main() -> None:
     times = time_steps(args.config, variants, args.steps, args.warmup)
     print(f'Training step of {args.config}, {args.steps} steps per variant '
           f'after {args.warmup} warm-up steps, taking turns; '
-          f'{device_name(torch.device("cpu"))}, '
-          f'{torch.get_num_threads()} threads')
+          f'{device_name(torch.device("cpu"))}')
     print()
     print(table(times))
 
