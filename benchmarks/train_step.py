@@ -3,11 +3,12 @@ one process, the variants taking turns step by step (so a change of load on a
 shared machine falls on all of them alike).
 
 Each variant is the config with ``--cfg-options``-style overrides; every one
-trains on the same batches of the config's train dataloader (forward, loss,
-backward and optimizer step through the config's optimizer wrapper, as
-``mim train`` runs them), from the same initial weights where the variants'
-parameters agree. Prints a Markdown table: median and mean milliseconds per
-step and the ratio of each variant's median to the first's.
+trains on the same batches (those of the first variant's train dataloader;
+later variants may not change ``train_dataloader``), forward, loss,
+backward and optimizer step through its optimizer wrapper as ``mim train``
+runs them, on the CPU, each model built after ``torch.manual_seed(0)``.
+Prints a Markdown table: median and mean milliseconds per step and the ratio
+of each variant's median to the first's.
 
 Example (the Shrunk demo with and without the official dropout 0.1 in QU and
 the head)::
@@ -60,6 +61,36 @@ def parse_variants(args: Sequence[Sequence[str]]) -> List[Variant]:
     return variants
 
 
+def check_overrides(config: str, variants: Sequence[Variant]) -> None:
+    """Refuse overrides that would time something else than asked.
+
+    Raises:
+        ValueError: A key whose parent is not in the config (a misspelt
+            key would add a setting nothing reads), or a ``train_dataloader``
+            override in a variant other than the first that the first does
+            not have (all variants train on the first one's batches).
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(config).to_dict()
+    for i, (name, overrides) in enumerate(variants):
+        for key in overrides:
+            node = cfg
+            for part in key.split('.')[:-1]:
+                if not isinstance(node, dict) or part not in node:
+                    raise ValueError(
+                        f'--variant {name}: {key} is not a setting of '
+                        f'{config} ({part!r} is not there); check its '
+                        'spelling against the config')
+                node = node[part]
+            first = variants[0][1]
+            if i > 0 and key.split('.')[0] == 'train_dataloader' and (
+                    key not in first or first[key] != overrides[key]):
+                raise ValueError(
+                    f'--variant {name}: {key} changes the data, but every '
+                    'variant trains on the batches of the first variant; '
+                    'put data overrides in the first --variant')
+
+
 def build_trainer(config: str, overrides: Dict[str, object]):
     """The model (train mode) and optimizer wrapper of ``config`` with
     ``overrides``; the pretrained checkpoint of ``init_cfg`` is not loaded (the
@@ -73,6 +104,7 @@ def build_trainer(config: str, overrides: Dict[str, object]):
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(overrides)
+    torch.manual_seed(0)
     model = MODELS.build(cfg.model).train()
     return model, build_optim_wrapper(model, cfg.optim_wrapper)
 
@@ -95,6 +127,7 @@ def time_steps(config: str, variants: Sequence[Variant], steps: int,
     """Seconds of each of ``steps`` training steps per variant, after
     ``warmup`` untimed steps each; the variants take turns every step, on the
     batches of the first variant's train dataloader."""
+    check_overrides(config, variants)
     trainers = {name: build_trainer(config, o) for name, o in variants}
     batches = train_batches(config, warmup + steps, variants[0][1])
     times = {name: [] for name, _ in variants}
@@ -133,10 +166,24 @@ def main() -> None:
         metavar='NAME [KEY=VALUE ...]',
         help='a variant: a name, then --cfg-options overrides (repeat the '
         'flag for more variants; default: the config alone)')
-    parser.add_argument('--steps', type=int, default=20)
-    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument(
+        '--steps',
+        type=int,
+        default=20,
+        help='timed steps per variant (default: 20)')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=3,
+        help='untimed steps per variant first (default: 3)')
     args = parser.parse_args()
-    variants = parse_variants(args.variant or [['config']])
+    if args.steps < 1 or args.warmup < 0:
+        parser.error('--steps must be >= 1 and --warmup >= 0')
+    try:
+        variants = parse_variants(args.variant or [['config']])
+        check_overrides(args.config, variants)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     times = time_steps(args.config, variants, args.steps, args.warmup)
     print(f'Training step of {args.config}, {args.steps} steps per variant '
           f'after {args.warmup} warm-up steps, taking turns; '

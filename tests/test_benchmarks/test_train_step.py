@@ -2,7 +2,8 @@
 import pytest
 from fixtures import DEMO_CONFIG
 
-from benchmarks.train_step import parse_variants, table, time_steps
+from benchmarks.train_step import (check_overrides, parse_variants, table,
+                                   time_steps)
 
 
 def test_parse_variants_reads_values_as_cfg_options():
@@ -50,3 +51,26 @@ def test_time_steps_times_every_variant_on_the_demo(demo_data_root):
     assert rows[0].startswith('| variant | median ms / step')
     assert rows[2].startswith('| a |') and rows[2].endswith('| 1.00x |')
     assert rows[3].startswith('| b |')
+
+
+@pytest.mark.parametrize('variants,match', [
+    ([('a', {
+        'modle.decode_head.dropout': 0.1
+    })], "modle.decode_head.dropout is not a setting .*'modle'"),
+    ([('a', {}), ('b', {
+        'train_dataloader.batch_size': 2
+    })], 'put data overrides in the first --variant'),
+])
+def test_check_overrides_refuses_what_would_time_the_wrong_thing(
+        variants, match):
+    with pytest.raises(ValueError, match=match):
+        check_overrides(DEMO_CONFIG, variants)
+
+
+def test_check_overrides_takes_new_leaves_of_existing_settings():
+    check_overrides(DEMO_CONFIG, [('a', {
+        'train_dataloader.batch_size': 2
+    }), ('b', {
+        'model.decode_head.dropout': 0.0,
+        'model.backbone.new_key': 1
+    })])
