@@ -162,9 +162,15 @@ def check_own_args(num_layers: int,
         raise ValueError(f'decode_head.ffn_ratio must be > 0 and an int (the '
                          f'FFN width is ffn_ratio * embed_dims), got '
                          f'{ffn_ratio!r}')
-    if not 0 <= dropout < 1:
-        raise ValueError(f'decode_head.dropout must be in [0, 1), got '
-                         f'{dropout}')
+    if not _is_probability(dropout):
+        raise ValueError(f'decode_head.dropout must be a number in [0, 1), '
+                         f'got {dropout!r}')
+
+
+def _is_probability(value) -> bool:
+    """A real number in [0, 1) (not a bool), as a dropout ratio."""
+    return isinstance(
+        value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
 
 
 def check_loss(loss: nn.Module) -> None:

@@ -101,6 +101,12 @@ class QueryUpsample(nn.Module):
             The Shrunk demo sets it (configs/segvit/README.md, "How the
             official Shrunk demo learns").
             Default: 'normal'.
+
+    Raises:
+        ValueError: ``dropout`` not a number in [0, 1), ``locality_sigma``
+            not None or > 0, an unknown ``query_init``, ``'sincos'`` with D
+            not divisible by 4, a ``query_grid`` that is not (h, w) >= 1, or
+            widths that do not fit (:func:`level_channels`).
     """
 
     def __init__(self,
@@ -117,6 +123,13 @@ class QueryUpsample(nn.Module):
                  locality_sigma: Optional[float] = None,
                  query_init: str = 'normal') -> None:
         super().__init__()
+        if isinstance(
+                dropout,
+                bool) or not isinstance(dropout,
+                                        (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f'QueryUpsample dropout (qu_cfg.dropout of '
+                             f'ShrunkViT) must be a number in [0, 1), got '
+                             f'{dropout!r}')
         if locality_sigma is not None and not locality_sigma > 0:
             raise ValueError(f'locality_sigma must be None or > 0, got '
                              f'{locality_sigma}')

@@ -124,7 +124,10 @@ def test_the_head_decides_the_number_of_outputs(head, outputs):
          r"input_transform='resize_concat'.*remove"),
         (dict(num_classes=0), r'num_classes must be an int >= 1, got 0'),
         (dict(ignore_index=None), r'ignore_index=None.*ignore_index=255'),
-        (dict(dropout=1.5), r'decode_head\.dropout must be in \[0, 1\)'),
+        (dict(dropout=1.5),
+         r'decode_head\.dropout must be a number in \[0, 1\)'),
+        (dict(dropout='abc'),
+         r"decode_head\.dropout must be a number in \[0, 1\), got 'abc'"),
         (dict(ffn_ratio=0), r'decode_head\.ffn_ratio must be > 0'),
         (dict(num_layers=0), r'decode_head\.num_layers must be an int >= 1'),
         # floats, e.g. embed_dims=768 / 2, failed inside torch or range()

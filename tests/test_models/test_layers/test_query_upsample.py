@@ -88,6 +88,12 @@ def test_qu_errors_name_the_problem():
         QueryUpsample(DIMS, embed_dims=10, num_heads=3)
     with pytest.raises(ValueError, match='use_proj=False'):
         QueryUpsample(DIMS, embed_dims=16, num_heads=2, use_proj=False)
+    for dropout in ('abc', 1.0, -0.1, True):
+        with pytest.raises(
+                ValueError,
+                match=r'qu_cfg\.dropout of ShrunkViT\) must be a '
+                r'number in \[0, 1\)'):
+            QueryUpsample(DIMS, embed_dims=16, num_heads=2, dropout=dropout)
 
 
 def test_qu_locality_prior_is_an_opt_in_gaussian_on_the_cell_distance():
