@@ -145,12 +145,11 @@ def test_shrunk_demo_trains_from_a_plain_demo_checkpoint(
     assert len(learned) >= 3, iou
 
 
-# How far above chance the brief Shrunk run must land: after 400 Shrunk
-# iterations (from 200 of the plain demo) it scored 14.61 mIoU, 1.75x the
-# bound of 8.33, with sky 80.8, sand 58.1 and water 34.8 IoU (2026-12-07,
-# CPU); the Shrunk demo leaves chance slowly (22.56 after 500 iterations
-# from the full plain demo, configs/segvit/README.md#demo).
-MIN_CHANCE_MULTIPLE = 1.5
+# How far above chance the brief Shrunk run must land: it scored 24.35
+# mIoU, 2.9x the bound of 8.33, with sky 82.3, sand 67.3, grass 66.5 and
+# water 64.9 IoU and the first shapes appearing (disc 7.2) on 2026-12-07
+# (CPU); the Shrunk demo leaves chance slowly (14.61 after 400 iterations).
+MIN_CHANCE_MULTIPLE = 2
 
 
 def _class_iou(log):
