@@ -22,7 +22,7 @@
 # learning to read its place at the end (73.46 mIoU; a decay to 0 over the
 # same 1500 iterations gave 66.77, configs/segvit/README.md#demo).
 # Dropout 0 in QU and the head (the official 0.1 regularises the paper's
-# 80k-160k-iteration runs): on a 2-core CPU the dropout masks cost 40% of
+# 80k-160k-iteration runs): on a 2-core CPU the dropout masks cost 42% of
 # the step, and a 2000-iteration run without them stayed within 1 mIoU of
 # one with them (77.22 against 78.21).
 _base_ = ['./segvit_vit-t8_1xb8-500iter_shapes-128x128.py']
