@@ -123,10 +123,9 @@ class QueryUpsample(nn.Module):
                  locality_sigma: Optional[float] = None,
                  query_init: str = 'normal') -> None:
         super().__init__()
-        if isinstance(
-                dropout,
-                bool) or not isinstance(dropout,
-                                        (int, float)) or not 0 <= dropout < 1:
+        number = isinstance(dropout,
+                            (int, float)) and not isinstance(dropout, bool)
+        if not (number and 0 <= dropout < 1):
             raise ValueError(f'QueryUpsample dropout (qu_cfg.dropout of '
                              f'ShrunkViT) must be a number in [0, 1), got '
                              f'{dropout!r}')
